@@ -1,0 +1,78 @@
+// A procedural lung-CT phantom: the built-in default dataset for lung segmentation, written in
+// LUNA16's layout so that the LUNA16 preparation path is the one exercised.
+//
+// Each subject is an axial chest CT in Hounsfield units: air outside the body (-1000), an
+// elliptical body with subcutaneous fat (~-100) and muscle (~+40), ribs, sternum and spine
+// (~+700), heart and aorta (~+40), trachea (air), two lungs (~-850) with branching vessel trees
+// (~+40), a few solid nodules (~+30), optional lesions (ground-glass halo around a solid core,
+// for anomaly detection), and Gaussian noise. A lung mask volume uses LUNA16's seg-lungs
+// labels: 3 = right lung, 4 = left lung, 0 elsewhere. Everything is a function of the seed
+// (our own generator, so every standard library gives the same volumes).
+//
+// Orientation matches LUNA16 scans (LPS on disk, identity direction cosines): voxel i runs from
+// the patient's right to left, j from anterior to posterior, k from inferior to superior. The
+// Volume's affine is RAS+ as everywhere in rg::data, so its first two columns are negative.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "data/volume.h"
+
+namespace rg::data {
+
+struct PhantomOptions {
+  // Voxels along i (right->left), j (anterior->posterior), k (inferior->superior).
+  std::array<int64_t, 3> dims{192, 192, 64};
+  // Voxel size in mm: anisotropic like a clinical chest CT (thick axial slices).
+  std::array<double, 3> spacing{1.8, 1.8, 2.5};
+  double noise_hu = 20.0;  // standard deviation of the additive Gaussian noise
+  int nodules = 3;         // solid nodules (most inside the lungs)
+  int lesions = 0;         // extra lesions inside the lungs (anomalies), positions returned
+  int vessel_generations = 7;
+};
+
+// A spherical finding (nodule or lesion).
+struct PhantomFinding {
+  std::string kind;                  // "nodule" or "lesion"
+  std::array<double, 3> voxel{};     // centre in voxel coordinates (i, j, k)
+  std::array<double, 3> world{};     // centre in world mm, RAS+ (the Volume's affine)
+  double diameter_mm = 0;
+  int lung_label = 0;                // 3/4 when the centre is inside a lung, else 0
+};
+
+struct Phantom {
+  Volume ct;     // Hounsfield units (integers after rounding)
+  Volume lungs;  // 0, 3 (right lung), 4 (left lung)
+  std::vector<PhantomFinding> nodules;
+  std::vector<PhantomFinding> lesions;
+};
+
+// Generates one subject. Same seed and options => bit-identical volumes.
+Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& options = {});
+
+// Subject `index` of a phantom dataset made with `seed`: its generator seed and its series UID
+// (a DICOM-like dotted number, as LUNA16 names files).
+uint64_t phantom_subject_seed(uint64_t seed, int index);
+std::string phantom_uid(uint64_t seed, int index);
+
+struct PhantomSubjectFiles {
+  std::string uid;
+  std::string scan_mhd;  // <dir>/subset0/<uid>.mhd (+ .raw, int16)
+  std::string mask_mhd;  // <dir>/seg-lungs-LUNA16/<uid>.mhd (+ .zraw, uint8, zlib)
+  std::vector<PhantomFinding> nodules, lesions;
+};
+
+// Writes `subjects` phantoms in LUNA16's layout under `dir`:
+//   subset0/<uid>.mhd/.raw, seg-lungs-LUNA16/<uid>.mhd/.zraw,
+//   annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm: nodules, LPS world mm as in
+//   LUNA16) and, when options.lesions > 0, lesions.csv (same columns).
+// `on_subject(done, total)` is called after each subject (progress reporting); may be empty.
+std::vector<PhantomSubjectFiles> write_phantom_luna16(
+    const std::string& dir, int subjects, uint64_t seed, const PhantomOptions& options = {},
+    const std::function<void(int, int)>& on_subject = {});
+
+}  // namespace rg::data
