@@ -35,6 +35,7 @@ struct NiftiHeader {
   std::array<std::array<double, 4>, 3> srow{};  // srow_x, srow_y, srow_z
   int xyzt_units = 0;
   bool single_file = true;          // magic "n+1"/"n+2" (true) or "ni1"/"ni2" (.hdr/.img pair)
+  bool analyze = false;             // no magic: ANALYZE 7.5 .hdr (read as a pair, pixdim affine)
   std::string descrip;
 };
 
@@ -64,7 +65,10 @@ enum class NiftiOut { UInt8, Int8, Int16, UInt16, Int32, Float32, Float64 };
 // (scanner) from vol.affine; the quaternion is the closest rotation to the affine's
 // direction cosines, and pixdim holds vol.spacing. Writes to a temporary file then renames,
 // so a failure never leaves a half-written file at `path`.
-void write_nifti(const std::string& path, const Volume& vol, NiftiOut dtype = NiftiOut::Float32);
+// `version` 2 writes NIfTI-2 (540-byte header, vox_offset 544); version 1 switches to 2 by
+// itself when a dimension exceeds 32767 (NIfTI-1 stores dims as int16).
+void write_nifti(const std::string& path, const Volume& vol, NiftiOut dtype = NiftiOut::Float32,
+                 int version = 1);
 
 // NIFTI_TYPE_* code name ("int16", ...) or "unknown(<code>)".
 std::string nifti_datatype_name(int datatype);
