@@ -1,0 +1,67 @@
+#include "engine/allocator.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "engine/error.h"
+
+namespace rg {
+
+namespace {
+
+class CpuAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes, void*) override {
+    if (bytes == 0) bytes = 1;
+    const size_t rounded = (bytes + 63) / 64 * 64;  // aligned_alloc needs a multiple of alignment
+    void* p = std::aligned_alloc(64, rounded);
+    if (p == nullptr) {
+      RG_FAIL("out of host memory: asked for ", bytes, " bytes with ", in_use_.load(),
+              " bytes in use by tensors");
+    }
+    const size_t now = in_use_.fetch_add(bytes) + bytes;
+    size_t old_peak = peak_.load();
+    while (now > old_peak && !peak_.compare_exchange_weak(old_peak, now)) {
+    }
+    return p;
+  }
+  void deallocate(void* ptr, size_t bytes, void*) override {
+    if (ptr == nullptr) return;
+    if (bytes == 0) bytes = 1;
+    in_use_.fetch_sub(bytes);
+    std::free(ptr);
+  }
+  AllocatorStats stats() const override { return {in_use_.load(), peak_.load(), 0}; }
+  void reset_peak() override { peak_.store(in_use_.load()); }
+
+ private:
+  std::atomic<size_t> in_use_{0};
+  std::atomic<size_t> peak_{0};
+};
+
+}  // namespace
+
+Allocator& cpu_allocator() {
+  static CpuAllocator allocator;
+  return allocator;
+}
+
+Allocator& allocator_for(Device device) {
+  return device.is_cpu() ? cpu_allocator() : cuda_allocator(device.index);
+}
+
+#ifndef RG_WITH_CUDA
+Allocator& cuda_allocator(int device) {
+  RG_FAIL("CUDA device cuda:", device, " requested, but this build has no CUDA backend (RG_CUDA=OFF)");
+}
+
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  RG_CHECK(dst_device.is_cpu() && src_device.is_cpu(), "copy from ", src_device.str(), " to ",
+           dst_device.str(), ": this build has no CUDA backend");
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+#endif
+
+}  // namespace rg

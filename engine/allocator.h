@@ -1,0 +1,36 @@
+// Memory allocators. Every Storage gets its bytes from the allocator of its device. The
+// interface is stream-ordered (a CUDA allocator may hand a block to the next user on the same
+// stream before the previous kernels finish); the CPU allocator ignores the stream.
+#pragma once
+
+#include <cstddef>
+
+#include "engine/device.h"
+
+namespace rg {
+
+struct AllocatorStats {
+  size_t in_use = 0;  // bytes handed out and not yet returned
+  size_t peak = 0;    // maximum of in_use since start (or the last reset)
+  size_t cached = 0;  // bytes held by the allocator for reuse, not handed out
+};
+
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual void* allocate(size_t bytes, void* stream = nullptr) = 0;
+  virtual void deallocate(void* ptr, size_t bytes, void* stream = nullptr) = 0;
+  virtual AllocatorStats stats() const = 0;
+  virtual void reset_peak() = 0;
+};
+
+// 64-byte aligned host memory (cache line and AVX-512 friendly).
+Allocator& cpu_allocator();
+// The allocator of a CUDA device; throws in a build without CUDA or without that device.
+Allocator& cuda_allocator(int device);
+Allocator& allocator_for(Device device);
+
+// Copies bytes between any two devices (host<->device, device<->device); synchronous.
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
+
+}  // namespace rg

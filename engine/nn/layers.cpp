@@ -1,0 +1,106 @@
+#include "engine/nn/layers.h"
+
+#include <cmath>
+
+namespace rg::nn {
+
+namespace {
+// PyTorch's default (kaiming_uniform with a = sqrt(5)) reduces to U(-1/sqrt(fan_in), +).
+Tensor uniform_fan_in(const Shape& shape, int64_t fan_in, Generator& gen) {
+  Tensor t = Tensor::empty(shape);
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  uniform_(t, -bound, bound, gen);
+  return t;
+}
+}  // namespace
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, ConvOptions opts, Generator& gen)
+    : Module("Conv2d"), options(opts) {
+  RG_CHECK(in_channels > 0 && out_channels > 0 && opts.kernel > 0, "Conv2d: channels (", in_channels,
+           ", ", out_channels, ") and kernel ", opts.kernel, " must be positive");
+  const int64_t fan_in = in_channels * opts.kernel * opts.kernel;
+  weight = uniform_fan_in({out_channels, opts.kernel, opts.kernel, in_channels}, fan_in, gen);
+  register_parameter("weight", &weight);
+  if (opts.bias) {
+    bias = uniform_fan_in({out_channels}, fan_in, gen);
+    register_parameter("bias", &bias);
+  }
+}
+
+Tensor Conv2d::forward(const Tensor& x) {
+  return conv2d(x, weight, bias, Conv2dParams::make(options.stride, options.padding));
+}
+
+ConvTranspose2d::ConvTranspose2d(int64_t in_channels, int64_t out_channels, ConvOptions opts,
+                                 Generator& gen)
+    : Module("ConvTranspose2d"), options(opts) {
+  RG_CHECK(in_channels > 0 && out_channels > 0 && opts.kernel > 0, "ConvTranspose2d: channels (",
+           in_channels, ", ", out_channels, ") and kernel ", opts.kernel, " must be positive");
+  // PyTorch computes fan_in of a transposed conv from weight.size(1) = out_channels.
+  const int64_t fan_in = out_channels * opts.kernel * opts.kernel;
+  weight = uniform_fan_in({in_channels, opts.kernel, opts.kernel, out_channels}, fan_in, gen);
+  register_parameter("weight", &weight);
+  if (opts.bias) {
+    bias = uniform_fan_in({out_channels}, fan_in, gen);
+    register_parameter("bias", &bias);
+  }
+}
+
+Tensor ConvTranspose2d::forward(const Tensor& x) {
+  return conv_transpose2d(
+      x, weight, bias, Conv2dParams::make(options.stride, options.padding, options.output_padding));
+}
+
+BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum, bool affine,
+                         bool track_running_stats)
+    : Module("BatchNorm2d"), eps(eps), momentum(momentum) {
+  RG_CHECK(channels > 0, "BatchNorm2d: channels must be positive, got ", channels);
+  if (affine) {
+    weight = Tensor::ones({channels});
+    bias = Tensor::zeros({channels});
+    register_parameter("weight", &weight);
+    register_parameter("bias", &bias);
+  }
+  if (track_running_stats) {
+    running_mean = Tensor::zeros({channels});
+    running_var = Tensor::ones({channels});
+    register_buffer("running_mean", &running_mean);
+    register_buffer("running_var", &running_var);
+  }
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  // Without running statistics, eval mode also uses batch statistics (as PyTorch does).
+  const bool use_batch_stats = is_training() || !running_mean.defined();
+  return batch_norm(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps);
+}
+
+InstanceNorm2d::InstanceNorm2d(int64_t channels, double eps, bool affine)
+    : Module("InstanceNorm2d"), eps(eps) {
+  RG_CHECK(channels > 0, "InstanceNorm2d: channels must be positive, got ", channels);
+  if (affine) {
+    weight = Tensor::ones({channels});
+    bias = Tensor::zeros({channels});
+    register_parameter("weight", &weight);
+    register_parameter("bias", &bias);
+  }
+}
+
+Tensor InstanceNorm2d::forward(const Tensor& x) { return instance_norm(x, weight, bias, eps); }
+
+Sequential::Sequential(std::vector<std::shared_ptr<Module>> modules) : Sequential() {
+  for (auto& m : modules) push_back(std::move(m));
+}
+
+void Sequential::push_back(std::shared_ptr<Module> module) {
+  RG_CHECK(module != nullptr, "Sequential: null module");
+  register_module(std::to_string(children().size()), std::move(module));
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (const auto& [name, child] : children()) h = child->forward(h);
+  return h;
+}
+
+}  // namespace rg::nn

@@ -1,0 +1,192 @@
+// batch_norm and instance_norm over NHWC tensors.
+#include "engine/dispatch.h"
+#include "engine/ops/op_utils.h"
+#include "engine/ops/ops.h"
+#include "kernels/norm.h"
+
+namespace rg {
+
+using namespace ops_detail;
+namespace k = kernels;
+
+namespace {
+
+void check_norm_args(const char* op, const Tensor& x, const Tensor& gamma, const Tensor& beta) {
+  check_defined(x, op, "x");
+  require_floating(x, op, "x");
+  require_cpu(op, {&x, &gamma, &beta});
+  RG_CHECK(x.dim() >= 2, op, ": input must be [N, ..., C], got shape ", shape_str(x.shape()));
+  const int64_t c = x.size(-1);
+  for (const Tensor* t : {&gamma, &beta}) {
+    if (!t->defined()) continue;
+    check_same_device(x, *t, op);
+    RG_CHECK(t->dim() == 1 && t->size(0) == c, op, ": affine parameter of shape ",
+             shape_str(t->shape()), " does not match ", c, " channels of input ",
+             shape_str(x.shape()));
+  }
+}
+
+k::NormShape norm_shape(const Tensor& x) {
+  k::NormShape s;
+  s.n = x.size(0);
+  s.c = x.size(-1);
+  s.hw = s.c == 0 || s.n == 0 ? 0 : x.numel() / (s.n * s.c);
+  return s;
+}
+
+// A kernel argument: the compute-dtype copy of an optional tensor, or null.
+template <typename T>
+const T* opt_ptr(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+enum class NormKind { BatchTrain, BatchEval, Instance };
+
+class NormBackward final : public Node {
+ public:
+  NormBackward(NormKind kind, const k::NormShape& s, double eps, const Tensor& x,
+               const Tensor& gamma, const Tensor& beta, Tensor stat_a, Tensor stat_b)
+      : Node(kind == NormKind::Instance ? "instance_norm" : "batch_norm"), kind_(kind), s_(s),
+        eps_(eps), x_(x.detach()), gamma_(gamma.defined() ? gamma.detach() : Tensor()),
+        x_dtype_(x.dtype()), gamma_dtype_(gamma.defined() ? gamma.dtype() : x.dtype()),
+        beta_dtype_(beta.defined() ? beta.dtype() : x.dtype()), stat_a_(std::move(stat_a)),
+        stat_b_(std::move(stat_b)) {}
+
+  std::vector<Tensor> backward(const Tensor& g) override {
+    const DType cdt = compute_dtype(x_dtype_);
+    Tensor xc = kernel_input(x_, cdt), dy = kernel_input(g, cdt);
+    Tensor gc = gamma_.defined() ? kernel_input(gamma_, cdt) : Tensor();
+    Tensor a = kernel_input(stat_a_, cdt), b = kernel_input(stat_b_, cdt);
+    Tensor dx = Tensor::empty(x_.shape(), cdt);
+    Tensor dgamma = needs_input_grad(1) ? Tensor::empty({s_.c}, cdt) : Tensor();
+    Tensor dbeta = needs_input_grad(2) ? Tensor::empty({s_.c}, cdt) : Tensor();
+    dispatch_compute(cdt, name().c_str(), [&](auto tag) {
+      using T = decltype(tag);
+      T* dg = dgamma.defined() ? dgamma.data<T>() : nullptr;
+      T* db = dbeta.defined() ? dbeta.data<T>() : nullptr;
+      switch (kind_) {
+        case NormKind::BatchTrain:
+          k::cpu::batch_norm_backward_train<T>(s_, xc.data<T>(), dy.data<T>(), opt_ptr<T>(gc),
+                                               a.data<T>(), b.data<T>(), dx.data<T>(), dg, db);
+          break;
+        case NormKind::BatchEval:
+          k::cpu::batch_norm_backward_eval<T>(s_, xc.data<T>(), dy.data<T>(), opt_ptr<T>(gc),
+                                              a.data<T>(), b.data<T>(), eps_, dx.data<T>(), dg, db);
+          break;
+        case NormKind::Instance:
+          k::cpu::instance_norm_backward<T>(s_, xc.data<T>(), dy.data<T>(), opt_ptr<T>(gc),
+                                            a.data<T>(), b.data<T>(), dx.data<T>(), dg, db);
+          break;
+      }
+    });
+    return {needs_input_grad(0) ? kernel_output(dx, x_dtype_) : Tensor(),
+            dgamma.defined() ? kernel_output(dgamma, gamma_dtype_) : Tensor(),
+            dbeta.defined() ? kernel_output(dbeta, beta_dtype_) : Tensor()};
+  }
+  void release_saved() override {
+    x_ = gamma_ = stat_a_ = stat_b_ = Tensor();
+  }
+
+ private:
+  NormKind kind_;
+  k::NormShape s_;
+  double eps_;
+  Tensor x_, gamma_;
+  DType x_dtype_, gamma_dtype_, beta_dtype_;
+  // Train/instance: saved mean and invstd. Eval: running mean and var (copies).
+  Tensor stat_a_, stat_b_;
+};
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
+                  Tensor running_var, bool training, double momentum, double eps) {
+  check_norm_args("batch_norm", x, gamma, beta);
+  const k::NormShape s = norm_shape(x);
+  RG_CHECK(running_mean.defined() == running_var.defined(),
+           "batch_norm: running_mean and running_var must be given together");
+  for (const Tensor* t : {&running_mean, &running_var}) {
+    if (!t->defined()) continue;
+    RG_CHECK(t->dim() == 1 && t->size(0) == s.c, "batch_norm: running statistic of shape ",
+             shape_str(t->shape()), " does not match ", s.c, " channels of input ",
+             shape_str(x.shape()));
+  }
+  RG_CHECK(training || running_mean.defined(),
+           "batch_norm: eval mode needs running_mean and running_var");
+  const int64_t count = s.n * s.hw;
+  RG_CHECK(!training || count > 1, "batch_norm: training needs more than one value per channel, "
+           "got input shape ", shape_str(x.shape()));
+
+  const DType cdt = compute_dtype(x.dtype());
+  Tensor xc = kernel_input(x, cdt);
+  Tensor gc = gamma.defined() ? kernel_input(gamma, cdt) : Tensor();
+  Tensor bc = beta.defined() ? kernel_input(beta, cdt) : Tensor();
+  Tensor y = Tensor::empty(x.shape(), cdt);
+  Tensor stat_a, stat_b;
+  if (training) {
+    stat_a = Tensor::empty({s.c}, cdt);  // batch mean
+    stat_b = Tensor::empty({s.c}, cdt);  // batch invstd
+  } else {
+    stat_a = kernel_input(running_mean, cdt).clone();
+    stat_b = kernel_input(running_var, cdt).clone();
+  }
+  dispatch_compute(cdt, "batch_norm", [&](auto tag) {
+    using T = decltype(tag);
+    if (training) {
+      k::cpu::batch_norm_forward_train<T>(s, xc.data<T>(), opt_ptr<T>(gc), opt_ptr<T>(bc), eps,
+                                          y.data<T>(), stat_a.data<T>(), stat_b.data<T>());
+    } else {
+      k::cpu::batch_norm_forward_eval<T>(s, xc.data<T>(), opt_ptr<T>(gc), opt_ptr<T>(bc),
+                                         stat_a.data<T>(), stat_b.data<T>(), eps, y.data<T>());
+    }
+  });
+  if (training && running_mean.defined()) {
+    // running = (1 - m) * running + m * batch, with the unbiased batch variance (count / (count-1)).
+    NoGradGuard no_grad;
+    const std::vector<double> mean_v = stat_a.to_vector<double>();
+    const std::vector<double> invstd_v = stat_b.to_vector<double>();
+    std::vector<double> rm = running_mean.to_vector<double>(), rv = running_var.to_vector<double>();
+    const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+    for (int64_t c = 0; c < s.c; ++c) {
+      const double var = 1.0 / (invstd_v[c] * invstd_v[c]) - eps;
+      rm[c] = (1.0 - momentum) * rm[c] + momentum * mean_v[c];
+      rv[c] = (1.0 - momentum) * rv[c] + momentum * var * unbias;
+    }
+    running_mean.copy_(Tensor::from_vector(rm, {s.c}));
+    running_var.copy_(Tensor::from_vector(rv, {s.c}));
+  }
+  y = kernel_output(y, x.dtype());
+  if (any_requires_grad({&x, &gamma, &beta})) {
+    record(y,
+           std::make_shared<NormBackward>(training ? NormKind::BatchTrain : NormKind::BatchEval, s,
+                                          eps, x, gamma, beta, stat_a, stat_b),
+           {&x, &gamma, &beta});
+  }
+  return y;
+}
+
+Tensor instance_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
+  check_norm_args("instance_norm", x, gamma, beta);
+  const k::NormShape s = norm_shape(x);
+  const DType cdt = compute_dtype(x.dtype());
+  Tensor xc = kernel_input(x, cdt);
+  Tensor gc = gamma.defined() ? kernel_input(gamma, cdt) : Tensor();
+  Tensor bc = beta.defined() ? kernel_input(beta, cdt) : Tensor();
+  Tensor y = Tensor::empty(x.shape(), cdt);
+  Tensor mean_t = Tensor::empty({s.n, s.c}, cdt), invstd_t = Tensor::empty({s.n, s.c}, cdt);
+  dispatch_compute(cdt, "instance_norm", [&](auto tag) {
+    using T = decltype(tag);
+    k::cpu::instance_norm_forward<T>(s, xc.data<T>(), opt_ptr<T>(gc), opt_ptr<T>(bc), eps,
+                                     y.data<T>(), mean_t.data<T>(), invstd_t.data<T>());
+  });
+  y = kernel_output(y, x.dtype());
+  if (any_requires_grad({&x, &gamma, &beta})) {
+    record(y,
+           std::make_shared<NormBackward>(NormKind::Instance, s, eps, x, gamma, beta, mean_t,
+                                          invstd_t),
+           {&x, &gamma, &beta});
+  }
+  return y;
+}
+
+}  // namespace rg

@@ -1,0 +1,35 @@
+#include "engine/ops/op_utils.h"
+
+namespace rg::ops_detail {
+
+DType promote(DType a, DType b) {
+  if (a == b) return a;
+  if (a == DType::F64 || b == DType::F64) return DType::F64;
+  return DType::F32;
+}
+
+Tensor kernel_input(const Tensor& t, DType dtype) {
+  Tensor d = t.detach();
+  if (d.dtype() != dtype) d = d.to(dtype);
+  return d.contiguous();
+}
+
+Tensor kernel_output(const Tensor& t, DType dtype) {
+  return t.dtype() == dtype ? t : t.to(dtype);
+}
+
+void require_cpu(const char* op, std::initializer_list<const Tensor*> tensors) {
+  for (const Tensor* t : tensors) {
+    if (t == nullptr || !t->defined()) continue;
+    RG_CHECK(t->device().is_cpu(), op, ": no ", t->device().str(),
+             " kernel is registered for this op yet (tensor of shape ", shape_str(t->shape()),
+             "); move the tensors to the CPU or use a build with the CUDA backend");
+  }
+}
+
+void require_floating(const Tensor& t, const char* op, const char* arg) {
+  RG_CHECK(is_floating(t.dtype()), op, ": argument '", arg, "' must be floating point, got ",
+           dtype_name(t.dtype()), " with shape ", shape_str(t.shape()));
+}
+
+}  // namespace rg::ops_detail

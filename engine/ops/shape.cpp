@@ -1,0 +1,73 @@
+// Shape ops that copy data: concat (the U-Net skip connection, channels = dim -1 in NHWC).
+#include "engine/ops/op_utils.h"
+#include "engine/ops/ops.h"
+
+namespace rg {
+
+using namespace ops_detail;
+
+namespace {
+
+class ConcatBackward final : public Node {
+ public:
+  ConcatBackward(int64_t dim, std::vector<int64_t> sizes)
+      : Node("concat"), dim_(dim), sizes_(std::move(sizes)) {}
+  std::vector<Tensor> backward(const Tensor& g) override {
+    std::vector<Tensor> grads(sizes_.size());
+    int64_t start = 0;
+    for (size_t i = 0; i < sizes_.size(); ++i) {
+      if (needs_input_grad(i)) grads[i] = g.slice(dim_, start, start + sizes_[i]).contiguous();
+      start += sizes_[i];
+    }
+    return grads;
+  }
+
+ private:
+  int64_t dim_;
+  std::vector<int64_t> sizes_;
+};
+
+}  // namespace
+
+Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
+  RG_CHECK(!tensors.empty(), "concat: no tensors given");
+  const Tensor& first = tensors[0];
+  check_defined(first, "concat", "tensors[0]");
+  const int64_t n = first.dim();
+  const int64_t axis = dim < 0 ? dim + n : dim;
+  RG_CHECK(axis >= 0 && axis < n, "concat: dim ", dim, " out of range for shape ",
+           shape_str(first.shape()));
+  Shape out_shape = first.shape();
+  out_shape[axis] = 0;
+  std::vector<int64_t> sizes;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    check_defined(t, "concat", "tensors[i]");
+    check_same_device(first, t, "concat");
+    RG_CHECK(t.dtype() == first.dtype(), "concat: tensor ", i, " has dtype ", dtype_name(t.dtype()),
+             ", tensor 0 has ", dtype_name(first.dtype()));
+    bool compatible = t.dim() == n;
+    for (int64_t d = 0; compatible && d < n; ++d) {
+      if (d != axis && t.size(d) != first.size(d)) compatible = false;
+    }
+    RG_CHECK(compatible, "concat along dim ", dim, ": shape ", shape_str(t.shape()), " of tensor ",
+             i, " does not match ", shape_str(first.shape()), " of tensor 0");
+    sizes.push_back(t.size(axis));
+    out_shape[axis] += t.size(axis);
+  }
+  Tensor out = Tensor::empty(out_shape, first.dtype(), first.device());
+  int64_t start = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    Tensor window = out.slice(axis, start, start + sizes[i]);
+    window.copy_(tensors[i].detach());
+    start += sizes[i];
+  }
+  if (grad_mode_enabled()) {
+    bool any = false;
+    for (const Tensor& t : tensors) any = any || t.requires_grad();
+    if (any) record(out, std::make_shared<ConcatBackward>(axis, sizes), tensors);
+  }
+  return out;
+}
+
+}  // namespace rg
