@@ -1,0 +1,133 @@
+// Preparing training data: 3-D (image, mask) volumes -> one HDF5 file of normalized, cropped,
+// resized 2-D axial slices with binary masks, split into train/val/test without leaks.
+// The file layout is documented in docs/data_hdf5.md; data/slice_dataset.h reads it back.
+//
+// Per subject:
+//   1. reorient so slices are axial, rows run anterior->posterior and columns the patient's
+//      right->left (the radiological display convention), slices inferior->superior;
+//   2. normalize: CT by an HU window, MRI by percentiles; linearly to [-1, 1], clamped;
+//   3. binarize the mask (voxel in `labels`, or > `mask_threshold` when no labels are given);
+//   4. crop to the body or the mask's 3-D bounding box plus a margin (square in mm, so the
+//      resize keeps the aspect ratio);
+//   5. resample each slice to size x size: area-averaged bilinear for the image, nearest for
+//      the mask;
+//   6. assign slices to splits: whole subjects (split by subject), or contiguous slabs of slices
+//      with a gap of dropped slices between slabs of different splits (split by slab).
+// Output is written to "<out>.tmp" and renamed at the end; on any error the temporary file is
+// removed and nothing is left at <out>.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "data/phantom.h"
+#include "data/volume.h"
+
+namespace rg::data {
+
+enum class Modality { CT, MRI };
+enum class CropMode { None, Body, Mask };
+enum class SplitBy { Subject, Slab };
+
+const char* modality_name(Modality m);  // "ct", "mri"
+const char* crop_name(CropMode c);      // "none", "body", "mask"
+const char* split_by_name(SplitBy s);   // "subject", "slab"
+Modality parse_modality(const std::string& s);  // throws naming the value
+CropMode parse_crop(const std::string& s);
+SplitBy parse_split_by(const std::string& s);
+
+// The three splits, in file order.
+inline constexpr const char* kSplitNames[3] = {"train", "val", "test"};
+
+struct PrepareOptions {
+  Modality modality = Modality::CT;
+  std::array<double, 2> window{-1000.0, 400.0};     // CT: HU mapped to -1 and +1
+  std::array<double, 2> percentiles{0.5, 99.5};     // MRI: percentiles mapped to -1 and +1
+  std::vector<int> labels;        // mask voxels with one of these values -> 1; empty: threshold
+  double mask_threshold = 0.0;    // used when labels is empty: mask = value > threshold
+  CropMode crop = CropMode::Mask;
+  double margin_mm = 10.0;        // added around the crop box (in-plane and along slices)
+  // Body detection: raw value > body_threshold; NaN = default (CT: -500 HU; MRI: 5% of the
+  // normalization range above its low end).
+  double body_threshold = std::numeric_limits<double>::quiet_NaN();
+  bool reorient = true;           // to the display convention above; false keeps voxel order
+  int64_t size = 256;             // output slices are size x size
+  SplitBy split_by = SplitBy::Subject;
+  std::array<double, 3> fractions{0.7, 0.15, 0.15};  // train, val, test
+  int slabs = 10;                 // split by slab: slabs per subject
+  int slab_gap = 2;               // split by slab: slices dropped between slabs of two splits
+  uint64_t seed = 0;              // split assignment
+  int compression = 4;            // deflate level for the slice datasets (0 = none)
+  bool progress = true;           // progress bar on stderr
+  std::string source;             // free text stored as the file's "source" attribute
+  std::string source_kind;        // "luna16", "nifti", "phantom", ...
+};
+
+// One subject: a name and a way to load its volumes (called once, when its turn comes, so only
+// one subject is in memory at a time).
+struct SubjectSource {
+  std::string name;
+  std::string image_path;  // for metadata and messages ("" for generated data)
+  std::string mask_path;
+  std::function<std::pair<Volume, Volume>()> load;  // (image, mask)
+};
+
+// LUNA16-style directories: every *.mhd under `scans_dir` (recursively, e.g. subset0..9; files
+// inside `masks_dir` are skipped) paired with <masks_dir>/<same name>.mhd. Sorted by name;
+// `max_subjects` > 0 keeps the first ones. Throws if none are found or a mask is missing.
+std::vector<SubjectSource> luna16_subjects(const std::string& scans_dir,
+                                           const std::string& masks_dir, int max_subjects = 0);
+// Image/mask file pairs in any format read_volume() reads (NIfTI, MetaImage, ...).
+std::vector<SubjectSource> volume_pair_subjects(const std::vector<std::string>& images,
+                                                const std::vector<std::string>& masks);
+// Phantom subjects generated in memory (same volumes as write_phantom_luna16 with this seed).
+std::vector<SubjectSource> phantom_subjects(int subjects, uint64_t seed,
+                                            const PhantomOptions& options = {});
+
+struct SplitSummary {
+  int64_t subjects = 0;  // subjects with at least one slice in the split
+  int64_t slices = 0;
+  double mask_fraction = 0;  // mean fraction of mask pixels per slice
+};
+
+struct PrepareSummary {
+  std::string path;
+  int64_t size = 0;
+  int64_t subjects = 0;
+  std::array<SplitSummary, 3> splits{};
+  int64_t dropped_gap_slices = 0;  // slab gaps
+  double seconds = 0;
+  uint64_t bytes = 0;
+  std::vector<std::string> warnings;
+  std::string str() const;  // a human-readable multi-line table
+};
+
+// Converts the subjects into one HDF5 file at out_path (atomically). Throws rg::Error naming
+// the file and the problem on bad input (size mismatch image/mask, empty volumes, bad options).
+PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects,
+                              const PrepareOptions& options, const std::string& out_path);
+
+// ---- building blocks (exposed for tests and other tools)
+
+// Splits subjects 0..n-1 into train/val/test by `fractions` after a seeded shuffle; returns the
+// split index (0, 1, 2) per subject. With n >= 3 and positive fractions every split gets at
+// least one subject; train always gets at least one.
+std::vector<int> assign_subject_splits(int64_t n, const std::array<double, 3>& fractions,
+                                       uint64_t seed);
+
+// Split by slab for slices [0, n): `slabs` contiguous slabs assigned to splits by a seeded
+// shuffle; between adjacent slabs of different splits `gap` slices are dropped (split -1).
+// Returns the split index (0, 1, 2, or -1 = dropped) per slice.
+std::vector<int> assign_slab_splits(int64_t n, int slabs, int gap,
+                                    const std::array<double, 3>& fractions, uint64_t seed);
+
+// Intensity mapping of a volume: values lo -> -1 and hi -> +1.
+std::array<double, 2> normalization_range(const Volume& image, const PrepareOptions& options);
+// The p-th percentile (0..100) of the values (linear interpolation between order statistics).
+double percentile(std::vector<float> values, double p);
+
+}  // namespace rg::data

@@ -1,0 +1,167 @@
+#include "data/slice_dataset.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+
+#include "data/h5.h"
+#include "engine/error.h"
+
+namespace rg::data {
+
+struct SliceDataset::Impl {
+  h5::Handle file, group, images, masks;
+};
+
+namespace {
+
+void check_format(hid_t F, const std::string& path) {
+  RG_CHECK(h5::has_attr(F, "format"), path, ": not a prepared slices file (no 'format' attribute)");
+  const std::string fmt = h5::read_attr_string(F, "format", path);
+  RG_CHECK(fmt == "roentgen-slices", path, ": unexpected format '", fmt, "' (expected roentgen-slices)");
+  const auto ver = h5::read_attr_ints(F, "format_version", path);
+  RG_CHECK(ver.size() == 1 && ver[0] == 1, path, ": unsupported format_version");
+}
+
+std::vector<hsize_t> checked_dims(hid_t d, const std::string& what, size_t rank) {
+  auto dims = h5::dataset_dims(d, what);
+  RG_CHECK(dims.size() == rank, what, ": expected ", rank, " dimensions, got ", dims.size());
+  return dims;
+}
+
+}  // namespace
+
+bool is_hdf5_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  h5::quiet();
+  return H5Fis_hdf5(path.c_str()) > 0;
+}
+
+SliceDataset::SliceDataset(const std::string& path, const std::string& split)
+    : impl_(std::make_unique<Impl>()), path_(path), split_(split) {
+  RG_CHECK(split == "train" || split == "val" || split == "test", path, ": unknown split '", split,
+           "' (expected train, val or test)");
+  impl_->file = h5::open_file_readonly(path);
+  const hid_t F = impl_->file.get();
+  check_format(F, path);
+  impl_->group = h5::open_group(F, split, path);
+  const hid_t G = impl_->group.get();
+  impl_->images = h5::open_dataset(G, "images", path);
+  impl_->masks = h5::open_dataset(G, "masks", path);
+  const auto idims = checked_dims(impl_->images.get(), path + ": " + split + "/images", 3);
+  const auto mdims = checked_dims(impl_->masks.get(), path + ": " + split + "/masks", 3);
+  RG_CHECK(idims == mdims, path, ": ", split, "/images and ", split, "/masks have different shapes");
+  count_ = static_cast<int64_t>(idims[0]);
+  height_ = static_cast<int64_t>(idims[1]);
+  width_ = static_cast<int64_t>(idims[2]);
+  RG_CHECK(height_ > 0 && width_ > 0, path, ": ", split, "/images has an empty slice shape");
+  for (const char* name : {"subject", "slice"}) {
+    h5::Handle d = h5::open_dataset(G, name, path);
+    const auto dims = checked_dims(d.get(), path + ": " + split + "/" + name, 1);
+    RG_CHECK(static_cast<int64_t>(dims[0]) == count_, path, ": ", split, "/", name, " has ", dims[0],
+             " rows, images has ", count_);
+    std::vector<int32_t>& dst = std::string(name) == "subject" ? subject_ : slice_;
+    dst.resize(static_cast<size_t>(count_));
+    h5::read_rows(d.get(), H5T_NATIVE_INT32, 0, static_cast<hsize_t>(count_), dst.data(),
+                  path + ": " + split + "/" + name);
+  }
+  h5::Handle subjects = h5::open_group(F, "subjects", path);
+  subject_names_ = h5::read_strings(subjects.get(), "name", path);
+  for (int32_t s : subject_)
+    RG_CHECK(s >= 0 && static_cast<size_t>(s) < subject_names_.size(), path, ": ", split,
+             "/subject refers to subject ", s, " but /subjects has ", subject_names_.size());
+  attrs_ = h5::all_attrs(F);
+}
+
+SliceDataset::~SliceDataset() = default;
+
+std::string SliceDataset::attribute(const std::string& name) const {
+  for (const auto& [k, v] : attrs_)
+    if (k == name) return v;
+  return "";
+}
+
+void SliceDataset::preload() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!images_.empty() || count_ == 0) return;
+  const size_t n = static_cast<size_t>(count_ * height_ * width_);
+  std::vector<float> images(n);
+  std::vector<uint8_t> masks(n);
+  h5::read_rows(impl_->images.get(), H5T_NATIVE_FLOAT, 0, static_cast<hsize_t>(count_), images.data(),
+                path_ + ": " + split_ + "/images");
+  h5::read_rows(impl_->masks.get(), H5T_NATIVE_UINT8, 0, static_cast<hsize_t>(count_), masks.data(),
+                path_ + ": " + split_ + "/masks");
+  images_ = std::move(images);
+  masks_ = std::move(masks);
+}
+
+void SliceDataset::read(int64_t i, float* image, float* mask) const {
+  RG_CHECK(i >= 0 && i < count_, path_, ": ", split_, " sample ", i, " out of range (", count_, " samples)");
+  const size_t hw = static_cast<size_t>(height_ * width_);
+  if (!images_.empty()) {
+    std::copy_n(images_.data() + i * hw, hw, image);
+    if (mask)
+      for (size_t k = 0; k < hw; ++k) mask[k] = masks_[i * hw + k] ? 1.0f : 0.0f;
+    return;
+  }
+  std::vector<uint8_t> m(mask ? hw : 0);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    h5::read_rows(impl_->images.get(), H5T_NATIVE_FLOAT, static_cast<hsize_t>(i), 1, image,
+                  path_ + ": " + split_ + "/images");
+    if (mask)
+      h5::read_rows(impl_->masks.get(), H5T_NATIVE_UINT8, static_cast<hsize_t>(i), 1, m.data(),
+                    path_ + ": " + split_ + "/masks");
+  }
+  if (mask)
+    for (size_t k = 0; k < hw; ++k) mask[k] = m[k] ? 1.0f : 0.0f;
+}
+
+SlicesFileInfo read_slices_info(const std::string& path) {
+  SlicesFileInfo info;
+  info.path = path;
+  h5::Handle file = h5::open_file_readonly(path);
+  const hid_t F = file.get();
+  check_format(F, path);
+  for (int s = 0; s < 3; ++s) {
+    const char* names[3] = {"train", "val", "test"};
+    h5::Handle g = h5::open_group(F, names[s], path);
+    h5::Handle d = h5::open_dataset(g.get(), "images", path);
+    const auto dims = checked_dims(d.get(), path + ": " + names[s] + "/images", 3);
+    info.counts[s] = static_cast<int64_t>(dims[0]);
+    info.height = static_cast<int64_t>(dims[1]);
+    info.width = static_cast<int64_t>(dims[2]);
+  }
+  h5::Handle subjects = h5::open_group(F, "subjects", path);
+  info.subjects = h5::read_strings(subjects.get(), "name", path);
+  info.attributes = h5::all_attrs(F);
+  return info;
+}
+
+std::string describe_slices_file(const std::string& path, bool json) {
+  const SlicesFileInfo info = read_slices_info(path);
+  if (json) {
+    nlohmann::json j;
+    j["source"] = path;
+    j["format"] = "roentgen-slices";
+    j["height"] = info.height;
+    j["width"] = info.width;
+    j["splits"] = {{"train", info.counts[0]}, {"val", info.counts[1]}, {"test", info.counts[2]}};
+    j["subjects"] = info.subjects;
+    nlohmann::json attrs = nlohmann::json::object();
+    for (const auto& [k, v] : info.attributes) attrs[k] = v;
+    j["attributes"] = attrs;
+    return j.dump(2);
+  }
+  std::ostringstream os;
+  os << path << ": prepared slices (roentgen-slices), " << info.height << "x" << info.width << "\n";
+  os << "  train " << info.counts[0] << ", val " << info.counts[1] << ", test " << info.counts[2]
+     << " slices from " << info.subjects.size() << " subject(s)\n";
+  for (const auto& [k, v] : info.attributes) os << "  " << k << ": " << v << "\n";
+  return os.str();
+}
+
+}  // namespace rg::data

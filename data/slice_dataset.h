@@ -1,0 +1,72 @@
+// Reading a prepared slices file (written by prepare_slices; layout in docs/data_hdf5.md).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace rg::data {
+
+// One split ("train", "val" or "test") of a prepared file. Images are float in [-1, 1], masks
+// are returned as float 0/1. Opening validates the layout and throws rg::Error naming the file
+// and the problem (missing file, not HDF5, wrong format, inconsistent datasets). Reads are safe
+// from several threads (serialized on an internal mutex unless the split is preloaded).
+class SliceDataset {
+ public:
+  SliceDataset(const std::string& path, const std::string& split);
+  ~SliceDataset();
+  SliceDataset(const SliceDataset&) = delete;
+  SliceDataset& operator=(const SliceDataset&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::string& split() const { return split_; }
+  int64_t size() const { return count_; }
+  int64_t height() const { return height_; }
+  int64_t width() const { return width_; }
+  // Row in /subjects and slice index (oriented, inferior->superior) of sample i.
+  int32_t subject(int64_t i) const { return subject_.at(static_cast<size_t>(i)); }
+  int32_t slice(int64_t i) const { return slice_.at(static_cast<size_t>(i)); }
+  const std::vector<std::string>& subject_names() const { return subject_names_; }
+
+  // Copies sample i into image/mask (height*width floats each; mask may be null).
+  void read(int64_t i, float* image, float* mask) const;
+  // Loads the whole split into memory (later reads need no HDF5 and run in parallel).
+  void preload();
+  bool preloaded() const { return !images_.empty() || count_ == 0; }
+  // Bytes the images and masks of this split take in memory as float.
+  uint64_t memory_bytes() const { return static_cast<uint64_t>(count_) * height_ * width_ * 2 * sizeof(float); }
+
+  // A root attribute rendered as text ("" if absent).
+  std::string attribute(const std::string& name) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string path_, split_;
+  int64_t count_ = 0, height_ = 0, width_ = 0;
+  std::vector<int32_t> subject_, slice_;
+  std::vector<std::string> subject_names_;
+  std::vector<std::pair<std::string, std::string>> attrs_;
+  std::vector<float> images_;
+  std::vector<uint8_t> masks_;
+  mutable std::mutex mutex_;
+};
+
+// Slice counts per split without opening the datasets' contents.
+struct SlicesFileInfo {
+  std::string path;
+  int64_t height = 0, width = 0;
+  int64_t counts[3] = {0, 0, 0};  // train, val, test
+  std::vector<std::string> subjects;
+  std::vector<std::pair<std::string, std::string>> attributes;  // root attributes as text
+};
+SlicesFileInfo read_slices_info(const std::string& path);
+// Text (or one JSON object) describing a prepared file, for `prepare_data info FILE.h5`.
+std::string describe_slices_file(const std::string& path, bool json);
+// True when the path looks like an HDF5 file (signature check; false if missing).
+bool is_hdf5_file(const std::string& path);
+
+}  // namespace rg::data
