@@ -172,15 +172,17 @@ std::vector<int64_t> read_attr_ints(hid_t obj, const std::string& name, const st
 
 std::vector<std::pair<std::string, std::string>> all_attrs(hid_t obj) {
   std::vector<std::pair<std::string, std::string>> out;
-  const int n = H5Aget_num_attrs(obj);
-  for (int i = 0; i < n; ++i) {
-    Handle a(H5Aopen_by_idx(obj, ".", H5_INDEX_NAME, H5_ITER_INC, static_cast<hsize_t>(i),
-                            H5P_DEFAULT, H5P_DEFAULT));
+  std::vector<std::string> names;
+  hsize_t idx = 0;
+  H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, &idx,
+              [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+                static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+                return 0;
+              },
+              &names);
+  for (const std::string& name : names) {
+    Handle a(H5Aopen(obj, name.c_str(), H5P_DEFAULT));
     if (!a.valid()) continue;
-    const ssize_t len = H5Aget_name(a.get(), 0, nullptr);
-    std::string name(static_cast<size_t>(std::max<ssize_t>(0, len)) + 1, '\0');
-    H5Aget_name(a.get(), name.size(), name.data());
-    name.resize(static_cast<size_t>(std::max<ssize_t>(0, len)));
     Handle type(H5Aget_type(a.get()));
     std::ostringstream os;
     const H5T_class_t cls = H5Tget_class(type.get());

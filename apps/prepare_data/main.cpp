@@ -1,0 +1,312 @@
+// prepare_data: look at medical volumes and turn them into training files.
+//
+//   prepare_data info FILE [--json]                 any volume, or a prepared .h5
+//   prepare_data phantom --out DIR --subjects N --seed S [--lesions K] [--h5 FILE.h5]
+//   prepare_data luna16 --scans DIR --masks DIR --out FILE.h5 [options]
+//   prepare_data nifti --image A.nii.gz --mask B.nii.gz --modality mri --split-by slab --out FILE.h5
+//   prepare_data montage FILE.h5 --out grid.png [--split train] [--count 16]
+//
+// Errors print "prepare_data: error: ..." and exit 1; outputs are written atomically, so a
+// failed run never leaves a half-written file.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "data/phantom.h"
+#include "data/png_io.h"
+#include "data/prepare.h"
+#include "data/progress.h"
+#include "data/slice_dataset.h"
+#include "data/transforms.h"
+#include "data/volume_info.h"
+#include "data/volume_io.h"
+#include "engine/error.h"
+
+namespace rd = rg::data;
+
+namespace {
+
+// Options shared by the converting subcommands.
+struct ConvertArgs {
+  std::string out;
+  std::string modality = "ct";
+  std::vector<double> window{-1000.0, 400.0};
+  std::vector<double> percentiles{0.5, 99.5};
+  std::vector<int> labels;
+  double mask_threshold = 0.0;
+  std::string crop;  // default depends on the subcommand
+  double margin_mm = 10.0;
+  double body_threshold = std::nan("");
+  int64_t size = 256;
+  std::string split_by = "subject";
+  std::vector<double> fractions{0.7, 0.15, 0.15};
+  int slabs = 10;
+  int slab_gap = 2;
+  uint64_t seed = 0;
+  int compression = 4;
+  bool no_progress = false;
+  bool no_reorient = false;
+};
+
+void add_convert_options(CLI::App* sub, ConvertArgs& a, bool with_modality) {
+  sub->add_option("--out,-o", a.out, "Output HDF5 file (written atomically)")->required();
+  if (with_modality)
+    sub->add_option("--modality", a.modality, "ct (HU window) or mri (percentile normalization)")
+        ->check(CLI::IsMember({"ct", "mri"}));
+  sub->add_option("--window", a.window, "CT: HU mapped to -1 and +1")->expected(2)->delimiter(',');
+  sub->add_option("--percentiles", a.percentiles, "MRI: percentiles mapped to -1 and +1")
+      ->expected(2)->delimiter(',');
+  sub->add_option("--labels", a.labels, "Mask values that count as foreground, e.g. 3,4")->delimiter(',');
+  sub->add_option("--mask-threshold", a.mask_threshold,
+                  "Without --labels: foreground = mask value > threshold");
+  sub->add_option("--crop", a.crop, "Crop to the mask or body bounding box, or none")
+      ->check(CLI::IsMember({"mask", "body", "none"}));
+  sub->add_option("--margin", a.margin_mm, "Margin around the crop box in mm")->check(CLI::NonNegativeNumber);
+  sub->add_option("--body-threshold", a.body_threshold,
+                  "Body = raw value above this (default CT -500 HU, MRI 5% of the range)");
+  sub->add_option("--size", a.size, "Output slice size (size x size)")->check(CLI::Range(8, 4096));
+  sub->add_option("--split-by", a.split_by, "subject (whole subjects) or slab (slice ranges)")
+      ->check(CLI::IsMember({"subject", "slab"}));
+  sub->add_option("--fractions", a.fractions, "train,val,test fractions")->expected(3)->delimiter(',');
+  sub->add_option("--slabs", a.slabs, "Split by slab: slabs per volume")->check(CLI::PositiveNumber);
+  sub->add_option("--slab-gap", a.slab_gap, "Split by slab: slices dropped between splits")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--seed", a.seed, "Seed of the split assignment");
+  sub->add_option("--compression", a.compression, "Deflate level 0..9")->check(CLI::Range(0, 9));
+  sub->add_flag("--no-progress", a.no_progress, "No progress bar");
+  sub->add_flag("--no-reorient", a.no_reorient, "Keep voxel order instead of the display orientation");
+}
+
+rd::PrepareOptions to_options(const ConvertArgs& a, const std::string& default_crop) {
+  rd::PrepareOptions o;
+  o.modality = rd::parse_modality(a.modality);
+  o.window = {a.window[0], a.window[1]};
+  o.percentiles = {a.percentiles[0], a.percentiles[1]};
+  o.labels = a.labels;
+  o.mask_threshold = a.mask_threshold;
+  o.crop = rd::parse_crop(a.crop.empty() ? default_crop : a.crop);
+  o.margin_mm = a.margin_mm;
+  o.body_threshold = a.body_threshold;
+  o.reorient = !a.no_reorient;
+  o.size = a.size;
+  o.split_by = rd::parse_split_by(a.split_by);
+  o.fractions = {a.fractions[0], a.fractions[1], a.fractions[2]};
+  o.slabs = a.slabs;
+  o.slab_gap = a.slab_gap;
+  o.seed = a.seed;
+  o.compression = a.compression;
+  o.progress = !a.no_progress;
+  return o;
+}
+
+int run_prepare(const std::vector<rd::SubjectSource>& subjects, const rd::PrepareOptions& o,
+                const std::string& out) {
+  const rd::PrepareSummary s = rd::prepare_slices(subjects, o, out);
+  std::cout << s.str();
+  return 0;
+}
+
+// ---- montage
+
+void put(rd::Image8& img, int x, int y, uint8_t r, uint8_t g, uint8_t b) {
+  uint8_t* p = &img.pixels[static_cast<size_t>((y * img.width + x) * 3)];
+  p[0] = r;
+  p[1] = g;
+  p[2] = b;
+}
+
+int run_montage(const std::string& file, const std::string& out, const std::string& split, int count,
+                int cols, int tile) {
+  rd::SliceDataset ds(file, split);
+  RG_CHECK(ds.size() > 0, file, ": split '", split, "' has no slices");
+  const int64_t n = std::min<int64_t>(count, ds.size());
+  const int64_t c = cols > 0 ? cols : static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
+  const int64_t rows = (n + c - 1) / c;
+  const int64_t th = tile > 0 ? tile : ds.height(), tw = tile > 0 ? tile : ds.width();
+  constexpr int kGap = 2;
+  rd::Image8 img;
+  img.width = static_cast<int>(c * tw + (c + 1) * kGap);
+  img.height = static_cast<int>(rows * th + (rows + 1) * kGap);
+  img.channels = 3;
+  img.pixels.assign(static_cast<size_t>(img.width) * img.height * 3, 0);
+  rd::Image2D im(ds.height(), ds.width()), mk(ds.height(), ds.width());
+  for (int64_t t = 0; t < n; ++t) {
+    // Evenly spaced over the split, so the montage spans subjects and slice levels.
+    const int64_t idx = n == 1 ? 0 : (t * (ds.size() - 1)) / (n - 1);
+    ds.read(idx, im.data.data(), mk.data.data());
+    rd::Image2D a = im, m = mk;
+    if (th != ds.height() || tw != ds.width()) {
+      a = rd::resize(im, th, tw, rd::Interp::Bilinear);
+      m = rd::resize(mk, th, tw, rd::Interp::Nearest);
+    }
+    const int ox = static_cast<int>(kGap + (t % c) * (tw + kGap));
+    const int oy = static_cast<int>(kGap + (t / c) * (th + kGap));
+    for (int64_t y = 0; y < th; ++y)
+      for (int64_t x = 0; x < tw; ++x) {
+        const double g = std::clamp((a.at(y, x) + 1.0) * 127.5, 0.0, 255.0);
+        double r = g, gg = g, b = g;
+        if (m.at(y, x) > 0.5) {
+          const bool edge = x == 0 || y == 0 || x == tw - 1 || y == th - 1 || m.at(y - 1, x) < 0.5 ||
+                            m.at(y + 1, x) < 0.5 || m.at(y, x - 1) < 0.5 || m.at(y, x + 1) < 0.5;
+          if (edge) {
+            r = 255, gg = 220, b = 0;  // outline in yellow
+          } else {
+            constexpr double kAlpha = 0.35;  // translucent red fill
+            r = g * (1 - kAlpha) + 255 * kAlpha;
+            gg = g * (1 - kAlpha) + 40 * kAlpha;
+            b = g * (1 - kAlpha) + 30 * kAlpha;
+          }
+        }
+        put(img, static_cast<int>(ox + x), static_cast<int>(oy + y), static_cast<uint8_t>(std::lround(r)),
+            static_cast<uint8_t>(std::lround(gg)), static_cast<uint8_t>(std::lround(b)));
+      }
+  }
+  rd::write_png(out, img);
+  std::cout << "wrote " << out << ": " << n << " " << split << " slice(s) of " << file << " (" << img.width
+            << "x" << img.height << ", mask in red with a yellow outline)\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"prepare_data: medical volumes -> prepared 2-D training slices (HDF5)"};
+  app.require_subcommand(1);
+
+  // info
+  std::string info_file;
+  bool info_json = false;
+  CLI::App* info = app.add_subcommand("info", "Describe a volume (NIfTI, MetaImage, DICOM dir, PNG) or a prepared .h5");
+  info->add_option("file", info_file, "Volume file, DICOM directory or prepared .h5")->required();
+  info->add_flag("--json", info_json, "One JSON object instead of text");
+
+  // phantom
+  std::string ph_out, ph_h5;
+  int ph_subjects = 8, ph_lesions = 0, ph_nodules = 3;
+  uint64_t ph_seed = 0;
+  std::vector<int64_t> ph_dims{192, 192, 64};
+  std::vector<double> ph_spacing{1.8, 1.8, 2.5};
+  double ph_noise = 20.0;
+  ConvertArgs ph_conv;
+  ph_conv.crop = "mask";
+  ph_conv.labels = {3, 4};
+  CLI::App* phantom = app.add_subcommand("phantom", "Write the procedural lung-CT phantom in LUNA16 layout");
+  phantom->add_option("--out,-o", ph_out, "Output directory (subset0/, seg-lungs-LUNA16/, annotations.csv)")->required();
+  phantom->add_option("--subjects", ph_subjects, "Number of subjects")->check(CLI::Range(1, 100000));
+  phantom->add_option("--seed", ph_seed, "Seed (same seed => identical files)");
+  phantom->add_option("--lesions", ph_lesions, "Lesions to insert per subject (lesions.csv)")->check(CLI::NonNegativeNumber);
+  phantom->add_option("--nodules", ph_nodules, "Solid nodules per subject")->check(CLI::NonNegativeNumber);
+  phantom->add_option("--dims", ph_dims, "Voxels x,y,z")->expected(3)->delimiter(',');
+  phantom->add_option("--spacing", ph_spacing, "Voxel size in mm x,y,z")->expected(3)->delimiter(',');
+  phantom->add_option("--noise", ph_noise, "Noise standard deviation in HU")->check(CLI::NonNegativeNumber);
+  phantom->add_option("--h5", ph_h5, "Also prepare the written tree into this HDF5 file (LUNA16 path)");
+  phantom->add_option("--size", ph_conv.size, "With --h5: output slice size")->check(CLI::Range(8, 4096));
+  phantom->add_option("--split-seed", ph_conv.seed, "With --h5: seed of the subject split");
+  phantom->add_flag("--no-progress", ph_conv.no_progress, "No progress bar");
+
+  // luna16
+  std::string lu_scans, lu_masks;
+  int lu_max = 0;
+  ConvertArgs lu;
+  lu.labels = {3, 4};
+  CLI::App* luna = app.add_subcommand("luna16", "Prepare a LUNA16-style directory (scans + seg-lungs masks)");
+  luna->add_option("--scans", lu_scans, "Directory with <uid>.mhd scans (searched recursively)")->required();
+  luna->add_option("--masks", lu_masks, "Directory with <uid>.mhd lung masks (labels 3/4)")->required();
+  luna->add_option("--max-subjects", lu_max, "Use only the first N scans (by name)")->check(CLI::NonNegativeNumber);
+  add_convert_options(luna, lu, false);
+
+  // nifti (any readable pair, really)
+  std::vector<std::string> ni_images, ni_masks;
+  ConvertArgs ni;
+  CLI::App* nifti = app.add_subcommand("nifti", "Prepare image/mask volume pairs (NIfTI or any readable format)");
+  nifti->add_option("--image", ni_images, "Image volume (repeat for several subjects)")->required();
+  nifti->add_option("--mask", ni_masks, "Mask volume, one per --image")->required();
+  add_convert_options(nifti, ni, true);
+
+  // montage
+  std::string mo_file, mo_out, mo_split = "train";
+  int mo_count = 16, mo_cols = 0, mo_tile = 0;
+  CLI::App* montage = app.add_subcommand("montage", "PNG grid of prepared slices with the mask overlaid");
+  montage->add_option("file", mo_file, "Prepared .h5")->required();
+  montage->add_option("--out,-o", mo_out, "Output PNG")->required();
+  montage->add_option("--split", mo_split, "train, val or test")->check(CLI::IsMember({"train", "val", "test"}));
+  montage->add_option("--count", mo_count, "Number of slices")->check(CLI::Range(1, 1024));
+  montage->add_option("--cols", mo_cols, "Columns (default: square grid)")->check(CLI::NonNegativeNumber);
+  montage->add_option("--tile", mo_tile, "Tile size in pixels (default: slice size)")->check(CLI::Range(0, 4096));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (info->parsed()) {
+      if (rd::is_hdf5_file(info_file)) {
+        std::cout << rd::describe_slices_file(info_file, info_json) << "\n";
+      } else {
+        std::cout << rd::describe_volume(rd::read_volume(info_file), info_json) << "\n";
+      }
+      return 0;
+    }
+    if (phantom->parsed()) {
+      rd::PhantomOptions po;
+      po.dims = {ph_dims[0], ph_dims[1], ph_dims[2]};
+      po.spacing = {ph_spacing[0], ph_spacing[1], ph_spacing[2]};
+      po.noise_hu = ph_noise;
+      po.lesions = ph_lesions;
+      po.nodules = ph_nodules;
+      rd::ProgressBar bar("phantom", ph_subjects, "subjects", !ph_conv.no_progress);
+      const auto files = rd::write_phantom_luna16(ph_out, ph_subjects, ph_seed, po,
+                                                  [&](int done, int) { bar.update(done); });
+      bar.finish();
+      int64_t nodules = 0, lesions = 0;
+      for (const auto& f : files) {
+        nodules += static_cast<int64_t>(f.nodules.size());
+        lesions += static_cast<int64_t>(f.lesions.size());
+      }
+      std::cout << "wrote " << files.size() << " phantom subject(s) to " << ph_out << " (LUNA16 layout: subset0/, "
+                << "seg-lungs-LUNA16/), " << po.dims[0] << "x" << po.dims[1] << "x" << po.dims[2] << " voxels of "
+                << po.spacing[0] << "x" << po.spacing[1] << "x" << po.spacing[2] << " mm, " << nodules
+                << " nodule(s) in annotations.csv";
+      if (lesions) std::cout << ", " << lesions << " lesion(s) in lesions.csv";
+      std::cout << "\n";
+      if (!ph_h5.empty()) {
+        rd::PrepareOptions o = to_options(ph_conv, "mask");
+        o.source = ph_out + " (phantom seed " + std::to_string(ph_seed) + ")";
+        o.source_kind = "phantom-luna16";
+        const std::string root = ph_out;
+        return run_prepare(rd::luna16_subjects(root + "/subset0", root + "/seg-lungs-LUNA16"), o, ph_h5);
+      }
+      return 0;
+    }
+    if (luna->parsed()) {
+      rd::PrepareOptions o = to_options(lu, "mask");
+      o.modality = rd::Modality::CT;
+      o.source = lu_scans + " + " + lu_masks;
+      o.source_kind = "luna16";
+      return run_prepare(rd::luna16_subjects(lu_scans, lu_masks, lu_max), o, lu.out);
+    }
+    if (nifti->parsed()) {
+      rd::PrepareOptions o = to_options(ni, "body");
+      std::string src;
+      for (size_t i = 0; i < ni_images.size(); ++i)
+        src += (i ? "; " : "") + ni_images[i] + " + " + (i < ni_masks.size() ? ni_masks[i] : "?");
+      o.source = src;
+      o.source_kind = "volume-pairs";
+      return run_prepare(rd::volume_pair_subjects(ni_images, ni_masks), o, ni.out);
+    }
+    if (montage->parsed()) return run_montage(mo_file, mo_out, mo_split, mo_count, mo_cols, mo_tile);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::cerr << "prepare_data: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

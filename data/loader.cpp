@@ -1,0 +1,169 @@
+#include "data/loader.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "data/rng.h"
+#include "engine/error.h"
+
+namespace rg::data {
+
+std::vector<int64_t> shard_indices(int64_t n, int64_t epoch, bool shuffle, uint64_t seed, int rank,
+                                   int world_size, bool drop_last) {
+  RG_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "loader: need 0 <= rank < world_size, got rank ",
+           rank, ", world_size ", world_size);
+  std::vector<int64_t> order(static_cast<size_t>(std::max<int64_t>(0, n)));
+  std::iota(order.begin(), order.end(), 0);
+  if (shuffle) {
+    Rng rng(derive_seed(seed, {0x73687566ULL, static_cast<uint64_t>(epoch)}));
+    rng.shuffle(order);
+  }
+  if (n == 0) return {};
+  const int64_t per_rank = drop_last ? n / world_size : (n + world_size - 1) / world_size;
+  const int64_t total = per_rank * world_size;
+  // Pad by wrapping around (every rank gets per_rank samples), or truncate.
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(per_rank));
+  for (int64_t i = rank; i < total; i += world_size) out.push_back(order[static_cast<size_t>(i % n)]);
+  return out;
+}
+
+rg::Tensor allocate_host_batch(const rg::Shape& shape) {
+  // Hook for the CUDA backend: allocate page-locked host memory here (cudaHostAlloc) so that
+  // batches can be uploaded with asynchronous copies. Plain host memory for now.
+  return rg::Tensor::empty(shape, rg::DType::F32);
+}
+
+Loader::Loader(const std::string& path, LoaderOptions options) : opt_(std::move(options)) {
+  RG_CHECK(opt_.batch_size >= 1, "loader: batch_size must be >= 1, got ", opt_.batch_size);
+  RG_CHECK(opt_.epochs >= 0, "loader: epochs must be >= 0 (0 = endless), got ", opt_.epochs);
+  RG_CHECK(opt_.workers >= 0, "loader: workers must be >= 0, got ", opt_.workers);
+  RG_CHECK(opt_.prefetch >= 1, "loader: prefetch must be >= 1, got ", opt_.prefetch);
+  RG_CHECK(opt_.world_size >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world_size,
+           "loader: need 0 <= rank < world_size, got rank ", opt_.rank, ", world_size ", opt_.world_size);
+  dataset_ = std::make_unique<SliceDataset>(path, opt_.split);
+  const int64_t n = dataset_->size();
+  RG_CHECK(n > 0, path, ": split '", opt_.split, "' has no samples");
+  shard_size_ = opt_.drop_last ? n / opt_.world_size : (n + opt_.world_size - 1) / opt_.world_size;
+  batches_per_epoch_ = opt_.drop_last ? shard_size_ / opt_.batch_size
+                                      : (shard_size_ + opt_.batch_size - 1) / opt_.batch_size;
+  RG_CHECK(batches_per_epoch_ > 0, path, ": split '", opt_.split, "' has ", n, " samples: not one full batch of ",
+           opt_.batch_size, " per rank (world_size ", opt_.world_size, ") with drop_last");
+  out_h_ = dataset_->height();
+  out_w_ = dataset_->width();
+  if (opt_.augment && opt_.augment_options.crop_h > 0) {
+    out_h_ = opt_.augment_options.crop_h;
+    out_w_ = opt_.augment_options.crop_w;
+  }
+  if (opt_.preload == 1 || (opt_.preload < 0 && dataset_->memory_bytes() < (uint64_t(1) << 30)))
+    dataset_->preload();
+  for (int w = 0; w < opt_.workers; ++w) threads_.emplace_back([this] { worker_loop(); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  done_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+int64_t Loader::total_jobs() const { return opt_.epochs == 0 ? -1 : opt_.epochs * batches_per_epoch_; }
+
+std::shared_ptr<const std::vector<int64_t>> Loader::epoch_order(int64_t epoch) {
+  std::lock_guard<std::mutex> lock(order_mu_);
+  auto it = orders_.find(epoch);
+  if (it != orders_.end()) return it->second;
+  auto order = std::make_shared<const std::vector<int64_t>>(shard_indices(
+      dataset_->size(), epoch, opt_.shuffle, opt_.seed, opt_.rank, opt_.world_size, opt_.drop_last));
+  orders_[epoch] = order;
+  // Keep only recent epochs (workers run at most `prefetch` batches ahead).
+  while (orders_.size() > 3) orders_.erase(orders_.begin());
+  return order;
+}
+
+Batch Loader::build(int64_t job) {
+  Batch b;
+  b.epoch = job / batches_per_epoch_;
+  b.step = job % batches_per_epoch_;
+  b.last_in_epoch = b.step == batches_per_epoch_ - 1;
+  const auto order = epoch_order(b.epoch);
+  const int64_t first = b.step * opt_.batch_size;
+  const int64_t count = std::min<int64_t>(opt_.batch_size, static_cast<int64_t>(order->size()) - first);
+  b.indices.assign(order->begin() + first, order->begin() + first + count);
+  const rg::Shape shape{count, out_h_, out_w_, 1};
+  b.image = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
+  b.mask = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
+  float* img_dst = b.image.data<float>();
+  float* msk_dst = b.mask.data<float>();
+  const int64_t H = dataset_->height(), W = dataset_->width();
+  const size_t out_hw = static_cast<size_t>(out_h_ * out_w_);
+  Image2D img(H, W), msk(H, W);
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t idx = b.indices[static_cast<size_t>(k)];
+    if (img.height != H || img.width != W) img = Image2D(H, W);
+    if (msk.height != H || msk.width != W) msk = Image2D(H, W);
+    dataset_->read(idx, img.data.data(), msk.data.data());
+    if (opt_.augment)
+      augment(img, msk, opt_.augment_options,
+              derive_seed(opt_.seed, {0x61756721ULL, static_cast<uint64_t>(b.epoch), static_cast<uint64_t>(idx)}));
+    RG_CHECK(img.height == out_h_ && img.width == out_w_, "loader: augmented sample is ", img.height, "x",
+             img.width, ", expected ", out_h_, "x", out_w_);
+    std::memcpy(img_dst + k * out_hw, img.data.data(), out_hw * sizeof(float));
+    std::memcpy(msk_dst + k * out_hw, msk.data.data(), out_hw * sizeof(float));
+  }
+  return b;
+}
+
+void Loader::worker_loop() {
+  for (;;) {
+    int64_t job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] {
+        const int64_t total = total_jobs();
+        return stop_ || ((total < 0 || next_job_ < total) && next_job_ < consumed_ + opt_.prefetch);
+      });
+      if (stop_) return;
+      job = next_job_++;
+    }
+    Result r;
+    try {
+      r.batch = build(job);
+    } catch (...) {
+      r.error = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      results_.emplace(job, std::move(r));
+    }
+    done_cv_.notify_all();
+  }
+}
+
+std::optional<Batch> Loader::next() {
+  const int64_t total = total_jobs();
+  if (threads_.empty()) {  // synchronous mode
+    if (total >= 0 && consumed_ >= total) return std::nullopt;
+    return build(consumed_++);
+  }
+  Result r;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (total >= 0 && consumed_ >= total) return std::nullopt;
+    done_cv_.wait(lock, [&] { return stop_ || results_.count(consumed_) > 0; });
+    if (stop_) return std::nullopt;
+    auto it = results_.find(consumed_);
+    r = std::move(it->second);
+    results_.erase(it);
+    ++consumed_;
+  }
+  work_cv_.notify_all();
+  if (r.error) std::rethrow_exception(r.error);
+  return std::move(r.batch);
+}
+
+}  // namespace rg::data

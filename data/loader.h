@@ -1,0 +1,122 @@
+// Training batches from a prepared slices file: NHWC float tensors [B, H, W, 1] for the image
+// and the mask, built by worker threads into a bounded prefetch queue.
+//
+//   rg::data::LoaderOptions o;
+//   o.batch_size = 16; o.epochs = 10; o.augment = true;
+//   rg::data::Loader loader("lung_phantom.h5", o);
+//   while (auto batch = loader.next()) { ... batch->image, batch->mask ... }
+//
+// Determinism: the order of samples in an epoch depends only on (seed, epoch) and the
+// augmentation of a sample only on (seed, epoch, sample index), so results do not depend on
+// the number of workers or their scheduling; batches are delivered in order.
+// Sharding (data parallelism): every rank draws the same epoch permutation and takes every
+// world_size-th sample starting at rank; without drop_last the permutation is padded by
+// wrapping around so every rank gets the same number of samples (as PyTorch's
+// DistributedSampler does); with drop_last the tail that does not divide evenly is dropped.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/slice_dataset.h"
+#include "data/transforms.h"
+#include "engine/tensor.h"
+
+namespace rg::data {
+
+struct LoaderOptions {
+  std::string split = "train";
+  int64_t batch_size = 8;
+  bool shuffle = true;
+  uint64_t seed = 0;
+  int64_t epochs = 1;     // number of passes; 0 = endless
+  int workers = 2;        // 0 = build batches synchronously in next()
+  int prefetch = 4;       // batches built ahead of the consumer (queue bound)
+  int rank = 0;           // this process's shard
+  int world_size = 1;
+  bool drop_last = false; // drop the last partial batch (and the uneven shard tail)
+  bool augment = false;   // apply augment_options to every sample
+  AugmentOptions augment_options;
+  // Load the whole split into memory first: -1 = when it needs less than 1 GiB, 0 = never
+  // (read slices from the file on demand), 1 = always.
+  int preload = -1;
+  // Allocation hook for batch tensors (shape [B, H, W, 1], float32). Empty = host memory via
+  // rg::Tensor::empty. The CUDA backend will plug in page-locked (pinned) host memory here so
+  // the host->device copy of a batch can run asynchronously.
+  std::function<rg::Tensor(const rg::Shape&)> allocate;
+};
+
+struct Batch {
+  rg::Tensor image;              // [B, H, W, 1] float32 in [-1, 1]
+  rg::Tensor mask;               // [B, H, W, 1] float32, 0 or 1
+  std::vector<int64_t> indices;  // dataset indices of the samples, in batch order
+  int64_t epoch = 0;
+  int64_t step = 0;              // batch number within the epoch
+  bool last_in_epoch = false;
+};
+
+// This rank's sample indices for one epoch, in order (exposed for tests and tools).
+std::vector<int64_t> shard_indices(int64_t dataset_size, int64_t epoch, bool shuffle, uint64_t seed,
+                                   int rank, int world_size, bool drop_last);
+
+// Default batch allocation: rg::Tensor::empty(shape, F32) on the CPU. (Pinned memory for
+// asynchronous GPU uploads will come with the CUDA backend; see LoaderOptions::allocate.)
+rg::Tensor allocate_host_batch(const rg::Shape& shape);
+
+class Loader {
+ public:
+  // Opens the split (throws rg::Error naming the file if it is missing or malformed) and
+  // starts the workers.
+  Loader(const std::string& path, LoaderOptions options);
+  // Stops and joins the workers (batches in flight are discarded).
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // The next batch, or nullopt after the last epoch. A worker's exception (e.g. a read error)
+  // is rethrown here, in the consumer's thread.
+  std::optional<Batch> next();
+
+  int64_t dataset_size() const { return dataset_->size(); }
+  int64_t shard_size() const { return shard_size_; }       // samples per epoch on this rank
+  int64_t batches_per_epoch() const { return batches_per_epoch_; }
+  int64_t height() const { return out_h_; }
+  int64_t width() const { return out_w_; }
+  const SliceDataset& dataset() const { return *dataset_; }
+  const LoaderOptions& options() const { return opt_; }
+
+ private:
+  struct Result {
+    std::optional<Batch> batch;
+    std::exception_ptr error;
+  };
+  void worker_loop();
+  Batch build(int64_t job);
+  std::shared_ptr<const std::vector<int64_t>> epoch_order(int64_t epoch);
+  int64_t total_jobs() const;  // -1 = endless
+
+  LoaderOptions opt_;
+  std::unique_ptr<SliceDataset> dataset_;
+  int64_t shard_size_ = 0, batches_per_epoch_ = 0, out_h_ = 0, out_w_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  bool stop_ = false;
+  int64_t next_job_ = 0;   // next job a worker will take
+  int64_t consumed_ = 0;   // jobs handed to the consumer
+  std::map<int64_t, Result> results_;
+  std::mutex order_mu_;
+  std::map<int64_t, std::shared_ptr<const std::vector<int64_t>>> orders_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace rg::data
