@@ -13,9 +13,11 @@
 // stays large enough for OpenBLAS to use all cores. The buffer is cached per thread (and per
 // element type) so repeated calls do not pay page faults on a fresh allocation.
 //
-// Threading: im2col, col2im, bias fill and the bias reduction use OpenMP; GEMMs are only called
-// outside parallel regions (OpenBLAS threads internally). Every reduction has a fixed order, so
-// the results do not depend on the number of OpenMP threads.
+// Threading: GEMMs are only called outside parallel regions (OpenBLAS threads internally).
+// im2col, col2im, bias fill and the bias reduction are OpenMP loops, but they only go parallel
+// when libgomp's idle workers do not busy-wait (see omp_workers_sleep): a spinning worker steals
+// a core from the GEMM that follows. Every reduction has a fixed order, so results do not depend
+// on the number of threads or on whether the loops ran in parallel.
 #include "kernels/conv.h"
 
 #include <cblas.h>
@@ -24,25 +26,37 @@
 #include <atomic>
 #include <climits>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <vector>
 
+#include <strings.h>  // strcasecmp
+
 namespace rg::kernels::cpu {
 
 namespace detail {
 
-// Upper bound for the column buffer of one chunk, in bytes. A test hook can lower it to
-// exercise the chunked paths on small problems.
-std::atomic<std::size_t> g_col_budget_bytes{std::size_t{64} << 20};
+constexpr std::size_t kDefaultColBudgetBytes = std::size_t{16} << 20;
 
-// Sets the column-buffer budget (bytes; 0 restores the default of 64 MiB). Returns the old one.
-// Not declared in a public header: it exists for tests and benchmarks.
+// Upper bound for the column buffer of one chunk, in bytes. 16 MiB keeps every GEMM large
+// (hundreds of rows even for K = 4*4*512) and measured as fast as 64 MiB on the U-Net shapes
+// (4 MiB too; 1 MiB was slower).
+static std::atomic<std::size_t> g_col_budget_bytes{kDefaultColBudgetBytes};
+
+// 0: decide per loop (see omp_workers_sleep below); 1: never parallel; 2: always parallel.
+static std::atomic<int> g_parallel_mode{0};
+
+// Test/benchmark hooks, not declared in a public header.
+// Sets the column-buffer budget in bytes (0 restores the default); returns the previous one.
 std::size_t set_conv_col_budget_bytes(std::size_t bytes) {
-  if (bytes == 0) bytes = std::size_t{64} << 20;
+  if (bytes == 0) bytes = kDefaultColBudgetBytes;
   return g_col_budget_bytes.exchange(bytes);
 }
+// Sets the OpenMP mode of the im2col/col2im/bias loops (0 auto, 1 serial, 2 always parallel,
+// whatever the size); returns the previous one.
+int set_conv_parallel_mode(int mode) { return g_parallel_mode.exchange(mode); }
 
 }  // namespace detail
 
@@ -137,8 +151,36 @@ inline void valid_cols(const Geo& g, int64_t ow, int64_t& iw0, int64_t& j_lo, in
   j_hi = std::min<int64_t>(g.kw, g.w - iw0);
 }
 
-// Small parallel regions cost more than they save.
-constexpr int64_t kParallelMinElems = 1 << 15;
+// OpenMP regions here always sit next to a multithreaded OpenBLAS GEMM. After a region, libgomp's
+// workers busy-wait for the next one (GOMP_SPINCOUNT, 300000 pause iterations by default: several
+// ms on this machine) unless OMP_WAIT_POLICY=passive; meanwhile they take cores away from the
+// OpenBLAS threads, which measured about 2x slower convolutions on 2 cores. The im2col/col2im
+// loops are memory-bound and cheap next to the GEMM, so they only go parallel when libgomp's
+// workers sleep promptly (OMP_WAIT_POLICY=passive, or GOMP_SPINCOUNT <= 10000) and the loop is
+// big enough to amortize waking them.
+bool omp_workers_sleep() {
+  static const bool sleep = [] {
+    if (const char* p = std::getenv("OMP_WAIT_POLICY"); p && strcasecmp(p, "passive") == 0)
+      return true;
+    if (const char* c = std::getenv("GOMP_SPINCOUNT"); c && *c) {
+      char* end = nullptr;
+      const long long v = std::strtoll(c, &end, 10);
+      return end != c && *end == '\0' && v >= 0 && v <= 10000;
+    }
+    return false;
+  }();
+  return sleep;
+}
+
+constexpr int64_t kParallelMinElems = int64_t{1} << 18;
+
+inline bool go_parallel(int64_t elems) {
+  switch (detail::g_parallel_mode.load(std::memory_order_relaxed)) {
+    case 1: return false;
+    case 2: return true;
+    default: return elems >= kParallelMinElems && omp_workers_sleep();
+  }
+}
 
 // ---- im2col / col2im ---------------------------------------------------------------------
 
@@ -147,7 +189,7 @@ template <typename T>
 void im2col(const Geo& g, const T* x, int64_t r0, int64_t r1, T* col) {
   const int64_t pixels = (r1 - r0) * g.ow;
   const int64_t seg = g.kw * g.c;  // one kernel row of the patch
-#pragma omp parallel for schedule(static) if (pixels * g.k >= kParallelMinElems)
+#pragma omp parallel for schedule(static) if (go_parallel(pixels * g.k))
   for (int64_t p = 0; p < pixels; ++p) {
     const int64_t r = r0 + p / g.ow, ow = p % g.ow;
     const int64_t n = r / g.oh, oh = r % g.oh;
@@ -176,7 +218,7 @@ void col2im_add(const Geo& g, const T* dcol, int64_t r0, int64_t r1, T* dx) {
   const int64_t n_first = r0 / g.oh, n_last = (r1 - 1) / g.oh;
   const int64_t q0 = n_first * g.h, q1 = (n_last + 1) * g.h;  // input rows (n, ih) flattened
   const int64_t seg = g.kw * g.c;
-  const bool par = (r1 - r0) * g.ow * g.k >= kParallelMinElems;
+  const bool par = go_parallel((r1 - r0) * g.ow * g.k);
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t q = q0; q < q1; ++q) {
     const int64_t n = q / g.h, ih = q % g.h;
@@ -206,7 +248,7 @@ void col2im_add(const Geo& g, const T* dcol, int64_t r0, int64_t r1, T* dx) {
 
 template <typename T>
 void fill_zero(T* p, int64_t count) {
-#pragma omp parallel for schedule(static) if (count >= 4 * kParallelMinElems)
+#pragma omp parallel for schedule(static) if (go_parallel(count))
   for (int64_t b = 0; b < count; b += 4096) {
     std::fill_n(p + b, std::min<int64_t>(4096, count - b), T(0));
   }
@@ -215,7 +257,7 @@ void fill_zero(T* p, int64_t count) {
 // y[p][:] = bias for p in [0, pixels).
 template <typename T>
 void fill_bias(T* y, const T* bias, int64_t pixels, int64_t co) {
-#pragma omp parallel for schedule(static) if (pixels * co >= kParallelMinElems)
+#pragma omp parallel for schedule(static) if (go_parallel(pixels * co))
   for (int64_t p = 0; p < pixels; ++p) std::memcpy(y + p * co, bias, sizeof(T) * co);
 }
 
@@ -235,7 +277,7 @@ void bias_grad(const T* dy, int64_t pixels, int64_t co, T* dbias) {
   }
   std::vector<T> partial(static_cast<std::size_t>(blocks * co), T(0));
   const int64_t per = (pixels + blocks - 1) / blocks;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (go_parallel(pixels * co))
   for (int64_t b = 0; b < blocks; ++b) {
     T* acc = partial.data() + b * co;
     const int64_t p_end = std::min(pixels, (b + 1) * per);

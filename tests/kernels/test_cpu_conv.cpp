@@ -13,10 +13,12 @@
 
 #include "kernels/conv.h"
 
-// Test hook defined in kernels/cpu/conv.cpp (not in a public header): caps the im2col column
-// buffer so that small problems take the chunked paths. 0 restores the default.
+// Test hooks defined in kernels/cpu/conv.cpp (not in a public header).
 namespace rg::kernels::cpu::detail {
+// Caps the im2col column buffer so that small problems take the chunked paths (0: default).
 std::size_t set_conv_col_budget_bytes(std::size_t bytes);
+// OpenMP mode of the im2col/col2im/bias loops: 0 auto, 1 serial, 2 parallel whatever the size.
+int set_conv_parallel_mode(int mode);
 }
 
 namespace {
@@ -225,6 +227,20 @@ class ColBudget {
   std::size_t old_;
 };
 
+// Forces the OpenMP loops serial (1) or parallel (2) for the lifetime of the object.
+class ParallelMode {
+ public:
+  explicit ParallelMode(int mode) { old_ = cpu::detail::set_conv_parallel_mode(mode); }
+  ~ParallelMode() { cpu::detail::set_conv_parallel_mode(old_); }
+  ParallelMode(const ParallelMode&) = delete;
+  ParallelMode& operator=(const ParallelMode&) = delete;
+
+ private:
+  int old_;
+};
+
+constexpr int kSerial = 1, kParallel = 2;
+
 template <typename T>
 class CpuConvTest : public ::testing::Test {};
 using ConvTypes = ::testing::Types<float, double>;
@@ -232,38 +248,59 @@ TYPED_TEST_SUITE(CpuConvTest, ConvTypes);
 
 TYPED_TEST(CpuConvTest, MatchesDirectReference) {
   std::mt19937 rng(20240601);
-  for (const auto& s : test_shapes()) {
-    check_shape<TypeParam>(s, /*with_bias=*/true, rng);
-    check_shape<TypeParam>(s, /*with_bias=*/false, rng);
+  for (int mode : {kSerial, kParallel}) {
+    ParallelMode pm(mode);
+    SCOPED_TRACE(mode == kSerial ? "serial loops" : "parallel loops");
+    for (const auto& s : test_shapes()) {
+      check_shape<TypeParam>(s, /*with_bias=*/true, rng);
+      check_shape<TypeParam>(s, /*with_bias=*/false, rng);
+    }
   }
 }
 
 TYPED_TEST(CpuConvTest, ChunkedColumnBufferMatchesReference) {
   std::mt19937 rng(777);
   // 1 byte: one output row per chunk. 3000 bytes: a few rows, chunks straddle image borders.
-  for (std::size_t budget : {std::size_t{1}, std::size_t{3000}}) {
-    ColBudget guard(budget);
-    SCOPED_TRACE("col budget " + std::to_string(budget));
-    for (const auto& s : test_shapes()) check_shape<TypeParam>(s, /*with_bias=*/true, rng);
+  for (int mode : {kSerial, kParallel}) {
+    ParallelMode pm(mode);
+    for (std::size_t budget : {std::size_t{1}, std::size_t{3000}}) {
+      ColBudget guard(budget);
+      SCOPED_TRACE(std::string(mode == kSerial ? "serial" : "parallel") + " loops, col budget " +
+                   std::to_string(budget));
+      for (const auto& s : test_shapes()) check_shape<TypeParam>(s, /*with_bias=*/true, rng);
+    }
   }
 }
 
-TYPED_TEST(CpuConvTest, RepeatedCallsAreBitwiseIdentical) {
+// Serial and parallel loops (and repeated calls) give bitwise identical results: every
+// reduction outside the GEMM has a fixed order.
+TYPED_TEST(CpuConvTest, SerialAndParallelAreBitwiseIdentical) {
   using T = TypeParam;
   std::mt19937 rng(99);
   const Conv2dShape s = make_shape(2, 24, 20, 8, 16, 4, 4, 2, 2, 1, 1);
   const auto x = random_vec<T>(rng, s.n * s.h * s.w * s.c_in);
   const auto w = random_vec<T>(rng, s.c_out * s.kh * s.kw * s.c_in);
+  const auto b = random_vec<T>(rng, s.c_out);
   const auto dy = random_vec<T>(rng, s.n * s.out_h() * s.out_w() * s.c_out);
-  std::vector<T> dx1(x.size()), dx2(x.size()), dw1(w.size()), dw2(w.size());
-  std::vector<T> db1(s.c_out), db2(s.c_out);
-  cpu::conv2d_backward_data<T>(s, dy.data(), w.data(), dx1.data());
-  cpu::conv2d_backward_data<T>(s, dy.data(), w.data(), dx2.data());
-  cpu::conv2d_backward_weight<T>(s, x.data(), dy.data(), dw1.data(), db1.data());
-  cpu::conv2d_backward_weight<T>(s, x.data(), dy.data(), dw2.data(), db2.data());
-  EXPECT_EQ(dx1, dx2);
-  EXPECT_EQ(dw1, dw2);
-  EXPECT_EQ(db1, db2);
+  struct Out {
+    std::vector<T> y, dx, dw, db;
+  };
+  auto run = [&](int mode) {
+    ParallelMode pm(mode);
+    Out o{std::vector<T>(dy.size()), std::vector<T>(x.size()), std::vector<T>(w.size()),
+          std::vector<T>(b.size())};
+    cpu::conv2d_forward<T>(s, x.data(), w.data(), b.data(), o.y.data());
+    cpu::conv2d_backward_data<T>(s, dy.data(), w.data(), o.dx.data());
+    cpu::conv2d_backward_weight<T>(s, x.data(), dy.data(), o.dw.data(), o.db.data());
+    return o;
+  };
+  const Out a = run(kSerial), c = run(kParallel), d = run(kParallel);
+  for (const Out* o : {&c, &d}) {
+    EXPECT_EQ(a.y, o->y);
+    EXPECT_EQ(a.dx, o->dx);
+    EXPECT_EQ(a.dw, o->dw);
+    EXPECT_EQ(a.db, o->db);
+  }
 }
 
 // <conv(x), dy> == <x, backward_data(dy)> == <w, backward_weight(x, dy)> in double.
