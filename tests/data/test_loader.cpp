@@ -1,0 +1,269 @@
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "data/loader.h"
+#include "data/prepare.h"
+#include "engine/error.h"
+
+using namespace rg::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kSlices = 30, kSize = 12;
+
+// A prepared file with kSlices training slices; slice s has the constant image value
+// (s / 50) - 1 (CT window [0, 100], raw value 2s) and a mask of its first s pixels.
+class LoaderTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("rg_loader_" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    path_ = (dir_ / "slices.h5").string();
+    Volume img, msk;
+    img.dims = msk.dims = {kSize, kSize, kSlices};
+    img.voxels.resize(kSize * kSize * kSlices);
+    msk.voxels.resize(img.voxels.size());
+    for (int64_t k = 0; k < kSlices; ++k)
+      for (int64_t p = 0; p < kSize * kSize; ++p) {
+        img.voxels[k * kSize * kSize + p] = static_cast<float>(2 * k);
+        msk.voxels[k * kSize * kSize + p] = p < k ? 1.0f : 0.0f;
+      }
+    SubjectSource s;
+    s.name = "synthetic";
+    s.load = [img, msk] { return std::make_pair(img, msk); };
+    PrepareOptions o;
+    o.window = {0, 100};
+    o.crop = CropMode::None;
+    o.reorient = false;
+    o.size = kSize;
+    o.fractions = {1, 0, 0};
+    o.progress = false;
+    prepare_slices({s}, o, path_);
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  // Every batch's dataset indices, in delivery order.
+  static std::vector<std::vector<int64_t>> drain(Loader& loader) {
+    std::vector<std::vector<int64_t>> out;
+    while (auto b = loader.next()) out.push_back(b->indices);
+    return out;
+  }
+
+  static fs::path dir_;
+  static std::string path_;
+};
+
+fs::path LoaderTest::dir_;
+std::string LoaderTest::path_;
+
+}  // namespace
+
+TEST_F(LoaderTest, BatchesAreNhwcAndMatchTheFile) {
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.shuffle = false;
+  Loader loader(path_, o);
+  EXPECT_EQ(loader.dataset_size(), kSlices);
+  EXPECT_EQ(loader.batches_per_epoch(), 8);
+  auto b = loader.next();
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->image.shape(), (rg::Shape{4, kSize, kSize, 1}));
+  EXPECT_EQ(b->mask.shape(), (rg::Shape{4, kSize, kSize, 1}));
+  EXPECT_EQ(b->indices, (std::vector<int64_t>{0, 1, 2, 3}));
+  const float* img = b->image.data<float>();
+  const float* msk = b->mask.data<float>();
+  for (int64_t n = 0; n < 4; ++n)
+    for (int64_t p = 0; p < kSize * kSize; ++p) {
+      EXPECT_NEAR(img[n * kSize * kSize + p], (2.0 * n) / 50.0 - 1.0, 1e-6);
+      EXPECT_EQ(msk[n * kSize * kSize + p], p < n ? 1.0f : 0.0f);
+    }
+}
+
+TEST_F(LoaderTest, EachSampleOncePerEpochAndEpochsDiffer) {
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.epochs = 3;
+  o.seed = 5;
+  o.workers = 3;
+  Loader loader(path_, o);
+  std::vector<std::vector<int64_t>> epochs(3);
+  int64_t batches = 0;
+  while (auto b = loader.next()) {
+    ++batches;
+    EXPECT_EQ(b->step, (batches - 1) % 8);
+    EXPECT_EQ(b->last_in_epoch, b->step == 7);
+    if (b->step < 7) EXPECT_EQ(b->indices.size(), 4u);
+    else EXPECT_EQ(b->indices.size(), 2u);  // 30 = 7 * 4 + 2
+    epochs[static_cast<size_t>(b->epoch)].insert(epochs[static_cast<size_t>(b->epoch)].end(),
+                                                 b->indices.begin(), b->indices.end());
+  }
+  EXPECT_EQ(batches, 24);
+  for (auto& e : epochs) {
+    std::vector<int64_t> sorted = e;
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<int64_t> all(kSlices);
+    for (int64_t i = 0; i < kSlices; ++i) all[i] = i;
+    EXPECT_EQ(sorted, all);
+  }
+  EXPECT_NE(epochs[0], epochs[1]);
+  EXPECT_FALSE(loader.next().has_value());
+}
+
+TEST_F(LoaderTest, DeterministicWhateverTheWorkerCount) {
+  LoaderOptions o;
+  o.batch_size = 5;
+  o.epochs = 2;
+  o.seed = 9;
+  o.augment = true;
+  o.augment_options.p_elastic = 0.5;
+  o.augment_options.rot90 = true;
+  o.workers = 0;
+  Loader a(path_, o);
+  o.workers = 4;
+  o.prefetch = 2;
+  Loader b(path_, o);
+  o.seed = 10;
+  Loader c(path_, o);
+  bool any_difference = false;
+  while (auto x = a.next()) {
+    auto y = b.next();
+    auto z = c.next();
+    ASSERT_TRUE(y && z);
+    EXPECT_EQ(x->indices, y->indices);
+    EXPECT_EQ(x->image.to_vector<float>(), y->image.to_vector<float>());
+    EXPECT_EQ(x->mask.to_vector<float>(), y->mask.to_vector<float>());
+    any_difference |= x->indices != z->indices;
+  }
+  EXPECT_FALSE(b.next().has_value());
+  EXPECT_TRUE(any_difference);
+}
+
+TEST(LoaderShards, PartitionAndPadding) {
+  // Divisible: disjoint shards that cover everything.
+  std::set<int64_t> seen;
+  for (int r = 0; r < 3; ++r) {
+    const auto s = shard_indices(30, 2, true, 7, r, 3, false);
+    EXPECT_EQ(s.size(), 10u);
+    for (int64_t i : s) EXPECT_TRUE(seen.insert(i).second) << "sample " << i << " in two shards";
+  }
+  EXPECT_EQ(seen.size(), 30u);
+  // Not divisible, no drop_last: equal shard sizes by wrapping, everything covered.
+  seen.clear();
+  for (int r = 0; r < 4; ++r) {
+    const auto s = shard_indices(30, 0, true, 7, r, 4, false);
+    EXPECT_EQ(s.size(), 8u);
+    seen.insert(s.begin(), s.end());
+  }
+  EXPECT_EQ(seen.size(), 30u);
+  // drop_last: equal sizes, disjoint, the tail dropped.
+  seen.clear();
+  for (int r = 0; r < 4; ++r) {
+    const auto s = shard_indices(30, 0, true, 7, r, 4, true);
+    EXPECT_EQ(s.size(), 7u);
+    for (int64_t i : s) EXPECT_TRUE(seen.insert(i).second);
+  }
+  EXPECT_EQ(seen.size(), 28u);
+  // Same seed and epoch => same order on every call; another epoch => another order.
+  EXPECT_EQ(shard_indices(30, 1, true, 3, 0, 1, false), shard_indices(30, 1, true, 3, 0, 1, false));
+  EXPECT_NE(shard_indices(30, 1, true, 3, 0, 1, false), shard_indices(30, 2, true, 3, 0, 1, false));
+  EXPECT_THROW(shard_indices(30, 0, true, 0, 2, 2, false), rg::Error);
+}
+
+TEST_F(LoaderTest, ShardedLoadersSplitTheEpoch) {
+  std::multiset<int64_t> seen;
+  for (int r = 0; r < 3; ++r) {
+    LoaderOptions o;
+    o.batch_size = 4;
+    o.rank = r;
+    o.world_size = 3;
+    o.seed = 1;
+    Loader loader(path_, o);
+    EXPECT_EQ(loader.shard_size(), 10);
+    for (const auto& b : drain(loader)) seen.insert(b.begin(), b.end());
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kSlices));
+  EXPECT_EQ(std::set<int64_t>(seen.begin(), seen.end()).size(), static_cast<size_t>(kSlices));
+}
+
+TEST_F(LoaderTest, DropLastKeepsOnlyFullBatches) {
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.drop_last = true;
+  Loader loader(path_, o);
+  const auto batches = drain(loader);
+  EXPECT_EQ(batches.size(), 7u);
+  for (const auto& b : batches) EXPECT_EQ(b.size(), 4u);
+  o.batch_size = 31;
+  EXPECT_THROW(Loader(path_, o), rg::Error);  // not even one full batch
+}
+
+TEST_F(LoaderTest, AugmentedCropGivesTheCropShape) {
+  LoaderOptions o;
+  o.batch_size = 3;
+  o.augment = true;
+  o.augment_options = AugmentOptions::none();
+  o.augment_options.crop_h = 8;
+  o.augment_options.crop_w = 10;
+  Loader loader(path_, o);
+  auto b = loader.next();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->image.shape(), (rg::Shape{3, 8, 10, 1}));
+}
+
+TEST_F(LoaderTest, WorkerErrorsAreRethrownInNext) {
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.workers = 2;
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  o.allocate = [calls](const rg::Shape& shape) {
+    if (++*calls > 4) throw rg::Error("allocation failed on purpose");
+    return rg::Tensor::empty(shape, rg::DType::F32);
+  };
+  Loader loader(path_, o);
+  EXPECT_NO_THROW(loader.next());
+  EXPECT_NO_THROW(loader.next());
+  EXPECT_THROW(loader.next(), rg::Error);
+}
+
+TEST_F(LoaderTest, EndlessLoaderShutsDownCleanly) {
+  LoaderOptions o;
+  o.batch_size = 2;
+  o.epochs = 0;
+  o.workers = 3;
+  o.prefetch = 3;
+  {
+    Loader loader(path_, o);
+    for (int i = 0; i < 40; ++i) ASSERT_TRUE(loader.next().has_value());
+  }  // the destructor joins workers blocked on a full queue
+  SUCCEED();
+}
+
+TEST_F(LoaderTest, MissingOrCorruptFileNamesIt) {
+  const std::string missing = (dir_ / "nope.h5").string();
+  try {
+    Loader loader(missing, LoaderOptions{});
+    FAIL() << "expected an error";
+  } catch (const rg::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
+  }
+  const std::string corrupt = (dir_ / "corrupt.h5").string();
+  std::ofstream(corrupt) << "\x89HDF\r\n\x1a\n garbage after a plausible signature";
+  try {
+    Loader loader(corrupt, LoaderOptions{});
+    FAIL() << "expected an error";
+  } catch (const rg::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(corrupt), std::string::npos) << e.what();
+  }
+  LoaderOptions o;
+  o.split = "val";  // exists but is empty
+  EXPECT_THROW(Loader(path_, o), rg::Error);
+}

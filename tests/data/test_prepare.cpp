@@ -1,0 +1,332 @@
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "data/prepare.h"
+#include "data/slice_dataset.h"
+#include "engine/error.h"
+
+using namespace rg::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("rg_prepare_" + name + "_" + std::to_string(getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+// A W x H x D volume with value f(i, j, k) and the given affine diagonal.
+template <typename F>
+Volume make_volume(int64_t w, int64_t h, int64_t d, F f, double sx = 1, double sy = 1, double sz = 1) {
+  Volume v;
+  v.dims = {w, h, d};
+  v.spacing = {std::fabs(sx), std::fabs(sy), std::fabs(sz)};
+  v.affine = {{{sx, 0, 0, 0}, {0, sy, 0, 0}, {0, 0, sz, 0}, {0, 0, 0, 1}}};
+  v.voxels.resize(static_cast<size_t>(w * h * d));
+  for (int64_t k = 0; k < d; ++k)
+    for (int64_t j = 0; j < h; ++j)
+      for (int64_t i = 0; i < w; ++i) v.at(i, j, k) = static_cast<float>(f(i, j, k));
+  return v;
+}
+
+SubjectSource memory_subject(const std::string& name, Volume image, Volume mask) {
+  SubjectSource s;
+  s.name = name;
+  s.load = [image, mask] { return std::make_pair(image, mask); };
+  return s;
+}
+
+PrepareOptions quiet_options() {
+  PrepareOptions o;
+  o.progress = false;
+  o.compression = 1;
+  return o;
+}
+
+}  // namespace
+
+TEST(Prepare, SubjectSplitsPartitionAndAreSeeded) {
+  const auto a = assign_subject_splits(10, {0.7, 0.15, 0.15}, 1);
+  const auto b = assign_subject_splits(10, {0.7, 0.15, 0.15}, 1);
+  const auto c = assign_subject_splits(10, {0.7, 0.15, 0.15}, 2);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  std::map<int, int> count;
+  for (int s : a) ++count[s];
+  EXPECT_GE(count[0], 6);
+  EXPECT_GE(count[1], 1);
+  EXPECT_GE(count[2], 1);
+  EXPECT_EQ(count[0] + count[1] + count[2], 10);
+  // Three subjects: one each.
+  const auto t = assign_subject_splits(3, {0.7, 0.15, 0.15}, 0);
+  EXPECT_EQ(std::set<int>(t.begin(), t.end()), (std::set<int>{0, 1, 2}));
+  // One subject: train.
+  EXPECT_EQ(assign_subject_splits(1, {0.7, 0.15, 0.15}, 0), std::vector<int>{0});
+}
+
+TEST(Prepare, SlabSplitsNeverPutNeighboursInTwoSplits) {
+  for (int gap : {0, 1, 2, 5}) {
+    for (uint64_t seed = 0; seed < 5; ++seed) {
+      const int64_t n = 137;
+      const auto sp = assign_slab_splits(n, 10, gap, {0.7, 0.15, 0.15}, seed);
+      ASSERT_EQ(sp.size(), static_cast<size_t>(n));
+      std::set<int> present(sp.begin(), sp.end());
+      EXPECT_TRUE(present.count(0) && present.count(1) && present.count(2));
+      for (int64_t a = 0; a < n; ++a)
+        for (int64_t b = a + 1; b < n && b <= a + gap; ++b)
+          if (sp[a] >= 0 && sp[b] >= 0) {
+            EXPECT_EQ(sp[a], sp[b]) << "slices " << a << "," << b << " gap " << gap;
+          }
+      // Slabs are contiguous: the split changes only at slab boundaries (at most 9 changes).
+      int changes = 0;
+      int last = -2;
+      for (int s : sp)
+        if (s >= 0) {
+          if (last >= 0 && s != last) ++changes;
+          last = s;
+        }
+      EXPECT_LE(changes, 9);
+    }
+  }
+}
+
+TEST(Prepare, PercentileAndNormalization) {
+  std::vector<float> v;
+  for (int i = 0; i <= 100; ++i) v.push_back(static_cast<float>(i));
+  EXPECT_DOUBLE_EQ(percentile(v, 0), 0);
+  EXPECT_DOUBLE_EQ(percentile(v, 50), 50);
+  EXPECT_DOUBLE_EQ(percentile(v, 99.5), 99.5);
+  Volume vol = make_volume(101, 1, 1, [](int64_t i, int64_t, int64_t) { return i; });
+  PrepareOptions o;
+  o.modality = Modality::MRI;
+  o.percentiles = {10, 90};
+  const auto r = normalization_range(vol, o);
+  EXPECT_DOUBLE_EQ(r[0], 10);
+  EXPECT_DOUBLE_EQ(r[1], 90);
+  o.modality = Modality::CT;
+  EXPECT_EQ(normalization_range(vol, o), (std::array<double, 2>{-1000, 400}));
+}
+
+// With no crop, no reorientation and the output size equal to the input, every slice is the
+// normalized input exactly, and masks are binarized from the labels.
+TEST(Prepare, RoundTripIsExactWithoutResampling) {
+  const fs::path dir = temp_dir("exact");
+  const int64_t W = 16, H = 16, D = 6;
+  Volume img = make_volume(W, H, D, [](int64_t i, int64_t j, int64_t k) { return -1000 + 50 * i + 20 * j + 7 * k; });
+  Volume msk = make_volume(W, H, D, [](int64_t i, int64_t j, int64_t) { return i < 4 ? 3 : (j < 3 ? 4 : (i > 12 ? 5 : 0)); });
+  PrepareOptions o = quiet_options();
+  o.crop = CropMode::None;
+  o.reorient = false;
+  o.size = 16;
+  o.labels = {3, 4};
+  o.fractions = {1, 0, 0};
+  const std::string out = (dir / "exact.h5").string();
+  const PrepareSummary sum = prepare_slices({memory_subject("vol", img, msk)}, o, out);
+  EXPECT_EQ(sum.splits[0].slices, D);
+  EXPECT_FALSE(fs::exists(out + ".tmp"));
+  SliceDataset ds(out, "train");
+  ASSERT_EQ(ds.size(), D);
+  ASSERT_EQ(ds.height(), H);
+  ASSERT_EQ(ds.width(), W);
+  EXPECT_EQ(ds.attribute("modality"), "ct");
+  EXPECT_EQ(ds.attribute("format"), "roentgen-slices");
+  EXPECT_EQ(ds.subject_names(), std::vector<std::string>{"vol"});
+  std::vector<float> a(W * H), m(W * H);
+  for (int64_t s = 0; s < D; ++s) {
+    ds.read(s, a.data(), m.data());
+    EXPECT_EQ(ds.slice(s), s);
+    EXPECT_EQ(ds.subject(s), 0);
+    for (int64_t j = 0; j < H; ++j)
+      for (int64_t i = 0; i < W; ++i) {
+        const double want = std::clamp((img.at(i, j, s) + 1000.0) / 1400.0 * 2.0 - 1.0, -1.0, 1.0);
+        ASSERT_NEAR(a[j * W + i], want, 1e-5);
+        const float l = msk.at(i, j, s);
+        ASSERT_EQ(m[j * W + i], (l == 3 || l == 4) ? 1.0f : 0.0f);
+      }
+  }
+  SliceDataset val(out, "val");
+  EXPECT_EQ(val.size(), 0);
+  fs::remove_all(dir);
+}
+
+// A RAS volume (i -> right) is shown radiologically: columns reversed (patient right on the
+// left), rows reversed (anterior at the top).
+TEST(Prepare, ReorientsToDisplayConvention) {
+  const fs::path dir = temp_dir("orient");
+  Volume img = make_volume(8, 8, 3, [](int64_t i, int64_t j, int64_t) { return 10 * i + j; });
+  Volume msk = make_volume(8, 8, 3, [](int64_t i, int64_t j, int64_t) { return i == 1 && j == 2; });
+  PrepareOptions o = quiet_options();
+  o.modality = Modality::CT;
+  o.window = {0, 100};
+  o.crop = CropMode::None;
+  o.size = 8;
+  o.fractions = {1, 0, 0};
+  const std::string out = (dir / "o.h5").string();
+  prepare_slices({memory_subject("ras", img, msk)}, o, out);
+  SliceDataset ds(out, "train");
+  std::vector<float> a(64), m(64);
+  ds.read(0, a.data(), m.data());
+  for (int64_t r = 0; r < 8; ++r)
+    for (int64_t c = 0; c < 8; ++c)
+      EXPECT_NEAR(a[r * 8 + c], (10.0 * (7 - c) + (7 - r)) / 50.0 - 1.0, 1e-5);
+  EXPECT_EQ(m[(7 - 2) * 8 + (7 - 1)], 1.0f);
+  fs::remove_all(dir);
+}
+
+TEST(Prepare, PhantomSubjectsSplitBySubjectWithoutLeaks) {
+  const fs::path dir = temp_dir("phantom");
+  PhantomOptions po;
+  po.dims = {64, 64, 10};
+  po.spacing = {5.0, 5.0, 12.0};
+  PrepareOptions o = quiet_options();
+  o.labels = {3, 4};
+  o.size = 32;
+  o.seed = 4;
+  const std::string out = (dir / "p.h5").string();
+  const PrepareSummary sum = prepare_slices(phantom_subjects(5, 21, po), o, out);
+  EXPECT_EQ(sum.subjects, 5);
+  std::array<std::set<int32_t>, 3> subjects;
+  int64_t total = 0;
+  for (int s = 0; s < 3; ++s) {
+    SliceDataset ds(out, kSplitNames[s]);
+    EXPECT_EQ(ds.size(), sum.splits[s].slices);
+    EXPECT_GT(ds.size(), 0) << kSplitNames[s];
+    total += ds.size();
+    std::vector<float> a(32 * 32), m(32 * 32);
+    double mask_sum = 0;
+    for (int64_t i = 0; i < ds.size(); ++i) {
+      subjects[s].insert(ds.subject(i));
+      ds.read(i, a.data(), m.data());
+      for (float v : a) ASSERT_TRUE(v >= -1.0f && v <= 1.0f);
+      for (float v : m) ASSERT_TRUE(v == 0.0f || v == 1.0f);
+      for (float v : m) mask_sum += v;
+    }
+    EXPECT_GT(mask_sum, 0);
+  }
+  for (int a = 0; a < 3; ++a)
+    for (int b = a + 1; b < 3; ++b)
+      for (int32_t x : subjects[a]) EXPECT_EQ(subjects[b].count(x), 0u) << "subject " << x << " in two splits";
+  EXPECT_EQ(subjects[0].size() + subjects[1].size() + subjects[2].size(), 5u);
+  EXPECT_EQ(total, sum.splits[0].slices + sum.splits[1].slices + sum.splits[2].slices);
+  // The same inputs give the same file contents.
+  const std::string out2 = (dir / "p2.h5").string();
+  prepare_slices(phantom_subjects(5, 21, po), o, out2);
+  SliceDataset d1(out, "val"), d2(out2, "val");
+  ASSERT_EQ(d1.size(), d2.size());
+  std::vector<float> x(32 * 32), y(32 * 32);
+  d1.read(0, x.data(), nullptr);
+  d2.read(0, y.data(), nullptr);
+  EXPECT_EQ(x, y);
+  fs::remove_all(dir);
+}
+
+TEST(Prepare, SingleVolumeSplitBySlabKeepsSlabsApart) {
+  const fs::path dir = temp_dir("slab");
+  // MRI-like: a bright ellipsoid "head" with a "brain" mask inside.
+  auto head = [](int64_t i, int64_t j, int64_t k) {
+    const double x = (i - 20) / 16.0, y = (j - 22) / 18.0, z = (k - 30) / 24.0;
+    return x * x + y * y + z * z < 1 ? 200.0 + i : 0.0;
+  };
+  Volume img = make_volume(40, 44, 60, head);
+  Volume msk = make_volume(40, 44, 60, [&](int64_t i, int64_t j, int64_t k) {
+    const double x = (i - 20) / 12.0, y = (j - 22) / 14.0, z = (k - 30) / 18.0;
+    return x * x + y * y + z * z < 1 ? 1.0 : 0.0;
+  });
+  PrepareOptions o = quiet_options();
+  o.modality = Modality::MRI;
+  o.crop = CropMode::Body;
+  o.margin_mm = 2;
+  o.size = 24;
+  o.split_by = SplitBy::Slab;
+  o.slabs = 6;
+  o.slab_gap = 3;
+  const std::string out = (dir / "s.h5").string();
+  const PrepareSummary sum = prepare_slices({memory_subject("head", img, msk)}, o, out);
+  EXPECT_GT(sum.dropped_gap_slices, 0);
+  std::array<std::vector<int32_t>, 3> slices;
+  for (int s = 0; s < 3; ++s) {
+    SliceDataset ds(out, kSplitNames[s]);
+    EXPECT_GT(ds.size(), 0);
+    for (int64_t i = 0; i < ds.size(); ++i) slices[s].push_back(ds.slice(i));
+  }
+  for (int a = 0; a < 3; ++a)
+    for (int b = 0; b < 3; ++b)
+      if (a != b) {
+        for (int32_t x : slices[a])
+          for (int32_t y : slices[b]) {
+            ASSERT_GT(std::abs(x - y), 3) << kSplitNames[a] << " " << x << " vs " << kSplitNames[b] << " " << y;
+          }
+      }
+  // Body crop: the z range stops where the head ends (+ margin), not at the volume's ends.
+  int32_t lo = 1000, hi = -1;
+  for (const auto& v : slices)
+    for (int32_t x : v) lo = std::min(lo, x), hi = std::max(hi, x);
+  EXPECT_GE(lo, 0);
+  EXPECT_LE(hi, 59);
+  EXPECT_GT(lo, 0);
+  EXPECT_LT(hi, 59);
+  fs::remove_all(dir);
+}
+
+TEST(Prepare, SizeMismatchThrowsAndLeavesNoOutput) {
+  const fs::path dir = temp_dir("mismatch");
+  Volume img = make_volume(8, 8, 4, [](int64_t, int64_t, int64_t) { return 0; });
+  Volume msk = make_volume(8, 8, 5, [](int64_t, int64_t, int64_t) { return 0; });
+  SubjectSource s = memory_subject("bad", img, msk);
+  s.image_path = "image.nii.gz";
+  s.mask_path = "mask.nii.gz";
+  const std::string out = (dir / "bad.h5").string();
+  try {
+    prepare_slices({s}, quiet_options(), out);
+    FAIL() << "expected an error";
+  } catch (const rg::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("image.nii.gz"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("mask.nii.gz"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("8x8x4"), std::string::npos) << msg;
+  }
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out + ".tmp"));
+  fs::remove_all(dir);
+}
+
+TEST(Prepare, ReadingBadFilesNamesTheFile) {
+  const fs::path dir = temp_dir("badfiles");
+  const std::string missing = (dir / "missing.h5").string();
+  auto expect_error_naming = [](const std::string& path, const char* what) {
+    try {
+      SliceDataset ds(path, "train");
+      ADD_FAILURE() << "expected an error for " << what;
+    } catch (const rg::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  };
+  expect_error_naming(missing, "a missing file");
+  const std::string garbage = (dir / "garbage.h5").string();
+  std::ofstream(garbage) << "this is not HDF5 at all";
+  expect_error_naming(garbage, "a non-HDF5 file");
+  // A real prepared file, truncated.
+  Volume img = make_volume(8, 8, 4, [](int64_t i, int64_t, int64_t) { return i; });
+  PrepareOptions o = quiet_options();
+  o.crop = CropMode::None;
+  o.size = 8;
+  o.compression = 0;
+  const std::string good = (dir / "good.h5").string();
+  prepare_slices({memory_subject("v", img, img)}, o, good);
+  EXPECT_THROW(SliceDataset(good, "nope"), rg::Error);
+  const std::string cut = (dir / "cut.h5").string();
+  fs::copy_file(good, cut);
+  fs::resize_file(cut, fs::file_size(good) / 2);
+  expect_error_naming(cut, "a truncated file");
+  fs::remove_all(dir);
+}
