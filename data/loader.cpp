@@ -40,6 +40,7 @@ Loader::Loader(const std::string& path, LoaderOptions options) : opt_(std::move(
   RG_CHECK(opt_.epochs >= 0, "loader: epochs must be >= 0 (0 = endless), got ", opt_.epochs);
   RG_CHECK(opt_.workers >= 0, "loader: workers must be >= 0, got ", opt_.workers);
   RG_CHECK(opt_.prefetch >= 1, "loader: prefetch must be >= 1, got ", opt_.prefetch);
+  RG_CHECK(opt_.start_batch >= 0, "loader: start_batch must be >= 0, got ", opt_.start_batch);
   RG_CHECK(opt_.world_size >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world_size,
            "loader: need 0 <= rank < world_size, got rank ", opt_.rank, ", world_size ", opt_.world_size);
   dataset_ = std::make_unique<SliceDataset>(path, opt_.split);
@@ -58,6 +59,7 @@ Loader::Loader(const std::string& path, LoaderOptions options) : opt_(std::move(
   }
   if (opt_.preload == 1 || (opt_.preload < 0 && dataset_->memory_bytes() < (uint64_t(1) << 30)))
     dataset_->preload();
+  next_job_ = consumed_ = opt_.start_batch;
   for (int w = 0; w < opt_.workers; ++w) threads_.emplace_back([this] { worker_loop(); });
 }
 

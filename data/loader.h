@@ -39,6 +39,9 @@ struct LoaderOptions {
   bool shuffle = true;
   uint64_t seed = 0;
   int64_t epochs = 1;     // number of passes; 0 = endless
+  // Index of the first batch to deliver, counted over the whole stream (epoch * batches per
+  // epoch + step): a resumed training run restarts the stream where it stopped.
+  int64_t start_batch = 0;
   int workers = 2;        // 0 = build batches synchronously in next()
   int prefetch = 4;       // batches built ahead of the consumer (queue bound)
   int rank = 0;           // this process's shard

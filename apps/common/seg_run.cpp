@@ -1,0 +1,534 @@
+#include "apps/common/seg_run.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "apps/common/gan_trainer.h"
+#include "apps/common/interrupt.h"
+#include "apps/common/plots.h"
+#include "apps/common/seg_metrics.h"
+#include "data/loader.h"
+#include "data/progress.h"
+#include "data/slice_dataset.h"
+#include "engine/checkpoint.h"
+#include "engine/roentgen.h"
+#include "models/patchgan.h"
+#include "models/unet.h"
+
+namespace rg::app {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kCheckpointFormat = "roentgen-seg-checkpoint-1";
+
+json config_to_json(const SegRunConfig& c) {
+  return json{{"data", c.data},           {"name", c.name},
+              {"out_dir", c.out_dir},     {"epochs", c.epochs},
+              {"epochs_decay", c.epochs_decay}, {"lr_policy", c.lr_policy},
+              {"batch_size", c.batch_size}, {"lr", c.lr},
+              {"beta1", c.beta1},         {"lambda_seg", c.lambda_seg},
+              {"gan_mode", c.gan_mode},   {"norm", c.norm},
+              {"ngf", c.ngf},             {"ndf", c.ndf},
+              {"n_layers", c.n_layers},   {"num_downs", c.num_downs},
+              {"dropout", c.dropout},     {"precision", c.precision},
+              {"device", c.device},       {"conv_backend", c.conv_backend},
+              {"seed", c.seed},           {"augment", c.augment},
+              {"max_train_batches", c.max_train_batches}};
+}
+
+// The device the run uses. The CUDA backend's kernels are a separate piece of work; until they
+// are in the build, "auto" trains on the CPU and an explicit CUDA device is refused clearly.
+Device resolve_device(const SegRunConfig& c) {
+  if (c.device == "auto") {
+    if (cuda_device_count() > 0) {
+      std::cerr << "train_seg: a CUDA device is present, but this build has no CUDA kernels for "
+                   "the ops yet: training on the CPU\n";
+    }
+    return Device::cpu();
+  }
+  const Device d = Device::parse(c.device);
+  RG_CHECK(d.is_cpu(), "--device ", c.device,
+           ": this build has no CUDA kernels for the ops yet; use --device cpu");
+  return d;
+}
+
+DType activation_dtype(const SegRunConfig& c, Device device) {
+  if (c.precision == "fp32") return DType::F32;
+  if (c.precision == "tf32") {
+    if (device.is_cpu()) std::cerr << "train_seg: --precision tf32 on the CPU computes in fp32\n";
+    return DType::F32;
+  }
+  if (c.precision == "bf16") return DType::BF16;
+  RG_FAIL("--precision: unknown value '", c.precision, "' (expected fp32, tf32 or bf16)");
+}
+
+int64_t auto_num_downs(int64_t h, int64_t w) {
+  int64_t n = 0;
+  while (n < 8 && h % (int64_t{2} << n) == 0 && w % (int64_t{2} << n) == 0) ++n;
+  return n;
+}
+
+std::unique_ptr<optim::LrSchedule> make_schedule(const SegRunConfig& c) {
+  if (c.lr_policy == "linear") return std::make_unique<optim::LinearDecayLr>(c.lr, c.epochs, c.epochs_decay);
+  if (c.lr_policy == "cosine") return std::make_unique<optim::CosineLr>(c.lr, c.epochs + c.epochs_decay);
+  RG_FAIL("--lr-policy: unknown value '", c.lr_policy, "' (expected linear or cosine)");
+}
+
+// Appends one JSON object per line; flushed each time so a crash loses nothing logged.
+class JsonlWriter {
+ public:
+  explicit JsonlWriter(const fs::path& path) : path_(path), out_(path, std::ios::app) {
+    RG_CHECK(out_.good(), "cannot open ", path.string(), " for writing");
+  }
+  void write(const json& j) {
+    out_ << j.dump() << '\n';
+    out_.flush();
+    RG_CHECK(out_.good(), "write to ", path_.string(), " failed");
+  }
+
+ private:
+  fs::path path_;
+  std::ofstream out_;
+};
+
+// Loss and metric history for the curves (re-read from metrics.jsonl on resume).
+struct History {
+  Series d_loss{"D loss", {}, {}}, g_adv{"G adversarial", {}, {}}, g_seg{"G BCE + Dice", {}, {}};
+  Series val_dice{"val Dice (slice)", {}, {}}, val_iou{"val IoU (slice)", {}, {}},
+      val_dice_volume{"val Dice (volume)", {}, {}};
+
+  void add_train(const json& j) {
+    const double x = j.at("step").get<double>();
+    d_loss.x.push_back(x);
+    d_loss.y.push_back(j.at("d_loss").get<double>());
+    g_adv.x.push_back(x);
+    g_adv.y.push_back(j.at("g_adv").get<double>());
+    g_seg.x.push_back(x);
+    g_seg.y.push_back(j.at("g_bce").get<double>() + j.at("g_dice").get<double>());
+  }
+  void add_val(const json& j) {
+    const double x = j.at("epoch").get<double>();
+    val_dice.x.push_back(x);
+    val_dice.y.push_back(j.at("dice").get<double>());
+    val_iou.x.push_back(x);
+    val_iou.y.push_back(j.at("iou").get<double>());
+    val_dice_volume.x.push_back(x);
+    val_dice_volume.y.push_back(j.at("dice_volume").get<double>());
+  }
+  void load(const fs::path& jsonl) {
+    std::ifstream in(jsonl);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      const json j = json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.contains("kind")) continue;
+      if (j["kind"] == "train") add_train(j);
+      if (j["kind"] == "val") add_val(j);
+    }
+  }
+  void write_pngs(const fs::path& dir, bool adversarial) const {
+    std::vector<Series> losses{g_seg};
+    if (adversarial) {
+      losses.push_back(d_loss);
+      losses.push_back(g_adv);
+    }
+    write_line_chart_png((dir / "losses.png").string(), "training losses", losses, "step", "loss");
+    write_line_chart_png((dir / "val_metrics.png").string(), "validation", {val_dice, val_iou, val_dice_volume},
+                         "epoch", "score");
+  }
+};
+
+struct Evaluation {
+  MetricSummary slices;
+  MetricStats volume_dice, volume_iou, volume_hd95;
+  int volumes = 0;
+  std::vector<SegGridRow> samples;
+};
+
+MetricStats stats_of(const std::vector<double>& v) {
+  MetricStats s;
+  std::vector<double> finite;
+  for (double x : v) if (std::isfinite(x)) finite.push_back(x);
+  s.count = static_cast<int>(finite.size());
+  if (finite.empty()) return s;
+  for (double x : finite) s.mean += x;
+  s.mean /= finite.size();
+  for (double x : finite) s.std += (x - s.mean) * (x - s.mean);
+  s.std = std::sqrt(s.std / finite.size());
+  return s;
+}
+
+// Runs G in eval mode over a whole split: per-slice and per-volume metrics, plus the first
+// `sample_rows` slices that contain foreground, for the picture.
+Evaluation evaluate(models::UnetGenerator& g, const data::SliceDataset& ds, int64_t batch_size,
+                    DType act_dtype, int64_t sample_rows) {
+  NoGradGuard no_grad;
+  g.eval();
+  const int64_t h = ds.height(), w = ds.width(), hw = h * w;
+  MetricAccumulator acc;
+  Evaluation out;
+  std::vector<float> image(hw), mask(hw);
+  for (int64_t start = 0; start < ds.size(); start += batch_size) {
+    const int64_t n = std::min(batch_size, ds.size() - start);
+    Tensor x = Tensor::empty({n, h, w, 1});
+    Tensor m = Tensor::empty({n, h, w, 1});
+    for (int64_t i = 0; i < n; ++i) ds.read(start + i, x.data<float>() + i * hw, m.data<float>() + i * hw);
+    Tensor probs = sigmoid(g.forward(x.to(act_dtype))).to(DType::F32);
+    const float* p = probs.data<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t idx = start + i;
+      acc.add_slice(ds.subject(idx), ds.slice(idx), p + i * hw, m.data<float>() + i * hw,
+                    static_cast<int>(h), static_cast<int>(w));
+      const float* mi = m.data<float>() + i * hw;
+      const bool has_foreground = std::any_of(mi, mi + hw, [](float v) { return v >= 0.5f; });
+      // Spread the samples over the split rather than taking neighbouring slices.
+      const int64_t stride = std::max<int64_t>(1, ds.size() / std::max<int64_t>(1, sample_rows * 2));
+      if (has_foreground && static_cast<int64_t>(out.samples.size()) < sample_rows && idx % stride == 0) {
+        SegGridRow row;
+        row.height = static_cast<int>(h);
+        row.width = static_cast<int>(w);
+        row.image.assign(x.data<float>() + i * hw, x.data<float>() + (i + 1) * hw);
+        row.target.assign(mi, mi + hw);
+        row.prob.assign(p + i * hw, p + (i + 1) * hw);
+        out.samples.push_back(std::move(row));
+      }
+    }
+  }
+  out.slices = acc.slice_summary();
+  std::vector<double> vd, vi, vh;
+  for (const VolumeMetrics& v : acc.volume_results()) {
+    vd.push_back(v.metrics.dice);
+    vi.push_back(v.metrics.iou);
+    vh.push_back(v.metrics.hd95);
+  }
+  out.volumes = static_cast<int>(vd.size());
+  out.volume_dice = stats_of(vd);
+  out.volume_iou = stats_of(vi);
+  out.volume_hd95 = stats_of(vh);
+  g.train();
+  return out;
+}
+
+json evaluation_json(const Evaluation& e) {
+  return json{{"dice", e.slices.dice.mean},
+              {"dice_std", e.slices.dice.std},
+              {"dice_nonempty", e.slices.dice_nonempty.mean},
+              {"iou", e.slices.iou.mean},
+              {"hd95", e.slices.hd95.mean},
+              {"hd95_infinite", e.slices.hd95_infinite},
+              {"slices", e.slices.items},
+              {"volumes", e.volumes},
+              {"dice_volume", e.volume_dice.mean},
+              {"iou_volume", e.volume_iou.mean},
+              {"hd95_volume", e.volume_hd95.mean}};
+}
+
+// Everything that makes a run resumable. Saved as one safetensors file (tensors) plus one JSON
+// file (progress), each written atomically; the JSON is written last and names the step, which
+// the safetensors metadata repeats, so a torn pair is detected on load.
+struct Progress {
+  int64_t epoch = 0;          // epoch to run next (or in progress)
+  int64_t step_in_epoch = 0;  // batches of that epoch already done
+  int64_t global_step = 0;
+  double best_val_dice = -1.0;
+  int64_t best_epoch = -1;
+  uint64_t rng_offset = 0;
+};
+
+void save_checkpoint(const fs::path& dir, const std::string& tag, const SegRunConfig& config,
+                     const Progress& progress, const models::UnetGenerator& g,
+                     const models::PatchDiscriminator* d, const optim::Optimizer& opt_g,
+                     const optim::Optimizer* opt_d) {
+  NamedTensors tensors = module_state(g, "G.");
+  if (d) {
+    NamedTensors ds = module_state(*d, "D.");
+    tensors.insert(tensors.end(), ds.begin(), ds.end());
+  }
+  for (auto& [name, t] : opt_g.state()) tensors.emplace_back("opt_G." + name, t);
+  if (opt_d) {
+    for (auto& [name, t] : opt_d->state()) tensors.emplace_back("opt_D." + name, t);
+  }
+  json meta{{"format", kCheckpointFormat},
+            {"epoch", progress.epoch},
+            {"step_in_epoch", progress.step_in_epoch},
+            {"global_step", progress.global_step},
+            {"best_val_dice", progress.best_val_dice},
+            {"best_epoch", progress.best_epoch},
+            {"rng_seed", config.seed},
+            {"rng_offset", progress.rng_offset},
+            {"opt_G_steps", opt_g.step_count()},
+            {"opt_D_steps", opt_d ? opt_d->step_count() : 0},
+            {"generator", models::to_json(g.config)},
+            {"run", config_to_json(config)}};
+  if (d) meta["discriminator"] = models::to_json(d->config);
+  save_safetensors((dir / (tag + ".safetensors")).string(), tensors,
+                   {{"roentgen", meta.dump()}, {"generator_config", models::to_json(g.config).dump()}});
+  write_file_atomic((dir / (tag + ".json")).string(), meta.dump(2) + "\n");
+}
+
+// Loads a checkpoint into the models and optimizers; returns its progress.
+Progress load_checkpoint(const fs::path& dir, const std::string& tag, models::UnetGenerator& g,
+                         models::PatchDiscriminator* d, optim::Optimizer& opt_g,
+                         optim::Optimizer* opt_d) {
+  const fs::path json_path = dir / (tag + ".json");
+  const fs::path st_path = dir / (tag + ".safetensors");
+  RG_CHECK(fs::exists(json_path), "checkpoint ", json_path.string(), " does not exist");
+  std::ifstream in(json_path);
+  const json meta = json::parse(in, nullptr, false);
+  RG_CHECK(!meta.is_discarded() && meta.value("format", "") == kCheckpointFormat, "checkpoint ",
+           json_path.string(), " is not a roentgen segmentation checkpoint (corrupt JSON or wrong format)");
+  SafetensorsFile file = load_safetensors(st_path.string());
+  const json inner = json::parse(file.metadata["roentgen"], nullptr, false);
+  RG_CHECK(!inner.is_discarded() && inner.value("global_step", int64_t{-1}) == meta.at("global_step").get<int64_t>(),
+           "checkpoint ", st_path.string(), " does not belong to ", json_path.string(),
+           " (a save was interrupted between the two files); use the other checkpoint");
+  NamedTensors g_state, d_state, og_state, od_state;
+  for (auto& [name, t] : file.tensors) {
+    if (name.rfind("G.", 0) == 0) g_state.emplace_back(name.substr(2), t);
+    else if (name.rfind("D.", 0) == 0) d_state.emplace_back(name.substr(2), t);
+    else if (name.rfind("opt_G.", 0) == 0) og_state.emplace_back(name.substr(6), t);
+    else if (name.rfind("opt_D.", 0) == 0) od_state.emplace_back(name.substr(6), t);
+  }
+  load_module_state(g, g_state);
+  if (d) load_module_state(*d, d_state);
+  auto restore_optimizer = [&](optim::Optimizer& opt, const NamedTensors& state, int64_t steps,
+                               const char* which) {
+    std::map<std::string, Tensor> by_name(state.begin(), state.end());
+    for (auto& [name, slot] : opt.state()) {
+      auto it = by_name.find(name);
+      RG_CHECK(it != by_name.end(), "checkpoint ", st_path.string(), " lacks optimizer state ",
+               which, ".", name);
+      Tensor target = slot;
+      target.copy_(it->second);
+    }
+    opt.set_step_count(steps);
+  };
+  restore_optimizer(opt_g, og_state, meta.at("opt_G_steps").get<int64_t>(), "opt_G");
+  if (opt_d) restore_optimizer(*opt_d, od_state, meta.at("opt_D_steps").get<int64_t>(), "opt_D");
+  Progress p;
+  p.epoch = meta.at("epoch").get<int64_t>();
+  p.step_in_epoch = meta.at("step_in_epoch").get<int64_t>();
+  p.global_step = meta.at("global_step").get<int64_t>();
+  p.best_val_dice = meta.at("best_val_dice").get<double>();
+  p.best_epoch = meta.at("best_epoch").get<int64_t>();
+  p.rng_offset = meta.at("rng_offset").get<uint64_t>();
+  return p;
+}
+
+std::string epoch_file(const char* prefix, int64_t epoch, const char* ext) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%s%03lld%s", prefix, static_cast<long long>(epoch), ext);
+  return buf;
+}
+
+}  // namespace
+
+int run_seg_training(const SegRunConfig& c) {
+  RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
+  RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
+  RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+  RG_CHECK(c.epochs >= 0 && c.epochs_decay >= 0 && c.epochs + c.epochs_decay > 0,
+           "--epochs and --epochs-decay must be >= 0 with at least one epoch in total");
+  RG_CHECK(c.lr > 0, "--lr must be > 0, got ", c.lr);
+  RG_CHECK(c.conv_backend == "auto" || c.conv_backend == "own" || c.conv_backend == "cudnn",
+           "--conv-backend: unknown value '", c.conv_backend, "' (expected own, cudnn or auto)");
+  const GanMode gan_mode = gan_mode_from_name(c.gan_mode);
+  const Device device = resolve_device(c);
+  const DType act_dtype = activation_dtype(c, device);
+  auto schedule = make_schedule(c);
+  const int64_t total_epochs = c.epochs + c.epochs_decay;
+
+  // ---- data
+  data::SliceDataset val_set(c.data, "val");
+  data::SliceDataset test_set(c.data, "test");
+  val_set.preload();
+  test_set.preload();
+  data::LoaderOptions lo;
+  lo.split = "train";
+  lo.batch_size = c.batch_size;
+  lo.shuffle = true;
+  lo.seed = c.seed;
+  // The loader runs endlessly over its own epochs; a training epoch is steps_per_epoch batches
+  // (fewer than a loader epoch with --max-train-batches). Batch k of the stream depends only on
+  // (seed, k), so a resumed run starts the stream at its global step and sees the same data.
+  lo.epochs = 0;
+  lo.workers = c.workers;
+  lo.drop_last = true;  // BatchNorm statistics of a 1-sample tail batch are degenerate
+  lo.augment = c.augment;
+
+  // ---- models
+  const int64_t h = val_set.height(), w = val_set.width();
+  models::UnetConfig gc;
+  gc.num_downs = c.num_downs > 0 ? c.num_downs : auto_num_downs(h, w);
+  gc.ngf = c.ngf;
+  gc.norm = models::norm_kind_from_name(c.norm);
+  gc.use_dropout = c.dropout;
+  RG_CHECK(gc.num_downs >= 1 && h % (int64_t{1} << gc.num_downs) == 0 && w % (int64_t{1} << gc.num_downs) == 0,
+           "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
+  Generator init_gen(c.seed);
+  models::UnetGenerator g(gc, init_gen);
+  std::unique_ptr<models::PatchDiscriminator> d;
+  if (gan_mode != GanMode::None) {
+    models::PatchGanConfig dc;
+    dc.in_channels = 2;
+    dc.ndf = c.ndf;
+    dc.n_layers = c.n_layers;
+    dc.norm = gc.norm;
+    d = std::make_unique<models::PatchDiscriminator>(dc, init_gen);
+  }
+  g.to(device);
+  if (d) d->to(device);
+  optim::Adam opt_g(g.parameters(), {.lr = c.lr, .beta1 = c.beta1, .beta2 = 0.999});
+  std::unique_ptr<optim::Adam> opt_d;
+  if (d) opt_d = std::make_unique<optim::Adam>(d->parameters(), optim::AdamOptions{.lr = c.lr, .beta1 = c.beta1, .beta2 = 0.999});
+
+  // ---- run directory
+  const fs::path run_dir = fs::path(c.out_dir) / c.name;
+  const fs::path ckpt_dir = run_dir / "checkpoints";
+  const fs::path sample_dir = run_dir / "samples";
+  const fs::path curve_dir = run_dir / "curves";
+  if (!c.resume && fs::exists(run_dir / "metrics.jsonl")) {
+    RG_FAIL("run directory ", run_dir.string(), " already holds a run: pass --resume to continue it, or pick another --name");
+  }
+  for (const fs::path& p : {ckpt_dir, sample_dir, curve_dir}) fs::create_directories(p);
+
+  Generator train_gen(c.seed ^ 0x5eed5eedULL);
+  Progress progress;
+  History history;
+  if (c.resume) {
+    progress = load_checkpoint(ckpt_dir, "latest", g, d.get(), opt_g, opt_d.get());
+    train_gen.set_state(train_gen.seed(), progress.rng_offset);
+    history.load(run_dir / "metrics.jsonl");
+    std::cerr << "train_seg: resuming " << run_dir.string() << " at epoch " << progress.epoch + 1
+              << ", step " << progress.step_in_epoch << " (global step " << progress.global_step << ")\n";
+  }
+  JsonlWriter log(run_dir / "metrics.jsonl");
+  write_file_atomic((run_dir / "config.json").string(), config_to_json(c).dump(2) + "\n");
+
+  SegGanTrainer trainer(g, d.get(), opt_g, opt_d.get(),
+                        {.mode = gan_mode, .lambda_seg = c.lambda_seg}, train_gen);
+
+  std::cerr << "train_seg: " << c.data << " (" << val_set.height() << "x" << val_set.width() << "), G unet num_downs "
+            << gc.num_downs << " ngf " << gc.ngf << " (" << g.parameter_count() << " parameters)";
+  if (d) std::cerr << ", D n_layers " << c.n_layers << " ndf " << c.ndf << " (" << d->parameter_count() << ")";
+  std::cerr << ", GAN " << gan_mode_name(gan_mode) << ", batch " << c.batch_size << ", " << total_epochs
+            << " epochs on " << device.str() << " in " << c.precision << "\n";
+
+  lo.start_batch = progress.global_step;
+  data::Loader loader(c.data, lo);
+  const int64_t steps_per_epoch = c.max_train_batches > 0
+                                      ? std::min(c.max_train_batches, loader.batches_per_epoch())
+                                      : loader.batches_per_epoch();
+
+  install_interrupt_handler();
+  bool interrupted = false;
+  for (int64_t epoch = progress.epoch; epoch < total_epochs && !interrupted; ++epoch) {
+    const double lr = schedule->lr_at(epoch);
+    opt_g.set_lr(lr);
+    if (opt_d) opt_d->set_lr(lr);
+    data::ProgressBar bar(epoch_file("epoch ", epoch + 1, "") + "/" + std::to_string(total_epochs),
+                          static_cast<double>(steps_per_epoch), "steps", c.progress);
+    bar.update(static_cast<double>(progress.step_in_epoch));
+    StepLosses sum_losses;
+    int64_t logged = 0;
+    while (progress.step_in_epoch < steps_per_epoch) {
+      std::optional<data::Batch> batch = loader.next();
+      RG_CHECK(batch.has_value(), "loader ended early");
+      Tensor image = batch->image.to(device).to(act_dtype);
+      Tensor mask = batch->mask.to(device);
+      const StepLosses l = trainer.step(image, mask);
+      ++progress.step_in_epoch;
+      ++progress.global_step;
+      sum_losses.d_loss += l.d_loss;
+      sum_losses.g_adv += l.g_adv;
+      sum_losses.g_bce += l.g_bce;
+      sum_losses.g_dice += l.g_dice;
+      ++logged;
+      if (progress.global_step % c.log_every == 0) {
+        const double k = 1.0 / static_cast<double>(logged);
+        json j{{"kind", "train"},       {"epoch", epoch + 1},
+               {"step", progress.global_step}, {"lr", lr},
+               {"d_loss", sum_losses.d_loss * k}, {"g_adv", sum_losses.g_adv * k},
+               {"g_bce", sum_losses.g_bce * k},   {"g_dice", sum_losses.g_dice * k}};
+        log.write(j);
+        history.add_train(j);
+        sum_losses = StepLosses();
+        logged = 0;
+      }
+      bar.update(static_cast<double>(progress.step_in_epoch));
+      if (interrupt_requested()) {
+        interrupted = true;
+        break;
+      }
+    }
+    bar.finish();
+    progress.rng_offset = train_gen.offset();
+    if (interrupted) {
+      progress.epoch = epoch;
+      save_checkpoint(ckpt_dir, "latest", c, progress, g, d.get(), opt_g, opt_d.get());
+      std::cerr << "train_seg: interrupted; saved " << (ckpt_dir / "latest.safetensors").string()
+                << " at epoch " << epoch + 1 << " step " << progress.step_in_epoch
+                << "; continue with --resume\n";
+      break;
+    }
+
+    // ---- end of epoch: validation, pictures, checkpoints
+    const Evaluation val = evaluate(g, val_set, c.batch_size, act_dtype, c.sample_rows);
+    json vj = evaluation_json(val);
+    vj["kind"] = "val";
+    vj["epoch"] = epoch + 1;
+    vj["step"] = progress.global_step;
+    vj["lr"] = lr;
+    log.write(vj);
+    history.add_val(vj);
+    std::cerr << "  val: Dice " << val.slices.dice.mean << " IoU " << val.slices.iou.mean << " HD95 "
+              << val.slices.hd95.mean << " px (slices); Dice " << val.volume_dice.mean << " (volumes)\n";
+    if (!val.samples.empty()) {
+      write_segmentation_grid_png((sample_dir / epoch_file("epoch_", epoch + 1, ".png")).string(), val.samples);
+    }
+    history.write_pngs(curve_dir, d != nullptr);
+    progress.epoch = epoch + 1;
+    progress.step_in_epoch = 0;
+    const bool best = val.slices.dice.mean > progress.best_val_dice;
+    if (best) {
+      progress.best_val_dice = val.slices.dice.mean;
+      progress.best_epoch = epoch + 1;
+    }
+    save_checkpoint(ckpt_dir, "latest", c, progress, g, d.get(), opt_g, opt_d.get());
+    if (best) save_checkpoint(ckpt_dir, "best", c, progress, g, d.get(), opt_g, opt_d.get());
+  }
+  if (interrupted) return 130;
+
+  // ---- test: once, with the checkpoint chosen on validation
+  RG_CHECK(progress.best_epoch > 0, "no validation epoch completed: nothing to test");
+  load_checkpoint(ckpt_dir, "best", g, d.get(), opt_g, opt_d.get());
+  const Evaluation test = evaluate(g, test_set, c.batch_size, act_dtype, c.sample_rows);
+  json tj = evaluation_json(test);
+  tj["kind"] = "test";
+  tj["checkpoint_epoch"] = progress.best_epoch;
+  log.write(tj);
+  if (!test.samples.empty()) write_segmentation_grid_png((sample_dir / "test.png").string(), test.samples);
+  json summary{{"config", config_to_json(c)},
+               {"best_epoch", progress.best_epoch},
+               {"best_val_dice", progress.best_val_dice},
+               {"test", tj},
+               {"device", device.str()}};
+  write_file_atomic((run_dir / "summary.json").string(), summary.dump(2) + "\n");
+  std::cerr << "train_seg: test (checkpoint of epoch " << progress.best_epoch << "): Dice "
+            << test.slices.dice.mean << " IoU " << test.slices.iou.mean << " HD95 " << test.slices.hd95.mean
+            << " px per slice; Dice " << test.volume_dice.mean << " per volume (" << test.volumes
+            << " volumes); results in " << run_dir.string() << "\n";
+  return 0;
+}
+
+}  // namespace rg::app

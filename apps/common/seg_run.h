@@ -1,0 +1,53 @@
+// One adversarial-segmentation training run, end to end: data, models, the alternating GAN
+// updates, per-epoch validation, checkpoints, metrics, pictures, and the final test evaluation
+// with the checkpoint chosen on validation. apps/train_seg is a thin flag parser over this.
+//
+// A run directory <out_dir>/<name>/ holds:
+//   metrics.jsonl            one JSON object per line: "train" (every log_every steps),
+//                            "val" (every epoch), "test" (once, at the end)
+//   checkpoints/latest.*     safetensors (G, D, optimizer state) + JSON (progress, RNG, config)
+//   checkpoints/best.*       the same, for the epoch with the best validation Dice
+//   samples/epoch_NNN.png    image | ground truth | prediction overlays on validation slices
+//   curves/losses.png, curves/val_metrics.png
+//   summary.json             the configuration, the best epoch and the test metrics
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace rg::app {
+
+struct SegRunConfig {
+  std::string data;           // prepared HDF5 file (apps/prepare_data)
+  std::string name = "seg";   // run name: the folder under out_dir
+  std::string out_dir = "runs";
+  int64_t epochs = 10;        // epochs at the initial learning rate
+  int64_t epochs_decay = 10;  // epochs of decay after them (pix2pix n_epochs_decay)
+  std::string lr_policy = "linear";  // linear (pix2pix) | cosine
+  int64_t batch_size = 16;
+  double lr = 2e-4;
+  double beta1 = 0.5;
+  double lambda_seg = 100.0;
+  std::string gan_mode = "vanilla";  // vanilla | lsgan | hinge | wgan-gp | none (plain U-Net)
+  std::string norm = "batch";        // batch | instance | none
+  int64_t ngf = 64, ndf = 64, n_layers = 3;
+  int64_t num_downs = 0;  // 0: as many as the slice size allows, at most 8 (unet_256)
+  bool dropout = false;
+  std::string precision = "fp32";  // fp32 | tf32 | bf16
+  std::string device = "auto";     // auto | cpu | cuda[:N]
+  std::string conv_backend = "auto";  // own | cudnn | auto (CUDA only)
+  uint64_t seed = 0;
+  bool resume = false;
+  bool augment = true;
+  int workers = 2;
+  int64_t log_every = 10;      // steps between "train" lines in metrics.jsonl
+  int64_t sample_rows = 4;     // validation slices in each sample grid
+  int64_t max_train_batches = 0;  // cap on batches per epoch (0 = the whole split)
+  bool progress = true;        // progress bar on stderr
+};
+
+// Runs training; returns the process exit code (0 done, 130 interrupted after saving).
+// Throws rg::Error for bad configuration or data (the app prints it and exits 1).
+int run_seg_training(const SegRunConfig& config);
+
+}  // namespace rg::app

@@ -1,0 +1,102 @@
+// train_seg: adversarial segmentation (U-Net generator + PatchGAN discriminator) on a prepared
+// HDF5 slices file. With no arguments it trains on the embedded default dataset (Colin27 skull
+// stripping, or the lung phantom where Colin27 is not installed) with a configuration sized
+// for the machine: unet_256 on a GPU, a smaller one on the CPU.
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "apps/common/seg_run.h"
+#include "engine/device.h"
+#include "engine/error.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string default_data_dir() {
+  const char* env = std::getenv("RG_DATA_DIR");
+  return env ? env : RG_DEFAULT_DATA_DIR;
+}
+
+// Picks the default dataset: Colin27 when prepared, else the lung phantom; says which.
+std::string default_dataset() {
+  const fs::path dir = default_data_dir();
+  const fs::path colin = dir / "colin27_skullstrip.h5";
+  const fs::path phantom = dir / "lung_phantom.h5";
+  if (fs::exists(colin)) {
+    std::cerr << "train_seg: default dataset: Colin27 skull stripping (" << colin.string() << ")\n";
+    return colin.string();
+  }
+  if (fs::exists(phantom)) {
+    std::cerr << "train_seg: Colin27 is not prepared (" << colin.string()
+              << " missing; install mricron-data and run scripts/prepare_defaults.sh): using the "
+                 "lung phantom (" << phantom.string() << ")\n";
+    return phantom.string();
+  }
+  RG_FAIL("no default dataset in ", dir.string(),
+          ": run scripts/run_main.sh (or scripts/prepare_defaults.sh), or pass --data FILE.h5");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rg::app::SegRunConfig c;
+  CLI::App app{"Adversarial segmentation training: U-Net generator + PatchGAN discriminator"};
+  app.add_option("--data", c.data, "prepared HDF5 slices file (apps/prepare_data)");
+  app.add_option("--name", c.name, "run name (folder under --out)")->capture_default_str();
+  app.add_option("--out", c.out_dir, "output directory")->capture_default_str();
+  auto* epochs = app.add_option("--epochs", c.epochs, "epochs at the initial learning rate")->check(CLI::NonNegativeNumber);
+  auto* epochs_decay = app.add_option("--epochs-decay", c.epochs_decay, "epochs of learning-rate decay")->check(CLI::NonNegativeNumber);
+  app.add_option("--lr-policy", c.lr_policy, "linear (pix2pix) or cosine")->check(CLI::IsMember({"linear", "cosine"}))->capture_default_str();
+  auto* batch = app.add_option("--batch-size", c.batch_size, "batch size")->check(CLI::PositiveNumber);
+  app.add_option("--lr", c.lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--beta1", c.beta1, "Adam beta1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  app.add_option("--lambda", c.lambda_seg, "weight of BCE + soft Dice")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--gan-mode", c.gan_mode, "vanilla, lsgan, hinge, wgan-gp, or none (plain U-Net baseline)")
+      ->check(CLI::IsMember({"vanilla", "lsgan", "hinge", "wgan-gp", "none"}))->capture_default_str();
+  app.add_option("--norm", c.norm, "batch, instance or none")->check(CLI::IsMember({"batch", "instance", "none"}))->capture_default_str();
+  auto* ngf = app.add_option("--ngf", c.ngf, "generator width")->check(CLI::PositiveNumber);
+  auto* ndf = app.add_option("--ndf", c.ndf, "discriminator width")->check(CLI::PositiveNumber);
+  app.add_option("--n-layers", c.n_layers, "PatchGAN layers")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--num-downs", c.num_downs, "U-Net depth (0: from the slice size, at most 8)")->check(CLI::NonNegativeNumber);
+  app.add_flag("--dropout", c.dropout, "dropout in the inner U-Net blocks");
+  app.add_option("--precision", c.precision, "fp32, tf32 or bf16")->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
+  app.add_option("--device", c.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--conv-backend", c.conv_backend, "own, cudnn or auto (CUDA only)")
+      ->check(CLI::IsMember({"own", "cudnn", "auto"}))->envname("RG_CONV_BACKEND")->capture_default_str();
+  app.add_option("--seed", c.seed, "random seed")->capture_default_str();
+  app.add_flag("--resume", c.resume, "continue the run in --out/--name from its latest checkpoint");
+  app.add_flag("!--no-augment", c.augment, "turn off data augmentation");
+  app.add_option("--workers", c.workers, "loader threads")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--log-every", c.log_every, "steps between logged training losses")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--max-train-batches", c.max_train_batches, "cap on batches per epoch (0 = all)")->check(CLI::NonNegativeNumber);
+  app.add_flag("!--no-progress", c.progress, "no progress bar");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (c.data.empty()) c.data = default_dataset();
+    // Size the default configuration for the machine; explicit flags always win.
+    const bool gpu = rg::cuda_device_count() > 0 && c.device != "cpu";
+    if (gpu) {
+      std::cerr << "train_seg: GPU found: default configuration unet_256 (ngf 64, ndf 64, batch 16, "
+                   "20 + 20 epochs)\n";
+      if (!*epochs) c.epochs = 20;
+      if (!*epochs_decay) c.epochs_decay = 20;
+      if (!*batch) c.batch_size = 16;
+    } else {
+      std::cerr << "train_seg: no GPU: default CPU configuration (ngf 16, ndf 16, batch 8, 6 + 6 "
+                   "epochs); pass --ngf/--ndf/--batch-size/--epochs to change it\n";
+      if (!*ngf) c.ngf = 16;
+      if (!*ndf) c.ndf = 16;
+      if (!*batch) c.batch_size = 8;
+      if (!*epochs) c.epochs = 6;
+      if (!*epochs_decay) c.epochs_decay = 6;
+    }
+    return rg::app::run_seg_training(c);
+  } catch (const std::exception& e) {
+    std::cerr << "train_seg: error: " << e.what() << "\n";
+    return 1;
+  }
+}
