@@ -236,7 +236,9 @@ std::string format_number(double v, double step) {
     std::snprintf(buf, sizeof(buf), "%.*f", decimals, v);
   }
   std::string s = buf;
-  if (s == "-0" || s.find_first_not_of("-0.") == std::string::npos) s = "0";
+  // "-0", "0.00", "-0.0" -> "0" (built without assigning a literal: GCC 12's -Wrestrict
+  // misfires on that at -O3).
+  if (s.find_first_not_of("-0.") == std::string::npos) return std::string(1, '0');
   return s;
 }
 

@@ -4,6 +4,8 @@
 // Layout. A 2-D mask is H x W, row-major: pixel (x, y) is m[y * W + x]. A 3-D volume is a stack
 // of D such slices: voxel (x, y, z) is m[(z * H + y) * W + x]. Spacing (sx, sy, sz) is in mm:
 // sx along x (columns), sy along y (rows), sz between slices.
+// Argument order: the grid-level functions take (width, height, depth), matching (sx, sy, sz);
+// the float 2-D entry point and the accumulator take (height, width), like an H x W tensor.
 //
 // Binarisation. Probabilities / float masks are foreground where value >= threshold (0.5 by
 // default); NaN is background. uint8 masks are foreground where non-zero.
