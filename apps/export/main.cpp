@@ -3,9 +3,13 @@
 // DIR/netG.safetensors, DIR/netD.safetensors and DIR/export.json. docs/export.md has the name
 // tables and the layout conversions.
 //
-// The network config comes from the checkpoint's "config" metadata (written by the trainer);
-// flags given on the command line override single fields; without metadata the defaults are
-// unet_256 (1 -> 1, ngf 64, batch norm) and the n_layers=3 PatchGAN with ndf 64.
+// Inputs: a file per network written as save_safetensors(path, module_state(net), {{"config",
+// to_json(net.config).dump()}}), or a training checkpoint of apps/common/seg_run (entries
+// "G.*", "D.*", "opt_*"; metadata "generator_config" and "roentgen"), from which both networks
+// are exported unless --generator-only. The network config comes from the metadata ("config",
+// else "generator_config" / "discriminator_config", else the "roentgen" JSON's "generator" /
+// "discriminator"); flags given on the command line override single fields; without metadata
+// the defaults are unet_256 (1 -> 1, ngf 64, batch norm) and the n_layers=3 PatchGAN, ndf 64.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -21,6 +25,26 @@ namespace {
 using rg::models::NormKind;
 using rg::models::PatchGanConfig;
 using rg::models::UnetConfig;
+
+// The config JSON text for one network: metadata[key], else metadata[alt_key], else the
+// "roentgen" metadata JSON's field `field`; empty when none is present.
+std::string config_text(const rg::SafetensorsFile& f, const std::string& key, const std::string& alt_key,
+                        const std::string& field) {
+  if (auto it = f.metadata.find(key); it != f.metadata.end()) return it->second;
+  if (auto it = f.metadata.find(alt_key); it != f.metadata.end()) return it->second;
+  if (auto it = f.metadata.find("roentgen"); it != f.metadata.end()) {
+    const auto j = nlohmann::json::parse(it->second, nullptr, false);
+    if (j.is_object() && j.contains(field)) return j[field].dump();
+  }
+  return "";
+}
+
+bool has_prefix(const rg::SafetensorsFile& f, const std::string& prefix) {
+  for (const auto& [name, t] : f.tensors) {
+    if (name.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
 
 int64_t batches_from(const rg::SafetensorsFile& f, const CLI::Option* flag, int64_t flag_value) {
   if (flag->count()) return flag_value;
@@ -42,7 +66,7 @@ int main(int argc, char** argv) {
   std::string g_path, d_path, out_dir, g_prefix, d_prefix, norm;
   int64_t num_downs = 8, ngf = 64, in_channels = 1, out_channels = 1, ndf = 64, n_layers = 3;
   int64_t d_in_channels = 2, batches = 0;
-  bool pixel = false;
+  bool pixel = false, generator_only = false;
   app.add_option("--checkpoint", g_path, "generator checkpoint (safetensors, module_state names)")
       ->required()
       ->check(CLI::ExistingFile);
@@ -58,8 +82,14 @@ int main(int argc, char** argv) {
   auto* o_din = app.add_option("--d-in-channels", d_in_channels,
                                "discriminator input channels (default: G in + G out)");
   auto* o_pixel = app.add_flag("--pixel", pixel, "the discriminator is pix2pix's PixelDiscriminator");
-  app.add_option("--g-prefix", g_prefix, "name prefix of the generator's entries in its file");
-  app.add_option("--d-prefix", d_prefix, "name prefix of the discriminator's entries in its file");
+  app.add_flag("--generator-only", generator_only,
+               "with a training checkpoint holding D.* entries: export only netG");
+  auto* o_gp = app.add_option("--g-prefix", g_prefix,
+                              "name prefix of the generator's entries (default: 'G.' when the file "
+                              "has such entries, else none)");
+  auto* o_dp = app.add_option("--d-prefix", d_prefix,
+                              "name prefix of the discriminator's entries (default: 'D.' when the "
+                              "file has such entries, else none)");
   auto* o_batches = app.add_option("--batches-tracked", batches,
                                    "value for BatchNorm num_batches_tracked (default: the "
                                    "checkpoint's num_batches_tracked metadata, else 0)");
@@ -75,9 +105,10 @@ int main(int argc, char** argv) {
     // ---- generator
     const rg::SafetensorsFile g_file = rg::load_safetensors(g_path);
     UnetConfig g = UnetConfig::unet_256();
-    if (auto it = g_file.metadata.find("config"); it != g_file.metadata.end()) {
-      g = rg::models::unet_config_from_json(it->second);
+    if (const auto text = config_text(g_file, "config", "generator_config", "generator"); !text.empty()) {
+      g = rg::models::unet_config_from_json(text);
     }
+    if (!o_gp->count() && has_prefix(g_file, "G.")) g_prefix = "G.";
     if (o_downs->count()) g.num_downs = num_downs;
     if (o_ngf->count()) g.ngf = ngf;
     if (o_norm->count()) g.norm = rg::models::norm_kind_from_name(norm);
@@ -94,14 +125,21 @@ int main(int argc, char** argv) {
                 rg::models::pix2pix_options(g).c_str());
 
     // ---- discriminator
-    if (!d_path.empty()) {
-      const rg::SafetensorsFile d_file = rg::load_safetensors(d_path);
+    // From --discriminator, or from the generator's file when it is a training checkpoint with
+    // D.* entries.
+    const bool d_in_g_file = d_path.empty() && !generator_only && has_prefix(g_file, "D.");
+    if (!d_path.empty() || d_in_g_file) {
+      const rg::SafetensorsFile d_file = d_in_g_file ? g_file : rg::load_safetensors(d_path);
+      if (d_in_g_file) d_path = g_path;
       PatchGanConfig d;
       d.in_channels = g.in_channels + g.out_channels;
       d.norm = g.norm;
-      if (auto it = d_file.metadata.find("config"); it != d_file.metadata.end()) {
-        d = rg::models::patchgan_config_from_json(it->second);
+      if (const auto text = config_text(d_file, d_in_g_file ? "" : "config", "discriminator_config",
+                                        "discriminator");
+          !text.empty()) {
+        d = rg::models::patchgan_config_from_json(text);
       }
+      if (!o_dp->count() && has_prefix(d_file, "D.")) d_prefix = "D.";
       if (o_ndf->count()) d.ndf = ndf;
       if (o_layers->count()) d.n_layers = n_layers;
       if (o_norm->count()) d.norm = rg::models::norm_kind_from_name(norm);
@@ -119,9 +157,10 @@ int main(int argc, char** argv) {
     }
     if (g.head == UnetConfig::Head::Logits) {
       report["note"] =
-          "netG was trained without the final Tanh (mask logits); pix2pix's outermost block appends "
-          "nn.Tanh() at model.model.4, which has no parameters: drop it (or apply sigmoid to the "
-          "pre-Tanh output) to reproduce our outputs.";
+          "netG was trained without the final Tanh: it outputs mask logits. pix2pix's outermost "
+          "block ends in nn.Tanh() at model.model.4 (no parameters); replace it with nn.Identity() "
+          "(net.model.model[4] = torch.nn.Identity()) to get our logits, then sigmoid for "
+          "probabilities.";
     }
     rg::write_file_atomic((fs::path(out_dir) / "export.json").string(), report.dump(2) + "\n");
     return 0;

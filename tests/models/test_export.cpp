@@ -250,6 +250,27 @@ TEST(Export, AppEndToEnd) {
   const std::string text((std::istreambuf_iterator<char>(log)), {});
   EXPECT_NE(text.find("shape mismatch"), std::string::npos) << text;
   EXPECT_FALSE(fs::exists(dir / "bad" / "netG.safetensors"));
+
+  // A training checkpoint (apps/common/seg_run layout): G.*, D.*, opt_* entries in one file,
+  // configs in the metadata; both networks come out of it.
+  NamedTensors run = module_state(g, "G.");
+  for (auto& e : module_state(d, "D.")) run.push_back(e);
+  run.emplace_back("opt_G.0.exp_avg", Tensor::zeros({3}));
+  const nlohmann::json meta = {{"generator", to_json(gc)}, {"discriminator", to_json(dc)}};
+  save_safetensors((dir / "latest.safetensors").string(), run,
+                   {{"roentgen", meta.dump()}, {"generator_config", to_json(gc).dump()}});
+  const std::string from_run = app.string() + " --checkpoint " + (dir / "latest.safetensors").string() +
+                               " --out " + (dir / "run").string() + " > " + (dir / "run.txt").string() + " 2>&1";
+  ASSERT_EQ(std::system(from_run.c_str()), 0) << from_run;
+  const SafetensorsFile rung = load_safetensors((dir / "run" / "netG.safetensors").string());
+  const SafetensorsFile rund = load_safetensors((dir / "run" / "netD.safetensors").string());
+  ASSERT_EQ(rung.tensors.size(), netg.tensors.size());
+  for (size_t i = 0; i < rung.tensors.size(); ++i) {
+    EXPECT_EQ(rung.tensors[i].first, netg.tensors[i].first);
+    EXPECT_EQ(rung.tensors[i].second.to_vector<float>(), netg.tensors[i].second.to_vector<float>());
+  }
+  EXPECT_EQ(patchgan_config_from_json(rund.metadata.at("config")), dc);
+  EXPECT_EQ(rund.tensors.size(), netd.tensors.size());
   fs::remove_all(dir);
 }
 
