@@ -425,6 +425,24 @@ TEST(Nifti, BadInputThrowsNamingTheFile) {
   expect_error([&] { read_nifti(dir.file("half.nii.gz")); }, {"half.nii.gz", "shorter"});
 }
 
+TEST(VolumeIo, DetectsFormatsByExtensionAndContent) {
+  TempDir dir;
+  const Volume v = test_volume({3, 2, 2}, true);
+  write_nifti(dir.file("a.nii.gz"), v, NiftiOut::Int16);
+  write_nifti(dir.file("b.nii"), v, NiftiOut::Int16);
+  std::filesystem::copy_file(dir.file("a.nii.gz"), dir.file("gz_no_ext"));
+  std::filesystem::copy_file(dir.file("b.nii"), dir.file("nii_no_ext"));
+  EXPECT_EQ(detect_volume_format(dir.file("a.nii.gz")), VolumeFormat::Nifti);
+  EXPECT_EQ(detect_volume_format(dir.file("gz_no_ext")), VolumeFormat::Nifti);
+  EXPECT_EQ(detect_volume_format(dir.file("nii_no_ext")), VolumeFormat::Nifti);
+  EXPECT_EQ(detect_volume_format(dir.str()), VolumeFormat::Dicom);
+  EXPECT_EQ(read_volume(dir.file("gz_no_ext")).voxels, v.voxels);
+  EXPECT_EQ(read_volume(dir.file("nii_no_ext")).voxels, v.voxels);
+  testing::write_bytes(dir.file("mystery.bin"), {1, 2, 3, 4, 5, 6, 7, 8});
+  EXPECT_EQ(detect_volume_format(dir.file("mystery.bin")), VolumeFormat::Unknown);
+  expect_error([&] { read_volume(dir.file("mystery.bin")); }, {"mystery.bin", "unknown volume format"});
+}
+
 // The real Colin27 template from Debian's mricron-data, when installed.
 TEST(Nifti, Colin27WhenInstalled) {
   const std::string ch2 = "/usr/share/mricron/templates/ch2.nii.gz";
