@@ -6,6 +6,7 @@
 #                                    split by subject)
 #   OUT_DIR/colin27_skullstrip.h5    Colin27 T1 (mricron-data) with its brain mask
 #                                    (ch2bet > 0), MRI percentile normalization, split by slab
+#   OUT_DIR/*_128.h5                 the same at 128x128 (the CPU training default)
 #   OUT_DIR/*_montage.png            a look at what the model will see
 #
 # usage: scripts/prepare_defaults.sh BUILD_DIR OUT_DIR [--size N] [--subjects N] [--seed S]
@@ -39,23 +40,31 @@ mkdir -p "$OUT_DIR"
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 T0=$(now)
+# Every dataset at --size, plus a 128-pixel copy (*_128.h5) that CPU training defaults to.
+SIZES=$SIZE
+[ "$SIZE" != 128 ] && SIZES="$SIZE 128"
+suffix() { [ "$1" = "$SIZE" ] && echo "" || echo "_$1"; }
 
 echo "== lung phantom: $SUBJECTS subjects, seed $SEED -> $OUT_DIR/lung_phantom (LUNA16 layout)"
 T=$(now)
 rm -rf "$OUT_DIR/lung_phantom"
 "$PD" phantom --out "$OUT_DIR/lung_phantom" --subjects "$SUBJECTS" --seed "$SEED"
-"$PD" luna16 --scans "$OUT_DIR/lung_phantom/subset0" --masks "$OUT_DIR/lung_phantom/seg-lungs-LUNA16" \
-  --labels 3,4 --window -1000,400 --crop mask --size "$SIZE" --split-by subject --seed "$SEED" \
-  --out "$OUT_DIR/lung_phantom.h5"
+for size in $SIZES; do
+  "$PD" luna16 --scans "$OUT_DIR/lung_phantom/subset0" --masks "$OUT_DIR/lung_phantom/seg-lungs-LUNA16" \
+    --labels 3,4 --window -1000,400 --crop mask --size "$size" --split-by subject --seed "$SEED" \
+    --out "$OUT_DIR/lung_phantom$(suffix "$size").h5"
+done
 "$PD" montage "$OUT_DIR/lung_phantom.h5" --out "$OUT_DIR/lung_phantom_montage.png" --count 16 --tile 128
 echo "   lung phantom done in $(elapsed "$T") s"
 
 if [ -f "$COLIN_DIR/ch2.nii.gz" ] && [ -f "$COLIN_DIR/ch2bet.nii.gz" ]; then
   echo "== Colin27 skull stripping: $COLIN_DIR/ch2.nii.gz + ch2bet.nii.gz > 0 -> $OUT_DIR/colin27_skullstrip.h5"
   T=$(now)
-  "$PD" nifti --image "$COLIN_DIR/ch2.nii.gz" --mask "$COLIN_DIR/ch2bet.nii.gz" --mask-threshold 0 \
-    --modality mri --percentiles 0.5,99.5 --crop body --size "$SIZE" --split-by slab --slabs 10 \
-    --slab-gap 2 --seed "$SEED" --out "$OUT_DIR/colin27_skullstrip.h5"
+  for size in $SIZES; do
+    "$PD" nifti --image "$COLIN_DIR/ch2.nii.gz" --mask "$COLIN_DIR/ch2bet.nii.gz" --mask-threshold 0 \
+      --modality mri --percentiles 0.5,99.5 --crop body --size "$size" --split-by slab --slabs 10 \
+      --slab-gap 2 --seed "$SEED" --out "$OUT_DIR/colin27_skullstrip$(suffix "$size").h5"
+  done
   "$PD" montage "$OUT_DIR/colin27_skullstrip.h5" --out "$OUT_DIR/colin27_montage.png" --count 16 --tile 128
   echo "   Colin27 done in $(elapsed "$T") s"
 else

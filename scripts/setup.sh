@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 
-packages=(build-essential cmake pkg-config libopenblas-dev libgtest-dev libgmock-dev
+packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libgtest-dev libgmock-dev
           libbenchmark-dev libhdf5-dev zlib1g-dev libpng-dev nlohmann-json3-dev libcli11-dev
           libdcmtk-dev mricron-data clang libclang-rt-dev)
 missing=()

@@ -242,7 +242,8 @@ struct Progress {
   int64_t global_step = 0;
   double best_val_dice = -1.0;
   int64_t best_epoch = -1;
-  uint64_t rng_offset = 0;
+  uint64_t rng_offset = 0;          // the trainer's generator (WGAN-GP interpolation)
+  uint64_t dropout_rng_offset = 0;  // the process generator (dropout masks)
 };
 
 void save_checkpoint(const fs::path& dir, const std::string& tag, const SegRunConfig& config,
@@ -266,6 +267,7 @@ void save_checkpoint(const fs::path& dir, const std::string& tag, const SegRunCo
             {"best_epoch", progress.best_epoch},
             {"rng_seed", config.seed},
             {"rng_offset", progress.rng_offset},
+            {"dropout_rng_offset", progress.dropout_rng_offset},
             {"opt_G_steps", opt_g.step_count()},
             {"opt_D_steps", opt_d ? opt_d->step_count() : 0},
             {"generator", models::to_json(g.config)},
@@ -322,6 +324,7 @@ Progress load_checkpoint(const fs::path& dir, const std::string& tag, models::Un
   p.best_val_dice = meta.at("best_val_dice").get<double>();
   p.best_epoch = meta.at("best_epoch").get<int64_t>();
   p.rng_offset = meta.at("rng_offset").get<uint64_t>();
+  p.dropout_rng_offset = meta.at("dropout_rng_offset").get<uint64_t>();
   return p;
 }
 
@@ -403,11 +406,13 @@ int run_seg_training(const SegRunConfig& c) {
   for (const fs::path& p : {ckpt_dir, sample_dir, curve_dir}) fs::create_directories(p);
 
   Generator train_gen(c.seed ^ 0x5eed5eedULL);
+  manual_seed(c.seed ^ 0xd50ed50eULL);  // dropout layers draw from the process generator
   Progress progress;
   History history;
   if (c.resume) {
     progress = load_checkpoint(ckpt_dir, "latest", g, d.get(), opt_g, opt_d.get());
     train_gen.set_state(train_gen.seed(), progress.rng_offset);
+    default_generator().set_state(default_generator().seed(), progress.dropout_rng_offset);
     history.load(run_dir / "metrics.jsonl");
     std::cerr << "train_seg: resuming " << run_dir.string() << " at epoch " << progress.epoch + 1
               << ", step " << progress.step_in_epoch << " (global step " << progress.global_step << ")\n";
@@ -432,6 +437,7 @@ int run_seg_training(const SegRunConfig& c) {
 
   install_interrupt_handler();
   bool interrupted = false;
+  int64_t steps_this_run = 0;
   for (int64_t epoch = progress.epoch; epoch < total_epochs && !interrupted; ++epoch) {
     const double lr = schedule->lr_at(epoch);
     opt_g.set_lr(lr);
@@ -466,13 +472,16 @@ int run_seg_training(const SegRunConfig& c) {
         logged = 0;
       }
       bar.update(static_cast<double>(progress.step_in_epoch));
-      if (interrupt_requested()) {
+      ++steps_this_run;
+      if (interrupt_requested() ||
+          (c.interrupt_after_steps > 0 && steps_this_run >= c.interrupt_after_steps)) {
         interrupted = true;
         break;
       }
     }
     bar.finish();
     progress.rng_offset = train_gen.offset();
+    progress.dropout_rng_offset = default_generator().offset();
     if (interrupted) {
       progress.epoch = epoch;
       save_checkpoint(ckpt_dir, "latest", c, progress, g, d.get(), opt_g, opt_d.get());

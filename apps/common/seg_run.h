@@ -44,6 +44,9 @@ struct SegRunConfig {
   int64_t sample_rows = 4;     // validation slices in each sample grid
   int64_t max_train_batches = 0;  // cap on batches per epoch (0 = the whole split)
   bool progress = true;        // progress bar on stderr
+  // Acts as if Ctrl-C arrived after this many steps of this invocation (0 = never); tests use
+  // it to interrupt and resume at a chosen point.
+  int64_t interrupt_after_steps = 0;
 };
 
 // Runs training; returns the process exit code (0 done, 130 interrupted after saving).

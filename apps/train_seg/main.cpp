@@ -20,11 +20,13 @@ std::string default_data_dir() {
   return env ? env : RG_DEFAULT_DATA_DIR;
 }
 
-// Picks the default dataset: Colin27 when prepared, else the lung phantom; says which.
-std::string default_dataset() {
+// Picks the default dataset: Colin27 when prepared, else the lung phantom; says which. The CPU
+// default trains on the 128x128 copies (a quarter of the work per slice).
+std::string default_dataset(bool gpu) {
   const fs::path dir = default_data_dir();
-  const fs::path colin = dir / "colin27_skullstrip.h5";
-  const fs::path phantom = dir / "lung_phantom.h5";
+  const std::string suffix = gpu ? ".h5" : "_128.h5";
+  const fs::path colin = dir / ("colin27_skullstrip" + suffix);
+  const fs::path phantom = dir / ("lung_phantom" + suffix);
   if (fs::exists(colin)) {
     std::cerr << "train_seg: default dataset: Colin27 skull stripping (" << colin.string() << ")\n";
     return colin.string();
@@ -76,9 +78,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (c.data.empty()) c.data = default_dataset();
     // Size the default configuration for the machine; explicit flags always win.
     const bool gpu = rg::cuda_device_count() > 0 && c.device != "cpu";
+    if (c.data.empty()) c.data = default_dataset(gpu);
     if (gpu) {
       std::cerr << "train_seg: GPU found: default configuration unet_256 (ngf 64, ndf 64, batch 16, "
                    "20 + 20 epochs)\n";

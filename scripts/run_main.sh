@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job: installs what is missing, builds, prepares the default datasets (once), and
+# trains apps/train_seg with its default configuration for this machine (unet_256 on a GPU, a
+# smaller configuration on the CPU). Extra arguments go to train_seg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${BUILD_DIR:-build}
+scripts/setup.sh "$build_dir"
+if [ ! -f data/prepared/lung_phantom_128.h5 ]; then
+  scripts/prepare_defaults.sh "$build_dir" data/prepared
+fi
+run_name="default-$(date +%Y%m%d-%H%M%S)"
+exec "$build_dir/bin/train_seg" --name "$run_name" --out runs "$@"
