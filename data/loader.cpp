@@ -30,9 +30,8 @@ std::vector<int64_t> shard_indices(int64_t n, int64_t epoch, bool shuffle, uint6
 }
 
 rg::Tensor allocate_host_batch(const rg::Shape& shape) {
-  // Hook for the CUDA backend: allocate page-locked host memory here (cudaHostAlloc) so that
-  // batches can be uploaded with asynchronous copies. Plain host memory for now.
-  return rg::Tensor::empty(shape, rg::DType::F32);
+  // Page-locked when a GPU is present, so batches upload with asynchronous copies.
+  return rg::Tensor::empty_pinned(shape, rg::DType::F32);
 }
 
 Loader::Loader(const std::string& path, LoaderOptions options) : opt_(std::move(options)) {

@@ -52,9 +52,9 @@ struct LoaderOptions {
   // Load the whole split into memory first: -1 = when it needs less than 1 GiB, 0 = never
   // (read slices from the file on demand), 1 = always.
   int preload = -1;
-  // Allocation hook for batch tensors (shape [B, H, W, 1], float32). Empty = host memory via
-  // rg::Tensor::empty. The CUDA backend will plug in page-locked (pinned) host memory here so
-  // the host->device copy of a batch can run asynchronously.
+  // Allocation hook for batch tensors (shape [B, H, W, 1], float32). Empty =
+  // allocate_host_batch: page-locked (pinned) host memory when a CUDA device is present, so the
+  // host->device copy of a batch can run asynchronously; ordinary host memory otherwise.
   std::function<rg::Tensor(const rg::Shape&)> allocate;
 };
 
@@ -71,8 +71,7 @@ struct Batch {
 std::vector<int64_t> shard_indices(int64_t dataset_size, int64_t epoch, bool shuffle, uint64_t seed,
                                    int rank, int world_size, bool drop_last);
 
-// Default batch allocation: rg::Tensor::empty(shape, F32) on the CPU. (Pinned memory for
-// asynchronous GPU uploads will come with the CUDA backend; see LoaderOptions::allocate.)
+// Default batch allocation: rg::Tensor::empty_pinned(shape, F32) (see LoaderOptions::allocate).
 rg::Tensor allocate_host_batch(const rg::Shape& shape);
 
 class Loader {

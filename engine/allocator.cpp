@@ -53,6 +53,8 @@ Allocator& allocator_for(Device device) {
 }
 
 #ifndef RG_WITH_CUDA
+Allocator& pinned_host_allocator() { return cpu_allocator(); }
+
 Allocator& cuda_allocator(int device) {
   RG_FAIL("CUDA device cuda:", device, " requested, but this build has no CUDA backend (RG_CUDA=OFF)");
 }

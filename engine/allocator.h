@@ -29,6 +29,9 @@ Allocator& cpu_allocator();
 // The allocator of a CUDA device; throws in a build without CUDA or without that device.
 Allocator& cuda_allocator(int device);
 Allocator& allocator_for(Device device);
+// Page-locked host memory when a CUDA device is present (host<->device copies from it can run
+// asynchronously and at full bus speed); ordinary host memory otherwise.
+Allocator& pinned_host_allocator();
 
 // Copies bytes between any two devices (host<->device, device<->device); synchronous.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);

@@ -51,11 +51,14 @@ static void check_shape(const Shape& shape, const char* what) {
 
 // ---------------------------------------------------------------- storage
 
-Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
-  data_ = allocator_for(device).allocate(bytes);
+Storage::Storage(size_t bytes, Device device) : Storage(bytes, device, allocator_for(device)) {}
+
+Storage::Storage(size_t bytes, Device device, Allocator& allocator)
+    : bytes_(bytes), device_(device), allocator_(&allocator) {
+  data_ = allocator_->allocate(bytes);
 }
 
-Storage::~Storage() { allocator_for(device_).deallocate(data_, bytes_); }
+Storage::~Storage() { allocator_->deallocate(data_, bytes_); }
 
 // ---------------------------------------------------------------- strided copy with conversion
 
@@ -112,10 +115,12 @@ void copy_cpu(const TensorImpl& dst, const TensorImpl& src) {
   });
 }
 
-std::shared_ptr<TensorImpl> new_impl(const Shape& shape, DType dtype, Device device) {
+std::shared_ptr<TensorImpl> new_impl(const Shape& shape, DType dtype, Device device,
+                                     Allocator& allocator) {
   check_shape(shape, "Tensor::empty");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  impl->storage =
+      std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device, allocator);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -140,7 +145,13 @@ Tensor Tensor::make_view(std::shared_ptr<Storage> storage, int64_t offset, const
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;
-  t.impl_ = new_impl(shape, dtype, device);
+  t.impl_ = new_impl(shape, dtype, device, allocator_for(device));
+  return t;
+}
+
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype) {
+  Tensor t;
+  t.impl_ = new_impl(shape, dtype, Device::cpu(), pinned_host_allocator());
   return t;
 }
 

@@ -24,9 +24,12 @@ int64_t shape_numel(const Shape& shape);
 Shape contiguous_strides(const Shape& shape);
 
 // A block of memory on one device, returned to its allocator when the last view drops it.
+class Allocator;
+
 class Storage {
  public:
-  Storage(size_t bytes, Device device);
+  Storage(size_t bytes, Device device);  // from the device's allocator
+  Storage(size_t bytes, Device device, Allocator& allocator);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -38,6 +41,7 @@ class Storage {
   void* data_ = nullptr;
   size_t bytes_ = 0;
   Device device_;
+  Allocator* allocator_;
 };
 
 class Node;
@@ -49,6 +53,9 @@ class Tensor {
 
   // ---- creation
   static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
+  // A CPU tensor in page-locked memory when a CUDA device is present (for batches that are
+  // uploaded every step), ordinary host memory otherwise.
+  static Tensor empty_pinned(const Shape& shape, DType dtype = DType::F32);
   static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::F32,

@@ -64,7 +64,42 @@ class CudaAllocator final : public Allocator {
   std::atomic<size_t> peak_{0};
 };
 
+class PinnedHostAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes, void*) override {
+    void* p = nullptr;
+    const cudaError_t err = cudaHostAlloc(&p, bytes == 0 ? 1 : bytes, cudaHostAllocDefault);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      RG_FAIL("cannot allocate ", bytes, " bytes of page-locked host memory (",
+              cudaGetErrorString(err), ") with ", in_use_.load(), " bytes in use");
+    }
+    const size_t now = in_use_.fetch_add(bytes) + bytes;
+    size_t old_peak = peak_.load();
+    while (now > old_peak && !peak_.compare_exchange_weak(old_peak, now)) {
+    }
+    return p;
+  }
+  void deallocate(void* ptr, size_t bytes, void*) override {
+    if (ptr == nullptr) return;
+    in_use_.fetch_sub(bytes);
+    cudaFreeHost(ptr);
+  }
+  AllocatorStats stats() const override { return {in_use_.load(), peak_.load(), 0}; }
+  void reset_peak() override { peak_.store(in_use_.load()); }
+
+ private:
+  std::atomic<size_t> in_use_{0};
+  std::atomic<size_t> peak_{0};
+};
+
 }  // namespace
+
+Allocator& pinned_host_allocator() {
+  static PinnedHostAllocator pinned;
+  static const bool have_device = cuda_device_count() > 0;
+  return have_device ? static_cast<Allocator&>(pinned) : cpu_allocator();
+}
 
 Allocator& cuda_allocator(int device) {
   static std::mutex mutex;

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/allocator.h"
 #include "tests/engine/test_helpers.h"
 
 namespace rg {
@@ -140,6 +141,32 @@ TEST(Tensor, DeviceRoundTripOnGpu) {
   Tensor dev = host.to(Device::cuda(0));
   Tensor dev2 = dev.clone();  // device-to-device
   EXPECT_EQ(dev2.to(Device::cpu()).to_vector<float>(), host.to_vector<float>());
+}
+
+}  // namespace
+}  // namespace rg
+
+namespace rg {
+namespace {
+
+TEST(Allocator, StatisticsTrackUseAndPeak) {
+  Allocator& a = cpu_allocator();
+  a.reset_peak();
+  const size_t before = a.stats().in_use;
+  {
+    Tensor t = Tensor::empty({1024, 256});  // 1 MiB
+    EXPECT_GE(a.stats().in_use, before + (1u << 20));
+  }
+  EXPECT_EQ(a.stats().in_use, before);
+  EXPECT_GE(a.stats().peak, before + (1u << 20));
+}
+
+TEST(Allocator, PinnedHostTensorsAreOrdinaryCpuTensors) {
+  // Page-locked when a GPU is present; either way a CPU tensor that reads and writes normally.
+  Tensor t = Tensor::empty_pinned({3, 5});
+  EXPECT_TRUE(t.device().is_cpu());
+  t.fill_(2.5);
+  for (float v : t.to_vector<float>()) EXPECT_EQ(v, 2.5f);
 }
 
 }  // namespace
