@@ -242,27 +242,8 @@ std::array<double, 2> normalization_range(const Volume& image, const PrepareOpti
 
 // ---------------------------------------------------------------- geometry
 
-namespace {
-
-// Reoriented view of a volume: oriented axis a (0 = column, 1 = row, 2 = slice) reads source
-// axis perm[a], reversed when flip[a].
-struct Orientation {
-  std::array<int, 3> perm{0, 1, 2};
-  std::array<bool, 3> flip{false, false, false};
-  std::array<int64_t, 3> dims{};
-  std::array<double, 3> spacing{};
-  std::array<int64_t, 3> stride{};  // oriented stride in source elements (may be negative)
-  int64_t base = 0;                 // source index of oriented (0, 0, 0)
-  bool fallback = false;            // oblique affine: voxel order kept
-
-  int64_t index(int64_t c, int64_t r, int64_t s) const {
-    return base + c * stride[0] + r * stride[1] + s * stride[2];
-  }
-  int64_t source_slice(int64_t s) const { return flip[2] ? dims[2] - 1 - s : s; }
-};
-
-Orientation orientation_of(const Volume& v, bool reorient) {
-  Orientation o;
+SliceOrientation orientation_of(const Volume& v, bool reorient) {
+  SliceOrientation o;
   if (reorient) {
     // Dominant world axis (RAS) and direction of each voxel axis.
     std::array<int, 3> world{};
@@ -297,14 +278,8 @@ Orientation orientation_of(const Volume& v, bool reorient) {
   return o;
 }
 
-// Inclusive oriented bounding box.
-struct Box {
-  std::array<int64_t, 3> lo{0, 0, 0}, hi{-1, -1, -1};
-  bool empty() const { return hi[0] < lo[0] || hi[1] < lo[1] || hi[2] < lo[2]; }
-};
-
-Box mask_box(const std::vector<uint8_t>& bm, const Orientation& o) {
-  Box b;
+CropBox mask_box(const std::vector<uint8_t>& bm, const SliceOrientation& o) {
+  CropBox b;
   b.lo = {o.dims[0], o.dims[1], o.dims[2]};
   b.hi = {-1, -1, -1};
   for (int64_t s = 0; s < o.dims[2]; ++s)
@@ -322,7 +297,7 @@ Box mask_box(const std::vector<uint8_t>& bm, const Orientation& o) {
 
 // Body: voxels above the threshold, ignoring speckle: a pixel counts when it is above the
 // threshold in at least 2% of the slices, a slice when at least 0.1% of its pixels are.
-Box body_box(const Volume& v, const Orientation& o, double threshold) {
+CropBox body_box(const Volume& v, const SliceOrientation& o, double threshold) {
   const int64_t W = o.dims[0], H = o.dims[1], D = o.dims[2];
   std::vector<int32_t> count2d(static_cast<size_t>(W * H), 0);
   std::vector<int64_t> per_slice(static_cast<size_t>(D), 0);
@@ -333,7 +308,7 @@ Box body_box(const Volume& v, const Orientation& o, double threshold) {
           ++count2d[static_cast<size_t>(r * W + c)];
           ++per_slice[static_cast<size_t>(s)];
         }
-  Box b;
+  CropBox b;
   const int64_t min_px = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(0.02 * D)));
   const int64_t min_slice = std::max<int64_t>(1, (W * H) / 1000);
   b.lo = {W, H, D};
@@ -354,9 +329,7 @@ Box body_box(const Volume& v, const Orientation& o, double threshold) {
   return b;
 }
 
-// Bilinear sample of a W x H slice; coordinates within half a pixel of the edge clamp to it,
-// beyond that give `fill`.
-inline float sample_clamped(const float* img, int64_t W, int64_t H, double x, double y, float fill) {
+float sample_clamped(const float* img, int64_t W, int64_t H, double x, double y, float fill) {
   if (x < -0.5 || y < -0.5 || x > W - 0.5 || y > H - 0.5) return fill;
   x = std::clamp(x, 0.0, static_cast<double>(W - 1));
   y = std::clamp(y, 0.0, static_cast<double>(H - 1));
@@ -368,6 +341,8 @@ inline float sample_clamped(const float* img, int64_t W, int64_t H, double x, do
   const double bot = img[y1 * W + x0] * (1 - ax) + img[y1 * W + x1] * ax;
   return static_cast<float>(top * (1 - ay) + bot * ay);
 }
+
+namespace {
 
 std::string human_bytes(uint64_t b) {
   char buf[32];
@@ -493,7 +468,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
                mask.dims[0], "x", mask.dims[1], "x", mask.dims[2]);
 
       // 1-3: orientation, normalization range, binary mask.
-      const Orientation o = orientation_of(image, opt.reorient);
+      const SliceOrientation o = orientation_of(image, opt.reorient);
       if (o.fallback)
         summary.warnings.push_back(src.name + ": oblique affine, voxel order kept (no reorientation)");
       const auto range = normalization_range(image, opt);
@@ -509,12 +484,12 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
       }
 
       // 4: crop box (oriented, inclusive), margin, square in mm.
-      Box box;
+      CropBox box;
       box.lo = {0, 0, 0};
       box.hi = {o.dims[0] - 1, o.dims[1] - 1, o.dims[2] - 1};
       CropMode crop = opt.crop;
       if (crop == CropMode::Mask) {
-        Box b = mask_box(bm, o);
+        CropBox b = mask_box(bm, o);
         if (b.empty()) {
           summary.warnings.push_back(src.name + ": mask is empty, cropped to the body instead");
           crop = CropMode::Body;
@@ -525,7 +500,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
       if (crop == CropMode::Body) {
         double thr = opt.body_threshold;
         if (std::isnan(thr)) thr = opt.modality == Modality::CT ? -500.0 : range[0] + 0.05 * (range[1] - range[0]);
-        Box b = body_box(image, o, thr);
+        CropBox b = body_box(image, o, thr);
         if (b.empty()) summary.warnings.push_back(src.name + ": no body found above threshold, not cropped");
         else box = b;
       }

@@ -130,4 +130,41 @@ std::array<double, 2> normalization_range(const Volume& image, const PrepareOpti
 // The p-th percentile (0..100) of the values (linear interpolation between order statistics).
 double percentile(std::vector<float> values, double p);
 
+// ---- slicing geometry of prepare_slices (pure functions; exposed so that inference,
+// apps/common/volume_inference, slices a volume exactly as training data was sliced)
+
+// Reoriented view of a volume: oriented axis a (0 = column, 1 = row, 2 = slice) reads source
+// axis perm[a], reversed when flip[a].
+struct SliceOrientation {
+  std::array<int, 3> perm{0, 1, 2};
+  std::array<bool, 3> flip{false, false, false};
+  std::array<int64_t, 3> dims{};
+  std::array<double, 3> spacing{};
+  std::array<int64_t, 3> stride{};  // oriented stride in source elements (may be negative)
+  int64_t base = 0;                 // source index of oriented (0, 0, 0)
+  bool fallback = false;            // oblique affine: voxel order kept
+
+  int64_t index(int64_t c, int64_t r, int64_t s) const {
+    return base + c * stride[0] + r * stride[1] + s * stride[2];
+  }
+  int64_t source_slice(int64_t s) const { return flip[2] ? dims[2] - 1 - s : s; }
+};
+// Step 1: the display-convention orientation from the affine (identity when !reorient, and
+// `fallback` set for oblique affines).
+SliceOrientation orientation_of(const Volume& v, bool reorient);
+
+// Inclusive oriented bounding box.
+struct CropBox {
+  std::array<int64_t, 3> lo{0, 0, 0}, hi{-1, -1, -1};
+  bool empty() const { return hi[0] < lo[0] || hi[1] < lo[1] || hi[2] < lo[2]; }
+};
+// Step 4: bounding box of a binary mask (source voxel order), and the body box (see
+// docs/data_hdf5.md for the speckle rules). Empty boxes when nothing qualifies.
+CropBox mask_box(const std::vector<uint8_t>& bm, const SliceOrientation& o);
+CropBox body_box(const Volume& v, const SliceOrientation& o, double threshold);
+
+// Step 5: bilinear sample of a W x H slice at pixel-centre coordinates (x, y); coordinates
+// within half a pixel of the edge clamp to it, beyond that give `fill`.
+float sample_clamped(const float* img, int64_t W, int64_t H, double x, double y, float fill);
+
 }  // namespace rg::data
