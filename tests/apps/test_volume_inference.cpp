@@ -1,0 +1,337 @@
+// Whole-volume inference (apps/common/volume_inference): the slicing matches prepare_slices
+// exactly, mapping predictions back lands on the original grid, largest-component filtering,
+// a tiny trained checkpoint end to end, and errors that name the file.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "apps/common/seg_metrics.h"
+#include "apps/common/seg_run.h"
+#include "apps/common/volume_inference.h"
+#include "data/nifti.h"
+#include "data/phantom.h"
+#include "data/prepare.h"
+#include "data/slice_dataset.h"
+#include "engine/error.h"
+
+namespace rg::app {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path temp_dir() {
+  static const fs::path dir = [] {
+    const fs::path d = fs::temp_directory_path() / ("rg_volume_inference_" + std::to_string(getpid()));
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+// A synthetic CT-like volume in an LPS-style voxel order (i right->left, j anterior->posterior,
+// k inferior->superior, so the RAS affine flips i and j) with anisotropic voxels: air -1000,
+// an ellipsoidal body at 0 HU, and an off-centre ellipsoidal "organ" at +1000 HU whose voxels
+// are the known mask.
+struct Synthetic {
+  data::Volume image, mask;
+};
+Synthetic make_synthetic(std::array<int64_t, 3> dims, std::array<double, 3> spacing, bool body = true) {
+  Synthetic s;
+  s.image.dims = s.mask.dims = dims;
+  s.image.spacing = s.mask.spacing = spacing;
+  auto& a = s.image.affine;
+  a = {{{-spacing[0], 0, 0, 90}, {0, -spacing[1], 0, 110}, {0, 0, spacing[2], -40}, {0, 0, 0, 1}}};
+  s.mask.affine = a;
+  s.image.source = "synthetic.nii.gz";
+  s.mask.source = "synthetic_mask.nii.gz";
+  s.image.voxels.assign(static_cast<size_t>(s.image.voxel_count()), -1000.0f);
+  s.mask.voxels.assign(s.image.voxels.size(), 0.0f);
+  const double ci = 0.5 * dims[0], cj = 0.5 * dims[1], ck = 0.5 * dims[2];
+  for (int64_t k = 0; k < dims[2]; ++k)
+    for (int64_t j = 0; j < dims[1]; ++j)
+      for (int64_t i = 0; i < dims[0]; ++i) {
+        const double bi = (i + 0.5 - ci) / (0.42 * dims[0]), bj = (j + 0.5 - cj) / (0.36 * dims[1]),
+                     bk = (k + 0.5 - ck) / (0.45 * dims[2]);
+        const double oi = (i + 0.5 - 0.6 * dims[0]) / (0.2 * dims[0]), oj = (j + 0.5 - 0.45 * dims[1]) / (0.18 * dims[1]),
+                     ok = (k + 0.5 - 0.55 * dims[2]) / (0.3 * dims[2]);
+        const bool in_body = !body || bi * bi + bj * bj + bk * bk <= 1.0;
+        const bool in_organ = oi * oi + oj * oj + ok * ok <= 1.0;
+        if (in_body) s.image.at(i, j, k) = 0.0f;
+        if (in_organ) {
+          s.image.at(i, j, k) = 1000.0f;
+          s.mask.at(i, j, k) = 1.0f;
+        }
+      }
+  return s;
+}
+
+SlicePreprocessing ct_window(data::CropMode crop, int64_t size, double margin = 4.0) {
+  SlicePreprocessing p;
+  p.modality = data::Modality::CT;
+  p.window = {-1000.0, 1000.0};  // air -1, body 0, organ +1
+  p.crop = crop;
+  p.margin_mm = margin;
+  p.size = size;
+  return p;
+}
+
+// The identity "network": the organ is the only part of the normalized slice above 0, so
+// max(x, 0) is its mask (1 inside, 0 elsewhere) with bilinear edges after resizing.
+SliceModel identity_model(int64_t size) {
+  return [size](const float* x, int64_t n, float* probs) {
+    for (int64_t k = 0; k < n * size * size; ++k) probs[k] = std::max(x[k], 0.0f);
+  };
+}
+
+std::vector<uint8_t> as_binary(const data::Volume& v) {
+  std::vector<uint8_t> b(v.voxels.size());
+  for (size_t i = 0; i < b.size(); ++i) b[i] = v.voxels[i] > 0.5f;
+  return b;
+}
+
+TEST(VolumeInference, RoundTripIsExactWhenTheSliceSizeEqualsTheCrop) {
+  // 32 x 32 in-plane, equal in-plane spacing, no crop: size 32 means no resampling at all.
+  const Synthetic s = make_synthetic({32, 32, 10}, {1.5, 1.5, 3.0});
+  const InferenceResult r = infer_volume(s.image, ct_window(data::CropMode::None, 32), identity_model(32),
+                                         {.batch_size = 3, .progress = false});
+  EXPECT_EQ(r.geometry.step_c, 1.0);
+  EXPECT_EQ(r.geometry.x0, 0.0);
+  EXPECT_EQ(r.slices_run, 10);
+  EXPECT_EQ(r.mask, as_binary(s.mask));
+  // Probabilities are the identity's values on the original grid: 1 in the organ, 0 elsewhere.
+  for (size_t i = 0; i < r.probabilities.size(); ++i) ASSERT_EQ(r.probabilities[i], s.mask.voxels[i]) << i;
+}
+
+TEST(VolumeInference, RoundTripThroughCropAndResizeMatchesTheMask) {
+  // Anisotropic, non-square: the body crop is square in mm, resized to 40 x 40, then mapped back.
+  const Synthetic s = make_synthetic({70, 56, 14}, {0.9, 1.3, 2.5});
+  const SlicePreprocessing p = ct_window(data::CropMode::Body, 40);
+  const InferenceResult r = infer_volume(s.image, p, identity_model(40), {.batch_size = 4, .progress = false});
+  EXPECT_NE(r.geometry.step_c, 1.0);
+  EXPECT_EQ(r.geometry.crop_used, "body");
+  const std::vector<uint8_t> truth = as_binary(s.mask);
+  const double d = dice(r.mask.data(), truth.data(), truth.size());
+  EXPECT_GT(d, 0.98);
+  // Upsampling too (crop smaller than the slice size).
+  const InferenceResult up = infer_volume(s.image, ct_window(data::CropMode::Body, 96), identity_model(96),
+                                          {.progress = false});
+  EXPECT_GT(dice(up.mask.data(), truth.data(), truth.size()), 0.98);
+  // Slices outside the crop's range get probability 0.
+  const Synthetic t = make_synthetic({40, 40, 30}, {1.0, 1.0, 1.0});
+  const InferenceResult narrow = infer_volume(t.image, ct_window(data::CropMode::Body, 32, 0.0),
+                                              identity_model(32), {.progress = false});
+  EXPECT_GT(narrow.geometry.slice_begin, 0);
+  for (int64_t j = 0; j < 40; ++j)
+    for (int64_t i = 0; i < 40; ++i) EXPECT_EQ(narrow.probabilities[static_cast<size_t>(i + 40 * j)], 0.0f);
+}
+
+TEST(VolumeInference, SlicesAreExactlyThoseOfPrepareSlices) {
+  const Synthetic s = make_synthetic({50, 44, 12}, {1.1, 0.8, 2.0});
+  for (data::CropMode crop : {data::CropMode::Body, data::CropMode::Mask, data::CropMode::None}) {
+    data::PrepareOptions po;
+    po.modality = data::Modality::CT;
+    po.window = {-1000.0, 1000.0};
+    po.crop = crop;
+    po.margin_mm = 3.0;
+    po.size = 24;
+    po.fractions = {1.0, 0.0, 0.0};
+    po.compression = 0;
+    po.progress = false;
+    data::SubjectSource src;
+    src.name = "synthetic";
+    src.load = [&s] { return std::make_pair(s.image, s.mask); };
+    const std::string path = (temp_dir() / ("prep_" + std::string(data::crop_name(crop)) + ".h5")).string();
+    data::prepare_slices({src}, po, path);
+
+    const SlicePreprocessing pre = preprocessing_from_prepared_file(path);
+    EXPECT_EQ(pre.crop, crop);
+    EXPECT_EQ(pre.size, 24);
+    EXPECT_EQ(pre.window[1], 1000.0);
+    const std::vector<uint8_t> bm = as_binary(s.mask);
+    const SliceGeometry g = plan_slices(s.image, pre, crop == data::CropMode::Mask ? &bm : nullptr);
+    data::SliceDataset ds(path, "train");
+    ASSERT_EQ(ds.size(), g.num_slices()) << data::crop_name(crop);
+    std::vector<float> theirs(24 * 24), ours(24 * 24);
+    for (int64_t i = 0; i < ds.size(); ++i) {
+      ds.read(i, theirs.data(), nullptr);
+      ASSERT_GE(ds.slice(i), g.slice_begin);
+      extract_slice(s.image, g, ds.slice(i), ours.data());
+      ASSERT_EQ(ours, theirs) << data::crop_name(crop) << " slice " << ds.slice(i);
+    }
+  }
+}
+
+TEST(VolumeInference, LargestComponentsKeepsTheBiggestSixConnectedBlobs) {
+  const std::array<int64_t, 3> dims{10, 9, 8};
+  std::vector<uint8_t> m(10 * 9 * 8, 0);
+  auto set = [&](int64_t i, int64_t j, int64_t k) { m[static_cast<size_t>(i + 10 * (j + 9 * k))] = 1; };
+  for (int64_t k = 0; k < 3; ++k)  // 27 voxels
+    for (int64_t j = 0; j < 3; ++j)
+      for (int64_t i = 0; i < 3; ++i) set(i, j, k);
+  for (int64_t k = 5; k < 7; ++k)  // 8 voxels
+    for (int64_t j = 5; j < 7; ++j)
+      for (int64_t i = 6; i < 8; ++i) set(i, j, k);
+  set(3, 3, 3);  // touches the cube only diagonally: its own component (1 voxel)
+  set(9, 8, 7);  // corner voxel: 1 voxel
+  std::vector<uint8_t> one = m, two = m, all = m;
+  EXPECT_EQ(keep_largest_components(one, dims, 1), 4);
+  EXPECT_EQ(std::count(one.begin(), one.end(), 1), 27);
+  EXPECT_EQ(one[0], 1);
+  EXPECT_EQ(one[3 + 10 * (3 + 9 * 3)], 0);
+  EXPECT_EQ(keep_largest_components(two, dims, 2), 4);
+  EXPECT_EQ(std::count(two.begin(), two.end(), 1), 35);
+  EXPECT_EQ(keep_largest_components(all, dims, 10), 4);
+  EXPECT_EQ(all, m);
+  std::vector<uint8_t> empty(m.size(), 0);
+  EXPECT_EQ(keep_largest_components(empty, dims, 1), 0);
+  std::vector<uint8_t> wrong(5, 1);
+  EXPECT_THROW(keep_largest_components(wrong, dims, 1), Error);
+}
+
+// A tiny trained checkpoint: 4 phantom subjects at 32x32 (2 train), one epoch of a 4-wide U-Net.
+struct TinyRun {
+  std::string checkpoint, data;
+  data::PhantomOptions po;
+};
+const TinyRun& tiny_run() {
+  static const TinyRun run = [] {
+    TinyRun t;
+    t.po.dims = {48, 48, 12};
+    data::PrepareOptions opts;
+    opts.size = 32;
+    opts.labels = {3, 4};
+    opts.fractions = {0.5, 0.25, 0.25};
+    opts.progress = false;
+    t.data = (temp_dir() / "tiny.h5").string();
+    data::prepare_slices(data::phantom_subjects(4, 7, t.po), opts, t.data);
+    SegRunConfig c;
+    c.data = t.data;
+    c.name = "tiny";
+    c.out_dir = (temp_dir() / "runs").string();
+    c.epochs = 1;
+    c.epochs_decay = 0;
+    c.batch_size = 4;
+    c.ngf = 4;
+    c.ndf = 4;
+    c.n_layers = 2;
+    c.num_downs = 5;
+    c.workers = 1;
+    c.progress = false;
+    c.seed = 3;
+    if (run_seg_training(c) != 0) throw Error("tiny training run failed");
+    t.checkpoint = (temp_dir() / "runs" / "tiny" / "checkpoints" / "best.safetensors").string();
+    return t;
+  }();
+  return run;
+}
+
+TEST(VolumeInference, EndToEndOnATinyTrainedCheckpoint) {
+  const TinyRun& run = tiny_run();
+  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(7, 0), run.po);
+  const std::string input = (temp_dir() / "phantom.nii.gz").string();
+  const std::string gt = (temp_dir() / "phantom_lungs.nii.gz").string();
+  data::write_nifti(input, ph.ct, data::NiftiOut::Int16);
+  data::write_nifti(gt, ph.lungs, data::NiftiOut::UInt8);
+
+  InferSegOptions o;
+  o.checkpoint = run.checkpoint;
+  o.input = input;
+  o.ground_truth = gt;  // labels 3,4 come from the training file's mask rule
+  o.output = (temp_dir() / "out" / "mask.nii.gz").string();
+  o.probabilities = (temp_dir() / "out" / "prob.nii").string();
+  o.report = (temp_dir() / "out" / "report.json").string();
+  o.inference.progress = false;
+  o.inference.batch_size = 5;
+  o.inference.largest_components = 2;
+  fs::create_directories(temp_dir() / "out");
+  const nlohmann::json report = run_infer_seg(o);
+
+  const data::Volume in = data::read_nifti(input);
+  const data::Volume mask = data::read_nifti(o.output);
+  const data::Volume prob = data::read_nifti(o.probabilities);
+  EXPECT_EQ(mask.dims, in.dims);
+  EXPECT_EQ(prob.dims, in.dims);
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) EXPECT_NEAR(mask.affine[r][c], in.affine[r][c], 1e-4) << r << "," << c;
+  EXPECT_EQ(mask.source_dtype, "uint8");
+  EXPECT_EQ(prob.source_dtype, "float32");
+  for (float v : mask.voxels) ASSERT_TRUE(v == 0.0f || v == 1.0f);
+  for (float v : prob.voxels) ASSERT_TRUE(v >= 0.0f && v <= 1.0f);
+  EXPECT_EQ(report["preprocessing"]["origin"], "training file " + run.data);
+  EXPECT_EQ(report["passes"], 2);  // crop "mask": a body pass, then the predicted mask's box
+  EXPECT_EQ(report["ground_truth"]["labels"], nlohmann::json({3, 4}));
+  ASSERT_TRUE(report.contains("metrics"));
+  const double d = report["metrics"]["dice"].get<double>();
+  EXPECT_TRUE(d >= 0.0 && d <= 1.0);
+  EXPECT_TRUE(fs::exists(o.report));
+  EXPECT_NE(format_infer_report(report).find("Dice"), std::string::npos);
+}
+
+std::string error_of(const InferSegOptions& o) {
+  try {
+    run_infer_seg(o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(VolumeInference, ErrorsNameTheFileAndLeaveNoOutput) {
+  const TinyRun& run = tiny_run();
+  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(7, 1), run.po);
+  const std::string input = (temp_dir() / "err_input.nii").string();
+  data::write_nifti(input, ph.ct, data::NiftiOut::Int16);
+  InferSegOptions base;
+  base.checkpoint = run.checkpoint;
+  base.input = input;
+  base.output = (temp_dir() / "err_mask.nii.gz").string();
+  base.inference.progress = false;
+
+  InferSegOptions missing = base;
+  missing.checkpoint = (temp_dir() / "nope" / "best.safetensors").string();
+  EXPECT_NE(error_of(missing).find(missing.checkpoint), std::string::npos);
+
+  InferSegOptions garbage = base;
+  garbage.checkpoint = (temp_dir() / "garbage.safetensors").string();
+  std::ofstream(garbage.checkpoint) << "not a safetensors file at all";
+  EXPECT_NE(error_of(garbage).find("garbage.safetensors"), std::string::npos);
+
+  InferSegOptions bad_input = base;
+  bad_input.input = (temp_dir() / "missing.nii.gz").string();
+  EXPECT_NE(error_of(bad_input).find("missing.nii.gz"), std::string::npos);
+
+  InferSegOptions mismatch = base;  // a ground truth on another grid
+  data::Volume small = ph.lungs;
+  small.dims = {24, 48, 12};
+  small.voxels.resize(24 * 48 * 12);
+  mismatch.ground_truth = (temp_dir() / "small_gt.nii.gz").string();
+  data::write_nifti(mismatch.ground_truth, small, data::NiftiOut::UInt8);
+  const std::string m = error_of(mismatch);
+  EXPECT_NE(m.find("small_gt.nii.gz"), std::string::npos) << m;
+  EXPECT_NE(m.find("err_input.nii"), std::string::npos) << m;
+
+  InferSegOptions indivisible = base;  // 40 is not a multiple of 2^5
+  indivisible.size = 40;
+  const std::string e = error_of(indivisible);
+  EXPECT_NE(e.find("num_downs 5"), std::string::npos) << e;
+  EXPECT_NE(e.find("40x40"), std::string::npos) << e;
+
+  InferSegOptions wrong_ext = base;
+  wrong_ext.output = (temp_dir() / "mask.png").string();
+  EXPECT_NE(error_of(wrong_ext).find("mask.png"), std::string::npos);
+
+  InferSegOptions gone = base;  // training file moved and no flags
+  gone.prepared = (temp_dir() / "moved.h5").string();
+  EXPECT_NE(error_of(gone).find("moved.h5"), std::string::npos);
+
+  EXPECT_FALSE(fs::exists(base.output));
+  for (const auto& entry : fs::directory_iterator(temp_dir()))
+    EXPECT_EQ(entry.path().string().find(".tmp"), std::string::npos) << entry.path();
+}
+
+}  // namespace
+}  // namespace rg::app
