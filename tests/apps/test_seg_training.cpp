@@ -92,7 +92,9 @@ TEST(GanTrainer, EveryGanModeTrainsAndTheBaselineNeedsNoDiscriminator) {
     EXPECT_TRUE(std::isfinite(last.d_loss) && std::isfinite(last.g_adv)) << gan_mode_name(mode);
     EXPECT_LT(last.g_bce + last.g_dice, first.g_bce + first.g_dice) << gan_mode_name(mode);
     EXPECT_NE(net.d.parameters()[0].to_vector<float>(), d_before.to_vector<float>());
-    if (mode == GanMode::WganGp) EXPECT_GT(first.d_penalty, 0.0);
+    if (mode == GanMode::WganGp) {
+      EXPECT_GT(first.d_penalty, 0.0);
+    }
     // D is unfrozen again after the G step (the next D step must train it).
     for (const Tensor& p : net.d.parameters()) EXPECT_TRUE(p.requires_grad());
   }
