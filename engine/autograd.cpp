@@ -35,6 +35,7 @@ std::vector<Tensor> AccumulateGrad::backward(const Tensor& grad_output) {
   } else {
     add_(current, g);
   }
+  for (const auto& hook : leaf_.impl()->post_accumulate_hooks) hook(leaf_);
   return {};
 }
 

@@ -523,6 +523,17 @@ void Tensor::zero_grad() {
   impl_->grad.reset();
 }
 
+void Tensor::add_post_accumulate_hook(std::function<void(const Tensor&)> fn) {
+  RG_REQUIRE_DEFINED("Tensor::add_post_accumulate_hook");
+  RG_CHECK(is_leaf(), "add_post_accumulate_hook: only leaf tensors accumulate gradients");
+  impl_->post_accumulate_hooks.push_back(std::move(fn));
+}
+
+void Tensor::clear_post_accumulate_hooks() {
+  RG_REQUIRE_DEFINED("Tensor::clear_post_accumulate_hooks");
+  impl_->post_accumulate_hooks.clear();
+}
+
 void Tensor::backward(const Tensor& grad) const {
   RG_REQUIRE_DEFINED("Tensor::backward");
   run_backward(*this, grad);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -122,6 +123,10 @@ class Tensor {
   void set_grad(const Tensor& grad);
   // Drops the accumulated gradient (the next backward writes a fresh one).
   void zero_grad();
+  // Registers fn(leaf) to run each time backward has accumulated a gradient into this leaf
+  // (e.g. to start all-reducing a bucket of gradients while backward continues). Leaves only.
+  void add_post_accumulate_hook(std::function<void(const Tensor&)> fn);
+  void clear_post_accumulate_hooks();
   // Runs reverse-mode differentiation from this tensor. A non-scalar needs an explicit gradient
   // of the same shape. The graph is freed afterwards (a second backward through it throws).
   void backward(const Tensor& grad = Tensor()) const;

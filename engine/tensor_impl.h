@@ -1,7 +1,9 @@
 // The state behind a Tensor handle. Internal to the engine: code outside engine/ uses Tensor.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "engine/tensor.h"
 
@@ -19,6 +21,8 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;
   std::shared_ptr<Node> grad_fn;
+  // Called after each gradient accumulation into this leaf (data-parallel gradient buckets).
+  std::vector<std::function<void(const Tensor&)>> post_accumulate_hooks;
 };
 
 }  // namespace rg

@@ -131,3 +131,22 @@ TEST(Autograd, MixedPrecisionGradientsKeepLeafDtype) {
 
 }  // namespace
 }  // namespace rg
+
+namespace rg {
+namespace {
+
+TEST(Autograd, PostAccumulateHooksSeeTheAccumulatedGradient) {
+  Tensor x = testing::random_tensor({3}, 20);
+  std::vector<double> seen;
+  x.add_post_accumulate_hook([&](const Tensor& leaf) { seen.push_back(leaf.grad().to_vector<double>()[0]); });
+  sum(mul(x, 2.0)).backward();
+  sum(mul(x, 3.0)).backward();
+  EXPECT_EQ(seen, (std::vector<double>{2.0, 5.0}));
+  x.clear_post_accumulate_hooks();
+  sum(x).backward();
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_THROW(mul(x, 2.0).add_post_accumulate_hook([](const Tensor&) {}), Error);
+}
+
+}  // namespace
+}  // namespace rg
