@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "engine/dist/sync_batch_norm.h"
+
 namespace rg::nn {
 
 namespace {
@@ -72,6 +74,10 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum, bool aff
 Tensor BatchNorm2d::forward(const Tensor& x) {
   // Without running statistics, eval mode also uses batch statistics (as PyTorch does).
   const bool use_batch_stats = is_training() || !running_mean.defined();
+  if (sync_ && use_batch_stats) {
+    return dist::sync_batch_norm(x, weight, bias, running_mean, running_var, true, momentum, eps,
+                                 *sync_);
+  }
   return batch_norm(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps);
 }
 

@@ -9,6 +9,10 @@
 #include "engine/ops/ops.h"
 #include "engine/rng.h"
 
+namespace rg::dist {
+class Communicator;
+}
+
 namespace rg::nn {
 
 struct ConvOptions {
@@ -47,6 +51,14 @@ class BatchNorm2d final : public Module {
   Tensor weight, bias;               // gamma, beta (undefined without affine)
   Tensor running_mean, running_var;  // buffers (undefined without tracking)
   const double eps, momentum;
+  // SyncBatchNorm: with a communicator, training-mode statistics are reduced over all ranks
+  // (dist::sync_batch_norm; dist::convert_sync_batch_norm sets it on a whole model). Names,
+  // parameters and buffers are unchanged. nullptr (the default): ordinary local batch norm.
+  void set_sync(dist::Communicator* comm) { sync_ = comm; }
+  dist::Communicator* sync() const { return sync_; }
+
+ private:
+  dist::Communicator* sync_ = nullptr;
 };
 
 // pix2pix uses InstanceNorm2d(affine=False, track_running_stats=False): statistics always come
