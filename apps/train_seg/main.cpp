@@ -88,13 +88,14 @@ int main(int argc, char** argv) {
       if (!*epochs_decay) c.epochs_decay = 20;
       if (!*batch) c.batch_size = 16;
     } else {
-      std::cerr << "train_seg: no GPU: default CPU configuration (ngf 16, ndf 16, batch 8, 6 + 6 "
-                   "epochs); pass --ngf/--ndf/--batch-size/--epochs to change it\n";
-      if (!*ngf) c.ngf = 16;
-      if (!*ndf) c.ndf = 16;
+      // Sized to finish in well under 15 minutes on 2 cores (128x128 slices; docs/results.md).
+      std::cerr << "train_seg: no GPU: default CPU configuration (128x128 slices, ngf 32, ndf 32, "
+                   "batch 8, 25 + 25 epochs); pass --ngf/--ndf/--batch-size/--epochs to change it\n";
+      if (!*ngf) c.ngf = 32;
+      if (!*ndf) c.ndf = 32;
       if (!*batch) c.batch_size = 8;
-      if (!*epochs) c.epochs = 6;
-      if (!*epochs_decay) c.epochs_decay = 6;
+      if (!*epochs) c.epochs = 25;
+      if (!*epochs_decay) c.epochs_decay = 25;
     }
     return rg::app::run_seg_training(c);
   } catch (const std::exception& e) {
