@@ -128,6 +128,7 @@ StepLosses SegGanTrainer::step(const Tensor& image, const Tensor& mask) {
     opt_d_->zero_grad();
     Tensor d_loss = discriminator_loss(image, mask, probs.detach(), out);
     d_loss.backward();
+    if (d_sync_) d_sync_->finish();
     opt_d_->step();
     out.d_loss = d_loss.item();
   }
@@ -142,6 +143,7 @@ StepLosses SegGanTrainer::step(const Tensor& image, const Tensor& mask) {
     g_loss = add(g_loss, adv);
   }
   g_loss.backward();
+  if (g_sync_) g_sync_->finish();
   opt_g_.step();
   if (d_) d_->set_requires_grad(true);
   out.g_bce = bce.item();

@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "engine/dist/data_parallel.h"
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 
@@ -48,6 +49,15 @@ class SegGanTrainer {
   // One alternating update on a batch: image [N,H,W,1] in [-1,1], mask [N,H,W,1] in {0,1}.
   StepLosses step(const Tensor& image, const Tensor& mask);
   const GanLossConfig& config() const { return config_; }
+  // Data parallelism: gradient synchronizers over G's and D's parameters (either may be null;
+  // not owned). Their buckets are all-reduced during the backward passes, and finish() runs
+  // right before the corresponding optimizer step: D's in the D step, G's in the G step (D is
+  // frozen in the G step, so D's gradients are reduced only once per step). The returned
+  // losses stay this rank's (the caller reduces them for logging if it wants).
+  void set_gradient_sync(dist::GradientSync* g_sync, dist::GradientSync* d_sync) {
+    g_sync_ = g_sync;
+    d_sync_ = d_sync;
+  }
 
  private:
   Tensor discriminator_loss(const Tensor& image, const Tensor& mask, const Tensor& fake,
@@ -61,6 +71,8 @@ class SegGanTrainer {
   optim::Optimizer* opt_d_;
   GanLossConfig config_;
   Generator& rng_;
+  dist::GradientSync* g_sync_ = nullptr;
+  dist::GradientSync* d_sync_ = nullptr;
 };
 
 // The segmentation part of the generator loss: BCE(logits, m) + softDice(sigmoid(logits), m).
