@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -18,6 +19,9 @@
 #include "data/progress.h"
 #include "data/slice_dataset.h"
 #include "engine/checkpoint.h"
+#include "engine/dist/communicator.h"
+#include "engine/dist/data_parallel.h"
+#include "engine/dist/sync_batch_norm.h"
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/unet.h"
@@ -328,6 +332,41 @@ Progress load_checkpoint(const fs::path& dir, const std::string& tag, models::Un
   return p;
 }
 
+// Data parallelism: every rank takes rank 0's progress, models and optimizer state (rank 0 read
+// the checkpoint; the others may not even see the file system it is on).
+void share_resumed_state(dist::Communicator& comm, Progress& p, models::UnetGenerator& g,
+                         models::PatchDiscriminator* d, optim::Optimizer& opt_g,
+                         optim::Optimizer* opt_d) {
+  // Integers and doubles travel as raw 8-byte words (exact, whatever their range).
+  int64_t words[9] = {p.epoch, p.step_in_epoch, p.global_step, 0, p.best_epoch, 0, 0,
+                      opt_g.step_count(), opt_d ? opt_d->step_count() : 0};
+  std::memcpy(&words[3], &p.best_val_dice, 8);
+  std::memcpy(&words[5], &p.rng_offset, 8);
+  std::memcpy(&words[6], &p.dropout_rng_offset, 8);
+  Tensor packed = Tensor::empty({9}, DType::F64);
+  std::memcpy(packed.raw_data(), words, sizeof(words));
+  comm.broadcast(packed, 0);
+  std::memcpy(words, packed.raw_data(), sizeof(words));
+  p.epoch = words[0];
+  p.step_in_epoch = words[1];
+  p.global_step = words[2];
+  std::memcpy(&p.best_val_dice, &words[3], 8);
+  p.best_epoch = words[4];
+  std::memcpy(&p.rng_offset, &words[5], 8);
+  std::memcpy(&p.dropout_rng_offset, &words[6], 8);
+  opt_g.set_step_count(words[7]);
+  if (opt_d) opt_d->set_step_count(words[8]);
+  dist::broadcast_module_state(g, comm);
+  if (d) dist::broadcast_module_state(*d, comm);
+  auto state_tensors = [](const optim::Optimizer& opt) {
+    std::vector<Tensor> out;
+    for (auto& [name, t] : opt.state()) out.push_back(t);
+    return out;
+  };
+  dist::broadcast_tensors(state_tensors(opt_g), comm);
+  if (opt_d) dist::broadcast_tensors(state_tensors(*opt_d), comm);
+}
+
 std::string epoch_file(const char* prefix, int64_t epoch, const char* ext) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%s%03lld%s", prefix, static_cast<long long>(epoch), ext);
@@ -337,6 +376,11 @@ std::string epoch_file(const char* prefix, int64_t epoch, const char* ext) {
 }  // namespace
 
 int run_seg_training(const SegRunConfig& c) {
+  dist::LocalCommunicator local;
+  return run_seg_training(c, local);
+}
+
+int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
   RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
   RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
   RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
@@ -350,6 +394,10 @@ int run_seg_training(const SegRunConfig& c) {
   const DType act_dtype = activation_dtype(c, device);
   auto schedule = make_schedule(c);
   const int64_t total_epochs = c.epochs + c.epochs_decay;
+  const int world = comm.world_size();
+  const bool root = comm.rank() == 0;  // the only rank that writes files
+  RG_CHECK(c.batch_size % world == 0, "--batch-size ", c.batch_size, " is the global batch: it must "
+           "be a multiple of the number of ranks (", world, ")");
 
   // ---- data
   data::SliceDataset val_set(c.data, "val");
@@ -358,7 +406,9 @@ int run_seg_training(const SegRunConfig& c) {
   test_set.preload();
   data::LoaderOptions lo;
   lo.split = "train";
-  lo.batch_size = c.batch_size;
+  lo.batch_size = c.batch_size / world;  // per rank; the global batch is batch_size
+  lo.rank = comm.rank();
+  lo.world_size = world;
   lo.shuffle = true;
   lo.seed = c.seed;
   // The loader runs endlessly over its own epochs; a training epoch is steps_per_epoch batches
@@ -394,40 +444,68 @@ int run_seg_training(const SegRunConfig& c) {
   optim::Adam opt_g(g.parameters(), {.lr = c.lr, .beta1 = c.beta1, .beta2 = 0.999});
   std::unique_ptr<optim::Adam> opt_d;
   if (d) opt_d = std::make_unique<optim::Adam>(d->parameters(), optim::AdamOptions{.lr = c.lr, .beta1 = c.beta1, .beta2 = 0.999});
+  const bool sync_bn = world > 1 && c.sync_bn && gc.norm == models::NormKind::Batch;
+  if (sync_bn) {
+    dist::convert_sync_batch_norm(g, &comm);
+    if (d) dist::convert_sync_batch_norm(*d, &comm);
+  }
 
   // ---- run directory
   const fs::path run_dir = fs::path(c.out_dir) / c.name;
   const fs::path ckpt_dir = run_dir / "checkpoints";
   const fs::path sample_dir = run_dir / "samples";
   const fs::path curve_dir = run_dir / "curves";
-  if (!c.resume && fs::exists(run_dir / "metrics.jsonl")) {
-    RG_FAIL("run directory ", run_dir.string(), " already holds a run: pass --resume to continue it, or pick another --name");
+  if (root) {
+    if (!c.resume && fs::exists(run_dir / "metrics.jsonl")) {
+      RG_FAIL("run directory ", run_dir.string(), " already holds a run: pass --resume to continue it, or pick another --name");
+    }
+    for (const fs::path& p : {ckpt_dir, sample_dir, curve_dir}) fs::create_directories(p);
   }
-  for (const fs::path& p : {ckpt_dir, sample_dir, curve_dir}) fs::create_directories(p);
 
   Generator train_gen(c.seed ^ 0x5eed5eedULL);
   manual_seed(c.seed ^ 0xd50ed50eULL);  // dropout layers draw from the process generator
   Progress progress;
   History history;
   if (c.resume) {
-    progress = load_checkpoint(ckpt_dir, "latest", g, d.get(), opt_g, opt_d.get());
+    if (root) progress = load_checkpoint(ckpt_dir, "latest", g, d.get(), opt_g, opt_d.get());
+    if (world > 1) share_resumed_state(comm, progress, g, d.get(), opt_g, opt_d.get());
     train_gen.set_state(train_gen.seed(), progress.rng_offset);
     default_generator().set_state(default_generator().seed(), progress.dropout_rng_offset);
-    history.load(run_dir / "metrics.jsonl");
-    std::cerr << "train_seg: resuming " << run_dir.string() << " at epoch " << progress.epoch + 1
+    if (root) history.load(run_dir / "metrics.jsonl");
+    if (root) std::cerr << "train_seg: resuming " << run_dir.string() << " at epoch " << progress.epoch + 1
               << ", step " << progress.step_in_epoch << " (global step " << progress.global_step << ")\n";
   }
-  JsonlWriter log(run_dir / "metrics.jsonl");
-  write_file_atomic((run_dir / "config.json").string(), config_to_json(c).dump(2) + "\n");
+  std::unique_ptr<JsonlWriter> log;
+  if (root) {
+    log = std::make_unique<JsonlWriter>(run_dir / "metrics.jsonl");
+    write_file_atomic((run_dir / "config.json").string(), config_to_json(c).dump(2) + "\n");
+  }
 
   SegGanTrainer trainer(g, d.get(), opt_g, opt_d.get(),
                         {.mode = gan_mode, .lambda_seg = c.lambda_seg}, train_gen);
+  // Data parallelism: replicas start from rank 0's weights (a fresh run: seeds agree anyway;
+  // this guards against any divergence), gradients are averaged in buckets during backward.
+  std::unique_ptr<dist::GradientSync> g_sync, d_sync;
+  if (world > 1) {
+    dist::broadcast_module_state(g, comm);
+    if (d) dist::broadcast_module_state(*d, comm);
+    g_sync = std::make_unique<dist::GradientSync>(g.parameters(), comm);
+    if (d) d_sync = std::make_unique<dist::GradientSync>(d->parameters(), comm);
+    trainer.set_gradient_sync(g_sync.get(), d_sync.get());
+  }
 
-  std::cerr << "train_seg: " << c.data << " (" << val_set.height() << "x" << val_set.width() << "), G unet num_downs "
+  if (root) std::cerr << "train_seg: " << c.data << " (" << val_set.height() << "x" << val_set.width() << "), G unet num_downs "
             << gc.num_downs << " ngf " << gc.ngf << " (" << g.parameter_count() << " parameters)";
-  if (d) std::cerr << ", D n_layers " << c.n_layers << " ndf " << c.ndf << " (" << d->parameter_count() << ")";
-  std::cerr << ", GAN " << gan_mode_name(gan_mode) << ", batch " << c.batch_size << ", " << total_epochs
-            << " epochs on " << device.str() << " in " << c.precision << "\n";
+  if (root && d) std::cerr << ", D n_layers " << c.n_layers << " ndf " << c.ndf << " (" << d->parameter_count() << ")";
+  if (root) {
+    std::cerr << ", GAN " << gan_mode_name(gan_mode) << ", batch " << c.batch_size << ", " << total_epochs
+              << " epochs on " << device.str() << " in " << c.precision;
+    if (world > 1) {
+      std::cerr << "; " << world << " ranks (" << comm.name() << ") x batch " << lo.batch_size
+                << (sync_bn ? ", SyncBatchNorm" : "");
+    }
+    std::cerr << "\n";
+  }
 
   lo.start_batch = progress.global_step;
   data::Loader loader(c.data, lo);
@@ -443,7 +521,7 @@ int run_seg_training(const SegRunConfig& c) {
     opt_g.set_lr(lr);
     if (opt_d) opt_d->set_lr(lr);
     data::ProgressBar bar(epoch_file("epoch ", epoch + 1, "") + "/" + std::to_string(total_epochs),
-                          static_cast<double>(steps_per_epoch), "steps", c.progress);
+                          static_cast<double>(steps_per_epoch), "steps", c.progress && root);
     bar.update(static_cast<double>(progress.step_in_epoch));
     StepLosses sum_losses;
     int64_t logged = 0;
@@ -461,20 +539,34 @@ int run_seg_training(const SegRunConfig& c) {
       sum_losses.g_dice += l.g_dice;
       ++logged;
       if (progress.global_step % c.log_every == 0) {
+        if (world > 1) {  // every rank logs at the same step: average the losses over ranks
+          std::vector<double> v{sum_losses.d_loss, sum_losses.g_adv, sum_losses.g_bce, sum_losses.g_dice};
+          comm.all_reduce_sum(v);
+          sum_losses.d_loss = v[0] / world;
+          sum_losses.g_adv = v[1] / world;
+          sum_losses.g_bce = v[2] / world;
+          sum_losses.g_dice = v[3] / world;
+        }
         const double k = 1.0 / static_cast<double>(logged);
         json j{{"kind", "train"},       {"epoch", epoch + 1},
                {"step", progress.global_step}, {"lr", lr},
                {"d_loss", sum_losses.d_loss * k}, {"g_adv", sum_losses.g_adv * k},
                {"g_bce", sum_losses.g_bce * k},   {"g_dice", sum_losses.g_dice * k}};
-        log.write(j);
+        if (root) log->write(j);
         history.add_train(j);
         sum_losses = StepLosses();
         logged = 0;
       }
       bar.update(static_cast<double>(progress.step_in_epoch));
       ++steps_this_run;
-      if (interrupt_requested() ||
-          (c.interrupt_after_steps > 0 && steps_this_run >= c.interrupt_after_steps)) {
+      bool stop = interrupt_requested() ||
+                  (c.interrupt_after_steps > 0 && steps_this_run >= c.interrupt_after_steps);
+      if (world > 1) {  // Ctrl-C reaches the ranks at different steps: stop together
+        std::vector<double> v{stop ? 1.0 : 0.0};
+        comm.all_reduce_sum(v);
+        stop = v[0] > 0;
+      }
+      if (stop) {
         interrupted = true;
         break;
       }
@@ -484,6 +576,7 @@ int run_seg_training(const SegRunConfig& c) {
     progress.dropout_rng_offset = default_generator().offset();
     if (interrupted) {
       progress.epoch = epoch;
+      if (!root) break;
       save_checkpoint(ckpt_dir, "latest", c, progress, g, d.get(), opt_g, opt_d.get());
       std::cerr << "train_seg: interrupted; saved " << (ckpt_dir / "latest.safetensors").string()
                 << " at epoch " << epoch + 1 << " step " << progress.step_in_epoch
@@ -491,14 +584,20 @@ int run_seg_training(const SegRunConfig& c) {
       break;
     }
 
-    // ---- end of epoch: validation, pictures, checkpoints
+    // ---- end of epoch: validation, pictures, checkpoints (rank 0 only; the others go on and
+    // wait for it in the next epoch's first collective)
+    if (!root) {
+      progress.epoch = epoch + 1;
+      progress.step_in_epoch = 0;
+      continue;
+    }
     const Evaluation val = evaluate(g, val_set, c.batch_size, act_dtype, c.sample_rows);
     json vj = evaluation_json(val);
     vj["kind"] = "val";
     vj["epoch"] = epoch + 1;
     vj["step"] = progress.global_step;
     vj["lr"] = lr;
-    log.write(vj);
+    log->write(vj);
     history.add_val(vj);
     std::cerr << "  val: Dice " << val.slices.dice.mean << " IoU " << val.slices.iou.mean << " HD95 "
               << val.slices.hd95.mean << " px (slices); Dice " << val.volume_dice.mean << " (volumes)\n";
@@ -517,6 +616,7 @@ int run_seg_training(const SegRunConfig& c) {
     if (best) save_checkpoint(ckpt_dir, "best", c, progress, g, d.get(), opt_g, opt_d.get());
   }
   if (interrupted) return 130;
+  if (!root) return 0;
 
   // ---- test: once, with the checkpoint chosen on validation
   RG_CHECK(progress.best_epoch > 0, "no validation epoch completed: nothing to test");
@@ -525,7 +625,8 @@ int run_seg_training(const SegRunConfig& c) {
   json tj = evaluation_json(test);
   tj["kind"] = "test";
   tj["checkpoint_epoch"] = progress.best_epoch;
-  log.write(tj);
+  if (world > 1) tj["world_size"] = world;
+  log->write(tj);
   if (!test.samples.empty()) write_segmentation_grid_png((sample_dir / "test.png").string(), test.samples);
   json summary{{"config", config_to_json(c)},
                {"best_epoch", progress.best_epoch},

@@ -15,6 +15,10 @@
 #include <cstdint>
 #include <string>
 
+namespace rg::dist {
+class Communicator;
+}
+
 namespace rg::app {
 
 struct SegRunConfig {
@@ -47,10 +51,30 @@ struct SegRunConfig {
   // Acts as if Ctrl-C arrived after this many steps of this invocation (0 = never); tests use
   // it to interrupt and resume at a chosen point.
   int64_t interrupt_after_steps = 0;
+  // Data parallelism (world size > 1): synchronize batch-norm statistics over all ranks
+  // (SyncBatchNorm). Ignored at world size 1 and for --norm instance/none. docs/scaling.md.
+  bool sync_bn = true;
 };
 
 // Runs training; returns the process exit code (0 done, 130 interrupted after saving).
 // Throws rg::Error for bad configuration or data (the app prints it and exits 1).
 int run_seg_training(const SegRunConfig& config);
+// The same, data-parallel over `comm` (every rank calls it with the same configuration):
+//  - batch_size is the *global* batch: each rank loads batch_size / world_size samples (it must
+//    divide) from its shard of the training split (the loader shards by rank), so a run at
+//    world size N takes the same optimizer steps per epoch as a single process;
+//  - models start from rank 0's parameters and buffers; gradients are averaged in buckets
+//    during backward (dist::GradientSync); batch norm is synchronized unless sync_bn is false;
+//  - only rank 0 writes metrics.jsonl, samples, curves, checkpoints and summary.json; logged
+//    training losses are averaged over ranks; validation and test run on rank 0 alone, on the
+//    whole split, with rank 0's model (identical on every rank; running statistics too with
+//    SyncBatchNorm) while the others wait;
+//  - a resumed run is read by rank 0 and broadcast (model, optimizer state, progress), so a
+//    checkpoint written at world size N resumes at any world size M. The loader's shards
+//    interleave (rank r takes samples r, r+N, ... of the shared permutation), so the global
+//    batches are those of a single process at the same batch_size, up to the tail an epoch
+//    drops; with SyncBatchNorm a resumed run at M continues like the run at N (checked: the
+//    validation Dice of a 2-rank run and of its 1-rank resume agree to 6 digits).
+int run_seg_training(const SegRunConfig& config, dist::Communicator& comm);
 
 }  // namespace rg::app

@@ -9,6 +9,7 @@
 
 #include "apps/common/seg_run.h"
 #include "engine/device.h"
+#include "engine/dist/communicator.h"
 #include "engine/error.h"
 
 namespace fs = std::filesystem;
@@ -44,6 +45,14 @@ std::string default_dataset(bool gpu) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under mpirun: one rank per process, data-parallel (docs/scaling.md); otherwise world size 1.
+  std::shared_ptr<rg::dist::Communicator> comm;
+  try {
+    comm = rg::dist::init_from_environment(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "train_seg: error: " << e.what() << "\n";
+    return 1;
+  }
   rg::app::SegRunConfig c;
   CLI::App app{"Adversarial segmentation training: U-Net generator + PatchGAN discriminator"};
   app.add_option("--data", c.data, "prepared HDF5 slices file (apps/prepare_data)");
@@ -75,6 +84,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-every", c.log_every, "steps between logged training losses")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--max-train-batches", c.max_train_batches, "cap on batches per epoch (0 = all)")->check(CLI::NonNegativeNumber);
   app.add_flag("!--no-progress", c.progress, "no progress bar");
+  app.add_flag("--sync-bn,!--no-sync-bn", c.sync_bn,
+               "under mpirun: batch-norm statistics over all ranks (default on; docs/scaling.md)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -97,7 +108,14 @@ int main(int argc, char** argv) {
       if (!*epochs) c.epochs = 25;
       if (!*epochs_decay) c.epochs_decay = 25;
     }
-    return rg::app::run_seg_training(c);
+    if (comm->world_size() > 1 && comm->rank() == 0) {
+      std::cerr << "train_seg: data-parallel over " << comm->world_size() << " ranks; --batch-size "
+                << c.batch_size << " is the global batch (" << c.batch_size / comm->world_size()
+                << " per rank)\n";
+    }
+    // A rank that fails stops the whole job with its message (MPI_Abort) instead of leaving
+    // the other ranks waiting in a collective.
+    return rg::dist::run_or_abort(*comm, 1, [&] { return rg::app::run_seg_training(c, *comm); });
   } catch (const std::exception& e) {
     std::cerr << "train_seg: error: " << e.what() << "\n";
     return 1;
