@@ -1,6 +1,5 @@
 #include "engine/allocator.h"
 
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -11,34 +10,24 @@ namespace rg {
 
 namespace {
 
-class CpuAllocator final : public Allocator {
+class CpuAllocator final : public CountingAllocator {
  public:
   void* allocate(size_t bytes, void*) override {
     if (bytes == 0) bytes = 1;
     const size_t rounded = (bytes + 63) / 64 * 64;  // aligned_alloc needs a multiple of alignment
     void* p = std::aligned_alloc(64, rounded);
     if (p == nullptr) {
-      RG_FAIL("out of host memory: asked for ", bytes, " bytes with ", in_use_.load(),
+      RG_FAIL("out of host memory: asked for ", bytes, " bytes with ", in_use(),
               " bytes in use by tensors");
     }
-    const size_t now = in_use_.fetch_add(bytes) + bytes;
-    size_t old_peak = peak_.load();
-    while (now > old_peak && !peak_.compare_exchange_weak(old_peak, now)) {
-    }
+    count_allocation(bytes);
     return p;
   }
   void deallocate(void* ptr, size_t bytes, void*) override {
     if (ptr == nullptr) return;
-    if (bytes == 0) bytes = 1;
-    in_use_.fetch_sub(bytes);
+    count_free(bytes == 0 ? 1 : bytes);
     std::free(ptr);
   }
-  AllocatorStats stats() const override { return {in_use_.load(), peak_.load(), 0}; }
-  void reset_peak() override { peak_.store(in_use_.load()); }
-
- private:
-  std::atomic<size_t> in_use_{0};
-  std::atomic<size_t> peak_{0};
 };
 
 }  // namespace

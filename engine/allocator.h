@@ -3,6 +3,7 @@
 // stream before the previous kernels finish); the CPU allocator ignores the stream.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 
 #include "engine/device.h"
@@ -22,6 +23,27 @@ class Allocator {
   virtual void deallocate(void* ptr, size_t bytes, void* stream = nullptr) = 0;
   virtual AllocatorStats stats() const = 0;
   virtual void reset_peak() = 0;
+};
+
+// Keeps the in-use and peak byte counts that every allocator reports.
+class CountingAllocator : public Allocator {
+ public:
+  AllocatorStats stats() const override { return {in_use_.load(), peak_.load(), 0}; }
+  void reset_peak() override { peak_.store(in_use_.load()); }
+
+ protected:
+  size_t in_use() const { return in_use_.load(); }
+  void count_allocation(size_t bytes) {
+    const size_t now = in_use_.fetch_add(bytes) + bytes;
+    size_t old_peak = peak_.load();
+    while (now > old_peak && !peak_.compare_exchange_weak(old_peak, now)) {
+    }
+  }
+  void count_free(size_t bytes) { in_use_.fetch_sub(bytes); }
+
+ private:
+  std::atomic<size_t> in_use_{0};
+  std::atomic<size_t> peak_{0};
 };
 
 // 64-byte aligned host memory (cache line and AVX-512 friendly).

@@ -32,7 +32,7 @@ int cuda_device_count() {
 
 namespace {
 
-class CudaAllocator final : public Allocator {
+class CudaAllocator final : public CountingAllocator {
  public:
   explicit CudaAllocator(int device) : device_(device) {}
   void* allocate(size_t bytes, void*) override {
@@ -42,29 +42,22 @@ class CudaAllocator final : public Allocator {
     if (err != cudaSuccess) {
       cudaGetLastError();
       RG_FAIL("CUDA out of memory on cuda:", device_, ": asked for ", bytes, " bytes with ",
-              in_use_.load(), " bytes in use by tensors (", cudaGetErrorString(err), ")");
+              in_use(), " bytes in use by tensors (", cudaGetErrorString(err), ")");
     }
-    const size_t now = in_use_.fetch_add(bytes) + bytes;
-    size_t old_peak = peak_.load();
-    while (now > old_peak && !peak_.compare_exchange_weak(old_peak, now)) {
-    }
+    count_allocation(bytes);
     return p;
   }
   void deallocate(void* ptr, size_t bytes, void*) override {
     if (ptr == nullptr) return;
-    in_use_.fetch_sub(bytes);
+    count_free(bytes);
     cudaFree(ptr);
   }
-  AllocatorStats stats() const override { return {in_use_.load(), peak_.load(), 0}; }
-  void reset_peak() override { peak_.store(in_use_.load()); }
 
  private:
   int device_;
-  std::atomic<size_t> in_use_{0};
-  std::atomic<size_t> peak_{0};
 };
 
-class PinnedHostAllocator final : public Allocator {
+class PinnedHostAllocator final : public CountingAllocator {
  public:
   void* allocate(size_t bytes, void*) override {
     void* p = nullptr;
@@ -72,25 +65,16 @@ class PinnedHostAllocator final : public Allocator {
     if (err != cudaSuccess) {
       cudaGetLastError();
       RG_FAIL("cannot allocate ", bytes, " bytes of page-locked host memory (",
-              cudaGetErrorString(err), ") with ", in_use_.load(), " bytes in use");
+              cudaGetErrorString(err), ") with ", in_use(), " bytes in use");
     }
-    const size_t now = in_use_.fetch_add(bytes) + bytes;
-    size_t old_peak = peak_.load();
-    while (now > old_peak && !peak_.compare_exchange_weak(old_peak, now)) {
-    }
+    count_allocation(bytes);
     return p;
   }
   void deallocate(void* ptr, size_t bytes, void*) override {
     if (ptr == nullptr) return;
-    in_use_.fetch_sub(bytes);
+    count_free(bytes);
     cudaFreeHost(ptr);
   }
-  AllocatorStats stats() const override { return {in_use_.load(), peak_.load(), 0}; }
-  void reset_peak() override { peak_.store(in_use_.load()); }
-
- private:
-  std::atomic<size_t> in_use_{0};
-  std::atomic<size_t> peak_{0};
 };
 
 }  // namespace
