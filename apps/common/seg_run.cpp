@@ -153,24 +153,10 @@ struct History {
 };
 
 struct Evaluation {
-  MetricSummary slices;
-  MetricStats volume_dice, volume_iou, volume_hd95;
-  int volumes = 0;
+  MetricSummary slices;   // per-slice metrics
+  MetricSummary volumes;  // slices of each subject stacked back into a volume
   std::vector<SegGridRow> samples;
 };
-
-MetricStats stats_of(const std::vector<double>& v) {
-  MetricStats s;
-  std::vector<double> finite;
-  for (double x : v) if (std::isfinite(x)) finite.push_back(x);
-  s.count = static_cast<int>(finite.size());
-  if (finite.empty()) return s;
-  for (double x : finite) s.mean += x;
-  s.mean /= finite.size();
-  for (double x : finite) s.std += (x - s.mean) * (x - s.mean);
-  s.std = std::sqrt(s.std / finite.size());
-  return s;
-}
 
 // Runs G in eval mode over a whole split: per-slice and per-volume metrics, plus the first
 // `sample_rows` slices that contain foreground, for the picture.
@@ -181,7 +167,8 @@ Evaluation evaluate(models::UnetGenerator& g, const data::SliceDataset& ds, int6
   const int64_t h = ds.height(), w = ds.width(), hw = h * w;
   MetricAccumulator acc;
   Evaluation out;
-  std::vector<float> image(hw), mask(hw);
+  // Spread the sample rows over the split rather than taking neighbouring slices.
+  const int64_t sample_stride = std::max<int64_t>(1, ds.size() / std::max<int64_t>(1, sample_rows * 2));
   for (int64_t start = 0; start < ds.size(); start += batch_size) {
     const int64_t n = std::min(batch_size, ds.size() - start);
     Tensor x = Tensor::empty({n, h, w, 1});
@@ -195,9 +182,8 @@ Evaluation evaluate(models::UnetGenerator& g, const data::SliceDataset& ds, int6
                     static_cast<int>(h), static_cast<int>(w));
       const float* mi = m.data<float>() + i * hw;
       const bool has_foreground = std::any_of(mi, mi + hw, [](float v) { return v >= 0.5f; });
-      // Spread the samples over the split rather than taking neighbouring slices.
-      const int64_t stride = std::max<int64_t>(1, ds.size() / std::max<int64_t>(1, sample_rows * 2));
-      if (has_foreground && static_cast<int64_t>(out.samples.size()) < sample_rows && idx % stride == 0) {
+      if (has_foreground && static_cast<int64_t>(out.samples.size()) < sample_rows &&
+          idx % sample_stride == 0) {
         SegGridRow row;
         row.height = static_cast<int>(h);
         row.width = static_cast<int>(w);
@@ -209,16 +195,7 @@ Evaluation evaluate(models::UnetGenerator& g, const data::SliceDataset& ds, int6
     }
   }
   out.slices = acc.slice_summary();
-  std::vector<double> vd, vi, vh;
-  for (const VolumeMetrics& v : acc.volume_results()) {
-    vd.push_back(v.metrics.dice);
-    vi.push_back(v.metrics.iou);
-    vh.push_back(v.metrics.hd95);
-  }
-  out.volumes = static_cast<int>(vd.size());
-  out.volume_dice = stats_of(vd);
-  out.volume_iou = stats_of(vi);
-  out.volume_hd95 = stats_of(vh);
+  out.volumes = acc.volume_summary();
   g.train();
   return out;
 }
@@ -231,10 +208,10 @@ json evaluation_json(const Evaluation& e) {
               {"hd95", e.slices.hd95.mean},
               {"hd95_infinite", e.slices.hd95_infinite},
               {"slices", e.slices.items},
-              {"volumes", e.volumes},
-              {"dice_volume", e.volume_dice.mean},
-              {"iou_volume", e.volume_iou.mean},
-              {"hd95_volume", e.volume_hd95.mean}};
+              {"volumes", e.volumes.items},
+              {"dice_volume", e.volumes.dice.mean},
+              {"iou_volume", e.volumes.iou.mean},
+              {"hd95_volume", e.volumes.hd95.mean}};
 }
 
 // Everything that makes a run resumable. Saved as one safetensors file (tensors) plus one JSON
@@ -600,7 +577,7 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
     log->write(vj);
     history.add_val(vj);
     std::cerr << "  val: Dice " << val.slices.dice.mean << " IoU " << val.slices.iou.mean << " HD95 "
-              << val.slices.hd95.mean << " px (slices); Dice " << val.volume_dice.mean << " (volumes)\n";
+              << val.slices.hd95.mean << " px (slices); Dice " << val.volumes.dice.mean << " (volumes)\n";
     if (!val.samples.empty()) {
       write_segmentation_grid_png((sample_dir / epoch_file("epoch_", epoch + 1, ".png")).string(), val.samples);
     }
@@ -636,7 +613,7 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
   write_file_atomic((run_dir / "summary.json").string(), summary.dump(2) + "\n");
   std::cerr << "train_seg: test (checkpoint of epoch " << progress.best_epoch << "): Dice "
             << test.slices.dice.mean << " IoU " << test.slices.iou.mean << " HD95 " << test.slices.hd95.mean
-            << " px per slice; Dice " << test.volume_dice.mean << " per volume (" << test.volumes
+            << " px per slice; Dice " << test.volumes.dice.mean << " per volume (" << test.volumes.items
             << " volumes); results in " << run_dir.string() << "\n";
   return 0;
 }
