@@ -10,13 +10,15 @@ namespace {
 
 class ConcatBackward final : public Node {
  public:
-  ConcatBackward(int64_t dim, std::vector<int64_t> sizes)
-      : Node("concat"), dim_(dim), sizes_(std::move(sizes)) {}
+  ConcatBackward(int64_t dim, std::vector<int64_t> sizes, std::vector<DType> dtypes)
+      : Node("concat"), dim_(dim), sizes_(std::move(sizes)), dtypes_(std::move(dtypes)) {}
   std::vector<Tensor> backward(const Tensor& g) override {
     std::vector<Tensor> grads(sizes_.size());
     int64_t start = 0;
     for (size_t i = 0; i < sizes_.size(); ++i) {
-      if (needs_input_grad(i)) grads[i] = g.slice(dim_, start, start + sizes_[i]).contiguous();
+      if (needs_input_grad(i)) {
+        grads[i] = kernel_output(g.slice(dim_, start, start + sizes_[i]).contiguous(), dtypes_[i]);
+      }
       start += sizes_[i];
     }
     return grads;
@@ -25,6 +27,7 @@ class ConcatBackward final : public Node {
  private:
   int64_t dim_;
   std::vector<int64_t> sizes_;
+  std::vector<DType> dtypes_;
 };
 
 }  // namespace
@@ -40,12 +43,18 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
   Shape out_shape = first.shape();
   out_shape[axis] = 0;
   std::vector<int64_t> sizes;
+  std::vector<DType> dtypes;
+  DType out_dtype = first.dtype();
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
     check_defined(t, "concat", "tensors[i]");
     check_same_device(first, t, "concat");
-    RG_CHECK(t.dtype() == first.dtype(), "concat: tensor ", i, " has dtype ", dtype_name(t.dtype()),
-             ", tensor 0 has ", dtype_name(first.dtype()));
+    // Mixed floating dtypes promote as in binary ops (bf16 image with an f32 mask -> f32).
+    RG_CHECK(t.dtype() == first.dtype() || (is_floating(t.dtype()) && is_floating(first.dtype())),
+             "concat: tensor ", i, " has dtype ", dtype_name(t.dtype()), ", tensor 0 has ",
+             dtype_name(first.dtype()));
+    if (t.dtype() != out_dtype) out_dtype = promote(out_dtype, t.dtype());
+    dtypes.push_back(t.dtype());
     bool compatible = t.dim() == n;
     for (int64_t d = 0; compatible && d < n; ++d) {
       if (d != axis && t.size(d) != first.size(d)) compatible = false;
@@ -55,7 +64,7 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
     sizes.push_back(t.size(axis));
     out_shape[axis] += t.size(axis);
   }
-  Tensor out = Tensor::empty(out_shape, first.dtype(), first.device());
+  Tensor out = Tensor::empty(out_shape, out_dtype, first.device());
   int64_t start = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     Tensor window = out.slice(axis, start, start + sizes[i]);
@@ -65,7 +74,7 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
   if (grad_mode_enabled()) {
     bool any = false;
     for (const Tensor& t : tensors) any = any || t.requires_grad();
-    if (any) record(out, std::make_shared<ConcatBackward>(axis, sizes), tensors);
+    if (any) record(out, std::make_shared<ConcatBackward>(axis, sizes, dtypes), tensors);
   }
   return out;
 }

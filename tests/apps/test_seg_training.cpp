@@ -110,6 +110,22 @@ TEST(GanTrainer, EveryGanModeTrainsAndTheBaselineNeedsNoDiscriminator) {
   EXPECT_THROW(gan_mode_from_name("wgan"), Error);
 }
 
+TEST(GanTrainer, Bf16ActivationsTrain) {
+  // --precision bf16: the image enters as bf16, so every activation is stored in bf16 while the
+  // mask, losses, gradients and master weights stay f32.
+  Tensor image, mask;
+  make_disc_batch(image, mask);
+  Generator init(12);
+  TinyGan net(init);
+  SegGanTrainer trainer(net.g, &net.d, net.opt_g, &net.opt_d, {.mode = GanMode::Vanilla}, net.rng);
+  const StepLosses first = trainer.step(image.to(DType::BF16), mask);
+  StepLosses last;
+  for (int i = 0; i < 10; ++i) last = trainer.step(image.to(DType::BF16), mask);
+  EXPECT_TRUE(std::isfinite(last.d_loss) && std::isfinite(last.g_total));
+  EXPECT_LT(last.g_bce + last.g_dice, first.g_bce + first.g_dice);
+  for (const Tensor& p : net.g.parameters()) EXPECT_EQ(p.dtype(), DType::F32);
+}
+
 // A tiny prepared file: 4 phantom subjects at 32x32 (split 2/1/1 by subject).
 const std::string& tiny_dataset() {
   static const std::string path = [] {

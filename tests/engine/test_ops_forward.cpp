@@ -86,6 +86,9 @@ TEST(OpsForward, ReductionsAndConcat) {
   EXPECT_EQ(sum(x, {1}, true).shape(), (Shape{2, 1}));
   Tensor a = f32({1, 2}, {1, 1, 2, 1}), b = f32({3, 4, 5, 6}, {1, 1, 2, 2});
   expect_all_close(concat({a, b}, -1), {1, 3, 4, 2, 5, 6});
+  // Mixed floating dtypes promote (a bf16 image next to an f32 mask).
+  EXPECT_EQ(concat({a.to(DType::BF16), b}, -1).dtype(), DType::F32);
+  EXPECT_THROW(concat({a, b.to(DType::I32)}, -1), Error);
 }
 
 TEST(OpsForward, LossesByHand) {
