@@ -168,7 +168,11 @@ class ConvTranspose2dBackward final : public Node {
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
   check_conv_args("conv2d", x, weight, bias, p, 3, 0);
   const k::Conv2dShape s = make_shape(x.size(0), x.size(1), x.size(2), x.size(3), weight, p);
-  RG_CHECK(s.out_h() > 0 && s.out_w() > 0, "conv2d: input ", shape_str(x.shape()), " with kernel ",
+  // Checked before out_h(): with h + 2*pad < kh its integer division rounds toward zero and
+  // would report one output row for a kernel that does not fit.
+  RG_CHECK(s.h + 2 * s.pad_h >= s.kh && s.w + 2 * s.pad_w >= s.kw && s.out_h() > 0 &&
+               s.out_w() > 0,
+           "conv2d: input ", shape_str(x.shape()), " with kernel ",
            s.kh, "x", s.kw, ", stride ", p.stride_h, ", padding ", p.pad_h,
            " gives an empty output");
   const DType cdt = compute_dtype(x.dtype());

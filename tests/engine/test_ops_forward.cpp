@@ -144,6 +144,12 @@ TEST(OpsForward, ErrorsNameTheOpAndShapes) {
   EXPECT_NE(m1.find("conv2d"), std::string::npos) << m1;
   EXPECT_NE(m1.find("[1, 8, 8, 3]"), std::string::npos) << m1;
   EXPECT_NE(m1.find("[4, 3, 3, 2]"), std::string::npos) << m1;
+  // A kernel larger than the padded input has no output position.
+  const std::string m1b = message([] {
+    conv2d(Tensor::zeros({1, 2, 2, 1}), Tensor::zeros({1, 5, 5, 1}), Tensor(),
+           Conv2dParams::make(2, 1));
+  });
+  EXPECT_NE(m1b.find("empty output"), std::string::npos) << m1b;
   const std::string m2 = message([] { add(Tensor::zeros({2, 3}), Tensor::zeros({4})); });
   EXPECT_NE(m2.find("add"), std::string::npos) << m2;
   EXPECT_NE(m2.find("[2, 3]"), std::string::npos) << m2;
