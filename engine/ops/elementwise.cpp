@@ -144,8 +144,9 @@ const char* unary_name(k::UnaryOp op) {
   return "?";
 }
 
-Tensor unary_raw(k::UnaryOp op, double scalar, const Tensor& x) {
-  const char* name = unary_name(op);
+// Checks x, runs kernel(n, in, out) in x's compute dtype and returns the result in x's dtype.
+template <typename F>
+Tensor pointwise(const char* name, const Tensor& x, F&& kernel) {
   check_defined(x, name, "x");
   require_floating(x, name, "x");
   require_cpu(name, {&x});
@@ -154,9 +155,15 @@ Tensor unary_raw(k::UnaryOp op, double scalar, const Tensor& x) {
   Tensor out = Tensor::empty(x.shape(), cdt);
   dispatch_compute(cdt, name, [&](auto tag) {
     using T = decltype(tag);
-    k::cpu::unary_forward<T>(op, scalar, x.numel(), xc.data<T>(), out.data<T>());
+    kernel(x.numel(), xc.data<T>(), out.data<T>());
   });
   return kernel_output(out, x.dtype());
+}
+
+Tensor unary_raw(k::UnaryOp op, double scalar, const Tensor& x) {
+  return pointwise(unary_name(op), x, [&](int64_t n, const auto* in, auto* out) {
+    k::cpu::unary_forward(op, scalar, n, in, out);
+  });
 }
 
 class UnaryBackward final : public Node {
@@ -229,18 +236,9 @@ class ActivationBackward final : public Node {
 };
 
 Tensor activation(k::Activation act, double slope, const Tensor& x) {
-  const char* name = activation_name(act);
-  check_defined(x, name, "x");
-  require_floating(x, name, "x");
-  require_cpu(name, {&x});
-  const DType cdt = compute_dtype(x.dtype());
-  Tensor xc = kernel_input(x, cdt);
-  Tensor out = Tensor::empty(x.shape(), cdt);
-  dispatch_compute(cdt, name, [&](auto tag) {
-    using T = decltype(tag);
-    k::cpu::activation_forward<T>(act, slope, x.numel(), xc.data<T>(), out.data<T>());
+  Tensor out = pointwise(activation_name(act), x, [&](int64_t n, const auto* in, auto* y) {
+    k::cpu::activation_forward(act, slope, n, in, y);
   });
-  out = kernel_output(out, x.dtype());
   if (any_requires_grad({&x})) record(out, std::make_shared<ActivationBackward>(act, slope, out), {&x});
   return out;
 }
