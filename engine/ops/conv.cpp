@@ -96,11 +96,29 @@ void run_backward_weight(const k::Conv2dShape& s, const Tensor& x, const Tensor&
   });
 }
 
-class Conv2dBackward final : public Node {
+// What both conv backward nodes keep: the geometry of the convolution the kernels run, the
+// saved input and weight, and the dtypes to hand gradients back in.
+class ConvBackwardBase : public Node {
+ public:
+  ConvBackwardBase(const char* name, const k::Conv2dShape& s, const Tensor& x, const Tensor& w,
+                   const Tensor& bias)
+      : Node(name), s_(s), x_(x.detach()), w_(w.detach()), x_dtype_(x.dtype()),
+        w_dtype_(w.dtype()), bias_dtype_(bias.defined() ? bias.dtype() : x.dtype()) {}
+  void release_saved() override {
+    x_ = Tensor();
+    w_ = Tensor();
+  }
+
+ protected:
+  k::Conv2dShape s_;
+  Tensor x_, w_;
+  DType x_dtype_, w_dtype_, bias_dtype_;
+};
+
+class Conv2dBackward final : public ConvBackwardBase {
  public:
   Conv2dBackward(const k::Conv2dShape& s, const Tensor& x, const Tensor& w, const Tensor& bias)
-      : Node("conv2d"), s_(s), x_(x.detach()), w_(w.detach()), x_dtype_(x.dtype()),
-        w_dtype_(w.dtype()), bias_dtype_(bias.defined() ? bias.dtype() : x.dtype()) {}
+      : ConvBackwardBase("conv2d", s, x, w, bias) {}
   std::vector<Tensor> backward(const Tensor& g) override {
     const DType cdt = compute_dtype(x_dtype_);
     Tensor dy = kernel_input(g, cdt);
@@ -117,24 +135,14 @@ class Conv2dBackward final : public Node {
     }
     return {dx, dw, db};
   }
-  void release_saved() override {
-    x_ = Tensor();
-    w_ = Tensor();
-  }
-
- private:
-  k::Conv2dShape s_;
-  Tensor x_, w_;
-  DType x_dtype_, w_dtype_, bias_dtype_;
 };
 
 // The adjoint conv of a transposed conv: its input is the transposed conv's output.
-class ConvTranspose2dBackward final : public Node {
+class ConvTranspose2dBackward final : public ConvBackwardBase {
  public:
   ConvTranspose2dBackward(const k::Conv2dShape& s, const Tensor& x, const Tensor& w,
                           const Tensor& bias)
-      : Node("conv_transpose2d"), s_(s), x_(x.detach()), w_(w.detach()), x_dtype_(x.dtype()),
-        w_dtype_(w.dtype()), bias_dtype_(bias.defined() ? bias.dtype() : x.dtype()) {}
+      : ConvBackwardBase("conv_transpose2d", s, x, w, bias) {}
   std::vector<Tensor> backward(const Tensor& g) override {
     const DType cdt = compute_dtype(x_dtype_);
     Tensor dy = kernel_input(g, cdt);  // [n, s.h, s.w, s.c_in]: the adjoint conv's input
@@ -152,15 +160,6 @@ class ConvTranspose2dBackward final : public Node {
     }
     return {dx, dw, db};
   }
-  void release_saved() override {
-    x_ = Tensor();
-    w_ = Tensor();
-  }
-
- private:
-  k::Conv2dShape s_;
-  Tensor x_, w_;
-  DType x_dtype_, w_dtype_, bias_dtype_;
 };
 
 }  // namespace
