@@ -9,7 +9,9 @@
 
 #include "engine/allocator.h"
 #include "engine/autograd.h"
+#include "engine/cuda/ops_cuda.h"
 #include "engine/dispatch.h"
+#include "engine/ops/op_utils.h"
 #include "engine/tensor_impl.h"
 
 namespace rg {
@@ -280,8 +282,7 @@ void Tensor::fill_(double value) {
     });
     return;
   }
-  // On a device: fill on the host, then copy (the CUDA backend provides a fill kernel).
-  copy_(Tensor::full(shape(), value, dtype()));
+  if constexpr (ops_detail::kCudaBuild) cuda_ops::fill(*this, value);
 }
 
 void Tensor::copy_(const Tensor& src) {
@@ -293,20 +294,26 @@ void Tensor::copy_(const Tensor& src) {
     copy_cpu(*impl_, *src.impl_);
     return;
   }
-  // Across devices: make the source contiguous with the destination's dtype on its own
-  // device, move the bytes, then place them (a strided destination goes through a temporary).
-  Tensor staged = src.device().is_cpu() ? src.to(dtype()).contiguous() : src;
-  RG_CHECK(staged.is_contiguous() && staged.dtype() == dtype(), "Tensor::copy_ from ",
-           src.device().str(), " to ", device().str(),
-           ": non-contiguous or converting device copies need the CUDA backend's copy kernel");
-  if (is_contiguous()) {
-    copy_bytes(raw_data(), device(), staged.raw_data(), staged.device(), nbytes());
-  } else {
-    RG_CHECK(device().is_cpu(), "Tensor::copy_: strided destination on ", device().str(),
-             " needs the CUDA backend's copy kernel");
-    Tensor tmp = Tensor::empty(shape(), dtype());
-    copy_bytes(tmp.raw_data(), tmp.device(), staged.raw_data(), staged.device(), nbytes());
-    copy_cpu(*impl_, *tmp.impl_);
+  if constexpr (ops_detail::kCudaBuild) {
+    if (device() == src.device()) {  // on one GPU: the strided, converting copy kernel
+      cuda_ops::copy(*this, src);
+      return;
+    }
+    // Across devices: make the source contiguous with the destination's dtype on its own
+    // device, move the bytes, then place them (a strided destination goes through a
+    // temporary on its device).
+    Tensor staged = src;
+    if (!src.is_contiguous() || src.dtype() != dtype()) {
+      staged = Tensor::empty(shape(), dtype(), src.device());
+      staged.copy_(src);
+    }
+    if (is_contiguous()) {
+      copy_bytes(raw_data(), device(), staged.raw_data(), staged.device(), nbytes());
+    } else {
+      Tensor tmp = Tensor::empty(shape(), dtype(), device());
+      copy_bytes(tmp.raw_data(), tmp.device(), staged.raw_data(), staged.device(), nbytes());
+      copy_(tmp);
+    }
   }
 }
 

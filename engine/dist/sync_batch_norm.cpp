@@ -30,7 +30,7 @@ class SyncBatchNormBackward final : public Node {
         invstd_(std::move(invstd)), count_(count), comm_(comm) {}
 
   std::vector<Tensor> backward(const Tensor& g) override {
-    const DType cdt = compute_dtype(x_dtype_);
+    const DType cdt = compute_dtype(x_dtype_, x_.device(), "sync_batch_norm");
     Tensor xc = kernel_input(x_, cdt), dy = kernel_input(g, cdt);
     const RowsC s{x_.numel() / x_.size(-1), x_.size(-1)};
     const int64_t c = s.c;
@@ -120,7 +120,7 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   RG_CHECK(running_mean.defined() == running_var.defined(),
            op, ": running_mean and running_var must be given together");
 
-  const DType cdt = compute_dtype(x.dtype());
+  const DType cdt = compute_dtype(x.dtype(), x.device(), op);
   Tensor xc = kernel_input(x, cdt);
   // Pass 1: global per-channel sum and count -> mean.
   std::vector<double> sums(c + 1, 0.0);

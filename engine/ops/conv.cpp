@@ -1,6 +1,7 @@
 // conv2d and conv_transpose2d. A transposed convolution is the adjoint of a convolution, so
 // both ops run on the same three kernels (forward, backward-data, backward-weight) with the
 // roles of input and output swapped.
+#include "engine/cuda/ops_cuda.h"
 #include "engine/dispatch.h"
 #include "engine/ops/op_utils.h"
 #include "engine/ops/ops.h"
@@ -30,7 +31,6 @@ void check_conv_args(const char* op, const Tensor& x, const Tensor& w, const Ten
   require_floating(x, op, "x");
   require_floating(w, op, "weight");
   check_same_device(x, w, op);
-  require_cpu(op, {&x, &w, &bias});
   RG_CHECK(x.dim() == 4, op, ": input must be 4-D NHWC, got shape ", shape_str(x.shape()));
   RG_CHECK(w.dim() == 4, op, ": weight must be 4-D, got shape ", shape_str(w.shape()));
   RG_CHECK(w.size(w_in_dim) == x.size(3), op, ": input ", shape_str(x.shape()), " has ", x.size(3),
@@ -64,7 +64,13 @@ k::Conv2dShape make_shape(int64_t n, int64_t h, int64_t w, int64_t c_in, const T
 // y = conv(x) on shape s (x is the conv input, y its output).
 Tensor run_forward(const k::Conv2dShape& s, const Tensor& x, const Tensor& w, const Tensor& bias,
                    DType cdt) {
-  Tensor y = Tensor::empty({s.n, s.out_h(), s.out_w(), s.c_out}, cdt);
+  Tensor y = Tensor::empty({s.n, s.out_h(), s.out_w(), s.c_out}, cdt, x.device());
+  if (on_cuda(x)) {
+    // The CUDA kernels read the bias in fp32 whatever the activations' dtype.
+    Tensor b = bias.defined() ? kernel_input(bias, DType::F32) : Tensor();
+    if constexpr (kCudaBuild) cuda_ops::conv2d_forward(s, x, w, b, y);
+    return y;
+  }
   Tensor b = bias.defined() ? kernel_input(bias, cdt) : Tensor();
   dispatch_compute(cdt, "conv2d", [&](auto tag) {
     using T = decltype(tag);
@@ -76,7 +82,11 @@ Tensor run_forward(const k::Conv2dShape& s, const Tensor& x, const Tensor& w, co
 
 // dx of conv on shape s, given dy.
 Tensor run_backward_data(const k::Conv2dShape& s, const Tensor& dy, const Tensor& w, DType cdt) {
-  Tensor dx = Tensor::empty({s.n, s.h, s.w, s.c_in}, cdt);
+  Tensor dx = Tensor::empty({s.n, s.h, s.w, s.c_in}, cdt, dy.device());
+  if (on_cuda(dy)) {
+    if constexpr (kCudaBuild) cuda_ops::conv2d_backward_data(s, dy, w, dx);
+    return dx;
+  }
   dispatch_compute(cdt, "conv2d_backward_data", [&](auto tag) {
     using T = decltype(tag);
     k::cpu::conv2d_backward_data<T>(s, dy.data<T>(), w.data<T>(), dx.data<T>());
@@ -84,9 +94,18 @@ Tensor run_backward_data(const k::Conv2dShape& s, const Tensor& dy, const Tensor
   return dx;
 }
 
-// dw (and optionally dbias) of conv on shape s.
+// dw (and optionally dbias) of conv on shape s. On a GPU both are f32 whatever cdt is (they
+// feed fp32 master weights).
 void run_backward_weight(const k::Conv2dShape& s, const Tensor& x, const Tensor& dy, DType cdt,
                          Tensor* dw, Tensor* dbias) {
+  if (on_cuda(x)) {
+    *dw = Tensor::empty({s.c_out, s.kh, s.kw, s.c_in}, DType::F32, x.device());
+    if (dbias) *dbias = Tensor::empty({s.c_out}, DType::F32, x.device());
+    if constexpr (kCudaBuild) {
+      cuda_ops::conv2d_backward_weight(s, x, dy, *dw, dbias ? *dbias : Tensor());
+    }
+    return;
+  }
   *dw = Tensor::empty({s.c_out, s.kh, s.kw, s.c_in}, cdt);
   if (dbias) *dbias = Tensor::empty({s.c_out}, cdt);
   dispatch_compute(cdt, "conv2d_backward_weight", [&](auto tag) {
@@ -120,7 +139,7 @@ class Conv2dBackward final : public ConvBackwardBase {
   Conv2dBackward(const k::Conv2dShape& s, const Tensor& x, const Tensor& w, const Tensor& bias)
       : ConvBackwardBase("conv2d", s, x, w, bias) {}
   std::vector<Tensor> backward(const Tensor& g) override {
-    const DType cdt = compute_dtype(x_dtype_);
+    const DType cdt = compute_dtype(x_dtype_, x_.device(), "conv2d");
     Tensor dy = kernel_input(g, cdt);
     Tensor dx, dw, db;
     if (needs_input_grad(0)) {
@@ -144,7 +163,7 @@ class ConvTranspose2dBackward final : public ConvBackwardBase {
                           const Tensor& bias)
       : ConvBackwardBase("conv_transpose2d", s, x, w, bias) {}
   std::vector<Tensor> backward(const Tensor& g) override {
-    const DType cdt = compute_dtype(x_dtype_);
+    const DType cdt = compute_dtype(x_dtype_, x_.device(), "conv_transpose2d");
     Tensor dy = kernel_input(g, cdt);  // [n, s.h, s.w, s.c_in]: the adjoint conv's input
     Tensor dx, dw, db;
     if (needs_input_grad(0)) {
@@ -174,7 +193,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
            "conv2d: input ", shape_str(x.shape()), " with kernel ",
            s.kh, "x", s.kw, ", stride ", p.stride_h, ", padding ", p.pad_h,
            " gives an empty output");
-  const DType cdt = compute_dtype(x.dtype());
+  const DType cdt = compute_dtype(x.dtype(), x.device(), "conv2d");
   Tensor y = run_forward(s, kernel_input(x, cdt), kernel_input(weight, cdt), bias, cdt);
   y = kernel_output(y, x.dtype());
   if (any_requires_grad({&x, &weight, &bias})) {
@@ -197,9 +216,12 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   const k::Conv2dShape s = make_shape(x.size(0), oh, ow, weight.size(3), weight, p);
   RG_CHECK(s.out_h() == x.size(1) && s.out_w() == x.size(2),
            "conv_transpose2d: inconsistent geometry for input ", shape_str(x.shape()));
-  const DType cdt = compute_dtype(x.dtype());
+  const DType cdt = compute_dtype(x.dtype(), x.device(), "conv_transpose2d");
   Tensor y = run_backward_data(s, kernel_input(x, cdt), kernel_input(weight, cdt), cdt);
-  if (bias.defined()) {
+  if (bias.defined() && on_cuda(y)) {
+    NoGradGuard no_grad;  // the bias gradient is recorded by ConvTranspose2dBackward
+    y = add(y, kernel_input(bias, cdt));
+  } else if (bias.defined()) {
     Tensor b = kernel_input(bias, cdt);
     dispatch_compute(cdt, "conv_transpose2d", [&](auto tag) {
       using T = decltype(tag);

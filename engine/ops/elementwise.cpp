@@ -1,6 +1,7 @@
 // Elementwise ops: broadcasting arithmetic, scalar ops, unary math and activations.
 #include <cmath>
 
+#include "engine/cuda/ops_cuda.h"
 #include "engine/dispatch.h"
 #include "engine/ops/op_utils.h"
 #include "engine/ops/ops.h"
@@ -59,22 +60,25 @@ Tensor binary_raw(k::BinaryOp op, const Tensor& a, const Tensor& b) {
   require_floating(a, name, "a");
   require_floating(b, name, "b");
   check_same_device(a, b, name);
-  require_cpu(name, {&a, &b});
   const Shape out_shape = broadcast_shapes(a.shape(), b.shape(), name);
   RG_CHECK(static_cast<int>(out_shape.size()) <= 5, name, ": result has more than 5 dims");
   const DType out_dtype = promote(a.dtype(), b.dtype());
-  const DType cdt = compute_dtype(out_dtype);
+  const DType cdt = compute_dtype(out_dtype, a.device(), name);
   Tensor ac = kernel_input(a, cdt), bc = kernel_input(b, cdt);
-  Tensor out = Tensor::empty(out_shape, cdt);
+  Tensor out = Tensor::empty(out_shape, cdt, a.device());
   k::BroadcastShape s;
   const int pad = 5 - static_cast<int>(out_shape.size());
   for (int i = 0; i < 5; ++i) s.shape[i] = i < pad ? 1 : out_shape[i - pad];
   padded_broadcast_strides(a.shape(), out_shape, s.a_strides);
   padded_broadcast_strides(b.shape(), out_shape, s.b_strides);
-  dispatch_compute(cdt, name, [&](auto tag) {
-    using T = decltype(tag);
-    k::cpu::binary_forward<T>(op, s, ac.data<T>(), bc.data<T>(), out.data<T>());
-  });
+  if (on_cuda(out)) {
+    if constexpr (kCudaBuild) cuda_ops::binary(op, s, ac, bc, out);
+  } else {
+    dispatch_compute(cdt, name, [&](auto tag) {
+      using T = decltype(tag);
+      k::cpu::binary_forward<T>(op, s, ac.data<T>(), bc.data<T>(), out.data<T>());
+    });
+  }
   return kernel_output(out, out_dtype);
 }
 
@@ -144,26 +148,34 @@ const char* unary_name(k::UnaryOp op) {
   return "?";
 }
 
-// Checks x, runs kernel(n, in, out) in x's compute dtype and returns the result in x's dtype.
-template <typename F>
-Tensor pointwise(const char* name, const Tensor& x, F&& kernel) {
+// Checks x, runs cpu_kernel(n, in, out) or cuda_kernel(in, out) in x's compute dtype and
+// returns the result in x's dtype.
+template <typename CpuKernel, typename CudaKernel>
+Tensor pointwise(const char* name, const Tensor& x, CpuKernel&& cpu_kernel,
+                 CudaKernel&& cuda_kernel) {
   check_defined(x, name, "x");
   require_floating(x, name, "x");
-  require_cpu(name, {&x});
-  const DType cdt = compute_dtype(x.dtype());
+  const DType cdt = compute_dtype(x.dtype(), x.device(), name);
   Tensor xc = kernel_input(x, cdt);
-  Tensor out = Tensor::empty(x.shape(), cdt);
-  dispatch_compute(cdt, name, [&](auto tag) {
-    using T = decltype(tag);
-    kernel(x.numel(), xc.data<T>(), out.data<T>());
-  });
+  Tensor out = Tensor::empty(x.shape(), cdt, x.device());
+  if (on_cuda(x)) {
+    cuda_kernel(xc, out);
+  } else {
+    dispatch_compute(cdt, name, [&](auto tag) {
+      using T = decltype(tag);
+      cpu_kernel(x.numel(), xc.data<T>(), out.data<T>());
+    });
+  }
   return kernel_output(out, x.dtype());
 }
 
 Tensor unary_raw(k::UnaryOp op, double scalar, const Tensor& x) {
-  return pointwise(unary_name(op), x, [&](int64_t n, const auto* in, auto* out) {
-    k::cpu::unary_forward(op, scalar, n, in, out);
-  });
+  return pointwise(
+      unary_name(op), x,
+      [&](int64_t n, const auto* in, auto* out) { k::cpu::unary_forward(op, scalar, n, in, out); },
+      [&](const Tensor& in, const Tensor& out) {
+        if constexpr (kCudaBuild) cuda_ops::unary(op, scalar, in, out);
+      });
 }
 
 class UnaryBackward final : public Node {
@@ -217,14 +229,18 @@ class ActivationBackward final : public Node {
   ActivationBackward(k::Activation act, double slope, const Tensor& y)
       : Node(activation_name(act)), act_(act), slope_(slope), y_(y.detach()) {}
   std::vector<Tensor> backward(const Tensor& g) override {
-    const DType cdt = compute_dtype(y_.dtype());
+    const DType cdt = compute_dtype(y_.dtype(), y_.device(), name().c_str());
     Tensor yc = kernel_input(y_, cdt), gc = kernel_input(g, cdt);
-    Tensor dx = Tensor::empty(y_.shape(), cdt);
-    dispatch_compute(cdt, name().c_str(), [&](auto tag) {
-      using T = decltype(tag);
-      k::cpu::activation_backward<T>(act_, slope_, dx.numel(), yc.data<T>(), gc.data<T>(),
-                                     dx.data<T>());
-    });
+    Tensor dx = Tensor::empty(y_.shape(), cdt, y_.device());
+    if (on_cuda(dx)) {
+      if constexpr (kCudaBuild) cuda_ops::activation_backward(act_, slope_, yc, gc, dx);
+    } else {
+      dispatch_compute(cdt, name().c_str(), [&](auto tag) {
+        using T = decltype(tag);
+        k::cpu::activation_backward<T>(act_, slope_, dx.numel(), yc.data<T>(), gc.data<T>(),
+                                       dx.data<T>());
+      });
+    }
     return {kernel_output(dx, y_.dtype())};
   }
   void release_saved() override { y_ = Tensor(); }
@@ -236,9 +252,12 @@ class ActivationBackward final : public Node {
 };
 
 Tensor activation(k::Activation act, double slope, const Tensor& x) {
-  Tensor out = pointwise(activation_name(act), x, [&](int64_t n, const auto* in, auto* y) {
-    k::cpu::activation_forward(act, slope, n, in, y);
-  });
+  Tensor out = pointwise(
+      activation_name(act), x,
+      [&](int64_t n, const auto* in, auto* y) { k::cpu::activation_forward(act, slope, n, in, y); },
+      [&](const Tensor& in, const Tensor& y) {
+        if constexpr (kCudaBuild) cuda_ops::activation_forward(act, slope, in, y);
+      });
   if (any_requires_grad({&x})) record(out, std::make_shared<ActivationBackward>(act, slope, out), {&x});
   return out;
 }
@@ -270,7 +289,8 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   RG_CHECK(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0.0) return x;
   // keep ~ Bernoulli(1-p), scaled so the expectation is unchanged; mul records the backward.
-  Tensor keep = Tensor::empty(x.shape(), compute_dtype(x.dtype()), x.device());
+  Tensor keep = Tensor::empty(x.shape(), compute_dtype(x.dtype(), x.device(), "dropout"),
+                              x.device());
   bernoulli_(keep, 1.0 - p, gen);
   return mul(x, mul(keep, 1.0 / (1.0 - p)));
 }
@@ -280,8 +300,14 @@ void add_(Tensor& dst, const Tensor& src) {
   check_defined(src, "add_", "src");
   RG_CHECK(dst.shape() == src.shape(), "add_: shapes ", shape_str(dst.shape()), " and ",
            shape_str(src.shape()), " differ");
-  require_cpu("add_", {&dst, &src});
-  if (dst.is_contiguous() && (dst.dtype() == DType::F32 || dst.dtype() == DType::F64)) {
+  check_same_device(dst, src, "add_");
+  if (on_cuda(dst) && dst.is_contiguous() &&
+      (dst.dtype() == DType::F32 || dst.dtype() == DType::BF16)) {
+    if constexpr (kCudaBuild) cuda_ops::accumulate(kernel_input(src, dst.dtype()), dst);
+    return;
+  }
+  if (!on_cuda(dst) && dst.is_contiguous() &&
+      (dst.dtype() == DType::F32 || dst.dtype() == DType::F64)) {
     Tensor s = kernel_input(src, dst.dtype());
     dispatch_compute(dst.dtype(), "add_", [&](auto tag) {
       using T = decltype(tag);
@@ -295,7 +321,6 @@ void add_(Tensor& dst, const Tensor& src) {
 
 void mul_(Tensor& dst, double s) {
   check_defined(dst, "mul_", "dst");
-  require_cpu("mul_", {&dst});
   NoGradGuard no_grad;
   dst.copy_(mul(dst.detach(), s));
 }

@@ -1,4 +1,5 @@
 // batch_norm and instance_norm over NHWC tensors.
+#include "engine/cuda/ops_cuda.h"
 #include "engine/dispatch.h"
 #include "engine/ops/op_utils.h"
 #include "engine/ops/ops.h"
@@ -14,7 +15,6 @@ namespace {
 void check_norm_args(const char* op, const Tensor& x, const Tensor& gamma, const Tensor& beta) {
   check_defined(x, op, "x");
   require_floating(x, op, "x");
-  require_cpu(op, {&x, &gamma, &beta});
   RG_CHECK(x.dim() >= 2, op, ": input must be [N, ..., C], got shape ", shape_str(x.shape()));
   const int64_t c = x.size(-1);
   for (const Tensor* t : {&gamma, &beta}) {
@@ -42,6 +42,29 @@ const T* opt_ptr(const Tensor& t) {
 
 enum class NormKind { BatchTrain, BatchEval, Instance };
 
+// The dtype of gamma, beta and the statistics the kernels take: f32 on a GPU (also for bf16
+// activations: norms accumulate in fp32), the compute dtype on the CPU.
+DType param_dtype(DType cdt, const Tensor& x) { return on_cuda(x) ? DType::F32 : cdt; }
+
+// The CUDA backward of each norm kind; arguments as NormBackward::backward prepares them.
+void cuda_norm_backward(NormKind kind, const k::NormShape& s, double eps, const Tensor& x,
+                        const Tensor& dy, const Tensor& gamma, const Tensor& a, const Tensor& b,
+                        const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta) {
+  if constexpr (kCudaBuild) {
+    switch (kind) {
+      case NormKind::BatchTrain:
+        cuda_ops::batch_norm_backward_train(s, x, dy, gamma, a, b, dx, dgamma, dbeta);
+        break;
+      case NormKind::BatchEval:
+        cuda_ops::batch_norm_backward_eval(s, x, dy, gamma, a, b, eps, dx, dgamma, dbeta);
+        break;
+      case NormKind::Instance:
+        cuda_ops::instance_norm_backward(s, x, dy, gamma, a, b, dx, dgamma, dbeta);
+        break;
+    }
+  }
+}
+
 class NormBackward final : public Node {
  public:
   NormBackward(NormKind kind, const k::NormShape& s, double eps, const Tensor& x,
@@ -53,13 +76,32 @@ class NormBackward final : public Node {
         stat_b_(std::move(stat_b)) {}
 
   std::vector<Tensor> backward(const Tensor& g) override {
-    const DType cdt = compute_dtype(x_dtype_);
+    const DType cdt = compute_dtype(x_dtype_, x_.device(), name().c_str());
+    const DType pdt = param_dtype(cdt, x_);
+    const Device dev = x_.device();
     Tensor xc = kernel_input(x_, cdt), dy = kernel_input(g, cdt);
-    Tensor gc = gamma_.defined() ? kernel_input(gamma_, cdt) : Tensor();
-    Tensor a = kernel_input(stat_a_, cdt), b = kernel_input(stat_b_, cdt);
-    Tensor dx = Tensor::empty(x_.shape(), cdt);
-    Tensor dgamma = needs_input_grad(1) ? Tensor::empty({s_.c}, cdt) : Tensor();
-    Tensor dbeta = needs_input_grad(2) ? Tensor::empty({s_.c}, cdt) : Tensor();
+    Tensor gc = gamma_.defined() ? kernel_input(gamma_, pdt) : Tensor();
+    Tensor a = kernel_input(stat_a_, pdt), b = kernel_input(stat_b_, pdt);
+    Tensor dx = Tensor::empty(x_.shape(), cdt, dev);
+    Tensor dgamma = needs_input_grad(1) ? Tensor::empty({s_.c}, pdt, dev) : Tensor();
+    Tensor dbeta = needs_input_grad(2) ? Tensor::empty({s_.c}, pdt, dev) : Tensor();
+    if (on_cuda(x_)) {
+      cuda_norm_backward(kind_, s_, eps_, xc, dy, gc, a, b, dx, dgamma, dbeta);
+    } else {
+      cpu_backward(cdt, xc, dy, gc, a, b, dx, dgamma, dbeta);
+    }
+    return {needs_input_grad(0) ? kernel_output(dx, x_dtype_) : Tensor(),
+            dgamma.defined() ? kernel_output(dgamma, gamma_dtype_) : Tensor(),
+            dbeta.defined() ? kernel_output(dbeta, beta_dtype_) : Tensor()};
+  }
+  void release_saved() override {
+    x_ = gamma_ = stat_a_ = stat_b_ = Tensor();
+  }
+
+ private:
+  void cpu_backward(DType cdt, const Tensor& xc, const Tensor& dy, const Tensor& gc,
+                    const Tensor& a, const Tensor& b, const Tensor& dx, const Tensor& dgamma,
+                    const Tensor& dbeta) {
     dispatch_compute(cdt, name().c_str(), [&](auto tag) {
       using T = decltype(tag);
       T* dg = dgamma.defined() ? dgamma.data<T>() : nullptr;
@@ -79,15 +121,8 @@ class NormBackward final : public Node {
           break;
       }
     });
-    return {needs_input_grad(0) ? kernel_output(dx, x_dtype_) : Tensor(),
-            dgamma.defined() ? kernel_output(dgamma, gamma_dtype_) : Tensor(),
-            dbeta.defined() ? kernel_output(dbeta, beta_dtype_) : Tensor()};
-  }
-  void release_saved() override {
-    x_ = gamma_ = stat_a_ = stat_b_ = Tensor();
   }
 
- private:
   NormKind kind_;
   k::NormShape s_;
   double eps_;
@@ -97,39 +132,12 @@ class NormBackward final : public Node {
   Tensor stat_a_, stat_b_;
 };
 
-}  // namespace
-
-Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
-                  Tensor running_var, bool training, double momentum, double eps) {
-  check_norm_args("batch_norm", x, gamma, beta);
-  const k::NormShape s = norm_shape(x);
-  RG_CHECK(running_mean.defined() == running_var.defined(),
-           "batch_norm: running_mean and running_var must be given together");
-  for (const Tensor* t : {&running_mean, &running_var}) {
-    if (!t->defined()) continue;
-    RG_CHECK(t->dim() == 1 && t->size(0) == s.c, "batch_norm: running statistic of shape ",
-             shape_str(t->shape()), " does not match ", s.c, " channels of input ",
-             shape_str(x.shape()));
-  }
-  RG_CHECK(training || running_mean.defined(),
-           "batch_norm: eval mode needs running_mean and running_var");
+void batch_norm_cpu(const k::NormShape& s, bool training, double momentum, double eps,
+                    const Tensor& xc, const Tensor& gc, const Tensor& bc, const Tensor& y,
+                    const Tensor& stat_a, const Tensor& stat_b, Tensor& running_mean,
+                    Tensor& running_var) {
+  const DType cdt = xc.dtype();
   const int64_t count = s.n * s.hw;
-  RG_CHECK(!training || count > 1, "batch_norm: training needs more than one value per channel, "
-           "got input shape ", shape_str(x.shape()));
-
-  const DType cdt = compute_dtype(x.dtype());
-  Tensor xc = kernel_input(x, cdt);
-  Tensor gc = gamma.defined() ? kernel_input(gamma, cdt) : Tensor();
-  Tensor bc = beta.defined() ? kernel_input(beta, cdt) : Tensor();
-  Tensor y = Tensor::empty(x.shape(), cdt);
-  Tensor stat_a, stat_b;
-  if (training) {
-    stat_a = Tensor::empty({s.c}, cdt);  // batch mean
-    stat_b = Tensor::empty({s.c}, cdt);  // batch invstd
-  } else {
-    stat_a = kernel_input(running_mean, cdt).clone();
-    stat_b = kernel_input(running_var, cdt).clone();
-  }
   dispatch_compute(cdt, "batch_norm", [&](auto tag) {
     using T = decltype(tag);
     if (training) {
@@ -155,6 +163,69 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     running_mean.copy_(Tensor::from_vector(rm, {s.c}));
     running_var.copy_(Tensor::from_vector(rv, {s.c}));
   }
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
+                  Tensor running_var, bool training, double momentum, double eps) {
+  check_norm_args("batch_norm", x, gamma, beta);
+  const k::NormShape s = norm_shape(x);
+  RG_CHECK(running_mean.defined() == running_var.defined(),
+           "batch_norm: running_mean and running_var must be given together");
+  for (const Tensor* t : {&running_mean, &running_var}) {
+    if (!t->defined()) continue;
+    RG_CHECK(t->dim() == 1 && t->size(0) == s.c, "batch_norm: running statistic of shape ",
+             shape_str(t->shape()), " does not match ", s.c, " channels of input ",
+             shape_str(x.shape()));
+  }
+  RG_CHECK(training || running_mean.defined(),
+           "batch_norm: eval mode needs running_mean and running_var");
+  const int64_t count = s.n * s.hw;
+  RG_CHECK(!training || count > 1, "batch_norm: training needs more than one value per channel, "
+           "got input shape ", shape_str(x.shape()));
+
+  const DType cdt = compute_dtype(x.dtype(), x.device(), "batch_norm");
+  const DType pdt = param_dtype(cdt, x);
+  const Device dev = x.device();
+  Tensor xc = kernel_input(x, cdt);
+  Tensor gc = gamma.defined() ? kernel_input(gamma, pdt) : Tensor();
+  Tensor bc = beta.defined() ? kernel_input(beta, pdt) : Tensor();
+  Tensor y = Tensor::empty(x.shape(), cdt, dev);
+  Tensor stat_a, stat_b;
+  if (training) {
+    stat_a = Tensor::empty({s.c}, pdt, dev);  // batch mean
+    stat_b = Tensor::empty({s.c}, pdt, dev);  // batch invstd
+  } else {
+    stat_a = kernel_input(running_mean, pdt).clone();
+    stat_b = kernel_input(running_var, pdt).clone();
+  }
+  if (on_cuda(x)) {
+    if constexpr (kCudaBuild) {
+      if (training) {
+        cuda_ops::batch_norm_forward_train(s, xc, gc, bc, eps, y, stat_a, stat_b);
+        if (running_mean.defined()) {
+          // In place on the device when the running statistics are f32 and contiguous (the
+          // BatchNorm2d module's are); otherwise through f32 copies.
+          const bool direct = running_mean.dtype() == DType::F32 &&
+                              running_var.dtype() == DType::F32 &&
+                              running_mean.is_contiguous() && running_var.is_contiguous();
+          Tensor rm = direct ? running_mean : kernel_input(running_mean, DType::F32).clone();
+          Tensor rv = direct ? running_var : kernel_input(running_var, DType::F32).clone();
+          cuda_ops::batch_norm_update_running(count, momentum, eps, stat_a, stat_b, rm, rv);
+          if (!direct) {
+            running_mean.copy_(rm);
+            running_var.copy_(rv);
+          }
+        }
+      } else {
+        cuda_ops::batch_norm_forward_eval(s, xc, gc, bc, stat_a, stat_b, eps, y);
+      }
+    }
+  } else {
+    batch_norm_cpu(s, training, momentum, eps, xc, gc, bc, y, stat_a, stat_b, running_mean,
+                   running_var);
+  }
   y = kernel_output(y, x.dtype());
   if (any_requires_grad({&x, &gamma, &beta})) {
     record(y,
@@ -168,17 +239,26 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
 Tensor instance_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
   check_norm_args("instance_norm", x, gamma, beta);
   const k::NormShape s = norm_shape(x);
-  const DType cdt = compute_dtype(x.dtype());
+  const DType cdt = compute_dtype(x.dtype(), x.device(), "instance_norm");
+  const DType pdt = param_dtype(cdt, x);
+  const Device dev = x.device();
   Tensor xc = kernel_input(x, cdt);
-  Tensor gc = gamma.defined() ? kernel_input(gamma, cdt) : Tensor();
-  Tensor bc = beta.defined() ? kernel_input(beta, cdt) : Tensor();
-  Tensor y = Tensor::empty(x.shape(), cdt);
-  Tensor mean_t = Tensor::empty({s.n, s.c}, cdt), invstd_t = Tensor::empty({s.n, s.c}, cdt);
-  dispatch_compute(cdt, "instance_norm", [&](auto tag) {
-    using T = decltype(tag);
-    k::cpu::instance_norm_forward<T>(s, xc.data<T>(), opt_ptr<T>(gc), opt_ptr<T>(bc), eps,
-                                     y.data<T>(), mean_t.data<T>(), invstd_t.data<T>());
-  });
+  Tensor gc = gamma.defined() ? kernel_input(gamma, pdt) : Tensor();
+  Tensor bc = beta.defined() ? kernel_input(beta, pdt) : Tensor();
+  Tensor y = Tensor::empty(x.shape(), cdt, dev);
+  Tensor mean_t = Tensor::empty({s.n, s.c}, pdt, dev);
+  Tensor invstd_t = Tensor::empty({s.n, s.c}, pdt, dev);
+  if (on_cuda(x)) {
+    if constexpr (kCudaBuild) {
+      cuda_ops::instance_norm_forward(s, xc, gc, bc, eps, y, mean_t, invstd_t);
+    }
+  } else {
+    dispatch_compute(cdt, "instance_norm", [&](auto tag) {
+      using T = decltype(tag);
+      k::cpu::instance_norm_forward<T>(s, xc.data<T>(), opt_ptr<T>(gc), opt_ptr<T>(bc), eps,
+                                       y.data<T>(), mean_t.data<T>(), invstd_t.data<T>());
+    });
+  }
   y = kernel_output(y, x.dtype());
   if (any_requires_grad({&x, &gamma, &beta})) {
     record(y,

@@ -8,6 +8,13 @@ DType promote(DType a, DType b) {
   return DType::F32;
 }
 
+DType compute_dtype(DType t, Device device, const char* op) {
+  if (device.is_cpu()) return t == DType::F64 ? DType::F64 : DType::F32;
+  RG_CHECK(t != DType::F64, op, ": float64 tensors have no CUDA kernels (", device.str(),
+           "); use f32 or bf16 on the GPU, or move the tensors to the CPU");
+  return t == DType::BF16 ? DType::BF16 : DType::F32;
+}
+
 Tensor kernel_input(const Tensor& t, DType dtype) {
   Tensor d = t.detach();
   if (d.dtype() != dtype) d = d.to(dtype);
@@ -23,7 +30,7 @@ void require_cpu(const char* op, std::initializer_list<const Tensor*> tensors) {
     if (t == nullptr || !t->defined()) continue;
     RG_CHECK(t->device().is_cpu(), op, ": no ", t->device().str(),
              " kernel is registered for this op yet (tensor of shape ", shape_str(t->shape()),
-             "); move the tensors to the CPU or use a build with the CUDA backend");
+             "); move the tensors to the CPU");
   }
 }
 

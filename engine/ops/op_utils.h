@@ -8,8 +8,21 @@
 
 namespace rg::ops_detail {
 
-// The dtype the CPU kernels compute in for data stored as t: f64 stays f64, the rest use f32.
-inline DType compute_dtype(DType t) { return t == DType::F64 ? DType::F64 : DType::F32; }
+#if RG_WITH_CUDA
+inline constexpr bool kCudaBuild = true;
+#else
+inline constexpr bool kCudaBuild = false;
+#endif
+
+// True when t's kernels are the CUDA backend's. Each op's dispatch point reads
+//   if (on_cuda(x)) { if constexpr (kCudaBuild) cuda_ops::...; } else { kernels::cpu::...; }
+// so a CPU-only build never references the CUDA entry points (engine/cuda/ops_cuda.h).
+inline bool on_cuda(const Tensor& t) { return kCudaBuild && t.device().is_cuda(); }
+
+// The dtype the kernels of `device` compute in for data stored as `t`. CPU: f64 stays f64,
+// the rest use f32. CUDA: bf16 stays bf16 (tensor cores and fp32 accumulation inside the
+// kernels), the rest use f32; f64 has no CUDA kernels and is refused with the op's name.
+DType compute_dtype(DType t, Device device, const char* op);
 
 // Promotion between floating dtypes for binary ops: f64 > f32 > (bf16, f16); bf16 with f16 -> f32.
 DType promote(DType a, DType b);
@@ -21,7 +34,7 @@ Tensor kernel_input(const Tensor& t, DType dtype);
 // Converts a kernel result to the dtype the op returns (no-op when equal).
 Tensor kernel_output(const Tensor& t, DType dtype);
 
-// Every op runs on the CPU until the CUDA backend registers its kernels; this names the op.
+// For the few ops that have no CUDA kernels: names the op and the tensor.
 void require_cpu(const char* op, std::initializer_list<const Tensor*> tensors);
 
 // Throws unless t is floating point.

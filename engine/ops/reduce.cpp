@@ -1,6 +1,7 @@
 // Sum and mean over all elements or over a set of dimensions (accumulated in double).
 #include <algorithm>
 
+#include "engine/cuda/ops_cuda.h"
 #include "engine/dispatch.h"
 #include "engine/ops/op_utils.h"
 #include "engine/ops/ops.h"
@@ -27,7 +28,7 @@ std::vector<bool> reduced_mask(const Tensor& x, const std::vector<int64_t>& dims
 
 // Sums over the masked dimensions; result has the kept dimensions (size 1 where reduced).
 Tensor sum_kept(const Tensor& x, const std::vector<bool>& reduced, const char* op) {
-  const DType cdt = compute_dtype(x.dtype());
+  const DType cdt = compute_dtype(x.dtype(), x.device(), op);
   Shape kept_shape = x.shape();
   int64_t kept = 1, red = 1;
   for (size_t i = 0; i < reduced.size(); ++i) {
@@ -54,6 +55,18 @@ Tensor sum_kept(const Tensor& x, const std::vector<bool>& reduced, const char* o
     src = src.permute(order).contiguous();
     by_columns = false;
   }
+  if (on_cuda(x)) {
+    // The CUDA reductions accumulate and write in fp32 whatever the input dtype.
+    Tensor out = Tensor::empty(kept_shape, DType::F32, x.device());
+    if constexpr (kCudaBuild) {
+      if (by_columns) {
+        cuda_ops::sum_columns(red, kept, src, out);
+      } else {
+        cuda_ops::sum_rows(kept, red, src, out);
+      }
+    }
+    return kernel_output(out, x.dtype());
+  }
   Tensor out = Tensor::empty(kept_shape, cdt);
   dispatch_compute(cdt, op, [&](auto tag) {
     using T = decltype(tag);
@@ -74,7 +87,8 @@ class SumBackward final : public Node {
   std::vector<Tensor> backward(const Tensor& g) override {
     // Broadcast the (kept-dims) gradient back over the reduced dimensions.
     Tensor gk = g.reshape(kept_shape_);
-    Tensor ones = Tensor::ones(input_shape_, compute_dtype(g.dtype()), g.device());
+    Tensor ones =
+        Tensor::ones(input_shape_, compute_dtype(g.dtype(), g.device(), "sum"), g.device());
     Tensor out = mul(ones, gk);
     if (scale_ != 1.0) out = mul(out, scale_);
     return {kernel_output(out, g.dtype())};
@@ -89,7 +103,6 @@ Tensor reduce(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, b
               const char* op) {
   check_defined(x, op, "x");
   require_floating(x, op, "x");
-  require_cpu(op, {&x});
   std::vector<bool> reduced = all ? std::vector<bool>(x.dim(), true) : reduced_mask(x, dims, op);
   int64_t count = 1;
   Shape out_shape;

@@ -1,5 +1,6 @@
 #include "engine/optim/optimizer.h"
 
+#include "engine/cuda/ops_cuda.h"
 #include "engine/dispatch.h"
 #include "engine/ops/op_utils.h"
 #include "kernels/optim.h"
@@ -22,6 +23,13 @@ Tensor grad_of(const Tensor& p) {
   Tensor g = p.grad();
   if (!g.defined()) return g;
   return ops_detail::kernel_input(g, p.dtype());
+}
+
+// The CUDA optimizer kernels update f32 state only (f64 has no CUDA kernels).
+void check_cuda_param(const Tensor& p, const Tensor& g, const char* who) {
+  RG_CHECK(p.dtype() == DType::F32, who, ": parameters on ", p.device().str(),
+           " must be f32, got ", dtype_name(p.dtype()));
+  check_same_device(p, g, who);
 }
 }  // namespace
 
@@ -61,7 +69,13 @@ void Adam::step() {
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = grad_of(params_[i]);
     if (!g.defined()) continue;
-    ops_detail::require_cpu("Adam::step", {&params_[i]});
+    if (ops_detail::on_cuda(params_[i])) {
+      if constexpr (ops_detail::kCudaBuild) {
+        check_cuda_param(params_[i], g, "Adam::step");
+        cuda_ops::adam_step(c, params_[i], g, m_[i], v_[i]);
+      }
+      continue;
+    }
     dispatch_compute(params_[i].dtype(), "Adam::step", [&](auto tag) {
       using T = decltype(tag);
       k::cpu::adam_step<T>(c, params_[i].numel(), params_[i].data<T>(), g.data<T>(),
@@ -98,7 +112,6 @@ void SGD::step() {
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = grad_of(params_[i]);
     if (!g.defined()) continue;
-    ops_detail::require_cpu("SGD::step", {&params_[i]});
     k::SgdConfig c;
     c.lr = lr_;
     c.momentum = options_.momentum;
@@ -107,6 +120,13 @@ void SGD::step() {
     c.nesterov = options_.nesterov;
     c.first_step = !started_[i];
     started_[i] = true;
+    if (ops_detail::on_cuda(params_[i])) {
+      if constexpr (ops_detail::kCudaBuild) {
+        check_cuda_param(params_[i], g, "SGD::step");
+        cuda_ops::sgd_step(c, params_[i], g, momentum_[i]);
+      }
+      continue;
+    }
     dispatch_compute(params_[i].dtype(), "SGD::step", [&](auto tag) {
       using T = decltype(tag);
       k::cpu::sgd_step<T>(c, params_[i].numel(), params_[i].data<T>(), g.data<T>(),
