@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "engine/ops/ops.h"
+#include "engine/profile.h"
 #include "engine/tensor_impl.h"
 
 namespace rg {
@@ -118,7 +119,11 @@ void run_backward(const Tensor& root, const Tensor& grad_in) {
     // A node no gradient reached (every path into it was cut) still runs so that its inputs'
     // dependency counts settle and its saved tensors are freed; it just computes nothing.
     std::vector<Tensor> input_grads;
-    if (g.defined()) input_grads = node->backward(g);
+    if (g.defined()) {
+      // Op-level NVTX range (RG_NVTX=1): one per backward node, named after its op.
+      ProfileRange range(profiling_enabled() ? node->name() + " backward" : std::string());
+      input_grads = node->backward(g);
+    }
     g = Tensor();
     for (size_t i = 0; i < node->next.size(); ++i) {
       const std::shared_ptr<Node>& next = node->next[i];

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "engine/profile.h"
+
 namespace rg::app {
 
 GanMode gan_mode_from_name(const std::string& name) {
@@ -120,31 +122,55 @@ StepLosses SegGanTrainer::step(const Tensor& image, const Tensor& mask) {
            shape_str(image.shape()), " and mask ", shape_str(mask.shape()),
            " must both be [N,H,W,1]");
   StepLosses out;
-  Tensor logits = g_.forward(image);
-  Tensor probs = sigmoid(logits);
+  // NVTX phase ranges (engine/profile.h) give Nsight Systems the step's structure.
+  Tensor logits, probs;
+  {
+    RG_PROFILE_RANGE("G forward");
+    logits = g_.forward(image);
+    probs = sigmoid(logits);
+  }
 
   if (config_.mode != GanMode::None) {
+    RG_PROFILE_RANGE("D step");
     d_->set_requires_grad(true);
     opt_d_->zero_grad();
-    Tensor d_loss = discriminator_loss(image, mask, probs.detach(), out);
-    d_loss.backward();
-    if (d_sync_) d_sync_->finish();
-    opt_d_->step();
+    Tensor d_loss;
+    {
+      RG_PROFILE_RANGE("D forward");
+      d_loss = discriminator_loss(image, mask, probs.detach(), out);
+    }
+    {
+      RG_PROFILE_RANGE("D backward");
+      d_loss.backward();
+      if (d_sync_) d_sync_->finish();
+    }
+    {
+      RG_PROFILE_RANGE("D optimizer");
+      opt_d_->step();
+    }
     out.d_loss = d_loss.item();
   }
 
+  RG_PROFILE_RANGE("G step");
   opt_g_.zero_grad();
   Tensor bce, dice;
   Tensor g_loss = mul(segmentation_loss(logits, probs, mask, &bce, &dice), config_.lambda_seg);
   if (config_.mode != GanMode::None) {
+    RG_PROFILE_RANGE("G adversarial forward");
     d_->set_requires_grad(false);  // gradients flow through D into G; D's weights get none
     Tensor adv = generator_adversarial_loss(d_->forward(image, probs));
     out.g_adv = adv.item();
     g_loss = add(g_loss, adv);
   }
-  g_loss.backward();
-  if (g_sync_) g_sync_->finish();
-  opt_g_.step();
+  {
+    RG_PROFILE_RANGE("G backward");
+    g_loss.backward();
+    if (g_sync_) g_sync_->finish();
+  }
+  {
+    RG_PROFILE_RANGE("G optimizer");
+    opt_g_.step();
+  }
   if (d_) d_->set_requires_grad(true);
   out.g_bce = bce.item();
   out.g_dice = dice.item();

@@ -5,6 +5,7 @@
 #include "engine/dispatch.h"
 #include "engine/ops/op_utils.h"
 #include "engine/ops/ops.h"
+#include "engine/profile.h"
 #include "kernels/conv.h"
 
 namespace rg {
@@ -185,6 +186,7 @@ class ConvTranspose2dBackward final : public ConvBackwardBase {
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
   check_conv_args("conv2d", x, weight, bias, p, 3, 0);
+  RG_PROFILE_OP("conv2d", x.shape(), weight.shape());
   const k::Conv2dShape s = make_shape(x.size(0), x.size(1), x.size(2), x.size(3), weight, p);
   // Checked before out_h(): with h + 2*pad < kh its integer division rounds toward zero and
   // would report one output row for a kernel that does not fit.
@@ -205,6 +207,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                         const Conv2dParams& p) {
   check_conv_args("conv_transpose2d", x, weight, bias, p, 0, 3);
+  RG_PROFILE_OP("conv_transpose2d", x.shape(), weight.shape());
   RG_CHECK(p.output_pad_h >= 0 && p.output_pad_h < p.stride_h && p.output_pad_w >= 0 &&
                p.output_pad_w < p.stride_w,
            "conv_transpose2d: output padding must be in [0, stride)");

@@ -3,6 +3,7 @@
 #include "engine/dispatch.h"
 #include "engine/ops/op_utils.h"
 #include "engine/ops/ops.h"
+#include "engine/profile.h"
 #include "kernels/norm.h"
 
 namespace rg {
@@ -170,6 +171,7 @@ void batch_norm_cpu(const k::NormShape& s, bool training, double momentum, doubl
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
                   Tensor running_var, bool training, double momentum, double eps) {
   check_norm_args("batch_norm", x, gamma, beta);
+  RG_PROFILE_OP("batch_norm", x.shape());
   const k::NormShape s = norm_shape(x);
   RG_CHECK(running_mean.defined() == running_var.defined(),
            "batch_norm: running_mean and running_var must be given together");
@@ -238,6 +240,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
 
 Tensor instance_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
   check_norm_args("instance_norm", x, gamma, beta);
+  RG_PROFILE_OP("instance_norm", x.shape());
   const k::NormShape s = norm_shape(x);
   const DType cdt = compute_dtype(x.dtype(), x.device(), "instance_norm");
   const DType pdt = param_dtype(cdt, x);
