@@ -48,6 +48,8 @@ Allocator& cuda_allocator(int device) {
   RG_FAIL("CUDA device cuda:", device, " requested, but this build has no CUDA backend (RG_CUDA=OFF)");
 }
 
+void cuda_empty_cache(int device) { cuda_allocator(device).empty_cache(); }
+
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
   RG_CHECK(dst_device.is_cpu() && src_device.is_cpu(), "copy from ", src_device.str(), " to ",
            dst_device.str(), ": this build has no CUDA backend");
