@@ -29,9 +29,10 @@ void strided_copy(ElemType dst_type, const StridedLayout& dst_layout, void* dst,
 
 // Philox4x32-10 fills with exactly the element-to-counter mapping and the value formulas of
 // engine/rng.cpp, so a GPU tensor filled from (seed, offset) holds the same values as a CPU
-// tensor filled from the same generator state (uniform and bernoulli bit for bit; normal to
-// the last bit where the CPU formula is evaluated in float, else within 1e-6 relative).
-// The caller advances its Generator's offset as the CPU fill would. T is float or bf16.
+// tensor filled from the same generator state (uniform and bernoulli bit for bit; normal within
+// 1e-6 relative, as CUDA's logf/cosf and glibc's differ in the last bits). uniform_fill's span
+// is (high - low) rounded from double, which equals the CPU's for float bounds and symmetric
+// bounds. The caller advances its Generator's offset as the CPU fill would. T is float or bf16.
 template <typename T>
 void uniform_fill(int64_t n, float low, float high, uint64_t seed, uint64_t offset, T* out,
                   cudaStream_t stream);
