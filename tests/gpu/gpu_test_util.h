@@ -105,9 +105,10 @@ std::vector<float> to_floats(const std::vector<T>& v) {
   return out;
 }
 
-// Passes when every element is finite and |got - want| <= tol * max(1, max |want|) (the
-// error is measured against the reference's scale, since sums of products near zero have no
-// meaningful per-element relative error). NaN or inf in `got` never passes.
+// Passes when every element is finite and |got - want| <= tol * max |want| (the error is
+// measured against the reference's scale, since sums of products near zero have no meaningful
+// per-element relative error; an all-zero reference is compared absolutely). NaN or inf in
+// `got` never passes.
 inline ::testing::AssertionResult all_close(const std::vector<float>& got,
                                             const std::vector<double>& want, double tol,
                                             const std::string& what = "") {
@@ -115,8 +116,9 @@ inline ::testing::AssertionResult all_close(const std::vector<float>& got,
     return ::testing::AssertionFailure()
            << what << ": " << got.size() << " values, expected " << want.size();
   }
-  double scale = 1.0;
+  double scale = 0.0;
   for (double w : want) scale = std::max(scale, std::abs(w));
+  if (scale == 0.0) scale = 1.0;
   size_t bad = 0, first = 0;
   double worst = 0.0;
   for (size_t i = 0; i < got.size(); ++i) {
