@@ -31,15 +31,20 @@ ConvBackend backend_from_environment() {
 }
 
 // A negative, NaN or infinite time means "cannot run this case".
-bool usable(double ms) { return std::isfinite(ms) && ms >= 0.0; }
+bool usable(double ms) {
+  return std::isfinite(ms) && ms >= 0.0;
+}
 
 }  // namespace
 
 const char* conv_backend_name(ConvBackend backend) {
   switch (backend) {
-    case ConvBackend::Own: return "own";
-    case ConvBackend::Cudnn: return "cudnn";
-    case ConvBackend::Auto: return "auto";
+    case ConvBackend::Own:
+      return "own";
+    case ConvBackend::Cudnn:
+      return "cudnn";
+    case ConvBackend::Auto:
+      return "auto";
   }
   return "?";
 }
@@ -68,13 +73,18 @@ ConvBackend conv_backend() {
   return from_env;
 }
 
-void reset_conv_backend() { g_conv_backend.store(kUnset); }
+void reset_conv_backend() {
+  g_conv_backend.store(kUnset);
+}
 
 const char* conv_direction_name(ConvDirection direction) {
   switch (direction) {
-    case ConvDirection::Forward: return "forward";
-    case ConvDirection::BackwardData: return "backward_data";
-    case ConvDirection::BackwardWeight: return "backward_weight";
+    case ConvDirection::Forward:
+      return "forward";
+    case ConvDirection::BackwardData:
+      return "backward_data";
+    case ConvDirection::BackwardWeight:
+      return "backward_weight";
   }
   return "?";
 }
@@ -123,8 +133,8 @@ size_t ConvTuneKeyHash::operator()(const ConvTuneKey& key) const {
   mix(static_cast<uint64_t>(key.direction));
   mix(static_cast<uint64_t>(key.dtype));
   mix(key.tf32 ? 1u : 0u);
-  for (int64_t v : {s.n, s.h, s.w, s.c_in, s.c_out, s.kh, s.kw, s.stride_h, s.stride_w, s.pad_h,
-                    s.pad_w}) {
+  for (int64_t v :
+       {s.n, s.h, s.w, s.c_in, s.c_out, s.kh, s.kw, s.stride_h, s.stride_w, s.pad_h, s.pad_w}) {
     mix(static_cast<uint64_t>(v));
   }
   return static_cast<size_t>(h);
@@ -151,8 +161,7 @@ ConvBackend ConvAutotuneCache::choose(const ConvTuneKey& key, const TimingFn& ti
   r.cudnn_ms = time_cudnn();
   if (!usable(r.own_ms)) r.own_ms = -1.0;
   if (!usable(r.cudnn_ms)) r.cudnn_ms = -1.0;
-  const bool cudnn_faster =
-      r.cudnn_ms >= 0.0 && (r.own_ms < 0.0 || r.cudnn_ms < r.own_ms);
+  const bool cudnn_faster = r.cudnn_ms >= 0.0 && (r.own_ms < 0.0 || r.cudnn_ms < r.own_ms);
   r.winner = cudnn_faster ? ConvBackend::Cudnn : ConvBackend::Own;
   std::lock_guard<std::mutex> lock(mutex_);
   results_[key] = r;

@@ -140,22 +140,54 @@ TEST(ConvTuneKey, EqualityAndHashCoverEveryField) {
     ConvTuneKey k = base;
     kernels::Conv2dShape& s = k.shape;
     switch (field) {
-      case 0: k.device = 1; break;
-      case 1: k.direction = ConvDirection::BackwardData; break;
-      case 2: k.dtype = DType::BF16; break;
-      case 3: k.tf32 = true; break;
-      case 4: s.n += 1; break;
-      case 5: s.h += 1; break;
-      case 6: s.w += 1; break;
-      case 7: s.c_in += 1; break;
-      case 8: s.c_out += 1; break;
-      case 9: s.kh += 1; break;
-      case 10: s.kw += 1; break;
-      case 11: s.stride_h += 1; break;
-      case 12: s.stride_w += 1; break;
-      case 13: s.pad_h += 1; break;
-      case 14: s.pad_w += 1; break;
-      case 15: k.direction = ConvDirection::BackwardWeight; break;
+      case 0:
+        k.device = 1;
+        break;
+      case 1:
+        k.direction = ConvDirection::BackwardData;
+        break;
+      case 2:
+        k.dtype = DType::BF16;
+        break;
+      case 3:
+        k.tf32 = true;
+        break;
+      case 4:
+        s.n += 1;
+        break;
+      case 5:
+        s.h += 1;
+        break;
+      case 6:
+        s.w += 1;
+        break;
+      case 7:
+        s.c_in += 1;
+        break;
+      case 8:
+        s.c_out += 1;
+        break;
+      case 9:
+        s.kh += 1;
+        break;
+      case 10:
+        s.kw += 1;
+        break;
+      case 11:
+        s.stride_h += 1;
+        break;
+      case 12:
+        s.stride_w += 1;
+        break;
+      case 13:
+        s.pad_h += 1;
+        break;
+      case 14:
+        s.pad_w += 1;
+        break;
+      case 15:
+        k.direction = ConvDirection::BackwardWeight;
+        break;
     }
     EXPECT_FALSE(k == base) << "field " << field;
     variants.push_back(k);
@@ -299,8 +331,10 @@ TEST(ConvAutotuneCache, ConcurrentCallersOfOneKeyTimeItOnce) {
 
 TEST(ConvAutotuneCache, ReportListsTimesAndWinners) {
   ConvAutotuneCache cache;
-  cache.choose(key(128), [] { return 2.0; }, [] { return 1.0; });
-  cache.choose(key(64, ConvDirection::BackwardData), [] { return 1.0; }, [] { return -1.0; });
+  cache.choose(
+      key(128), [] { return 2.0; }, [] { return 1.0; });
+  cache.choose(
+      key(64, ConvDirection::BackwardData), [] { return 1.0; }, [] { return -1.0; });
   const std::string report = cache.report();
   EXPECT_NE(report.find("own 2.0000 ms, cudnn 1.0000 ms -> cudnn"), std::string::npos) << report;
   EXPECT_NE(report.find("own 1.0000 ms, cudnn unsupported -> own"), std::string::npos) << report;
