@@ -152,55 +152,7 @@ struct History {
   }
 };
 
-struct Evaluation {
-  MetricSummary slices;   // per-slice metrics
-  MetricSummary volumes;  // slices of each subject stacked back into a volume
-  std::vector<SegGridRow> samples;
-};
-
-// Runs G in eval mode over a whole split: per-slice and per-volume metrics, plus the first
-// `sample_rows` slices that contain foreground, for the picture.
-Evaluation evaluate(models::UnetGenerator& g, const data::SliceDataset& ds, int64_t batch_size,
-                    DType act_dtype, int64_t sample_rows) {
-  NoGradGuard no_grad;
-  g.eval();
-  const int64_t h = ds.height(), w = ds.width(), hw = h * w;
-  MetricAccumulator acc;
-  Evaluation out;
-  // Spread the sample rows over the split rather than taking neighbouring slices.
-  const int64_t sample_stride = std::max<int64_t>(1, ds.size() / std::max<int64_t>(1, sample_rows * 2));
-  for (int64_t start = 0; start < ds.size(); start += batch_size) {
-    const int64_t n = std::min(batch_size, ds.size() - start);
-    Tensor x = Tensor::empty({n, h, w, 1});
-    Tensor m = Tensor::empty({n, h, w, 1});
-    for (int64_t i = 0; i < n; ++i) ds.read(start + i, x.data<float>() + i * hw, m.data<float>() + i * hw);
-    Tensor probs = sigmoid(g.forward(x.to(act_dtype))).to(DType::F32);
-    const float* p = probs.data<float>();
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t idx = start + i;
-      acc.add_slice(ds.subject(idx), ds.slice(idx), p + i * hw, m.data<float>() + i * hw,
-                    static_cast<int>(h), static_cast<int>(w));
-      const float* mi = m.data<float>() + i * hw;
-      const bool has_foreground = std::any_of(mi, mi + hw, [](float v) { return v >= 0.5f; });
-      if (has_foreground && static_cast<int64_t>(out.samples.size()) < sample_rows &&
-          idx % sample_stride == 0) {
-        SegGridRow row;
-        row.height = static_cast<int>(h);
-        row.width = static_cast<int>(w);
-        row.image.assign(x.data<float>() + i * hw, x.data<float>() + (i + 1) * hw);
-        row.target.assign(mi, mi + hw);
-        row.prob.assign(p + i * hw, p + (i + 1) * hw);
-        out.samples.push_back(std::move(row));
-      }
-    }
-  }
-  out.slices = acc.slice_summary();
-  out.volumes = acc.volume_summary();
-  g.train();
-  return out;
-}
-
-json evaluation_json(const Evaluation& e) {
+json evaluation_json(const SegEvaluation& e) {
   return json{{"dice", e.slices.dice.mean},
               {"dice_std", e.slices.dice.std},
               {"dice_nonempty", e.slices.dice_nonempty.mean},
@@ -225,10 +177,14 @@ struct Progress {
   int64_t best_epoch = -1;
   uint64_t rng_offset = 0;          // the trainer's generator (WGAN-GP interpolation)
   uint64_t dropout_rng_offset = 0;  // the process generator (dropout masks)
+  // Read from a checkpoint (0: not recorded): the global batch it was trained with and its
+  // world size. Together with global_step they fix the global sample position.
+  int64_t batch_size = 0;
+  int64_t world_size = 0;
 };
 
 void save_checkpoint(const fs::path& dir, const std::string& tag, const SegRunConfig& config,
-                     const Progress& progress, const models::UnetGenerator& g,
+                     const Progress& progress, int world_size, const models::UnetGenerator& g,
                      const models::PatchDiscriminator* d, const optim::Optimizer& opt_g,
                      const optim::Optimizer* opt_d) {
   NamedTensors tensors = module_state(g, "G.");
@@ -244,6 +200,10 @@ void save_checkpoint(const fs::path& dir, const std::string& tag, const SegRunCo
             {"epoch", progress.epoch},
             {"step_in_epoch", progress.step_in_epoch},
             {"global_step", progress.global_step},
+            // The resume position in samples of the global stream (global_step batches of the
+            // global batch_size): the same at every world size (seg_run.h).
+            {"samples_seen", progress.global_step * config.batch_size},
+            {"world_size", world_size},
             {"best_val_dice", progress.best_val_dice},
             {"best_epoch", progress.best_epoch},
             {"rng_seed", config.seed},
@@ -306,6 +266,8 @@ Progress load_checkpoint(const fs::path& dir, const std::string& tag, models::Un
   p.best_epoch = meta.at("best_epoch").get<int64_t>();
   p.rng_offset = meta.at("rng_offset").get<uint64_t>();
   p.dropout_rng_offset = meta.at("dropout_rng_offset").get<uint64_t>();
+  if (meta.contains("run")) p.batch_size = meta["run"].value("batch_size", int64_t{0});
+  p.world_size = meta.value("world_size", int64_t{0});
   return p;
 }
 
@@ -315,12 +277,13 @@ void share_resumed_state(dist::Communicator& comm, Progress& p, models::UnetGene
                          models::PatchDiscriminator* d, optim::Optimizer& opt_g,
                          optim::Optimizer* opt_d) {
   // Integers and doubles travel as raw 8-byte words (exact, whatever their range).
-  int64_t words[9] = {p.epoch, p.step_in_epoch, p.global_step, 0, p.best_epoch, 0, 0,
-                      opt_g.step_count(), opt_d ? opt_d->step_count() : 0};
+  int64_t words[11] = {p.epoch, p.step_in_epoch, p.global_step, 0, p.best_epoch, 0, 0,
+                       opt_g.step_count(), opt_d ? opt_d->step_count() : 0, p.batch_size,
+                       p.world_size};
   std::memcpy(&words[3], &p.best_val_dice, 8);
   std::memcpy(&words[5], &p.rng_offset, 8);
   std::memcpy(&words[6], &p.dropout_rng_offset, 8);
-  Tensor packed = Tensor::empty({9}, DType::F64);
+  Tensor packed = Tensor::empty({11}, DType::F64);
   std::memcpy(packed.raw_data(), words, sizeof(words));
   comm.broadcast(packed, 0);
   std::memcpy(words, packed.raw_data(), sizeof(words));
@@ -333,6 +296,8 @@ void share_resumed_state(dist::Communicator& comm, Progress& p, models::UnetGene
   std::memcpy(&p.dropout_rng_offset, &words[6], 8);
   opt_g.set_step_count(words[7]);
   if (opt_d) opt_d->set_step_count(words[8]);
+  p.batch_size = words[9];
+  p.world_size = words[10];
   dist::broadcast_module_state(g, comm);
   if (d) dist::broadcast_module_state(*d, comm);
   auto state_tensors = [](const optim::Optimizer& opt) {
@@ -350,6 +315,147 @@ std::string epoch_file(const char* prefix, int64_t epoch, const char* ext) {
   return buf;
 }
 
+// Binarized predictions travel as 32 mask bits per double word (an integer below 2^32: exact in
+// a double, and exact when summed with the zeros of the other ranks).
+constexpr int64_t kMaskBitsPerWord = 32;
+
+}  // namespace
+
+SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
+                                    int64_t batch_size, DType act_dtype, Device device,
+                                    int64_t sample_rows, dist::Communicator& comm) {
+  RG_CHECK(batch_size > 0, "evaluate_segmentation: batch_size must be > 0, got ", batch_size);
+  NoGradGuard no_grad;
+  g.eval();
+  const int64_t h = ds.height(), w = ds.width(), hw = h * w, n = ds.size();
+  const int world = comm.world_size(), rank = comm.rank();
+  const bool root = rank == 0;
+  const int64_t words_per_slice = (hw + kMaskBitsPerWord - 1) / kMaskBitsPerWord;
+  const int64_t batches = (n + batch_size - 1) / batch_size;
+
+  // The picture rows depend only on the targets, so every rank knows which slices they are:
+  // the first sample_rows slices with foreground whose index is a multiple of the stride (spread
+  // over the split rather than neighbouring slices).
+  const int64_t sample_stride = std::max<int64_t>(1, n / std::max<int64_t>(1, sample_rows * 2));
+  std::vector<int64_t> sample_slices;
+  {
+    std::vector<float> image(static_cast<size_t>(hw)), mask(static_cast<size_t>(hw));
+    for (int64_t idx = 0; idx < n && static_cast<int64_t>(sample_slices.size()) < sample_rows;
+         idx += sample_stride) {
+      ds.read(idx, image.data(), mask.data());
+      if (std::any_of(mask.begin(), mask.end(), [](float v) { return v >= 0.5f; })) {
+        sample_slices.push_back(idx);
+      }
+    }
+  }
+
+  MetricAccumulator acc;
+  SegEvaluation out;
+  std::vector<float> image(static_cast<size_t>(hw)), mask(static_cast<size_t>(hw));
+  std::vector<uint8_t> pred_bits(static_cast<size_t>(hw)), target_bits(static_cast<size_t>(hw));
+  // Rounds of `world` batches: rank r predicts batch round_first + r, then the round's
+  // predictions are summed onto every rank (rank 0 uses them) and the next round starts.
+  for (int64_t round_first = 0; round_first < batches; round_first += world) {
+    const int64_t round_begin = round_first * batch_size;
+    const int64_t round_end = std::min(n, (round_first + world) * batch_size);
+    std::vector<double> words(static_cast<size_t>((round_end - round_begin) * words_per_slice),
+                              0.0);
+    std::vector<int64_t> round_samples;  // dataset indices of the picture rows in this round
+    for (int64_t idx : sample_slices) {
+      if (idx >= round_begin && idx < round_end) round_samples.push_back(idx);
+    }
+    std::vector<double> sample_probs(round_samples.size() * static_cast<size_t>(hw), 0.0);
+
+    const int64_t my_batch = round_first + rank;
+    if (my_batch < batches) {
+      const int64_t start = my_batch * batch_size;
+      const int64_t count = std::min(batch_size, n - start);
+      Tensor x = Tensor::empty({count, h, w, 1});
+      Tensor m = Tensor::empty({count, h, w, 1});
+      for (int64_t i = 0; i < count; ++i) {
+        ds.read(start + i, x.data<float>() + i * hw, m.data<float>() + i * hw);
+      }
+      const Tensor logits = g.forward(x.to(device).to(act_dtype));
+      Tensor probs = sigmoid(logits).to(DType::F32).to(Device::cpu()).contiguous();
+      const float* p = probs.data<float>();
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t idx = start + i;
+        const float* pi = p + i * hw;
+        double* dst = words.data() + (idx - round_begin) * words_per_slice;
+        for (int64_t k = 0; k < words_per_slice; ++k) {
+          uint64_t bits = 0;
+          const int64_t end = std::min(hw, (k + 1) * kMaskBitsPerWord);
+          // The accumulator's threshold (0.5; NaN is background, as in binarize()).
+          for (int64_t j = k * kMaskBitsPerWord; j < end; ++j) {
+            if (pi[j] >= 0.5f) bits |= uint64_t{1} << (j - k * kMaskBitsPerWord);
+          }
+          dst[k] = static_cast<double>(bits);
+        }
+        for (size_t r = 0; r < round_samples.size(); ++r) {
+          if (round_samples[r] != idx) continue;
+          std::copy(pi, pi + hw, sample_probs.begin() + static_cast<std::ptrdiff_t>(r * hw));
+        }
+      }
+    }
+    if (world > 1) {
+      comm.all_reduce_sum(words);
+      if (!sample_probs.empty()) comm.all_reduce_sum(sample_probs);
+    }
+    if (!root) continue;
+    for (int64_t idx = round_begin; idx < round_end; ++idx) {
+      const double* src = words.data() + (idx - round_begin) * words_per_slice;
+      for (int64_t k = 0; k < words_per_slice; ++k) {
+        const auto bits = static_cast<uint64_t>(src[k]);
+        const int64_t end = std::min(hw, (k + 1) * kMaskBitsPerWord);
+        for (int64_t j = k * kMaskBitsPerWord; j < end; ++j) {
+          pred_bits[static_cast<size_t>(j)] = (bits >> (j - k * kMaskBitsPerWord)) & 1u;
+        }
+      }
+      ds.read(idx, image.data(), mask.data());
+      for (size_t j = 0; j < target_bits.size(); ++j) target_bits[j] = mask[j] >= 0.5f;
+      acc.add_slice(ds.subject(idx), ds.slice(idx), pred_bits.data(), target_bits.data(),
+                    static_cast<int>(h), static_cast<int>(w));
+      for (size_t r = 0; r < round_samples.size(); ++r) {
+        if (round_samples[r] != idx) continue;
+        SegGridRow row;
+        row.height = static_cast<int>(h);
+        row.width = static_cast<int>(w);
+        row.image = image;
+        row.target = mask;
+        row.prob.assign(sample_probs.begin() + static_cast<std::ptrdiff_t>(r * hw),
+                        sample_probs.begin() + static_cast<std::ptrdiff_t>((r + 1) * hw));
+        out.samples.push_back(std::move(row));
+      }
+    }
+  }
+  g.train();
+  if (!root) return {};
+  out.slices = acc.slice_summary();
+  out.volumes = acc.volume_summary();
+  return out;
+}
+
+namespace {
+
+// One GPU per rank: a CUDA device under a multi-rank launch is the rank's local GPU.
+Device device_for_rank(Device requested, const dist::Communicator& comm) {
+  if (!requested.is_cuda() || comm.world_size() == 1) return requested;
+  if (requested.index != 0 && comm.rank() == 0) {
+    std::cerr << "train_seg: --device " << requested.str() << " under " << comm.world_size()
+              << " ranks: each rank uses cuda:<local rank> instead\n";
+  }
+  return Device::cuda(comm.local_rank());
+}
+
+// Sharded evaluation runs rank 0's model on every rank. Parameters agree already (same
+// averaged updates); batch-norm running statistics agree only with SyncBatchNorm, so they are
+// broadcast (they are used in eval mode only: training is unaffected).
+void share_eval_state(models::UnetGenerator& g, dist::Communicator& comm) {
+  std::vector<Tensor> buffers;
+  for (auto& [name, t] : g.named_buffers()) buffers.push_back(t);
+  dist::broadcast_tensors(buffers, comm);
+}
+
 }  // namespace
 
 int run_seg_training(const SegRunConfig& c) {
@@ -357,7 +463,7 @@ int run_seg_training(const SegRunConfig& c) {
   return run_seg_training(c, local);
 }
 
-int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
+int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
   RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
   RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
   RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
@@ -367,10 +473,18 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
   RG_CHECK(c.conv_backend == "auto" || c.conv_backend == "own" || c.conv_backend == "cudnn",
            "--conv-backend: unknown value '", c.conv_backend, "' (expected own, cudnn or auto)");
   const GanMode gan_mode = gan_mode_from_name(c.gan_mode);
-  const Device device = resolve_device(c);
+  const Device device = device_for_rank(resolve_device(c), host_comm);
   const DType act_dtype = activation_dtype(c, device);
   auto schedule = make_schedule(c);
   const int64_t total_epochs = c.epochs + c.epochs_decay;
+  // Data parallelism whenever launched as a job (mpirun), even of one rank; a CUDA device gets
+  // NCCL for its tensors (host scalars still go through host_comm).
+  const bool data_parallel = host_comm.name() != "local";
+  std::shared_ptr<dist::Communicator> device_comm;
+  if (data_parallel && !host_comm.supports(device)) {
+    device_comm = dist::make_device_communicator(host_comm, device);
+  }
+  dist::Communicator& comm = device_comm ? *device_comm : host_comm;
   const int world = comm.world_size();
   const bool root = comm.rank() == 0;  // the only rank that writes files
   RG_CHECK(c.batch_size % world == 0, "--batch-size ", c.batch_size, " is the global batch: it must "
@@ -446,11 +560,24 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
   if (c.resume) {
     if (root) progress = load_checkpoint(ckpt_dir, "latest", g, d.get(), opt_g, opt_d.get());
     if (world > 1) share_resumed_state(comm, progress, g, d.get(), opt_g, opt_d.get());
+    // The position is global step x global batch: a different --batch-size would put every rank
+    // at other samples (and other epoch boundaries) than the run it continues.
+    RG_CHECK(progress.batch_size == 0 || progress.batch_size == c.batch_size, "--resume: ",
+             (ckpt_dir / "latest.json").string(), " was trained with --batch-size ",
+             progress.batch_size, " (the global batch); resume with the same --batch-size, got ",
+             c.batch_size);
     train_gen.set_state(train_gen.seed(), progress.rng_offset);
     default_generator().set_state(default_generator().seed(), progress.dropout_rng_offset);
     if (root) history.load(run_dir / "metrics.jsonl");
-    if (root) std::cerr << "train_seg: resuming " << run_dir.string() << " at epoch " << progress.epoch + 1
-              << ", step " << progress.step_in_epoch << " (global step " << progress.global_step << ")\n";
+    if (root) {
+      std::cerr << "train_seg: resuming " << run_dir.string() << " at epoch " << progress.epoch + 1
+                << ", step " << progress.step_in_epoch << " (global step " << progress.global_step
+                << ", sample " << progress.global_step * c.batch_size << " of the global stream)";
+      if (progress.world_size > 0 && progress.world_size != world) {
+        std::cerr << "; written by " << progress.world_size << " ranks, continuing on " << world;
+      }
+      std::cerr << "\n";
+    }
   }
   std::unique_ptr<JsonlWriter> log;
   if (root) {
@@ -463,7 +590,7 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
   // Data parallelism: replicas start from rank 0's weights (a fresh run: seeds agree anyway;
   // this guards against any divergence), gradients are averaged in buckets during backward.
   std::unique_ptr<dist::GradientSync> g_sync, d_sync;
-  if (world > 1) {
+  if (data_parallel) {
     dist::broadcast_module_state(g, comm);
     if (d) dist::broadcast_module_state(*d, comm);
     g_sync = std::make_unique<dist::GradientSync>(g.parameters(), comm);
@@ -477,7 +604,7 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
   if (root) {
     std::cerr << ", GAN " << gan_mode_name(gan_mode) << ", batch " << c.batch_size << ", " << total_epochs
               << " epochs on " << device.str() << " in " << c.precision;
-    if (world > 1) {
+    if (data_parallel) {
       std::cerr << "; " << world << " ranks (" << comm.name() << ") x batch " << lo.batch_size
                 << (sync_bn ? ", SyncBatchNorm" : "");
     }
@@ -486,14 +613,23 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
 
   lo.start_batch = progress.global_step;
   data::Loader loader(c.data, lo);
+  // What makes the resume position world-size independent: with drop_last and a per-rank batch
+  // of batch_size / world, a rank's epoch has exactly as many batches as one process's, so
+  // stream batch k is the same epoch and step at every world size, and the ranks' shards
+  // interleave into that step's global batch.
+  RG_CHECK(loader.batches_per_epoch() == loader.dataset_size() / c.batch_size,
+           "internal: the loader has ", loader.batches_per_epoch(), " batches per epoch on rank ",
+           comm.rank(), ", expected ", loader.dataset_size() / c.batch_size);
   const int64_t steps_per_epoch = c.max_train_batches > 0
                                       ? std::min(c.max_train_batches, loader.batches_per_epoch())
                                       : loader.batches_per_epoch();
 
   install_interrupt_handler();
   bool interrupted = false;
+  bool reached_max_steps = false;
   int64_t steps_this_run = 0;
-  for (int64_t epoch = progress.epoch; epoch < total_epochs && !interrupted; ++epoch) {
+  for (int64_t epoch = progress.epoch; epoch < total_epochs && !interrupted && !reached_max_steps;
+       ++epoch) {
     const double lr = schedule->lr_at(epoch);
     opt_g.set_lr(lr);
     if (opt_d) opt_d->set_lr(lr);
@@ -547,28 +683,34 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
         interrupted = true;
         break;
       }
+      if (c.max_steps > 0 && steps_this_run >= c.max_steps) {  // the same step on every rank
+        reached_max_steps = true;
+        break;
+      }
     }
     bar.finish();
     progress.rng_offset = train_gen.offset();
     progress.dropout_rng_offset = default_generator().offset();
-    if (interrupted) {
+    if (interrupted || reached_max_steps) {
       progress.epoch = epoch;
       if (!root) break;
-      save_checkpoint(ckpt_dir, "latest", c, progress, g, d.get(), opt_g, opt_d.get());
-      std::cerr << "train_seg: interrupted; saved " << (ckpt_dir / "latest.safetensors").string()
-                << " at epoch " << epoch + 1 << " step " << progress.step_in_epoch
-                << "; continue with --resume\n";
+      save_checkpoint(ckpt_dir, "latest", c, progress, world, g, d.get(), opt_g, opt_d.get());
+      std::cerr << "train_seg: " << (interrupted ? "interrupted" : "stopped at --max-steps")
+                << "; saved " << (ckpt_dir / "latest.safetensors").string() << " at epoch "
+                << epoch + 1 << " step " << progress.step_in_epoch << "; continue with --resume\n";
       break;
     }
 
-    // ---- end of epoch: validation, pictures, checkpoints (rank 0 only; the others go on and
-    // wait for it in the next epoch's first collective)
+    // ---- end of epoch: validation on every rank (each predicts its share of the batches),
+    // then pictures and checkpoints on rank 0 (the others wait for it in the next collective)
+    if (data_parallel) share_eval_state(g, comm);
+    const SegEvaluation val =
+        evaluate_segmentation(g, val_set, c.batch_size, act_dtype, device, c.sample_rows, comm);
     if (!root) {
       progress.epoch = epoch + 1;
       progress.step_in_epoch = 0;
       continue;
     }
-    const Evaluation val = evaluate(g, val_set, c.batch_size, act_dtype, c.sample_rows);
     json vj = evaluation_json(val);
     vj["kind"] = "val";
     vj["epoch"] = epoch + 1;
@@ -589,16 +731,22 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& comm) {
       progress.best_val_dice = val.slices.dice.mean;
       progress.best_epoch = epoch + 1;
     }
-    save_checkpoint(ckpt_dir, "latest", c, progress, g, d.get(), opt_g, opt_d.get());
-    if (best) save_checkpoint(ckpt_dir, "best", c, progress, g, d.get(), opt_g, opt_d.get());
+    save_checkpoint(ckpt_dir, "latest", c, progress, world, g, d.get(), opt_g, opt_d.get());
+    if (best) save_checkpoint(ckpt_dir, "best", c, progress, world, g, d.get(), opt_g, opt_d.get());
   }
   if (interrupted) return 130;
-  if (!root) return 0;
+  if (reached_max_steps) return 0;
 
-  // ---- test: once, with the checkpoint chosen on validation
-  RG_CHECK(progress.best_epoch > 0, "no validation epoch completed: nothing to test");
-  load_checkpoint(ckpt_dir, "best", g, d.get(), opt_g, opt_d.get());
-  const Evaluation test = evaluate(g, test_set, c.batch_size, act_dtype, c.sample_rows);
+  // ---- test: once, with the checkpoint chosen on validation (read by rank 0, evaluated by
+  // every rank on its share)
+  std::vector<double> best_epoch{root ? static_cast<double>(progress.best_epoch) : 0.0};
+  if (world > 1) comm.all_reduce_sum(best_epoch);
+  RG_CHECK(best_epoch[0] > 0, "no validation epoch completed: nothing to test");
+  if (root) load_checkpoint(ckpt_dir, "best", g, d.get(), opt_g, opt_d.get());
+  if (data_parallel) dist::broadcast_module_state(g, comm);
+  const SegEvaluation test =
+      evaluate_segmentation(g, test_set, c.batch_size, act_dtype, device, c.sample_rows, comm);
+  if (!root) return 0;
   json tj = evaluation_json(test);
   tj["kind"] = "test";
   tj["checkpoint_epoch"] = progress.best_epoch;

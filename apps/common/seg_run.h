@@ -14,9 +14,21 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "apps/common/plots.h"
+#include "apps/common/seg_metrics.h"
+#include "engine/device.h"
+#include "engine/dtype.h"
 
 namespace rg::dist {
 class Communicator;
+}
+namespace rg::data {
+class SliceDataset;
+}
+namespace rg::models {
+class UnetGenerator;
 }
 
 namespace rg::app {
@@ -51,6 +63,10 @@ struct SegRunConfig {
   // Acts as if Ctrl-C arrived after this many steps of this invocation (0 = never); tests use
   // it to interrupt and resume at a chosen point.
   int64_t interrupt_after_steps = 0;
+  // Stops after this many steps of this invocation (0 = never), saving checkpoints/latest as an
+  // interruption does (so --resume continues), and returns 0: short runs whose losses are
+  // compared (docs/scaling.md, the world-size-1 check).
+  int64_t max_steps = 0;
   // Data parallelism (world size > 1): synchronize batch-norm statistics over all ranks
   // (SyncBatchNorm). Ignored at world size 1 and for --norm instance/none. docs/scaling.md.
   bool sync_bn = true;
@@ -65,16 +81,43 @@ int run_seg_training(const SegRunConfig& config);
 //    world size N takes the same optimizer steps per epoch as a single process;
 //  - models start from rank 0's parameters and buffers; gradients are averaged in buckets
 //    during backward (dist::GradientSync); batch norm is synchronized unless sync_bn is false;
+//    this data-parallel path runs whenever `comm` is not a LocalCommunicator, also at world
+//    size 1 under `mpirun -np 1` (where it must give the plain run's losses exactly);
+//  - a CUDA training device gets an NCCL communicator built over `comm`
+//    (dist::make_device_communicator) for the device collectives, one GPU per rank
+//    (cuda:local_rank); host scalars keep going through `comm`;
 //  - only rank 0 writes metrics.jsonl, samples, curves, checkpoints and summary.json; logged
-//    training losses are averaged over ranks; validation and test run on rank 0 alone, on the
-//    whole split, with rank 0's model (identical on every rank; running statistics too with
-//    SyncBatchNorm) while the others wait;
+//    training losses are averaged over ranks;
+//  - validation and test are sharded: every rank evaluates its share of the batches and rank 0
+//    computes the metrics from the gathered predictions (evaluate_segmentation), equal to a
+//    single process's;
 //  - a resumed run is read by rank 0 and broadcast (model, optimizer state, progress), so a
-//    checkpoint written at world size N resumes at any world size M. The loader's shards
-//    interleave (rank r takes samples r, r+N, ... of the shared permutation), so the global
-//    batches are those of a single process at the same batch_size, up to the tail an epoch
-//    drops; with SyncBatchNorm a resumed run at M continues like the run at N (checked: the
-//    validation Dice of a 2-rank run and of its 1-rank resume agree to 6 digits).
+//    checkpoint written at world size N resumes at any world size M with the same global
+//    batch_size (a different one is refused). The resume position is a global sample position:
+//    global step k of an epoch is samples [k * batch_size, (k + 1) * batch_size) of that
+//    epoch's shared permutation whatever the world size (rank r of M takes the ones at
+//    r, r + M, ...), so every rank restarts at the right sample; with SyncBatchNorm the resumed
+//    run continues like the run at N up to floating-point summation order
+//    (tests/dist/mpi_seg_run.cpp measures it).
 int run_seg_training(const SegRunConfig& config, dist::Communicator& comm);
+
+// Metrics of G over a whole split (validation or test), per slice and per volume, plus the
+// picture rows (the first sample_rows slices with foreground, spread over the split).
+struct SegEvaluation {
+  MetricSummary slices;   // per-slice metrics
+  MetricSummary volumes;  // each subject's slices stacked back into a volume
+  std::vector<SegGridRow> samples;
+};
+
+// Runs G in eval mode over `ds` in batches of batch_size. Every rank of `comm` calls it with the
+// same model: rank r predicts batches r, r + N, ... (the batches one process would form, so
+// each slice's probabilities are bit-identical to a single-process evaluation), the binarized
+// predictions (and the probabilities of the picture rows) are gathered on rank 0 by summing
+// zero-initialized buffers over the ranks (each value is written by one rank: the sum is exact),
+// and rank 0 computes the metrics exactly as one process would: per-volume Dice and HD95 need
+// whole volumes. The result is complete on rank 0; other ranks get an empty SegEvaluation.
+SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
+                                    int64_t batch_size, DType act_dtype, Device device,
+                                    int64_t sample_rows, dist::Communicator& comm);
 
 }  // namespace rg::app

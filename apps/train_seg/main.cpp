@@ -83,6 +83,9 @@ int main(int argc, char** argv) {
   app.add_option("--workers", c.workers, "loader threads")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--log-every", c.log_every, "steps between logged training losses")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--max-train-batches", c.max_train_batches, "cap on batches per epoch (0 = all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--max-steps", c.max_steps,
+                 "stop after this many steps (saving a resumable checkpoint; 0 = no limit)")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("!--no-progress", c.progress, "no progress bar");
   app.add_flag("--sync-bn,!--no-sync-bn", c.sync_bn,
                "under mpirun: batch-norm statistics over all ranks (default on; docs/scaling.md)");

@@ -9,6 +9,10 @@
 #include <iostream>
 #include <mutex>
 
+#if RG_WITH_CUDA
+#include "engine/dist/nccl_communicator.h"
+#endif
+
 namespace rg::dist {
 
 namespace {
@@ -169,19 +173,27 @@ bool g_mpi_used = false;
 
 }  // namespace
 
-void check_reducible(const Tensor& t, const char* op) {
+void check_reducible_any_device(const Tensor& t, const char* op) {
   RG_CHECK(t.defined(), op, ": undefined tensor");
-  RG_CHECK(t.device().is_cpu(), op, ": tensor on ", t.device().str(),
-           ": the MPI communicator reduces CPU tensors (device tensors need the NCCL communicator)");
   RG_CHECK(t.is_contiguous(), op, ": tensor of shape ", shape_str(t.shape()), " is not contiguous");
   RG_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, op, ": expected f32 or f64, got ",
            dtype_name(t.dtype()));
 }
 
-void LocalCommunicator::all_reduce_sum(Tensor& t) { check_reducible(t, "all_reduce_sum"); }
+void check_reducible(const Tensor& t, const char* op) {
+  RG_CHECK(t.defined(), op, ": undefined tensor");
+  RG_CHECK(t.device().is_cpu(), op, ": tensor on ", t.device().str(),
+           ": the MPI communicator reduces CPU tensors (device tensors need the NCCL communicator)");
+  check_reducible_any_device(t, op);
+}
+
+// A local "collective" is the identity on any device: nothing to move.
+void LocalCommunicator::all_reduce_sum(Tensor& t) {
+  check_reducible_any_device(t, "all_reduce_sum");
+}
 
 std::unique_ptr<PendingReduce> LocalCommunicator::start_all_reduce_sum(Tensor& t) {
-  check_reducible(t, "start_all_reduce_sum");
+  check_reducible_any_device(t, "start_all_reduce_sum");
   return std::make_unique<DonePending>();
 }
 
@@ -220,6 +232,16 @@ std::shared_ptr<Communicator> init_from_environment() {
   int argc = 0;
   char** argv = nullptr;
   return init_from_environment(argc, argv);
+}
+
+std::shared_ptr<Communicator> make_device_communicator(Communicator& host, Device device) {
+  if (device.is_cpu()) return std::shared_ptr<Communicator>(std::shared_ptr<Communicator>(), &host);
+#if RG_WITH_CUDA
+  return make_nccl_communicator(host, device.index);
+#else
+  RG_FAIL("make_device_communicator: ", device.str(), " needs the NCCL communicator, and this "
+          "build has no CUDA (configure with RG_CUDA=ON)");
+#endif
 }
 
 int run_or_abort(Communicator& comm, int code, const std::function<int()>& fn) {

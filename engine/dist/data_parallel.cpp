@@ -9,13 +9,21 @@ namespace rg::dist {
 
 namespace {
 
-// Broadcasts one tensor in place, through a contiguous staging copy when needed.
+// Broadcasts one tensor in place, through a contiguous staging copy when needed (a strided
+// tensor, or one on a device the communicator does not take).
 void broadcast_one(const Tensor& t, Communicator& comm, int root) {
   if (!t.defined()) return;
   NoGradGuard no_grad;
-  if (t.is_contiguous() && t.device().is_cpu()) {
+  if (t.is_contiguous() && comm.supports(t.device())) {
     Tensor view = t;
     comm.broadcast(view, root);
+    return;
+  }
+  if (comm.supports(t.device())) {
+    Tensor staging = t.contiguous().clone();
+    comm.broadcast(staging, root);
+    Tensor dst = t;
+    dst.copy_(staging);
     return;
   }
   Tensor staging = t.to(Device::cpu()).contiguous().clone();
@@ -49,6 +57,7 @@ struct GradientSync::State {
     std::vector<size_t> members;
     int64_t numel = 0;
     DType dtype = DType::F32;
+    Device device;  // of every member; the flat buffer lives there
     size_t complete = 0;  // members with count >= expected
     bool launched = false;
     bool dirty = false;   // an accumulation arrived after the launch
@@ -75,7 +84,11 @@ struct GradientSync::State {
   void launch(size_t b, Phase phase) {
     Bucket& bucket = buckets[b];
     NoGradGuard no_grad;
-    if (!bucket.flat.defined()) bucket.flat = Tensor::empty({bucket.numel}, bucket.dtype);
+    // Kept for the whole run: a device collective reads and writes it on the communicator's
+    // stream until the wait() in finish(), which orders every later use after it.
+    if (!bucket.flat.defined()) {
+      bucket.flat = Tensor::empty({bucket.numel}, bucket.dtype, bucket.device);
+    }
     for (size_t i : bucket.members) {
       const Param& p = params[i];
       Tensor dst = bucket.flat.slice(0, p.offset, p.offset + p.tensor.numel()).reshape(p.tensor.shape());
@@ -188,10 +201,12 @@ GradientSync::GradientSync(std::vector<Tensor> parameters, Communicator& comm,
     State::Param& p = s.params[k];
     const int64_t nbytes = static_cast<int64_t>(p.tensor.nbytes());
     const bool new_bucket = s.buckets.empty() || s.buckets.back().dtype != p.tensor.dtype() ||
+                            s.buckets.back().device != p.tensor.device() ||
                             (bytes + nbytes > cap && !s.buckets.back().members.empty());
     if (new_bucket) {
       s.buckets.emplace_back();
       s.buckets.back().dtype = p.tensor.dtype();
+      s.buckets.back().device = p.tensor.device();
       bytes = 0;
     }
     State::Bucket& bucket = s.buckets.back();

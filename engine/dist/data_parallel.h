@@ -7,14 +7,18 @@
 //   sync.finish();     // waits, averages (divides by the world size), writes the grads back
 //   opt.step();
 //
-// Buckets. Parameters are grouped into buckets of at most bucket_cap_mib MiB (one dtype per
-// bucket) in *reverse* registration order, because backward produces the gradients of the last
-// layers first. A post-accumulate hook on each parameter counts its accumulations; when every
-// member of a bucket has received its expected number of accumulations, the bucket is copied
-// into one flat buffer and a non-blocking all-reduce starts, while backward continues with the
-// earlier layers. Buckets are launched strictly in bucket order (a ready bucket waits for the
-// buckets before it), so every rank issues its collectives in the same order whatever the
-// order in which hooks fire.
+// Buckets. Parameters are grouped into buckets of at most bucket_cap_mib MiB (one dtype and one
+// device per bucket; the flat buffer lives on that device) in *reverse* registration order, because
+// backward produces the gradients of the last layers first. A post-accumulate hook on each
+// parameter counts its accumulations; when every member of a bucket has received its expected
+// number of accumulations, the bucket is copied into one flat buffer and a non-blocking all-reduce
+// starts, while backward continues with the earlier layers. Buckets are launched strictly in bucket
+// order (a ready bucket waits for the buckets before it), so every rank issues its collectives in
+// the same order whatever the order in which hooks fire. With a device communicator (NCCL) a
+// bucket's flat buffer is read and written on the communicator's stream: the buffers are members,
+// allocated once and kept for the run, and finish() waits for every bucket (ordering the compute
+// stream after its collective) before reading it or refilling it, so the stream-ordered allocator
+// never sees a buffer freed or reused while a collective uses it.
 //
 // Expected accumulations. A parameter used k times in one forward (D on real and on fake pairs)
 // accumulates k times per backward: the first finish() learns k from what it saw (the default
