@@ -1,5 +1,7 @@
 #include "data/dicom.h"
 
+// RG_WITH_DCMTK comes from data/CMakeLists.txt (RG_DCMTK): without DCMTK the readers throw.
+#ifdef RG_WITH_DCMTK
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -8,6 +10,7 @@
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/oflog/oflog.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -24,6 +27,29 @@
 namespace fs = std::filesystem;
 
 namespace rg::data {
+
+bool looks_like_dicom(const std::string& path) {
+  if (!detail::file_exists(path) || detail::is_directory(path)) return false;
+  const auto b = detail::read_file(path, 128, 4);
+  return b.size() == 4 && std::memcmp(b.data(), "DICM", 4) == 0;
+}
+
+#ifndef RG_WITH_DCMTK
+
+namespace {
+
+[[noreturn]] void fail_without_dcmtk(const std::string& path) {
+  RG_FAIL(path, ": this build has no DICOM support: DCMTK was not found when it was configured ",
+          "(install libdcmtk-dev and configure again with RG_DCMTK=AUTO or ON)");
+}
+
+}  // namespace
+
+std::vector<DicomSeriesInfo> list_dicom_series(const std::string& path) { fail_without_dcmtk(path); }
+
+Volume read_dicom_series(const std::string& path, DicomSeriesInfo*) { fail_without_dcmtk(path); }
+
+#else
 
 namespace {
 
@@ -211,12 +237,6 @@ std::string chosen_dir_and_uid(const std::string& path, std::string* uid) {
 
 }  // namespace
 
-bool looks_like_dicom(const std::string& path) {
-  if (!detail::file_exists(path) || detail::is_directory(path)) return false;
-  const auto b = detail::read_file(path, 128, 4);
-  return b.size() == 4 && std::memcmp(b.data(), "DICM", 4) == 0;
-}
-
 std::vector<DicomSeriesInfo> list_dicom_series(const std::string& path) {
   std::string uid;
   const std::string dir = chosen_dir_and_uid(path, &uid);
@@ -352,5 +372,7 @@ Volume read_dicom_series(const std::string& path, DicomSeriesInfo* info_out) {
   if (info_out) *info_out = info;
   return v;
 }
+
+#endif  // RG_WITH_DCMTK
 
 }  // namespace rg::data

@@ -1,13 +1,19 @@
 // DICOM series reader: small synthetic CT series written with DCMTK into a temp directory.
+// A build without DCMTK (RG_WITH_DCMTK unset, see data/CMakeLists.txt) has no DICOM support:
+// there the reader must refuse with a clear message, and the DCMTK-written series are skipped.
 #include <gtest/gtest.h>
 
+#ifdef RG_WITH_DCMTK
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#endif
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <vector>
 
 #include "data/dicom.h"
 #include "data/volume_io.h"
@@ -18,6 +24,28 @@ namespace {
 
 using testing::expect_error;
 using testing::TempDir;
+
+#ifndef RG_WITH_DCMTK
+
+TEST(Dicom, WithoutDcmtkReadingRefusesClearly) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.file("ct"));
+  // A minimal file with the DICOM preamble: recognised without DCMTK, but not readable.
+  std::vector<uint8_t> bytes(132, 0);
+  std::memcpy(bytes.data() + 128, "DICM", 4);
+  testing::write_bytes(dir.file("ct/a.dcm"), bytes);
+  EXPECT_TRUE(looks_like_dicom(dir.file("ct/a.dcm")));
+  const std::string why = "this build has no DICOM support: DCMTK was not found";
+  expect_error([&] { read_dicom_series(dir.file("ct")); }, {"ct", why});
+  expect_error([&] { list_dicom_series(dir.file("ct")); }, {why});
+  expect_error([&] { read_volume(dir.file("ct/a.dcm")); }, {why});
+}
+
+TEST(Dicom, SeriesTestsNeedDcmtk) {
+  GTEST_SKIP() << "built without DCMTK (RG_DCMTK): the DICOM series tests are skipped";
+}
+
+#else
 using Affine = std::array<std::array<double, 4>, 4>;
 
 struct Slice {
@@ -215,6 +243,8 @@ TEST(Dicom, BadSeriesThrow) {
   write_slice(dir.file("dup/b.dcm"), a);
   expect_error([&] { read_dicom_series(dir.file("dup")); }, {"same position"});
 }
+
+#endif  // RG_WITH_DCMTK
 
 }  // namespace
 }  // namespace rg::data
