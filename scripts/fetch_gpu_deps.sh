@@ -59,9 +59,12 @@ if ! apt-cache show --no-all-versions libopenblas0-openmp >/dev/null 2>&1; then
   apt-get update -qq
 fi
 (cd "$dest" && apt-get download -q "${packages[@]}")
-# An epoch is saved as "%3a" in the file name; keep names to plain characters for the transfer.
-for f in "$dest"/*%3a*; do
-  [ -e "$f" ] && mv "$f" "${f//%3a/_}"
+# File names carry versions ("1%3a1.2.13", "3.6.7-9~deb12u4", "0.3.21+ds-4"): keep them to
+# letters, digits, '.', '_' and '-' for the transfer (dpkg -x reads the package, not the name).
+for f in "$dest"/*.deb; do
+  name=$(basename "$f")
+  clean=$(printf '%s' "${name//%3a/_}" | tr -c 'A-Za-z0-9._-' '_')
+  [ "$clean" = "$name" ] || mv "$f" "$dest/$clean"
 done
 
 echo
