@@ -21,7 +21,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-cmake_args=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release)
+# DICOM support is required here (setup installed DCMTK): fail loudly if it ever goes missing.
+cmake_args=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DRG_DCMTK=ON)
 if [ "${CI:-}" = "true" ]; then
   cmake_args+=(-DCMAKE_CUDA_ARCHITECTURES=90)
 fi
