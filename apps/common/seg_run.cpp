@@ -536,6 +536,10 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
   std::unique_ptr<optim::Adam> opt_d;
   if (d) opt_d = std::make_unique<optim::Adam>(d->parameters(), optim::AdamOptions{.lr = c.lr, .beta1 = c.beta1, .beta2 = 0.999});
   const bool sync_bn = world > 1 && c.sync_bn && gc.norm == models::NormKind::Batch;
+  // dist::sync_batch_norm computes on the host (CPU tensors only).
+  RG_CHECK(!(sync_bn && device.is_cuda()), "--sync-bn: SyncBatchNorm has no CUDA path yet; on ",
+           world, " GPUs pass --no-sync-bn (each GPU normalizes with its own batch) or --norm "
+           "instance (docs/scaling.md)");
   if (sync_bn) {
     dist::convert_sync_batch_norm(g, &comm);
     if (d) dist::convert_sync_batch_norm(*d, &comm);

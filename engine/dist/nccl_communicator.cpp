@@ -136,6 +136,7 @@ struct NcclCommunicator::Impl {
       std::_Exit(code);
     }
     host.abort(code, message);
+    std::_Exit(code);  // abort() does not return; a virtual call is not known to be [[noreturn]]
   }
 
   [[noreturn]] void fail(const std::string& message) {
