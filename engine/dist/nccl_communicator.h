@@ -34,8 +34,9 @@
 // RG_NCCL_TIMEOUT_S, default 600 s), calls ncclCommAbort and stops the job through the host
 // communicator's abort path (MPI_Abort) with a message naming the rank and the collective. The
 // timeout has to exceed the longest time one rank can spend outside collectives while the
-// others wait for it (rank 0 writing a checkpoint, the test evaluation). wait() checks the same
-// conditions on the calling thread.
+// others wait for it (rank 0 writing a checkpoint). wait() and broadcast() also poll the
+// asynchronous error on the calling thread (they never block on the device, so the timeout is
+// the watchdog's alone). Host-side MPI collectives are not watched.
 #pragma once
 
 #if RG_WITH_CUDA
