@@ -32,6 +32,13 @@ cudaStream_t engine_default_stream(int device) {
   if (stream == nullptr) {
     DeviceGuard guard(device);
     RG_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    // Kernels take their reduction scratch with cudaMallocAsync from the device's default
+    // pool, which by default returns memory to the driver at every synchronization; keeping
+    // it makes those allocations free in the steady state (and legal during graph capture).
+    cudaMemPool_t pool = nullptr;
+    RG_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    uint64_t keep_all = UINT64_MAX;
+    RG_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
   }
   return stream;
 }

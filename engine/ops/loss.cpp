@@ -32,6 +32,14 @@ void check_loss_args(const char* op, const Tensor& input, const Tensor& target) 
   RG_CHECK(input.numel() > 0, op, ": empty input of shape ", shape_str(input.shape()));
 }
 
+// The loss value's dtype: the promoted input dtype, but at least f32. A bf16 scalar would keep
+// 3 significant digits of a sum accumulated in fp32 or double (autocast computes losses in
+// fp32 for the same reason); the input gradients keep the inputs' dtypes.
+DType loss_dtype(const Tensor& input, const Tensor& target) {
+  const DType d = promote(input.dtype(), target.dtype());
+  return d == DType::F64 ? DType::F64 : DType::F32;
+}
+
 class PointwiseLossBackward final : public Node {
  public:
   PointwiseLossBackward(k::PointwiseLoss loss, const Tensor& x, const Tensor& t)
@@ -71,7 +79,7 @@ class PointwiseLossBackward final : public Node {
 Tensor pointwise_loss(k::PointwiseLoss loss, const Tensor& input, const Tensor& target) {
   const char* op = loss_name(loss);
   check_loss_args(op, input, target);
-  const DType out_dtype = promote(input.dtype(), target.dtype());
+  const DType out_dtype = loss_dtype(input, target);
   const DType cdt = compute_dtype(out_dtype, input.device(), op);
   Tensor xc = kernel_input(input, cdt), tc = kernel_input(target, cdt);
   const double inv_count = 1.0 / static_cast<double>(input.numel());
@@ -151,7 +159,7 @@ Tensor mse_loss(const Tensor& input, const Tensor& target) {
 Tensor soft_dice_loss(const Tensor& probs, const Tensor& target, double smooth) {
   check_loss_args("soft_dice_loss", probs, target);
   RG_CHECK(smooth > 0.0, "soft_dice_loss: smooth must be > 0, got ", smooth);
-  const DType out_dtype = promote(probs.dtype(), target.dtype());
+  const DType out_dtype = loss_dtype(probs, target);
   const DType cdt = compute_dtype(out_dtype, probs.device(), "soft_dice_loss");
   Tensor pc = kernel_input(probs, cdt), tc = kernel_input(target, cdt);
   const int64_t batch = probs.size(0), per = probs.numel() / batch;

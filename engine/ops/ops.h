@@ -88,7 +88,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
 // Statistics per (image, channel) over H*W.
 Tensor instance_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps = 1e-5);
 
-// ---- losses (mean reduction -> scalar)
+// ---- losses (mean reduction -> scalar; f32 for bf16/f16 inputs, f64 for f64)
 // mean(max(z,0) - z*t + log(1 + exp(-|z|))): stable for any logit z.
 Tensor bce_with_logits(const Tensor& logits, const Tensor& target);
 Tensor l1_loss(const Tensor& input, const Tensor& target);

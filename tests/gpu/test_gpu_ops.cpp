@@ -3,6 +3,7 @@
 // The CPU runs in float64 as the reference; the GPU runs in f32 (exact and TF32 math) and bf16,
 // held to the tolerances of DEVELOPERS.md relative to the reference's scale.
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -163,6 +164,13 @@ struct ConvCase {
   int64_t n, h, w, c_in, c_out, k, stride, pad;
   bool transposed, bias;
 };
+
+// What a failing case prints (instead of the bytes of the struct).
+std::ostream& operator<<(std::ostream& os, const ConvCase& c) {
+  return os << c.name << " (n " << c.n << ", " << c.h << "x" << c.w << "x" << c.c_in << " -> "
+            << c.c_out << ", kernel " << c.k << ", stride " << c.stride << ", pad " << c.pad
+            << (c.transposed ? ", transposed" : "") << (c.bias ? ", bias" : "") << ")";
+}
 
 class GpuConvOp : public ::testing::TestWithParam<ConvCase> {};
 
