@@ -19,9 +19,11 @@
 #include "data/progress.h"
 #include "data/slice_dataset.h"
 #include "engine/checkpoint.h"
+#include "engine/conv_backend.h"
 #include "engine/dist/communicator.h"
 #include "engine/dist/data_parallel.h"
 #include "engine/dist/sync_batch_norm.h"
+#include "engine/math_mode.h"
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/unet.h"
@@ -50,26 +52,24 @@ json config_to_json(const SegRunConfig& c) {
               {"max_train_batches", c.max_train_batches}};
 }
 
-// The device the run uses. The CUDA backend's kernels are a separate piece of work; until they
-// are in the build, "auto" trains on the CPU and an explicit CUDA device is refused clearly.
+// The device the run uses: "auto" is the first GPU when one is present, else the CPU.
 Device resolve_device(const SegRunConfig& c) {
-  if (c.device == "auto") {
-    if (cuda_device_count() > 0) {
-      std::cerr << "train_seg: a CUDA device is present, but this build has no CUDA kernels for "
-                   "the ops yet: training on the CPU\n";
-    }
-    return Device::cpu();
-  }
+  if (c.device == "auto") return cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu();
   const Device d = Device::parse(c.device);
-  RG_CHECK(d.is_cpu(), "--device ", c.device,
-           ": this build has no CUDA kernels for the ops yet; use --device cpu");
+  if (d.is_cuda()) {
+    const int count = cuda_device_count();
+    RG_CHECK(d.index < count, "--device ", c.device, ": ", count,
+             " CUDA device(s) usable by this process (a CPU-only build or no GPU has 0)");
+  }
   return d;
 }
 
 DType activation_dtype(const SegRunConfig& c, Device device) {
+  set_float32_math(Float32Math::Exact);
   if (c.precision == "fp32") return DType::F32;
   if (c.precision == "tf32") {
     if (device.is_cpu()) std::cerr << "train_seg: --precision tf32 on the CPU computes in fp32\n";
+    set_float32_math(Float32Math::Tf32);
     return DType::F32;
   }
   if (c.precision == "bf16") return DType::BF16;
@@ -470,8 +470,8 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
   RG_CHECK(c.epochs >= 0 && c.epochs_decay >= 0 && c.epochs + c.epochs_decay > 0,
            "--epochs and --epochs-decay must be >= 0 with at least one epoch in total");
   RG_CHECK(c.lr > 0, "--lr must be > 0, got ", c.lr);
-  RG_CHECK(c.conv_backend == "auto" || c.conv_backend == "own" || c.conv_backend == "cudnn",
-           "--conv-backend: unknown value '", c.conv_backend, "' (expected own, cudnn or auto)");
+  // Empty: the environment (RG_CONV_BACKEND) or auto decides.
+  if (!c.conv_backend.empty()) set_conv_backend(parse_conv_backend(c.conv_backend, "--conv-backend"));
   const GanMode gan_mode = gan_mode_from_name(c.gan_mode);
   const Device device = device_for_rank(resolve_device(c), host_comm);
   const DType act_dtype = activation_dtype(c, device);
@@ -646,7 +646,9 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
       std::optional<data::Batch> batch = loader.next();
       RG_CHECK(batch.has_value(), "loader ended early");
       Tensor image = batch->image.to(device).to(act_dtype);
-      Tensor mask = batch->mask.to(device);
+      // Masks are 0/1, exact in bf16: converting them keeps D's (image, mask) input in the
+      // activation dtype (a bf16 image joined with an f32 mask would promote D to f32).
+      Tensor mask = batch->mask.to(device).to(act_dtype);
       const StepLosses l = trainer.step(image, mask);
       ++progress.step_in_epoch;
       ++progress.global_step;

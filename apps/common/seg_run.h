@@ -51,7 +51,7 @@ struct SegRunConfig {
   bool dropout = false;
   std::string precision = "fp32";  // fp32 | tf32 | bf16
   std::string device = "auto";     // auto | cpu | cuda[:N]
-  std::string conv_backend = "auto";  // own | cudnn | auto (CUDA only)
+  std::string conv_backend;  // own | cudnn | auto (CUDA only); empty: RG_CONV_BACKEND, else auto
   uint64_t seed = 0;
   bool resume = false;
   bool augment = true;

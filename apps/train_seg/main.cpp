@@ -75,8 +75,8 @@ int main(int argc, char** argv) {
   app.add_flag("--dropout", c.dropout, "dropout in the inner U-Net blocks");
   app.add_option("--precision", c.precision, "fp32, tf32 or bf16")->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
   app.add_option("--device", c.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--conv-backend", c.conv_backend, "own, cudnn or auto (CUDA only)")
-      ->check(CLI::IsMember({"own", "cudnn", "auto"}))->envname("RG_CONV_BACKEND")->capture_default_str();
+  app.add_option("--conv-backend", c.conv_backend, "own, cudnn or auto (CUDA only; default auto)")
+      ->check(CLI::IsMember({"own", "cudnn", "auto"}))->envname("RG_CONV_BACKEND");
   app.add_option("--seed", c.seed, "random seed")->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the run in --out/--name from its latest checkpoint");
   app.add_flag("!--no-augment", c.augment, "turn off data augmentation");
