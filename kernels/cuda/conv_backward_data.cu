@@ -10,7 +10,8 @@
 //   dx_phase[m][ci] = sum_kk A[m][kk] * B[kk][ci],   kk = (tap row, tap column, co), co fastest,
 // with A gathered from dy (zero where the output position is out of range) and B from the OHWI
 // weights. Phases run as blockIdx.z of one launch. A 4x4 stride-2 kernel gives 4 phases of 2x2
-// taps: no invalid tap is iterated, as a zero-inserted (dilated) formulation would.
+// taps: no invalid tap is iterated, as a zero-inserted (dilated) formulation would. Few output
+// tiles with a long reduction (the U-Net's deep layers) split it (conv_tile.cuh).
 #include "kernels/cuda/conv.h"
 #include "kernels/cuda/conv_tile.cuh"
 
@@ -23,6 +24,9 @@ struct BackwardDataParams {
   const T* dy;
   const T* wt;
   T* dx;
+  float* partials;       // split-K: fp32 partials [split][dx element] instead of dx (null: none)
+  int64_t split_stride;  // dx elements
+  int splits, k_per_split;
   int n, h, w, c_in;        // dx
   int out_h, out_w, c_out;  // dy
   int kh, kw, sh, sw, ph, pw;
@@ -188,7 +192,9 @@ __global__ void __launch_bounds__(Tile::kThreads, (min_blocks<Tile, kVecDy, kVec
   using TileB = AlongRowsTile<Math, Tile::kBN>;
   __shared__ __align__(128) unsigned char smem[smem_bytes<Math, Tile, TileA, TileB>()];
 
-  const int phase_y = blockIdx.z / p.sw, phase_x = blockIdx.z - phase_y * p.sw;
+  // blockIdx.z = (phase, split); a split past a phase's (shorter) K writes zero partials.
+  const int phase = blockIdx.z / p.splits, split = blockIdx.z - phase * p.splits;
+  const int phase_y = phase / p.sw, phase_x = phase - phase_y * p.sw;
   const Phase ph(PhaseAxis(phase_y, p.h, p.kh, p.sh, p.ph),
                  PhaseAxis(phase_x, p.w, p.kw, p.sw, p.pw), p.n, p.c_out);
   const int m0 = blockIdx.x * Tile::kBM, n0 = blockIdx.y * Tile::kBN;
@@ -200,7 +206,8 @@ __global__ void __launch_bounds__(Tile::kThreads, (min_blocks<Tile, kVecDy, kVec
   WeightAlongCin<T, Tile::kBN, Math::kBK, Tile::kThreads, kVecW ? kVec16<T> : 1> b(p, ph, n0, tid);
   CoreOf<Math, Tile> core(tid);
   // A phase without taps (kernel smaller than the stride) runs no slice and writes zeros.
-  main_loop<TileA, TileB>(smem, core, a, b, 0, ph.k);
+  const int k_begin = split * p.k_per_split;
+  main_loop<TileA, TileB>(smem, core, a, b, k_begin, min(ph.k, k_begin + p.k_per_split));
 
   core.emit(smem, [&](int row, int col, const auto& v) {
     constexpr int L = static_cast<int>(std::extent_v<std::remove_reference_t<decltype(v)>>);
@@ -209,8 +216,12 @@ __global__ void __launch_bounds__(Tile::kThreads, (min_blocks<Tile, kVecDy, kVec
     int img, jy, jx;
     ph.pixel(m, img, jy, jx);
     const int ih = ph.y.first + jy * p.sh, iw = ph.x.first + jx * p.sw;
-    const int64_t pixel = (img * p.h + ih) * p.w + iw;
-    store_run<T, L>(p.dx + pixel * p.c_in + n, v, p.c_in - n);
+    const int64_t offset = static_cast<int64_t>((img * p.h + ih) * p.w + iw) * p.c_in + n;
+    if (p.partials != nullptr) {
+      store_run<float, L>(p.partials + split * p.split_stride + offset, v, p.c_in - n);
+    } else {
+      store_run<T, L>(p.dx + offset, v, p.c_in - n);
+    }
   });
 }
 
@@ -246,6 +257,8 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy, const T* w, T* dx, 
   // The phase with the most pixels has ceil(h / stride_h) * ceil(w / stride_w) per image.
   const int max_phase_pixels = z.n * ceil_div(z.h, z.sh) * ceil_div(z.w, z.sw);
   const int phases = z.sh * z.sw;
+  // The longest phase reduction: ceil(kh / sh) * ceil(kw / sw) taps of c_out.
+  const int max_phase_k = ceil_div(z.kh, z.sh) * ceil_div(z.kw, z.sw) * z.c_out;
   constexpr int kVec = kVec16<T>;
   const bool vec_dy = z.c_out % kVec == 0 && aligned16(dy);
   const bool vec_w = z.c_in % kVec == 0 && aligned16(w);
@@ -254,11 +267,24 @@ void conv2d_backward_data(const Conv2dShape& s, const T* dy, const T* w, T* dx, 
     const bool big = use_big_tiles(int64_t{z.n} * z.h * z.w, z.c_in);
     with_tile_and_vectors(big, vec_dy, vec_w, [&](auto tile_tag, auto va, auto vb) {
       using Tile = decltype(tile_tag);
-      const dim3 grid =
-          grid_of(ceil_div(max_phase_pixels, Tile::kBM), ceil_div(z.c_in, Tile::kBN), phases);
+      const int tiles_m = ceil_div(max_phase_pixels, Tile::kBM);
+      const int tiles_n = ceil_div(z.c_in, Tile::kBN);
+      const int64_t dx_elems = int64_t{z.n} * z.h * z.w * z.c_in;
+      SplitPlan plan = plan_splits(tiles_m * tiles_n * phases, max_phase_k, Math::kBK, dx_elems);
+      const StreamWorkspace workspace(
+          plan.splits > 1 ? static_cast<size_t>(plan.splits) * dx_elems * sizeof(float) : 0,
+          stream);
+      if (workspace.get() == nullptr) plan = SplitPlan{1, round_up(max_phase_k, Math::kBK)};
+      p.partials = workspace.get();
+      p.split_stride = dx_elems;
+      p.splits = plan.splits;
+      p.k_per_split = plan.k_per_split;
       conv_backward_data_kernel<Math, Tile, decltype(va)::value, decltype(vb)::value>
-          <<<grid, Tile::kThreads, 0, stream>>>(p);
+          <<<grid_of(tiles_m, tiles_n, phases * plan.splits), Tile::kThreads, 0, stream>>>(p);
       RG_KERNEL_LAUNCH_CHECK("conv_backward_data_kernel");
+      if (workspace.get() != nullptr) {
+        sum_splits<T>(workspace.get(), dx_elems, plan.splits, dx_elems, nullptr, 1, dx, stream);
+      }
     });
   });
 }

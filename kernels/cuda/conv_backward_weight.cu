@@ -4,19 +4,13 @@
 // reduction runs over the n*out_h*out_w output pixels. Both operands are read along their
 // rows (dy along co, x along ci), in 16-byte chunks when the channel counts and pointers allow.
 //
-// Split-K: the shallow layers have a small c_out x K and a huge pixel count, the deep ones the
-// opposite, so the pixel range is split into slices of whole BK-steps (blockIdx.z), chosen from
-// the shape alone. Partial products go to a workspace [split][c_out*K + c_out] taken from the
-// stream-ordered allocator (cudaMallocAsync: capturable in CUDA graphs; whether its memory
-// stays cached across synchronizations is the pool's release threshold, set by the engine) and
-// a second kernel sums them in split order: the result is deterministic and the same on every
-// GPU model. Without a split the GEMM writes dw directly. If the workspace cannot be
-// allocated, the GEMM runs unsplit (slower, same numbers up to summation order).
+// Split-K (conv_tile.cuh): the shallow layers have a small c_out x K and a huge pixel count, so
+// the pixel range is split (blockIdx.z); the partials of dw and dbias go to a workspace
+// [split][c_out*K + c_out] and are summed in split order (deterministic, no atomics). Without a
+// split the GEMM writes dw directly.
 //
 // dbias: the blocks of the first column tile also sum the dy slices they multiply, per co, in
 // fp32; split partials go through the same workspace and reduction as dw.
-#include <algorithm>
-
 #include "kernels/cuda/conv.h"
 #include "kernels/cuda/conv_tile.cuh"
 
@@ -171,39 +165,6 @@ __global__ void __launch_bounds__(Tile::kThreads, (min_blocks<Tile, kVecDy, kVec
   });
 }
 
-// dst[i] = sum over splits of partials[split][i], in split order, for i < count, where dst is
-// dw for i < dw_count and dbias after it (the workspace rows hold dw then dbias).
-__global__ void sum_splits_kernel(const float* __restrict__ partials, int64_t split_stride,
-                                  int splits, int64_t dw_count, int64_t count, float* dw,
-                                  float* dbias) {
-  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
-       i += step) {
-    float sum = 0.f;
-    for (int z = 0; z < splits; ++z) sum += partials[z * split_stride + i];
-    if (i < dw_count) {
-      dw[i] = sum;
-    } else {
-      dbias[i - dw_count] = sum;
-    }
-  }
-}
-
-// Splits of the pixel range: enough blocks for about two waves on an H100 (nominal, so the
-// choice does not depend on the GPU), each split at least kMinStepsPerSplit BK-steps long (the
-// partials' traffic stays small next to the products), and the workspace bounded.
-constexpr int kTargetBlocks = 2 * kNominalSms;
-constexpr int kMinStepsPerSplit = 16;
-constexpr int64_t kMaxWorkspaceBytes = int64_t{64} << 20;
-
-int choose_splits(int tiles, int steps, int64_t split_elems) {
-  int splits = std::max(1, kTargetBlocks / std::max(1, tiles));
-  splits = std::min(splits, std::max(1, steps / kMinStepsPerSplit));
-  const int64_t by_memory = kMaxWorkspaceBytes / (split_elems * int64_t{4});
-  splits = static_cast<int>(std::min<int64_t>(splits, std::max<int64_t>(1, by_memory)));
-  return splits;
-}
-
 }  // namespace
 }  // namespace conv_detail
 
@@ -252,49 +213,34 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* dy, float
       using Tile = decltype(tile_tag);
       const int tiles_m = ceil_div(z.c_out, Tile::kBM);
       const int tiles_n = std::max(1, ceil_div(z.k, Tile::kBN));  // a block even for K = 0: dbias
-      const int steps = ceil_div(z.pixels, Math::kBK);
+      // Partials per split: dw, then dbias.
       const int64_t split_elems = dw_count + z.c_out;
-      int splits = choose_splits(tiles_m * tiles_n, steps, split_elems);
-      // Every split non-empty, so every partial the reduction reads is written.
-      const int steps_per_split = ceil_div(steps, splits);
-      splits = ceil_div(steps, steps_per_split);
-      p.pixels_per_split = steps_per_split * Math::kBK;
-
-      float* workspace = nullptr;
-      if (splits > 1) {
-        const size_t bytes = static_cast<size_t>(splits) * split_elems * sizeof(float);
-        if (cudaMallocAsync(reinterpret_cast<void**>(&workspace), bytes, stream) != cudaSuccess) {
-          (void)cudaGetLastError();  // not sticky: clear it and run without a split
-          workspace = nullptr;
-          splits = 1;
-          p.pixels_per_split = steps * Math::kBK;
-        }
-      }
-      if (workspace) {
-        p.dw_out = workspace;
-        p.db_out = dbias ? workspace + dw_count : nullptr;
+      SplitPlan plan = plan_splits(tiles_m * tiles_n, z.pixels, Math::kBK, split_elems);
+      const StreamWorkspace workspace(
+          plan.splits > 1 ? static_cast<size_t>(plan.splits) * split_elems * sizeof(float) : 0,
+          stream);
+      if (workspace.get() != nullptr) {
+        p.dw_out = workspace.get();
+        p.db_out = dbias ? workspace.get() + dw_count : nullptr;
         p.split_stride = split_elems;
       } else {
+        plan = SplitPlan{1, round_up(z.pixels, Math::kBK)};
         p.dw_out = dw;
         p.db_out = dbias;
         p.split_stride = 0;
       }
+      p.pixels_per_split = plan.k_per_split;
 
       conv_backward_weight_kernel<Math, Tile, decltype(va)::value, decltype(vb)::value>
-          <<<grid_of(tiles_m, tiles_n, splits), Tile::kThreads, 0, stream>>>(p);
-      if (workspace) {
-        const int64_t count = dw_count + (dbias ? z.c_out : 0);
-        constexpr int kThreads = 256;
-        const int blocks =
-            static_cast<int>(std::min<int64_t>((count + kThreads - 1) / kThreads, 4096));
-        sum_splits_kernel<<<blocks, kThreads, 0, stream>>>(workspace, split_elems, splits, dw_count,
-                                                           count, dw, dbias);
-        // Freed before any launch error is reported, so a throw does not leak it.
-        const cudaError_t free_err = cudaFreeAsync(workspace, stream);
-        RG_KERNEL_LAUNCH_CHECK("conv_backward_weight_kernel, sum_splits_kernel");
-        RG_KERNEL_CUDA_CHECK(free_err);
-      } else {
-        RG_KERNEL_LAUNCH_CHECK("conv_backward_weight_kernel");
+          <<<grid_of(tiles_m, tiles_n, plan.splits), Tile::kThreads, 0, stream>>>(p);
+      RG_KERNEL_LAUNCH_CHECK("conv_backward_weight_kernel");
+      if (workspace.get() != nullptr) {
+        sum_splits<float>(workspace.get(), split_elems, plan.splits, dw_count, nullptr, 1, dw,
+                          stream);
+        if (dbias) {
+          sum_splits<float>(workspace.get() + dw_count, split_elems, plan.splits, z.c_out, nullptr,
+                            1, dbias, stream);
+        }
       }
     });
   });

@@ -2,7 +2,8 @@
 // m = (image, oh, ow) over n*out_h*out_w output pixels, k = (kh, kw, ci) over kh*kw*c_in. A is
 // the im2col matrix gathered from NHWC x while loading (zero where the patch is padding); with
 // OHWI weights row co of W is contiguous in k. Both operands are read along k, in 16-byte
-// chunks when c_in (A) or K (B) and the pointer allow it.
+// chunks when c_in (A) or K (B) and the pointer allow it. Few output tiles with a long K (the
+// U-Net's deep layers: 1-64 pixels, K = 8192) split K (conv_tile.cuh).
 #include "kernels/cuda/conv.h"
 #include "kernels/cuda/conv_tile.cuh"
 
@@ -16,6 +17,9 @@ struct ForwardParams {
   const T* wt;
   const float* bias;  // may be null
   T* y;
+  float* partials;       // split-K: fp32 partials [split][m][n] instead of y (null: no split)
+  int64_t split_stride;  // m * n
+  int k_per_split;       // multiple of BK
   int h, w, c_in, kw, sh, sw, ph, pw;
   int m, n, k;  // GEMM: output pixels, c_out, kh*kw*c_in
   Divisor out_hw, out_w, c_in_div, kw_div;
@@ -137,19 +141,26 @@ __global__ void __launch_bounds__(Tile::kThreads, (min_blocks<Tile, kVecX, kVecW
   PatchRows<T, Tile::kBM, Math::kBK, Tile::kThreads, kVecX ? kVec16<T> : 1> a(p, m0, tid);
   WeightRows<T, Tile::kBN, Math::kBK, Tile::kThreads, kVecW ? kVec16<T> : 1> b(p, n0, tid);
   CoreOf<Math, Tile> core(tid);
-  main_loop<TileA, TileB>(smem, core, a, b, 0, p.k);
+  const int split = blockIdx.z;
+  const int k_begin = split * p.k_per_split;
+  main_loop<TileA, TileB>(smem, core, a, b, k_begin, min(p.k, k_begin + p.k_per_split));
 
   core.emit(smem, [&](int row, int col, const auto& v) {
     constexpr int L = static_cast<int>(std::extent_v<std::remove_reference_t<decltype(v)>>);
     const int m = m0 + row, n = n0 + col;
     if (m >= p.m || n >= p.n) return;
+    const int64_t offset = static_cast<int64_t>(m) * p.n + n;
+    if (p.partials != nullptr) {  // bias and rounding come with the sum of the splits
+      store_run<float, L>(p.partials + split * p.split_stride + offset, v, p.n - n);
+      return;
+    }
     float out[L];
 #pragma unroll
     for (int i = 0; i < L; ++i) {
       out[i] = v[i];
       if (p.bias != nullptr && n + i < p.n) out[i] += p.bias[n + i];
     }
-    store_run<T, L>(p.y + static_cast<int64_t>(m) * p.n + n, out, p.n - n);
+    store_run<T, L>(p.y + offset, out, p.n - n);
   });
 }
 
@@ -192,10 +203,22 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const float* b
     const bool big = use_big_tiles(z.pixels, z.c_out);
     with_tile_and_vectors(big, vec_x, vec_w, [&](auto tile_tag, auto vx, auto vw) {
       using Tile = decltype(tile_tag);
-      const dim3 grid = grid_of(ceil_div(p.m, Tile::kBM), ceil_div(p.n, Tile::kBN), 1);
+      const int tiles_m = ceil_div(p.m, Tile::kBM), tiles_n = ceil_div(p.n, Tile::kBN);
+      const int64_t out_elems = int64_t{p.m} * p.n;
+      SplitPlan plan = plan_splits(tiles_m * tiles_n, p.k, Math::kBK, out_elems);
+      const StreamWorkspace workspace(
+          plan.splits > 1 ? static_cast<size_t>(plan.splits) * out_elems * sizeof(float) : 0,
+          stream);
+      if (workspace.get() == nullptr) plan = SplitPlan{1, round_up(p.k, Math::kBK)};
+      p.partials = workspace.get();
+      p.split_stride = out_elems;
+      p.k_per_split = plan.k_per_split;
       conv_forward_kernel<Math, Tile, decltype(vx)::value, decltype(vw)::value>
-          <<<grid, Tile::kThreads, 0, stream>>>(p);
+          <<<grid_of(tiles_m, tiles_n, plan.splits), Tile::kThreads, 0, stream>>>(p);
       RG_KERNEL_LAUNCH_CHECK("conv_forward_kernel");
+      if (workspace.get() != nullptr) {
+        sum_splits<T>(workspace.get(), out_elems, plan.splits, out_elems, bias, p.n, y, stream);
+      }
     });
   });
 }

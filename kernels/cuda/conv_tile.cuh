@@ -1,28 +1,30 @@
 // What the three implicit-GEMM convolution kernels (conv_forward.cu, conv_backward_data.cu,
 // conv_backward_weight.cu) share: tile shapes, math policies, shared-memory tiles, the
-// double-buffered main loop, the fp32-FMA and tensor-core (wmma) inner products and the
-// epilogue stores. Private to those files.
+// double-buffered main loop, the fp32-FMA and tensor-core (wmma) inner products, the epilogue
+// stores and split-K. Private to those files.
 //
 // Each direction is one GEMM C[m][n] = sum_k A[m][k] * B[k][n] whose operands are gathered
 // from the NHWC / OHWI tensors while loading (no im2col buffer). A block computes a BM x BN
 // tile of C. Per BK-slice of k, every thread loads its share of both operand tiles into
 // registers (masked: rows or columns past the end, padding and invalid taps read as zero),
 // then stores them into one of two shared-memory stages while the other stage is multiplied:
-// one __syncthreads per slice.
+// one __syncthreads per slice. A GEMM with few tiles and a long k splits k over blockIdx.z
+// and sums fp32 partials in a fixed order (see Split-K below).
 //
 // Shared-memory layouts. An operand tile is "k-major" ([BK][rows + pad]: for each k its rows
 // are contiguous) or "k-contiguous" ([rows][BK + pad]). A direction's loader reads each operand
 // in the direction its global layout is contiguous in:
 //   - along k (forward A and B, backward-data A): for tensor cores stored k-contiguous (a
 //     straight 16-byte copy; the wmma fragment is loaded row- or column-major to match); for
-//     the FMA path transposed to k-major, so that a thread reads 4 consecutive rows with one
-//     16-byte load in the inner loop, where loads matter far more than in the stores;
+//     the FMA path transposed to k-major, so that the inner loop reads 4 consecutive rows with
+//     one 16-byte load (the transposing stores happen once per slice, the loads BK times);
 //   - along the rows, i.e. along m or n (backward-data B, both backward-weight operands):
 //     stored k-major.
 #pragma once
 
 #include <mma.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -570,6 +572,94 @@ __device__ __forceinline__ void store_run(Out* dst, const float (&v)[L], int val
     if (i < valid) dst[i] = out_from_float<Out>(v[i]);
   }
 }
+
+// ---- Split-K ------------------------------------------------------------------------------
+
+// A GEMM with few output tiles and a long reduction (the U-Net's deep layers in every direction,
+// the shallow ones in backward-weight) splits the reduction into `splits` ranges of whole
+// BK-steps, one per blockIdx (z); each split writes fp32 partials of the whole output to a
+// workspace [split][elements], and sum_splits_kernel adds them in split order (deterministic).
+// The choice depends on the shape only (nominal SM count), so results are the same on every
+// GPU: about two waves of blocks, each split at least kMinStepsPerSplit steps long (the
+// partials' traffic stays small next to the products), the workspace bounded.
+constexpr int kTargetBlocks = 2 * kNominalSms;
+constexpr int kMinStepsPerSplit = 16;
+constexpr int64_t kMaxWorkspaceBytes = int64_t{64} << 20;
+
+struct SplitPlan {
+  int splits = 1;
+  int k_per_split = 0;  // multiple of BK; every split's range is non-empty for the longest K
+};
+
+// tiles: blocks per split; k: longest reduction; partial_elems: workspace floats per split.
+inline SplitPlan plan_splits(int tiles, int k, int bk, int64_t partial_elems) {
+  const int steps = ceil_div(k, bk);
+  int splits = kTargetBlocks / (tiles < 1 ? 1 : tiles);
+  splits = std::min(splits, steps / kMinStepsPerSplit);
+  const int64_t by_memory = kMaxWorkspaceBytes / (std::max<int64_t>(1, partial_elems) * 4);
+  splits = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(splits, by_memory)));
+  SplitPlan plan;
+  const int steps_per_split = ceil_div(std::max(steps, 1), splits);
+  plan.splits = std::max(1, ceil_div(steps, steps_per_split));
+  plan.k_per_split = steps_per_split * bk;
+  return plan;
+}
+
+// Workspace from the stream-ordered allocator (capturable in CUDA graphs; whether its memory
+// stays cached across synchronizations is the pool's release threshold, the engine's choice),
+// freed in stream order when it goes out of scope, i.e. after the kernels launched before.
+// Null when the allocation fails: the caller then runs without a split.
+class StreamWorkspace {
+ public:
+  StreamWorkspace(size_t bytes, cudaStream_t stream) : stream_(stream) {
+    if (bytes == 0) return;
+    if (cudaMallocAsync(reinterpret_cast<void**>(&ptr_), bytes, stream) != cudaSuccess) {
+      (void)cudaGetLastError();  // an allocation failure is not sticky: clear it
+      ptr_ = nullptr;
+    }
+  }
+  ~StreamWorkspace() {
+    if (ptr_ != nullptr) (void)cudaFreeAsync(ptr_, stream_);
+  }
+  StreamWorkspace(const StreamWorkspace&) = delete;
+  StreamWorkspace& operator=(const StreamWorkspace&) = delete;
+  float* get() const { return ptr_; }
+
+ private:
+  float* ptr_ = nullptr;
+  cudaStream_t stream_;
+};
+
+namespace {  // one copy per kernel file
+
+// out[i] = sum over splits of partials[split * split_stride + i] (+ bias[i % bias_period]),
+// rounded once to Out.
+template <typename Out>
+__global__ void sum_splits_kernel(const float* __restrict__ partials, int64_t split_stride,
+                                  int splits, int64_t count, const float* __restrict__ bias,
+                                  int bias_period, Out* __restrict__ out) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += step) {
+    float sum = 0.f;
+    for (int z = 0; z < splits; ++z) sum += partials[z * split_stride + i];
+    if (bias != nullptr) sum += bias[i % bias_period];
+    out[i] = out_from_float<Out>(sum);
+  }
+}
+
+template <typename Out>
+void sum_splits(const float* partials, int64_t split_stride, int splits, int64_t count,
+                const float* bias, int bias_period, Out* out, cudaStream_t stream) {
+  if (count == 0) return;
+  constexpr int kThreads = 256;
+  const int blocks = static_cast<int>(std::min<int64_t>((count + kThreads - 1) / kThreads, 4096));
+  sum_splits_kernel<Out><<<blocks, kThreads, 0, stream>>>(partials, split_stride, splits, count,
+                                                          bias, bias_period, out);
+  RG_KERNEL_LAUNCH_CHECK("sum_splits_kernel");
+}
+
+}  // namespace
 
 // ---- Host-side helpers -------------------------------------------------------------------
 

@@ -391,4 +391,72 @@ INSTANTIATE_TEST_SUITE_P(Guarded, GpuConvPlacement,
                                   (std::get<2>(info.param) ? "_unaligned" : "_aligned");
                          });
 
+// ---- Determinism: split-K partials are summed in a fixed order, never with atomics ---------
+
+template <typename T>
+void check_repeatable(Precision prec) {
+  const ConvMath math = math_of(prec);
+  TestStream stream;
+  // Layers whose reduction is split: the innermost down conv (forward), its transposed
+  // counterpart (backward-data) and the outermost down conv (backward-weight).
+  {
+    const Conv2dShape s = down(2, 512, 512);
+    PlacedArray<T> x(input_count(s), {}), w(weight_count(s), {});
+    PlacedArray<T> y1(output_count(s), {}), y2(output_count(s), {});
+    x.upload(random_input<T>(input_count(s), 41).values);
+    w.upload(random_input<T>(weight_count(s), 42).values);
+    RG_TEST_CUDA(cudaDeviceSynchronize());
+    kcuda::conv2d_forward<T>(s, x.get(), w.get(), nullptr, y1.get(), math, stream.get());
+    kcuda::conv2d_forward<T>(s, x.get(), w.get(), nullptr, y2.get(), math, stream.get());
+    stream.synchronize();
+    EXPECT_EQ(y1.download(), y2.download()) << "forward";
+  }
+  {
+    const Conv2dShape s = up(1, 512, 512);
+    PlacedArray<T> dy(output_count(s), {}), w(weight_count(s), {});
+    PlacedArray<T> dx1(input_count(s), {}), dx2(input_count(s), {});
+    dy.upload(random_input<T>(output_count(s), 43).values);
+    w.upload(random_input<T>(weight_count(s), 44).values);
+    RG_TEST_CUDA(cudaDeviceSynchronize());
+    kcuda::conv2d_backward_data<T>(s, dy.get(), w.get(), dx1.get(), math, stream.get());
+    kcuda::conv2d_backward_data<T>(s, dy.get(), w.get(), dx2.get(), math, stream.get());
+    stream.synchronize();
+    EXPECT_EQ(dx1.download(), dx2.download()) << "backward-data";
+  }
+  {
+    const Conv2dShape s = down(256, 1, 64);
+    PlacedArray<T> x(input_count(s), {}), dy(output_count(s), {});
+    PlacedArray<float> dw1(weight_count(s), {}), dw2(weight_count(s), {});
+    PlacedArray<float> db1(static_cast<size_t>(s.c_out), {}), db2(static_cast<size_t>(s.c_out), {});
+    x.upload(random_input<T>(input_count(s), 45).values);
+    dy.upload(random_input<T>(output_count(s), 46).values);
+    RG_TEST_CUDA(cudaDeviceSynchronize());
+    kcuda::conv2d_backward_weight<T>(s, x.get(), dy.get(), dw1.get(), db1.get(), math,
+                                     stream.get());
+    kcuda::conv2d_backward_weight<T>(s, x.get(), dy.get(), dw2.get(), db2.get(), math,
+                                     stream.get());
+    stream.synchronize();
+    EXPECT_EQ(dw1.download(), dw2.download()) << "backward-weight dw";
+    EXPECT_EQ(db1.download(), db2.download()) << "backward-weight dbias";
+  }
+  RG_TEST_CUDA(cudaGetLastError());
+}
+
+class GpuConvDeterminism : public ::testing::TestWithParam<Precision> {};
+
+TEST_P(GpuConvDeterminism, RepeatedRunsAreBitwiseEqual) {
+  RG_SKIP_WITHOUT_GPU();
+  if (GetParam() == Precision::Bf16) {
+    check_repeatable<bf16>(GetParam());
+  } else {
+    check_repeatable<float>(GetParam());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, GpuConvDeterminism,
+                         ::testing::Values(Precision::Fp32, Precision::Tf32, Precision::Bf16),
+                         [](const ::testing::TestParamInfo<Precision>& info) {
+                           return std::string(precision_name(info.param));
+                         });
+
 }  // namespace
