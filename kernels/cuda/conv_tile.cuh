@@ -34,6 +34,7 @@
 
 #include "kernels/cuda/common.h"
 #include "kernels/cuda/conv.h"
+#include "kernels/cuda/device_util.cuh"
 
 namespace rg::kernels::cuda::conv_detail {
 
@@ -722,10 +723,6 @@ inline dim3 grid_of(int x, int y, int z) {
                                 " exceeds the launch limits (too many channels)");
   }
   return dim3(static_cast<unsigned>(x), static_cast<unsigned>(y), static_cast<unsigned>(z));
-}
-
-inline bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
 // Calls fn with the math policy: bf16 always on bf16 tensor cores, float by `math`.

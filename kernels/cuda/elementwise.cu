@@ -24,42 +24,18 @@
 #include <type_traits>
 
 #include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/device_util.cuh"
 
 namespace rg::kernels::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
-// Grid-stride loops beyond this many blocks: enough to fill any current GPU many times over.
-constexpr int64_t kMaxBlocks = 1 << 16;
 // Below this many elements the vector path's setup buys nothing.
 constexpr int64_t kVectorMinElements = 1024;
 
-int grid_for(int64_t work_items, int threads = kThreads) {
-  const int64_t blocks = (work_items + threads - 1) / threads;
-  return static_cast<int>(std::clamp<int64_t>(blocks, 1, kMaxBlocks));
-}
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
 
-__device__ __forceinline__ float to_f32(float v) {
-  return v;
-}
-__device__ __forceinline__ float to_f32(bf16 v) {
-  return __bfloat162float(v);
-}
-template <typename T>
-__device__ __forceinline__ T from_f32(float v);
-template <>
-__device__ __forceinline__ float from_f32<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ bf16 from_f32<bf16>(float v) {
-  return __float2bfloat16_rn(v);
-}
 
 // 16 bytes of T, moved as one uint4.
 template <typename T>
@@ -79,12 +55,6 @@ __device__ __forceinline__ void store_pack(T* p, const Pack<T>& r) {
   *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(&r);
 }
 
-__device__ __forceinline__ int64_t global_thread() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_threads() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
 
 // ---------------------------------------------------------------- functors (fp32)
 

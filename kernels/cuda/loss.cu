@@ -18,44 +18,18 @@
 #include <cstdint>
 
 #include "kernels/cuda/loss.h"
+#include "kernels/cuda/device_util.cuh"
 
 namespace rg::kernels::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 1 << 16;
 constexpr int64_t kMinChunk = 4096;
 constexpr int64_t kMaxChunksTotal = 1024;
 
-int grid_for(int64_t work_items, int threads = kThreads) {
-  const int64_t blocks = (work_items + threads - 1) / threads;
-  return static_cast<int>(std::clamp<int64_t>(blocks, 1, kMaxBlocks));
-}
 
-__device__ __forceinline__ float to_f32(float v) {
-  return v;
-}
-__device__ __forceinline__ float to_f32(bf16 v) {
-  return __bfloat162float(v);
-}
-template <typename T>
-__device__ __forceinline__ T from_f32(float v);
-template <>
-__device__ __forceinline__ float from_f32<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ bf16 from_f32<bf16>(float v) {
-  return __float2bfloat16_rn(v);
-}
 
-__device__ __forceinline__ int64_t global_thread() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_threads() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
 
 // Sums K values over the block (blockDim.x a multiple of 32, at most 1024); the results are
 // valid in thread 0. Ends with a barrier so `scratch` can be reused at once.

@@ -15,6 +15,7 @@
 // statistics and applies them. Gradient sums (sum dy, sum dy*(x - mean)) take the same path as
 // plain fp32 sums.
 #include "kernels/cuda/norm.h"
+#include "kernels/cuda/device_util.cuh"
 
 #include <algorithm>
 #include <cstdint>
@@ -50,23 +51,7 @@ int64_t ceil_div(int64_t a, int64_t b) {
 // ---------------------------------------------------------------------------------------------
 // Element access
 
-__device__ __forceinline__ float to_f32(float v) {
-  return v;
-}
-__device__ __forceinline__ float to_f32(bf16 v) {
-  return __bfloat162float(v);
-}
 
-template <typename T>
-__device__ __forceinline__ T from_f32(float v);
-template <>
-__device__ __forceinline__ float from_f32<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ bf16 from_f32<bf16>(float v) {
-  return __float2bfloat16_rn(v);
-}
 
 template <int kBytes>
 struct RawVec;

@@ -10,6 +10,7 @@
 // gridDim.y and sizes gridDim.x for the largest tensor; blocks past the end of a smaller tensor
 // exit at once.
 #include "kernels/cuda/optim.h"
+#include "kernels/cuda/device_util.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -74,9 +75,6 @@ __device__ __forceinline__ void adam_element(const AdamScalars& a, float& p, flo
   p = __fsub_rn(p, __fdiv_rn(__fmul_rn(a.step_size, m), denom));
 }
 
-__device__ __forceinline__ bool aligned16(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
-}
 
 // Updates elements [begin, end) of t; begin is a multiple of 4 (a chunk start).
 __device__ __forceinline__ void adam_range(const AdamScalars& a, const AdamTensor& t, int64_t begin,

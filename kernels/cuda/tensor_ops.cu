@@ -25,25 +25,15 @@
 #include <type_traits>
 
 #include "kernels/cuda/tensor_ops.h"
+#include "kernels/cuda/device_util.cuh"
 
 namespace rg::kernels::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 1 << 16;
 
-int grid_for(int64_t work_items, int threads = kThreads) {
-  const int64_t blocks = (work_items + threads - 1) / threads;
-  return static_cast<int>(std::clamp<int64_t>(blocks, 1, kMaxBlocks));
-}
 
-__device__ __forceinline__ int64_t global_thread() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_threads() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
 
 // ---------------------------------------------------------------- element types
 
