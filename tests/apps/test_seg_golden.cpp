@@ -1,0 +1,111 @@
+// The loss trace of a short fixed-seed train_seg run, compared bit for bit with the trace the
+// code produced before segmentation moved onto the shared training layer (train/). A change to
+// the step's arithmetic (op order, a loss, the data stream, the RNG) shows up here first.
+//
+// tests/golden/seg_loss_trace.json was written by this test with RG_WRITE_GOLDEN=1 on the
+// 2-core CI machine kind (OpenBLAS and OpenMP sum in a fixed order for a fixed thread count
+// and CPU; another CPU model may round differently, which the failure message says).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "apps/common/seg_run.h"
+#include "data/prepare.h"
+#include "engine/roentgen.h"
+
+namespace rg::app {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+fs::path scratch_dir() {
+  const fs::path dir = fs::temp_directory_path() / ("rg_seg_golden_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  return dir;
+}
+
+// 4 phantom subjects at 32x32, split 2/1/1 by subject (as tests/apps/test_seg_training.cpp).
+std::string golden_dataset(const fs::path& dir) {
+  data::PhantomOptions po;
+  po.dims = {48, 48, 12};
+  data::PrepareOptions opts;
+  opts.size = 32;
+  opts.labels = {3, 4};
+  opts.fractions = {0.5, 0.25, 0.25};
+  opts.progress = false;
+  const std::string out = (dir / "golden.h5").string();
+  data::prepare_slices(data::phantom_subjects(4, 7, po), opts, out);
+  return out;
+}
+
+// The "train" lines of one run: every step's losses (log_every 1).
+json trace_of(const std::string& data, const fs::path& out, const std::string& gan_mode) {
+  SegRunConfig c;
+  c.data = data;
+  c.name = "golden_" + gan_mode;
+  c.out_dir = out.string();
+  c.epochs = 2;
+  c.epochs_decay = 1;
+  c.batch_size = 4;
+  c.ngf = 4;
+  c.ndf = 4;
+  c.n_layers = 2;
+  c.num_downs = 5;
+  c.workers = 1;
+  c.log_every = 1;
+  c.progress = false;
+  c.seed = 21;
+  c.gan_mode = gan_mode;
+  EXPECT_EQ(run_seg_training(c), 0);
+  json lines = json::array();
+  std::ifstream in(out / c.name / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    json j = json::parse(line);
+    if (j["kind"] != "train") continue;
+    json kept{{"step", j["step"]}};
+    for (const char* k : {"d_loss", "g_adv", "g_bce", "g_dice"}) kept[k] = j[k];
+    lines.push_back(kept);
+  }
+  return lines;
+}
+
+TEST(SegGolden, LossTraceMatchesTheRecordedOneBitForBit) {
+  const fs::path dir = scratch_dir();
+  const std::string data = golden_dataset(dir);
+  json trace{{"vanilla", trace_of(data, dir / "runs", "vanilla")},
+             {"none", trace_of(data, dir / "runs", "none")}};
+  const char* golden_dir = std::getenv("RG_TEST_DATA");
+  ASSERT_NE(golden_dir, nullptr) << "RG_TEST_DATA (tests/golden) is not set";
+  const fs::path golden = fs::path(golden_dir) / "seg_loss_trace.json";
+  if (std::getenv("RG_WRITE_GOLDEN")) {
+    std::ofstream(golden) << trace.dump(1) << "\n";
+    GTEST_SKIP() << "wrote " << golden.string();
+  }
+  std::ifstream in(golden);
+  ASSERT_TRUE(in.good()) << golden.string() << " is missing (RG_WRITE_GOLDEN=1 writes it)";
+  const json expected = json::parse(in);
+  for (const char* mode : {"vanilla", "none"}) {
+    const json& a = expected.at(mode);
+    const json& b = trace.at(mode);
+    ASSERT_EQ(a.size(), b.size()) << mode << ": number of logged steps";
+    ASSERT_GT(a.size(), 4u);
+    for (size_t i = 0; i < a.size(); ++i) {
+      for (const char* k : {"step", "d_loss", "g_adv", "g_bce", "g_dice"}) {
+        // Exact equality: the refactor must not change one rounding. (A different CPU model
+        // can: regenerate with RG_WRITE_GOLDEN=1 there, on the commit before any change.)
+        EXPECT_EQ(a[i][k].get<double>(), b[i][k].get<double>())
+            << mode << " " << k << " at logged step " << i;
+      }
+    }
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace rg::app
