@@ -1,6 +1,7 @@
 #include "engine/tensor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <iomanip>
@@ -248,6 +249,12 @@ void* Tensor::raw_data() const {
   return static_cast<char*>(impl_->storage->data()) + impl_->offset * dtype_size(impl_->dtype);
 }
 
+namespace {
+std::atomic<int64_t> g_host_reads{0};
+}  // namespace
+
+int64_t host_read_count() { return g_host_reads.load(std::memory_order_relaxed); }
+
 double Tensor::item() const {
   RG_CHECK(numel() == 1, "Tensor::item: tensor of shape ", shape_str(shape()),
            " has ", numel(), " elements, expected 1");
@@ -257,6 +264,7 @@ double Tensor::item() const {
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
   RG_REQUIRE_DEFINED("Tensor::to_vector");
+  if (device().is_cpu()) g_host_reads.fetch_add(1, std::memory_order_relaxed);  // to() counts the rest
   Tensor host = device().is_cpu() ? *this : to(Device::cpu());
   Tensor typed = Tensor::empty(host.shape(), dtype_of<T>());
   copy_cpu(*typed.impl_, *host.impl_);
@@ -469,6 +477,7 @@ Tensor Tensor::clone() const {
 Tensor Tensor::to(Device target) const {
   RG_REQUIRE_DEFINED("Tensor::to");
   if (target == device()) return *this;
+  if (target.is_cpu()) g_host_reads.fetch_add(1, std::memory_order_relaxed);
   Tensor out = empty(shape(), dtype(), target);
   out.copy_(*this);
   if (any_requires_grad({this})) {

@@ -21,6 +21,11 @@ namespace rg {
 using Shape = std::vector<int64_t>;
 constexpr int kMaxDims = 5;
 std::string shape_str(const Shape& shape);
+
+// How many times tensor values were read back to the host since the process started: item(),
+// to_vector() and copies from a GPU to the CPU. On a GPU each such read waits for the device, so
+// a training step must have none until it logs (tests count them around a step).
+int64_t host_read_count();
 int64_t shape_numel(const Shape& shape);
 Shape contiguous_strides(const Shape& shape);
 

@@ -58,7 +58,7 @@ class PointwiseLossBackward final : public Node {
                                           dx, dt);
       }
     } else {
-      const double scale = g.item() * inv_count;
+      const double scale = cpu_scalar(g) * inv_count;
       dispatch_compute(cdt, name().c_str(), [&](auto tag) {
         using T = decltype(tag);
         k::cpu::pointwise_loss_backward<T>(loss_, x_.numel(), xc.data<T>(), tc.data<T>(), scale,
@@ -128,7 +128,7 @@ class SoftDiceBackward final : public Node {
     dispatch_compute(cdt, "soft_dice_loss", [&](auto tag) {
       using T = decltype(tag);
       k::cpu::dice_backward<T>(batch, per, pc.data<T>(), tc.data<T>(), inter_.data(),
-                               psum_.data(), tsum_.data(), smooth_, g.item(),
+                               psum_.data(), tsum_.data(), smooth_, cpu_scalar(g),
                                dp.defined() ? dp.data<T>() : nullptr,
                                dt.defined() ? dt.data<T>() : nullptr);
     });

@@ -152,9 +152,9 @@ void batch_norm_cpu(const k::NormShape& s, bool training, double momentum, doubl
   if (training && running_mean.defined()) {
     // running = (1 - m) * running + m * batch, with the unbiased batch variance (count / (count-1)).
     NoGradGuard no_grad;
-    const std::vector<double> mean_v = stat_a.to_vector<double>();
-    const std::vector<double> invstd_v = stat_b.to_vector<double>();
-    std::vector<double> rm = running_mean.to_vector<double>(), rv = running_var.to_vector<double>();
+    const std::vector<double> mean_v = cpu_values(stat_a);
+    const std::vector<double> invstd_v = cpu_values(stat_b);
+    std::vector<double> rm = cpu_values(running_mean), rv = cpu_values(running_var);
     const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
     for (int64_t c = 0; c < s.c; ++c) {
       const double var = 1.0 / (invstd_v[c] * invstd_v[c]) - eps;

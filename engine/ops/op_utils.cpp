@@ -39,4 +39,18 @@ void require_floating(const Tensor& t, const char* op, const char* arg) {
            dtype_name(t.dtype()), " with shape ", shape_str(t.shape()));
 }
 
+std::vector<double> cpu_values(const Tensor& t) {
+  RG_CHECK(t.defined() && t.device().is_cpu(), "cpu_values: needs a CPU tensor");
+  NoGradGuard no_grad;
+  const Tensor d = t.to(DType::F64).contiguous();
+  const double* p = d.data<double>();
+  return std::vector<double>(p, p + d.numel());
+}
+
+double cpu_scalar(const Tensor& t) {
+  RG_CHECK(t.defined() && t.numel() == 1, "cpu_scalar: needs a one-element tensor, got ",
+           t.defined() ? shape_str(t.shape()) : std::string("an undefined one"));
+  return cpu_values(t)[0];
+}
+
 }  // namespace rg::ops_detail

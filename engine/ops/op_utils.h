@@ -2,6 +2,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <vector>
 
 #include "engine/autograd.h"
 #include "engine/tensor.h"
@@ -36,6 +37,12 @@ Tensor kernel_output(const Tensor& t, DType dtype);
 
 // For the few ops that have no CUDA kernels: names the op and the tensor.
 void require_cpu(const char* op, std::initializer_list<const Tensor*> tensors);
+
+// The values of a CPU tensor, as double, for a CPU kernel's own use (an upstream scalar
+// gradient, running statistics). Not counted by host_read_count(): on the CPU there is no
+// device to wait for, and the CUDA branches of the same ops keep these values on the device.
+std::vector<double> cpu_values(const Tensor& t);
+double cpu_scalar(const Tensor& t);
 
 // Throws unless t is floating point.
 void require_floating(const Tensor& t, const char* op, const char* arg);
