@@ -311,12 +311,6 @@ class NcclPending final : public PendingReduce {
   Tensor keep_alive_;
 };
 
-class DonePending final : public PendingReduce {
- public:
-  void wait() override {}
-  bool test() override { return true; }
-};
-
 }  // namespace
 
 NcclCommunicator::NcclCommunicator(Communicator& host, int device, NcclOptions options)
@@ -410,7 +404,7 @@ std::unique_ptr<PendingReduce> NcclCommunicator::start_all_reduce_sum(Tensor& t)
   if (t.device().is_cpu()) return impl_->host.start_all_reduce_sum(t);
   impl_->check_device_tensor(t, op);
   const ncclDataType_t type = nccl_sum_type(t.dtype(), op);
-  if (t.numel() == 0) return std::make_unique<DonePending>();
+  if (t.numel() == 0) return std::make_unique<CompletedReduce>();
   void* p = t.raw_data();
   const size_t count = static_cast<size_t>(t.numel());
   ncclComm_t comm = impl_->comm;
