@@ -1,5 +1,9 @@
 #include "data/volume_info.h"
 
+#include "data/nifti.h"
+#include "engine/error.h"
+
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <nlohmann/json.hpp>
@@ -92,5 +96,33 @@ std::string describe_volume(const Volume& vol, bool json) {
   if (s.nonfinite > 0) os << "non-finite:  " << s.nonfinite << " voxels (NaN/inf, excluded above)\n";
   return os.str();
 }
+
+// info on a NIfTI file: the header's full shape (a 4-D file holds dim[4] x ... volumes: fMRI,
+// multi-echo, stacked contrasts), then volume `index` described like any other volume.
+std::string describe_nifti_file(const std::string& path, int64_t index, bool json) {
+  const NiftiHeader h = read_nifti_header(path);
+  std::vector<int64_t> dims;
+  int64_t volumes = 1;
+  for (int64_t d = 1; d <= h.dim[0] && d <= 7; ++d) {
+    dims.push_back(h.dim[static_cast<size_t>(d)]);
+    if (d >= 4) volumes *= std::max<int64_t>(1, h.dim[static_cast<size_t>(d)]);
+  }
+  RG_CHECK(index < volumes, "--volume ", index, ": ", path, " holds ", volumes,
+           " volume(s) (0 .. ", volumes - 1, ")");
+  const std::string one = describe_volume(read_nifti(path, index), json);
+  if (json) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(one);
+    j["nifti_dims"] = dims;
+    j["volumes"] = volumes;
+    j["volume"] = index;
+    return j.dump();
+  }
+  if (volumes == 1) return one;
+  std::string shape;
+  for (size_t i = 0; i < dims.size(); ++i) shape += (i ? " x " : "") + std::to_string(dims[i]);
+  return "NIfTI dims " + shape + ": " + std::to_string(volumes) + " volumes; volume " +
+         std::to_string(index) + " (choose with --volume N):\n" + one;
+}
+
 
 }  // namespace rg::data

@@ -185,6 +185,10 @@ int main(int argc, char** argv) {
   CLI::App* info = app.add_subcommand("info", "Describe a volume (NIfTI, MetaImage, DICOM dir, PNG) or a prepared .h5");
   info->add_option("file", info_file, "Volume file, DICOM directory or prepared .h5")->required();
   info->add_flag("--json", info_json, "One JSON object instead of text");
+  int64_t info_volume = 0;
+  info->add_option("--volume", info_volume,
+                   "4-D NIfTI: which volume (0-based) to describe (default 0; all dims are reported)")
+      ->check(CLI::NonNegativeNumber);
 
   // phantom
   std::string ph_out, ph_h5;
@@ -250,7 +254,11 @@ int main(int argc, char** argv) {
     if (info->parsed()) {
       if (rd::is_hdf5_file(info_file)) {
         std::cout << rd::describe_slices_file(info_file, info_json) << "\n";
+      } else if (rd::detect_volume_format(info_file) == rd::VolumeFormat::Nifti) {
+        std::cout << rd::describe_nifti_file(info_file, info_volume, info_json) << "\n";
       } else {
+        RG_CHECK(info_volume == 0, "--volume ", info_volume, ": ", info_file,
+                 " is not a NIfTI file (only NIfTI holds several volumes)");
         std::cout << rd::describe_volume(rd::read_volume(info_file), info_json) << "\n";
       }
       return 0;

@@ -2,11 +2,14 @@
 // datatype, scaling, extensions, qform/sform, .hdr/.img pairs, 4-D, bad input, Colin27.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <random>
 
 #include "data/format_util.h"
 #include "data/nifti.h"
+#include "data/volume_info.h"
 #include "data/volume_io.h"
 #include "tests/data/format_test_util.h"
 
@@ -346,6 +349,15 @@ TEST(Nifti, Nifti2BigEndianFourD) {
   EXPECT_EQ(v2.affine[0][0], -1.25);
   EXPECT_EQ(v2.affine[2][3], 7);
   expect_error([&] { read_nifti(path, 3); }, {"v2.nii", "volume index 3", "3 volumes"});
+  // prepare_data info: the whole shape, and the volume it describes.
+  const std::string text = describe_nifti_file(path, 2, false);
+  EXPECT_NE(text.find("2 x 2 x 1 x 3"), std::string::npos) << text;
+  EXPECT_NE(text.find("3 volumes; volume 2"), std::string::npos) << text;
+  const auto j = nlohmann::json::parse(describe_nifti_file(path, 1, true));
+  EXPECT_EQ(j["volumes"], 3);
+  EXPECT_EQ(j["volume"], 1);
+  EXPECT_EQ(j["nifti_dims"], (std::vector<int64_t>{2, 2, 1, 3}));
+  expect_error([&] { describe_nifti_file(path, 5, false); }, {"v2.nii", "3 volume(s)"});
 }
 
 TEST(Nifti, FromMemoryPlainAndGzip) {
