@@ -5,8 +5,10 @@
 //
 // `act` fuses an activation after the normalization (forward) and its derivative before the
 // normalization's backward: with act != None the forward writes act(norm(x)) and the backward
-// takes dy of that output and the saved forward output y. The engine uses it for the
-// norm -> (leaky) ReLU pairs of the U-Net and PatchGAN.
+// takes dy of that output and the saved forward output y. Meant for the norm -> (leaky) ReLU
+// pairs of the U-Net and PatchGAN, but the op layer does not fuse yet: engine/cuda/ops_cuda.cpp
+// calls these kernels with act None and runs the activation as its own op (tests cover the
+// fused variants at the kernel level only).
 #pragma once
 
 #include "kernels/norm.h"
