@@ -7,13 +7,9 @@
 //   D step: L_D = 0.5 (BCE(D(x, m), 1) + BCE(D(x, p.detach()), 0))          -> Adam on D
 //   G step: L_G = BCE(D(x, p), 1) + 100 (BCE(logits, m) + softDice(p, m)), D frozen -> Adam on G
 //
-// The default step (--step inline) is written here with engine ops. Its arithmetic is that of
-// app::SegGanTrainer::step in GAN mode vanilla with lambda 100 (same ops, same order; on the CPU
-// both print the same losses for a seed), but the trainer reads seven loss scalars back to
-// the host inside every step (two of them before the D backward), and each read synchronizes
-// the device. The PyTorch reference does not synchronize inside its step, and a step that
-// does cannot be captured into a CUDA graph, so the headline number comes from the sync-free
-// step; --step trainer times the trainer itself, to show what those reads cost.
+// The step is train_seg's own (app::SegGanStep in GAN mode vanilla with lambda 100, on the
+// training layer's alternating update): its losses stay on the device, so nothing inside a step
+// waits for the host, as in the PyTorch reference; the losses are read once, after the row.
 //
 // Every (batch, precision) row builds fresh networks and optimizers, rotates --input-sets
 // random input sets (normal images, Bernoulli(0.5) masks), runs --warmup steps, then times
@@ -36,18 +32,12 @@
 #include <utility>
 #include <vector>
 
-#include "apps/common/gan_trainer.h"
+#include "apps/seg/seg_gan.h"
 #include "engine/allocator.h"
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/unet.h"
-
-#if __has_include("engine/math_mode.h")
-#include "engine/math_mode.h"
-#define RG_BENCH_HAS_MATH_MODE 1
-#else
-#define RG_BENCH_HAS_MATH_MODE 0
-#endif
+#include "train/settings.h"
 
 #if __has_include("engine/conv_backend.h")
 #include "engine/conv_backend.h"
@@ -81,7 +71,6 @@ struct Options {
   int64_t num_downs = 0;  // 0: log2(size), at most 8 (unet_256 at 256)
   std::string json_path;
   std::string conv_backend = "auto";
-  std::string step = "inline";
   uint64_t seed = 1234;
 };
 
@@ -203,50 +192,6 @@ struct InputSet {
   Tensor image, mask;  // [N,S,S,1] in the activation dtype; masks are exact in bf16
 };
 
-// The step in engine ops, without host reads. Returns (L_D, L_G), still on the device.
-class InlineStep {
- public:
-  explicit InlineStep(Networks& n) : n_(n) {}
-  std::pair<Tensor, Tensor> operator()(const InputSet& in) {
-    models::UnetGenerator& g = n_.g;
-    models::PatchDiscriminator& d = n_.d;
-    Tensor logits = g.forward(in.image);
-    Tensor probs = sigmoid(logits);
-
-    d.set_requires_grad(true);
-    n_.opt_d.zero_grad();
-    Tensor real_score = d.forward(in.image, in.mask);
-    Tensor fake_score = d.forward(in.image, probs.detach());
-    Tensor d_loss = mul(add(bce_with_logits(real_score, target(real_score, true)),
-                            bce_with_logits(fake_score, target(fake_score, false))),
-                        0.5);
-    d_loss.backward();
-    n_.opt_d.step();
-
-    n_.opt_g.zero_grad();
-    Tensor g_loss = mul(app::segmentation_loss(logits, probs, in.mask), 100.0);
-    d.set_requires_grad(false);  // gradients flow through D into G; D's weights get none
-    Tensor adv_score = d.forward(in.image, probs);
-    g_loss = add(g_loss, bce_with_logits(adv_score, target(adv_score, true)));
-    g_loss.backward();
-    n_.opt_g.step();
-    d.set_requires_grad(true);
-    return {d_loss, g_loss};
-  }
-
- private:
-  // The constant label maps, made once (PyTorch's side does the same).
-  const Tensor& target(const Tensor& score, bool real) {
-    Tensor& t = real ? ones_ : zeros_;
-    if (!t.defined() || t.shape() != score.shape() || t.dtype() != score.dtype()) {
-      t = Tensor::full(score.shape(), real ? 1.0 : 0.0, score.dtype(), score.device());
-    }
-    return t;
-  }
-  Networks& n_;
-  Tensor ones_, zeros_;
-};
-
 // ---- One row
 
 struct Row {
@@ -266,16 +211,6 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-void set_precision_math(const std::string& precision, Device device, std::string& note) {
-#if RG_BENCH_HAS_MATH_MODE
-  set_float32_math(precision == "tf32" ? Float32Math::Tf32 : Float32Math::Exact);
-  if (precision == "tf32" && device.is_cpu()) note = "tf32 on the CPU computes in fp32";
-#else
-  (void)device;
-  if (precision == "tf32") note = "no engine float32 math mode in this build: ran fp32 math";
-#endif
-}
-
 void synchronize(Device device) {
 #if RG_WITH_CUDA
   if (device.is_cuda()) cuda::synchronize_current_stream(device.index);
@@ -289,8 +224,7 @@ Row run_row(const Options& o, Device device, int64_t batch, const std::string& p
   Row row;
   row.batch = batch;
   row.precision = precision;
-  set_precision_math(precision, device, row.note);
-  const DType act = precision == "bf16" ? DType::BF16 : DType::F32;
+  const DType act = train::apply_precision(train::parse_precision(precision), device, &row.note);
 
   Allocator& alloc = allocator_for(device);
   synchronize(device);
@@ -318,20 +252,14 @@ Row run_row(const Options& o, Device device, int64_t batch, const std::string& p
     sets.push_back({image.to(device).to(act), mask.to(device).to(act)});
   }
 
-  InlineStep inline_step(nets);
-  Generator trainer_gen(o.seed ^ 0x7a11ULL);
-  app::SegGanTrainer trainer(nets.g, &nets.d, nets.opt_g, &nets.opt_d,
-                             {.mode = app::GanMode::Vanilla, .lambda_seg = 100.0}, trainer_gen);
-  std::pair<Tensor, Tensor> last;
-  app::StepLosses last_trainer;
+  Generator step_gen(o.seed ^ 0x7a11ULL);
+  app::SegGanStep seg_step(nets.g, &nets.d, nets.opt_g, &nets.opt_d,
+                           {.mode = train::GanMode::Vanilla, .lambda_seg = 100.0}, step_gen);
+  train::StepLosses last;
   int64_t step_index = 0;
   auto step = [&] {
     const InputSet& in = sets[static_cast<size_t>(step_index++ % o.input_sets)];
-    if (o.step == "trainer") {
-      last_trainer = trainer.step(in.image, in.mask);
-    } else {
-      last = inline_step(in);
-    }
+    last = seg_step.step(in.image, in.mask);
   };
 
   for (int i = 0; i < o.warmup; ++i) step();
@@ -372,13 +300,8 @@ Row run_row(const Options& o, Device device, int64_t batch, const std::string& p
           .count() /
       o.repeats;
 
-  if (o.step == "trainer") {
-    row.d_loss = last_trainer.d_loss;
-    row.g_loss = last_trainer.g_total;
-  } else {
-    row.d_loss = last.first.item();
-    row.g_loss = last.second.item();
-  }
+  row.d_loss = last.read("d_loss");
+  row.g_loss = last.read("g_total");
   row.peak_bytes = alloc.stats().peak;
   row.ms_median = median(row.step_ms);
   row.ms_min = *std::min_element(row.step_ms.begin(), row.step_ms.end());
@@ -455,9 +378,7 @@ int64_t default_num_downs(int64_t size) {
 
 int run(const Options& opts) {
   Options o = opts;
-  const Device device = o.device.empty()
-                            ? (cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu())
-                            : Device::parse(o.device);
+  const Device device = train::resolve_device(o.device.empty() ? "auto" : o.device);
   RG_CHECK(device.is_cpu() || kBuiltWithCuda, "--device ", device.str(),
            ": this binary was built without CUDA");
   RG_CHECK(o.size >= 32 && (o.size & (o.size - 1)) == 0,
@@ -465,10 +386,7 @@ int run(const Options& opts) {
   if (o.num_downs == 0) o.num_downs = default_num_downs(o.size);
   RG_CHECK(o.num_downs >= 5 && (o.size % (int64_t{1} << o.num_downs)) == 0, "--num-downs ",
            o.num_downs, " needs 5 .. log2(--size)");
-  for (const std::string& p : o.precisions) {
-    RG_CHECK(p == "fp32" || p == "tf32" || p == "bf16", "--precision: unknown value '", p,
-             "' (expected fp32, tf32 or bf16)");
-  }
+  for (const std::string& p : o.precisions) train::parse_precision(p);  // refuses bad names
   for (int64_t b : o.batches) RG_CHECK(b > 0, "--batch: sizes must be positive, got ", b);
 
 #if RG_BENCH_HAS_CONV_BACKEND
@@ -508,8 +426,8 @@ int run(const Options& opts) {
       "(BENCHMARK.md convention), %.4g GFLOP executed\n",
       work.g_fwd_mac * 1e-9, work.d_fwd_mac * 1e-9, work.nominal_flop() * 1e-9,
       work.executed_flop() * 1e-9);
-  std::printf("step %s, conv backend %s, warm-up %d, median of %d, %d input sets\n", o.step.c_str(),
-              o.conv_backend.c_str(), o.warmup, o.repeats, o.input_sets);
+  std::printf("train_seg's step (app::SegGanStep), conv backend %s, warm-up %d, median of %d, "
+              "%d input sets\n", o.conv_backend.c_str(), o.warmup, o.repeats, o.input_sets);
   if (o.repeats < 5) std::printf("note: fewer than 5 repeats: a smoke run, not a measurement\n");
   std::fflush(stdout);
 
@@ -545,10 +463,9 @@ int run(const Options& opts) {
            {"warmup", o.warmup},
            {"repeats", o.repeats},
            {"input_sets", o.input_sets},
-           {"step", o.step},
+           {"step", "app::SegGanStep"},
            {"conv_backend", o.conv_backend},
            {"conv_backend_applied", RG_BENCH_HAS_CONV_BACKEND ? "set_conv_backend" : "env"},
-           {"float32_math_mode", RG_BENCH_HAS_MATH_MODE ? "engine" : "absent"},
            {"g_params", g_params},
            {"d_params", d_params},
            {"g_fwd_gmac_per_image", work.g_fwd_mac * 1e-9},
@@ -599,11 +516,7 @@ int main(int argc, char** argv) {
   app.add_option("--num-downs", o.num_downs, "U-Net levels (default log2(size), at most 8)");
   app.add_option("--json", o.json_path, "write the results as JSON to this file");
   app.add_option("--conv-backend", o.conv_backend, "own, cudnn or auto (CUDA only)")
-      ->check(CLI::IsMember({"own", "cudnn", "auto"}))
-      ->capture_default_str();
-  app.add_option("--step", o.step,
-                 "inline: the step in engine ops, no host reads; trainer: app::SegGanTrainer")
-      ->check(CLI::IsMember({"inline", "trainer"}))
+      ->check(CLI::IsMember(train::conv_backend_names()))
       ->capture_default_str();
   app.add_option("--seed", o.seed, "initialization and input seed")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

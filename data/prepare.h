@@ -131,7 +131,7 @@ std::array<double, 2> normalization_range(const Volume& image, const PrepareOpti
 double percentile(std::vector<float> values, double p);
 
 // ---- slicing geometry of prepare_slices (pure functions; exposed so that inference,
-// apps/common/volume_inference, slices a volume exactly as training data was sliced)
+// apps/seg/volume_inference, slices a volume exactly as training data was sliced)
 
 // Reoriented view of a volume: oriented axis a (0 = column, 1 = row, 2 = slice) reads source
 // axis perm[a], reversed when flip[a].

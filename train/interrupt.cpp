@@ -1,11 +1,11 @@
-#include "apps/common/interrupt.h"
+#include "train/interrupt.h"
 
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 
-namespace rg::app {
+namespace rg::train {
 
 namespace {
 std::atomic<bool> g_requested{false};
@@ -34,4 +34,4 @@ void install_interrupt_handler() {
 bool interrupt_requested() { return g_requested.load(); }
 void set_interrupt_requested(bool value) { g_requested.store(value); }
 
-}  // namespace rg::app
+}  // namespace rg::train

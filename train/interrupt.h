@@ -3,11 +3,11 @@
 // once, for a user who really wants out.
 #pragma once
 
-namespace rg::app {
+namespace rg::train {
 
 void install_interrupt_handler();
 bool interrupt_requested();
 // For tests: set or clear the flag as if a signal had arrived.
 void set_interrupt_requested(bool value);
 
-}  // namespace rg::app
+}  // namespace rg::train

@@ -1,4 +1,4 @@
-#include "apps/common/plots.h"
+#include "train/plots.h"
 
 #include <algorithm>
 #include <array>
@@ -8,7 +8,7 @@
 
 #include "engine/error.h"
 
-namespace rg::app {
+namespace rg::train {
 
 namespace {
 
@@ -651,4 +651,4 @@ void write_segmentation_grid_png(const std::string& path, const std::vector<SegG
   data::write_png(path, img);
 }
 
-}  // namespace rg::app
+}  // namespace rg::train

@@ -12,7 +12,7 @@
 
 #include "data/png_io.h"
 
-namespace rg::app {
+namespace rg::train {
 
 // ---- line charts ------------------------------------------------------------------------------
 
@@ -90,4 +90,4 @@ void draw_text(data::Image8& img, int x, int y, const std::string& text, const u
 void draw_text_vertical(data::Image8& img, int x, int y, const std::string& text,
                         const uint8_t rgb[3], int scale = 1);
 
-}  // namespace rg::app
+}  // namespace rg::train

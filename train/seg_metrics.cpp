@@ -1,4 +1,4 @@
-#include "apps/common/seg_metrics.h"
+#include "train/seg_metrics.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "engine/error.h"
 
-namespace rg::app {
+namespace rg::train {
 
 namespace {
 
@@ -429,4 +429,4 @@ void MetricAccumulator::clear() {
   slice_pred_empty_.clear();
 }
 
-}  // namespace rg::app
+}  // namespace rg::train

@@ -36,7 +36,7 @@
 #include <string>
 #include <vector>
 
-namespace rg::app {
+namespace rg::train {
 
 struct Spacing3 {
   double sx = 1.0, sy = 1.0, sz = 1.0;
@@ -188,4 +188,4 @@ MetricSummary summarize(const std::vector<SegMetrics>& items,
 // One line, e.g. "dice 0.8123 +- 0.1021 (n=40) iou ... hd95 3.21 +- 1.10 mm (n=38, 2 inf) ...".
 std::string format_summary(const MetricSummary& s);
 
-}  // namespace rg::app
+}  // namespace rg::train

@@ -4,7 +4,7 @@
 // tables and the layout conversions.
 //
 // Inputs: a file per network written as save_safetensors(path, module_state(net), {{"config",
-// to_json(net.config).dump()}}), or a training checkpoint of apps/common/seg_run (entries
+// to_json(net.config).dump()}}), or a training checkpoint of apps/seg/seg_run (train/checkpoint.h) (entries
 // "G.*", "D.*", "opt_*"; metadata "generator_config" and "roentgen"), from which both networks
 // are exported unless --generator-only. The network config comes from the metadata ("config",
 // else "generator_config" / "discriminator_config", else the "roentgen" JSON's "generator" /

@@ -5,7 +5,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "apps/common/volume_inference.h"
+#include "apps/seg/volume_inference.h"
 #include "engine/error.h"
 
 namespace {

@@ -1,4 +1,4 @@
-#include "apps/common/volume_inference.h"
+#include "apps/seg/volume_inference.h"
 
 #include <algorithm>
 #include <chrono>
@@ -14,10 +14,14 @@
 #include "engine/error.h"
 #include "engine/roentgen.h"
 #include "models/unet.h"
+#include "train/settings.h"
 
 namespace rg::app {
 
 namespace fs = std::filesystem;
+using train::compute_metrics;
+using train::SegMetrics;
+using train::Spacing3;
 using nlohmann::json;
 
 // ---------------------------------------------------------------- preprocessing
@@ -358,7 +362,7 @@ void check_same_grid(const data::Volume& image, const data::Volume& other) {
            " mm): they do not lie on the same voxel grid");
 }
 
-SegMetrics volume_metrics(const std::vector<uint8_t>& pred, const std::vector<uint8_t>& target,
+train::SegMetrics volume_metrics(const std::vector<uint8_t>& pred, const std::vector<uint8_t>& target,
                           const data::Volume& grid) {
   RG_CHECK(pred.size() == target.size() && static_cast<int64_t>(pred.size()) == grid.voxel_count(),
            "volume_metrics: sizes differ");
@@ -456,7 +460,9 @@ json run_infer_seg(const InferSegOptions& o) {
                     "slices unlike its training data");
   }
   RG_CHECK(pre.size >= 8 && pre.size <= 4096, "--size must be in [8, 4096], got ", pre.size);
-  SliceModel model = generator_slice_model(g, pre.size, run.value("precision", std::string("fp32")) == "bf16");
+  const train::Precision precision = train::parse_precision(
+      run.value("precision", std::string("fp32")), o.checkpoint + " (the run's precision)");
+  SliceModel model = generator_slice_model(g, pre.size, precision == train::Precision::Bf16);
 
   // ---- volumes
   const data::Volume image = data::read_volume(o.input);

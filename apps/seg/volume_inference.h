@@ -28,7 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "apps/common/seg_metrics.h"
+#include "train/seg_metrics.h"
 #include "data/prepare.h"
 #include "data/volume.h"
 
@@ -37,6 +37,7 @@ class UnetGenerator;
 }
 
 namespace rg::app {
+
 
 // How training slices were made: the subset of data::PrepareOptions that shapes the input.
 struct SlicePreprocessing {
@@ -133,7 +134,7 @@ std::vector<uint8_t> binarize_mask(const data::Volume& mask, const std::vector<i
 void check_same_grid(const data::Volume& image, const data::Volume& other);
 
 // 3-D Dice, IoU and HD95 (mm, the volume's spacing) in the original grid.
-SegMetrics volume_metrics(const std::vector<uint8_t>& pred, const std::vector<uint8_t>& target,
+train::SegMetrics volume_metrics(const std::vector<uint8_t>& pred, const std::vector<uint8_t>& target,
                           const data::Volume& grid);
 
 // ---- the whole tool

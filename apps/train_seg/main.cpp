@@ -7,7 +7,8 @@
 #include <filesystem>
 #include <iostream>
 
-#include "apps/common/seg_run.h"
+#include "apps/seg/seg_run.h"
+#include "train/settings.h"
 #include "engine/device.h"
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
@@ -53,30 +54,35 @@ int main(int argc, char** argv) {
     std::cerr << "train_seg: error: " << e.what() << "\n";
     return 1;
   }
+  namespace train = rg::train;
   rg::app::SegRunConfig c;
+  // Settings arrive as names and become types once, through train/settings.h and
+  // train/gan_loss.h, which also list the values the flags accept.
+  std::string lr_policy = "linear", gan_mode = "vanilla", norm = "batch", precision = "fp32";
+  std::string conv_backend;
   CLI::App app{"Adversarial segmentation training: U-Net generator + PatchGAN discriminator"};
   app.add_option("--data", c.data, "prepared HDF5 slices file (apps/prepare_data)");
   app.add_option("--name", c.name, "run name (folder under --out)")->capture_default_str();
   app.add_option("--out", c.out_dir, "output directory")->capture_default_str();
   auto* epochs = app.add_option("--epochs", c.epochs, "epochs at the initial learning rate")->check(CLI::NonNegativeNumber);
   auto* epochs_decay = app.add_option("--epochs-decay", c.epochs_decay, "epochs of learning-rate decay")->check(CLI::NonNegativeNumber);
-  app.add_option("--lr-policy", c.lr_policy, "linear (pix2pix) or cosine")->check(CLI::IsMember({"linear", "cosine"}))->capture_default_str();
+  app.add_option("--lr-policy", lr_policy, "linear (pix2pix) or cosine")->check(CLI::IsMember(train::lr_policy_names()))->capture_default_str();
   auto* batch = app.add_option("--batch-size", c.batch_size, "batch size")->check(CLI::PositiveNumber);
   app.add_option("--lr", c.lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--beta1", c.beta1, "Adam beta1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
   app.add_option("--lambda", c.lambda_seg, "weight of BCE + soft Dice")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--gan-mode", c.gan_mode, "vanilla, lsgan, hinge, wgan-gp, or none (plain U-Net baseline)")
-      ->check(CLI::IsMember({"vanilla", "lsgan", "hinge", "wgan-gp", "none"}))->capture_default_str();
-  app.add_option("--norm", c.norm, "batch, instance or none")->check(CLI::IsMember({"batch", "instance", "none"}))->capture_default_str();
+  app.add_option("--gan-mode", gan_mode, "vanilla, lsgan, hinge, wgan-gp, or none (plain U-Net baseline)")
+      ->check(CLI::IsMember(train::gan_mode_names()))->capture_default_str();
+  app.add_option("--norm", norm, "batch, instance or none")->check(CLI::IsMember(train::norm_names()))->capture_default_str();
   auto* ngf = app.add_option("--ngf", c.ngf, "generator width")->check(CLI::PositiveNumber);
   auto* ndf = app.add_option("--ndf", c.ndf, "discriminator width")->check(CLI::PositiveNumber);
   app.add_option("--n-layers", c.n_layers, "PatchGAN layers")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--num-downs", c.num_downs, "U-Net depth (0: from the slice size, at most 8)")->check(CLI::NonNegativeNumber);
   app.add_flag("--dropout", c.dropout, "dropout in the inner U-Net blocks");
-  app.add_option("--precision", c.precision, "fp32, tf32 or bf16")->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
+  app.add_option("--precision", precision, "fp32, tf32 or bf16")->check(CLI::IsMember(train::precision_names()))->capture_default_str();
   app.add_option("--device", c.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--conv-backend", c.conv_backend, "own, cudnn or auto (CUDA only; default auto)")
-      ->check(CLI::IsMember({"own", "cudnn", "auto"}))->envname("RG_CONV_BACKEND");
+  app.add_option("--conv-backend", conv_backend, "own, cudnn or auto (CUDA only; default auto)")
+      ->check(CLI::IsMember(train::conv_backend_names()))->envname("RG_CONV_BACKEND");
   app.add_option("--seed", c.seed, "random seed")->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the run in --out/--name from its latest checkpoint");
   app.add_flag("!--no-augment", c.augment, "turn off data augmentation");
@@ -92,6 +98,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    c.lr_policy = train::parse_lr_policy(lr_policy);
+    c.gan_mode = train::parse_gan_mode(gan_mode);
+    c.norm = train::parse_norm(norm);
+    c.precision = train::parse_precision(precision);
+    if (!conv_backend.empty()) c.conv_backend = rg::parse_conv_backend(conv_backend, "--conv-backend");
     // Size the default configuration for the machine; explicit flags always win.
     const bool gpu = rg::cuda_device_count() > 0 && c.device != "cpu";
     if (c.data.empty()) c.data = default_dataset(gpu);

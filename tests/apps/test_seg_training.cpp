@@ -1,4 +1,4 @@
-// The GAN trainer and the training run: a tiny U-Net + PatchGAN overfits 8 slices, every GAN
+// The segmentation step and the training run: a tiny U-Net + PatchGAN overfits 8 slices, every GAN
 // mode trains, a resumed run reproduces an uninterrupted one exactly, bad input is refused.
 #include <gtest/gtest.h>
 
@@ -7,9 +7,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "apps/common/gan_trainer.h"
-#include "apps/common/seg_metrics.h"
-#include "apps/common/seg_run.h"
+#include "apps/seg/seg_gan.h"
+#include "train/seg_metrics.h"
+#include "apps/seg/seg_run.h"
 #include "data/prepare.h"
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
@@ -19,6 +19,8 @@ namespace rg::app {
 namespace {
 
 namespace fs = std::filesystem;
+using train::GanMode;
+using train::StepLosses;
 
 // 8 slices of 32x32: an image with a bright disc (plus a dimmer decoy square) and the disc's mask.
 void make_disc_batch(Tensor& image, Tensor& mask) {
@@ -47,8 +49,8 @@ double dice_of(models::UnetGenerator& g, const Tensor& image, const Tensor& mask
   Tensor p = sigmoid(g.forward(image));
   g.train();
   const auto pv = p.to_vector<float>(), mv = mask.to_vector<float>();
-  const auto pb = binarize(pv.data(), pv.size()), mb = binarize(mv.data(), mv.size());
-  return dice(pb.data(), mb.data(), pb.size());
+  const auto pb = train::binarize(pv.data(), pv.size()), mb = train::binarize(mv.data(), mv.size());
+  return train::dice(pb.data(), mb.data(), pb.size());
 }
 
 struct TinyGan {
@@ -68,12 +70,12 @@ TEST(GanTrainer, TinyUnetPatchGanOverfitsEightSlices) {
   make_disc_batch(image, mask);
   Generator init(11);
   TinyGan net(init);
-  SegGanTrainer trainer(net.g, &net.d, net.opt_g, &net.opt_d, {.mode = GanMode::Vanilla}, net.rng);
+  SegGanStep trainer(net.g, &net.d, net.opt_g, &net.opt_d, {.mode = GanMode::Vanilla}, net.rng);
   double dice_now = 0;
   int steps = 0;
   for (; steps < 300; ++steps) {
     const StepLosses l = trainer.step(image, mask);
-    ASSERT_TRUE(std::isfinite(l.d_loss) && std::isfinite(l.g_total)) << "step " << steps;
+    ASSERT_TRUE(std::isfinite(l.read("d_loss")) && std::isfinite(l.read("g_total"))) << "step " << steps;
     if (steps % 25 == 24 && (dice_now = dice_of(net.g, image, mask)) > 0.95) break;
   }
   EXPECT_GT(dice_now, 0.95) << "after " << steps << " steps";
@@ -86,14 +88,16 @@ TEST(GanTrainer, EveryGanModeTrainsAndTheBaselineNeedsNoDiscriminator) {
     Generator init(5);
     TinyGan net(init);
     const Tensor d_before = net.d.parameters()[0].clone();
-    SegGanTrainer trainer(net.g, &net.d, net.opt_g, &net.opt_d, {.mode = mode}, net.rng);
+    SegGanStep trainer(net.g, &net.d, net.opt_g, &net.opt_d, {.mode = mode}, net.rng);
     StepLosses first = trainer.step(image, mask), last;
     for (int i = 0; i < 20; ++i) last = trainer.step(image, mask);
-    EXPECT_TRUE(std::isfinite(last.d_loss) && std::isfinite(last.g_adv)) << gan_mode_name(mode);
-    EXPECT_LT(last.g_bce + last.g_dice, first.g_bce + first.g_dice) << gan_mode_name(mode);
+    const char* name = train::gan_mode_name(mode);
+    EXPECT_TRUE(std::isfinite(last.read("d_loss")) && std::isfinite(last.read("g_adv"))) << name;
+    EXPECT_LT(last.read("g_bce") + last.read("g_dice"), first.read("g_bce") + first.read("g_dice")) << name;
     EXPECT_NE(net.d.parameters()[0].to_vector<float>(), d_before.to_vector<float>());
+    EXPECT_EQ(first.contains("d_penalty"), mode == GanMode::WganGp) << name;
     if (mode == GanMode::WganGp) {
-      EXPECT_GT(first.d_penalty, 0.0);
+      EXPECT_GT(first.read("d_penalty"), 0.0);
     }
     // D is unfrozen again after the G step (the next D step must train it).
     for (const Tensor& p : net.d.parameters()) EXPECT_TRUE(p.requires_grad());
@@ -102,12 +106,12 @@ TEST(GanTrainer, EveryGanModeTrainsAndTheBaselineNeedsNoDiscriminator) {
   models::UnetGenerator g(models::UnetConfig{.num_downs = 5, .ngf = 8}, init);
   optim::Adam opt_g(g.parameters(), {.lr = 2e-3});
   Generator rng(1);
-  SegGanTrainer baseline(g, nullptr, opt_g, nullptr, {.mode = GanMode::None}, rng);
+  SegGanStep baseline(g, nullptr, opt_g, nullptr, {.mode = GanMode::None}, rng);
   const StepLosses l = baseline.step(image, mask);
-  EXPECT_EQ(l.d_loss, 0.0);
-  EXPECT_EQ(l.g_adv, 0.0);
-  EXPECT_THROW(SegGanTrainer(g, nullptr, opt_g, nullptr, {.mode = GanMode::Vanilla}, rng), Error);
-  EXPECT_THROW(gan_mode_from_name("wgan"), Error);
+  EXPECT_FALSE(l.contains("d_loss"));  // no discriminator, no adversarial term
+  EXPECT_FALSE(l.contains("g_adv"));
+  EXPECT_TRUE(l.contains("g_bce") && l.contains("g_dice") && l.contains("g_total"));
+  EXPECT_THROW(SegGanStep(g, nullptr, opt_g, nullptr, {.mode = GanMode::Vanilla}, rng), Error);
 }
 
 TEST(GanTrainer, Bf16ActivationsTrain) {
@@ -117,13 +121,32 @@ TEST(GanTrainer, Bf16ActivationsTrain) {
   make_disc_batch(image, mask);
   Generator init(12);
   TinyGan net(init);
-  SegGanTrainer trainer(net.g, &net.d, net.opt_g, &net.opt_d, {.mode = GanMode::Vanilla}, net.rng);
+  SegGanStep trainer(net.g, &net.d, net.opt_g, &net.opt_d, {.mode = GanMode::Vanilla}, net.rng);
   const StepLosses first = trainer.step(image.to(DType::BF16), mask);
   StepLosses last;
   for (int i = 0; i < 10; ++i) last = trainer.step(image.to(DType::BF16), mask);
-  EXPECT_TRUE(std::isfinite(last.d_loss) && std::isfinite(last.g_total));
-  EXPECT_LT(last.g_bce + last.g_dice, first.g_bce + first.g_dice);
+  EXPECT_TRUE(std::isfinite(last.read("d_loss")) && std::isfinite(last.read("g_total")));
+  EXPECT_LT(last.read("g_bce") + last.read("g_dice"), first.read("g_bce") + first.read("g_dice"));
   for (const Tensor& p : net.g.parameters()) EXPECT_EQ(p.dtype(), DType::F32);
+}
+
+// train_seg's step leaves its losses on the device: nothing in it reads tensor data back to the
+// host (on a GPU each such read would stall the step until the device catches up).
+TEST(GanTrainer, TheStepReadsNothingBackToTheHost) {
+  Tensor image, mask;
+  make_disc_batch(image, mask);
+  for (GanMode mode : {GanMode::Vanilla, GanMode::WganGp, GanMode::None}) {
+    Generator init(13);
+    TinyGan net(init);
+    SegGanStep step(net.g, mode == GanMode::None ? nullptr : &net.d, net.opt_g,
+                    mode == GanMode::None ? nullptr : &net.opt_d, {.mode = mode}, net.rng);
+    step.step(image, mask);
+    const int64_t before = host_read_count();
+    const StepLosses l = step.step(image, mask);
+    EXPECT_EQ(host_read_count(), before) << train::gan_mode_name(mode);
+    l.read("g_total");
+    EXPECT_EQ(host_read_count(), before + 1) << "the counter must see a read";
+  }
 }
 
 // A tiny prepared file: 4 phantom subjects at 32x32 (split 2/1/1 by subject).
@@ -227,9 +250,9 @@ TEST(SegRun, BadConfigurationAndDataAreRefusedClearly) {
   not_hdf5.data = (out / "garbage.h5").string();
   std::ofstream(not_hdf5.data) << "this is not HDF5";
   EXPECT_NE(message(not_hdf5).find("garbage.h5"), std::string::npos);
-  SegRunConfig bad_mode = tiny_run("bad_mode", out);
-  bad_mode.gan_mode = "wgan";
-  EXPECT_NE(message(bad_mode).find("wgan"), std::string::npos);
+  SegRunConfig bad_batch = tiny_run("bad_batch", out);
+  bad_batch.batch_size = 1000;  // more than the training split holds
+  EXPECT_NE(message(bad_batch).find("batch"), std::string::npos);
   SegRunConfig bad_depth = tiny_run("bad_depth", out);
   bad_depth.num_downs = 6;  // 32 / 2^6 is not an integer
   EXPECT_NE(message(bad_depth).find("num-downs"), std::string::npos);

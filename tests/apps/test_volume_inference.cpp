@@ -1,4 +1,4 @@
-// Whole-volume inference (apps/common/volume_inference): the slicing matches prepare_slices
+// Whole-volume inference (apps/seg/volume_inference): the slicing matches prepare_slices
 // exactly, mapping predictions back lands on the original grid, largest-component filtering,
 // a tiny trained checkpoint end to end, and errors that name the file.
 #include <gtest/gtest.h>
@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "apps/common/seg_metrics.h"
-#include "apps/common/seg_run.h"
-#include "apps/common/volume_inference.h"
+#include "train/seg_metrics.h"
+#include "apps/seg/seg_run.h"
+#include "apps/seg/volume_inference.h"
 #include "data/nifti.h"
 #include "data/phantom.h"
 #include "data/prepare.h"
@@ -22,6 +22,7 @@ namespace rg::app {
 namespace {
 
 namespace fs = std::filesystem;
+using train::dice;
 
 fs::path temp_dir() {
   static const fs::path dir = [] {

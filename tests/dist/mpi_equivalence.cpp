@@ -23,7 +23,7 @@
 #include <cstdlib>
 #include <map>
 
-#include "apps/common/gan_trainer.h"
+#include "apps/seg/seg_gan.h"
 #include "engine/checkpoint.h"
 #include "engine/dist/communicator.h"
 #include "engine/dist/data_parallel.h"
@@ -112,7 +112,7 @@ Trained train(const Data& data, dist::Communicator* comm, bool sync_bn) {
   optim::Adam opt_g(g.parameters(), {.lr = 2e-4, .beta1 = 0.5, .beta2 = 0.999});
   optim::Adam opt_d(d.parameters(), {.lr = 2e-4, .beta1 = 0.5, .beta2 = 0.999});
   Generator rng(99);
-  app::SegGanTrainer trainer(g, &d, opt_g, &opt_d, {.mode = app::GanMode::Vanilla, .lambda_seg = 100.0},
+  app::SegGanStep trainer(g, &d, opt_g, &opt_d, {.mode = train::GanMode::Vanilla, .lambda_seg = 100.0},
                              rng);
   trainer.set_gradient_sync(g_sync.get(), d_sync.get());
   for (int64_t s = 0; s < kSteps; ++s) trainer.step(image, mask);

@@ -1,4 +1,4 @@
-// The training run under mpirun (apps/common/seg_run.h), two CTests:
+// The training run under mpirun (apps/seg/seg_run.h), two CTests:
 //
 // `mpirun -np 1 rg_mpi_seg_run` (mpi_seg_run_world1): the data-parallel path at world size 1
 // (MPI communicator, GradientSync, sharded evaluation) against the plain run (no communicator):
@@ -39,8 +39,8 @@
 #include <string>
 #include <vector>
 
-#include "apps/common/gan_trainer.h"
-#include "apps/common/seg_run.h"
+#include "apps/seg/seg_gan.h"
+#include "apps/seg/seg_run.h"
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "data/slice_dataset.h"
@@ -236,11 +236,11 @@ void loader_positions(dist::Communicator& comm, const fs::path& data) {
 
 // ---- world size 2: 2. sharded evaluation ------------------------------------------------------
 
-bool same_stats(const app::MetricStats& a, const app::MetricStats& b) {
+bool same_stats(const train::MetricStats& a, const train::MetricStats& b) {
   return a.count == b.count && a.mean == b.mean && a.std == b.std;
 }
 
-bool same_summary(const app::MetricSummary& a, const app::MetricSummary& b) {
+bool same_summary(const train::MetricSummary& a, const train::MetricSummary& b) {
   return a.items == b.items && same_stats(a.dice, b.dice) && same_stats(a.iou, b.iou) &&
          same_stats(a.hd95, b.hd95) && same_stats(a.dice_nonempty, b.dice_nonempty) &&
          a.hd95_infinite == b.hd95_infinite && a.empty_target == b.empty_target &&
@@ -263,7 +263,7 @@ void sharded_evaluation(dist::Communicator& comm, const fs::path& data) {
     }
     optim::Adam opt(g.parameters(), {.lr = 2e-3, .beta1 = 0.5});
     Generator rng(3);
-    app::SegGanTrainer trainer(g, nullptr, opt, nullptr, {.mode = app::GanMode::None}, rng);
+    app::SegGanStep trainer(g, nullptr, opt, nullptr, {.mode = train::GanMode::None}, rng);
     for (int step = 0; step < 15; ++step) trainer.step(x, m);
   }
   dist::broadcast_module_state(g, comm);

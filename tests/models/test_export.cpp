@@ -251,7 +251,7 @@ TEST(Export, AppEndToEnd) {
   EXPECT_NE(text.find("shape mismatch"), std::string::npos) << text;
   EXPECT_FALSE(fs::exists(dir / "bad" / "netG.safetensors"));
 
-  // A training checkpoint (apps/common/seg_run layout): G.*, D.*, opt_* entries in one file,
+  // A training checkpoint (apps/seg/seg_run + train/checkpoint layout): G.*, D.*, opt_* entries in one file,
   // configs in the metadata; both networks come out of it.
   NamedTensors run = module_state(g, "G.");
   for (auto& e : module_state(d, "D.")) run.push_back(e);

@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "apps/common/plots.h"
+#include "train/plots.h"
 #include "engine/error.h"
 
-namespace rg::app {
+namespace rg::train {
 namespace {
 
 namespace fs = std::filesystem;
@@ -270,4 +270,4 @@ TEST(BitmapFont, TextMetricsAndInk) {
 }
 
 }  // namespace
-}  // namespace rg::app
+}  // namespace rg::train

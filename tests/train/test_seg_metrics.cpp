@@ -10,10 +10,10 @@
 #include <random>
 #include <vector>
 
-#include "apps/common/seg_metrics.h"
+#include "train/seg_metrics.h"
 #include "engine/error.h"
 
-namespace rg::app {
+namespace rg::train {
 namespace {
 
 using Mask = std::vector<uint8_t>;
@@ -433,4 +433,4 @@ TEST(MetricAccumulator, RejectsDuplicatesAndSizeMismatch) {
 }
 
 }  // namespace
-}  // namespace rg::app
+}  // namespace rg::train

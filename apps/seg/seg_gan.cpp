@@ -1,0 +1,84 @@
+#include "apps/seg/seg_gan.h"
+
+#include "engine/error.h"
+#include "engine/ops/ops.h"
+#include "engine/profile.h"
+#include "models/patchgan.h"
+
+namespace rg::app {
+
+using train::GanMode;
+
+Tensor segmentation_loss(const Tensor& logits, const Tensor& probs, const Tensor& mask,
+                         Tensor* bce_out, Tensor* dice_out) {
+  Tensor bce = bce_with_logits(logits, mask);
+  Tensor dice = soft_dice_loss(probs, mask);
+  if (bce_out) *bce_out = bce;
+  if (dice_out) *dice_out = dice;
+  return add(bce, dice);
+}
+
+SegGanStep::SegGanStep(nn::Module& generator, models::PatchDiscriminator* discriminator,
+                       optim::Optimizer& opt_g, optim::Optimizer* opt_d, SegGanConfig config,
+                       Generator& rng)
+    : g_(generator), d_(discriminator), config_(config), rng_(rng) {
+  RG_CHECK(config.mode == GanMode::None || (discriminator && opt_d), "segmentation GAN: mode ",
+           train::gan_mode_name(config.mode), " needs a discriminator and its optimizer");
+  RG_CHECK(config.lambda_seg >= 0, "segmentation GAN: lambda must be >= 0, got ", config.lambda_seg);
+  g_player_ = {.name = "G", .networks = {&generator}, .optimizer = &opt_g};
+  if (discriminator) d_player_ = {.name = "D", .networks = {discriminator}, .optimizer = opt_d};
+}
+
+void SegGanStep::set_gradient_sync(dist::GradientSync* g_sync, dist::GradientSync* d_sync) {
+  g_player_.gradient_sync = g_sync;
+  d_player_.gradient_sync = d_sync;
+}
+
+train::StepLosses SegGanStep::step(const Tensor& image, const Tensor& mask) {
+  RG_CHECK(image.dim() == 4 && mask.shape() == image.shape(), "train step: image ",
+           shape_str(image.shape()), " and mask ", shape_str(mask.shape()),
+           " must both be [N,H,W,1]");
+  const bool adversarial = config_.mode != GanMode::None;
+  train::StepLosses losses;
+  Tensor logits, probs;
+  {
+    RG_PROFILE_RANGE("G forward");
+    logits = g_.forward(image);
+    probs = sigmoid(logits);
+  }
+
+  if (adversarial) {
+    const Tensor fake = probs.detach();
+    train::update(d_player_, {&g_player_}, [&] {
+      // Real pairs first, then generated ones: the order batch norm sees them in.
+      const Tensor real_scores = d_->forward(image, mask);
+      const Tensor fake_scores = d_->forward(image, fake);
+      const train::CriticLoss l = train::d_loss(config_.mode, real_scores, fake_scores);
+      losses.add("d_real", l.real_term);
+      losses.add("d_fake", l.fake_term);
+      if (config_.mode != GanMode::WganGp) return l.total;
+      const Tensor penalty = train::directional_gradient_penalty(
+          [&](const Tensor& m) { return d_->forward(image, m); }, mask, fake, rng_,
+          config_.gp_weight, config_.gp_step);
+      losses.add("d_penalty", penalty);
+      return add(l.total, penalty);
+    }, losses, "d_loss");
+  }
+
+  std::vector<const train::Player*> frozen;
+  if (adversarial) frozen.push_back(&d_player_);
+  train::update(g_player_, frozen, [&] {
+    Tensor bce, dice;
+    Tensor loss = mul(segmentation_loss(logits, probs, mask, &bce, &dice), config_.lambda_seg);
+    losses.add("g_bce", bce);
+    losses.add("g_dice", dice);
+    if (!adversarial) return loss;
+    // Gradients flow through the frozen D into G.
+    const Tensor adv = train::g_loss(config_.mode, d_->forward(image, probs));
+    losses.add("g_adv", adv);
+    return add(loss, adv);
+  }, losses, "g_total");
+  return losses;
+}
+
+}  // namespace rg::app

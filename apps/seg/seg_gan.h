@@ -1,0 +1,63 @@
+// The training step of adversarial segmentation (pix2pix with a mask as the "image"):
+//
+//   logits = G(x), p = sigmoid(logits)
+//   D update: L_D = d_loss(D(x, m), D(x, p.detach()))  (+ the gradient penalty in wgan-gp)
+//   G update: L_G = g_loss(D(x, p)) + lambda * (BCE(logits, m) + softDice(p, m)), D frozen
+//
+// With GanMode::None there is no discriminator: G trains on the segmentation loss alone (the
+// plain U-Net baseline of the ablation). The GAN losses and the alternating update are the
+// training layer's (train/gan_loss.h, train/alternating_update.h); this file only says what
+// adversarial segmentation computes. bench/bench_seg256 times this very step.
+#pragma once
+
+#include "engine/rng.h"
+#include "engine/tensor.h"
+#include "train/alternating_update.h"
+#include "train/gan_loss.h"
+
+namespace rg::nn {
+class Module;
+}
+namespace rg::models {
+class PatchDiscriminator;
+}
+
+namespace rg::app {
+
+struct SegGanConfig {
+  train::GanMode mode = train::GanMode::Vanilla;
+  double lambda_seg = 100.0;  // weight of BCE + soft Dice against the adversarial term
+  // wgan-gp: the penalty's weight and finite-difference step (train/gan_loss.h).
+  double gp_weight = 10.0;
+  double gp_step = 1e-2;
+};
+
+// The segmentation part of the generator loss: BCE(logits, m) + softDice(sigmoid(logits), m).
+Tensor segmentation_loss(const Tensor& logits, const Tensor& probs, const Tensor& mask,
+                         Tensor* bce_out = nullptr, Tensor* dice_out = nullptr);
+
+class SegGanStep {
+ public:
+  // D and opt_d may be null only in GanMode::None. `rng` draws the penalty's interpolation.
+  SegGanStep(nn::Module& generator, models::PatchDiscriminator* discriminator,
+             optim::Optimizer& opt_g, optim::Optimizer* opt_d, SegGanConfig config,
+             Generator& rng);
+  // One alternating update on a batch: image [N,H,W,1] in [-1,1], mask [N,H,W,1] in {0,1}.
+  // Returns, on the device: d_loss, d_real, d_fake (and d_penalty in wgan-gp) when there is a D;
+  // g_bce, g_dice, g_adv (with a D) and g_total.
+  train::StepLosses step(const Tensor& image, const Tensor& mask);
+  // Data parallelism: gradient synchronizers over G's and D's parameters (either may be null;
+  // not owned). D's is finished in the D update, G's in the G update (D is frozen in the G
+  // update, so its gradients are reduced once per step).
+  void set_gradient_sync(dist::GradientSync* g_sync, dist::GradientSync* d_sync);
+  const SegGanConfig& config() const { return config_; }
+
+ private:
+  nn::Module& g_;
+  models::PatchDiscriminator* d_;
+  SegGanConfig config_;
+  Generator& rng_;
+  train::Player g_player_, d_player_;
+};
+
+}  // namespace rg::app

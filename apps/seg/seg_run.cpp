@@ -1,0 +1,434 @@
+#include "apps/seg/seg_run.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "apps/seg/seg_gan.h"
+#include "data/loader.h"
+#include "data/slice_dataset.h"
+#include "engine/dist/communicator.h"
+#include "engine/dist/data_parallel.h"
+#include "engine/dist/sync_batch_norm.h"
+#include "engine/roentgen.h"
+#include "models/patchgan.h"
+#include "models/unet.h"
+#include "train/train_loop.h"
+
+namespace rg::app {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using train::GanMode;
+
+json seg_config_to_json(const SegRunConfig& c) {
+  return json{{"data", c.data},
+              {"name", c.name},
+              {"out_dir", c.out_dir},
+              {"epochs", c.epochs},
+              {"epochs_decay", c.epochs_decay},
+              {"lr_policy", train::lr_policy_name(c.lr_policy)},
+              {"batch_size", c.batch_size},
+              {"lr", c.lr},
+              {"beta1", c.beta1},
+              {"lambda_seg", c.lambda_seg},
+              {"gan_mode", train::gan_mode_name(c.gan_mode)},
+              {"norm", models::norm_kind_name(c.norm)},
+              {"ngf", c.ngf},
+              {"ndf", c.ndf},
+              {"n_layers", c.n_layers},
+              {"num_downs", c.num_downs},
+              {"dropout", c.dropout},
+              {"precision", train::precision_name(c.precision)},
+              {"device", c.device},
+              {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
+              {"seed", c.seed},
+              {"augment", c.augment},
+              {"max_train_batches", c.max_train_batches}};
+}
+
+namespace {
+// Binarized predictions travel as 32 mask bits per double word (an integer below 2^32: exact in
+// a double, and exact when summed with the zeros of the other ranks).
+constexpr int64_t kMaskBitsPerWord = 32;
+
+}  // namespace
+
+SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
+                                    int64_t batch_size, DType act_dtype, Device device,
+                                    int64_t sample_rows, dist::Communicator& comm) {
+  RG_CHECK(batch_size > 0, "evaluate_segmentation: batch_size must be > 0, got ", batch_size);
+  NoGradGuard no_grad;
+  g.eval();
+  const int64_t h = ds.height(), w = ds.width(), hw = h * w, n = ds.size();
+  const int world = comm.world_size(), rank = comm.rank();
+  const bool root = rank == 0;
+  const int64_t words_per_slice = (hw + kMaskBitsPerWord - 1) / kMaskBitsPerWord;
+  const int64_t batches = (n + batch_size - 1) / batch_size;
+
+  // The picture rows depend only on the targets, so every rank knows which slices they are:
+  // the first sample_rows slices with foreground whose index is a multiple of the stride (spread
+  // over the split rather than neighbouring slices).
+  const int64_t sample_stride = std::max<int64_t>(1, n / std::max<int64_t>(1, sample_rows * 2));
+  std::vector<int64_t> sample_slices;
+  {
+    std::vector<float> image(static_cast<size_t>(hw)), mask(static_cast<size_t>(hw));
+    for (int64_t idx = 0; idx < n && static_cast<int64_t>(sample_slices.size()) < sample_rows;
+         idx += sample_stride) {
+      ds.read(idx, image.data(), mask.data());
+      if (std::any_of(mask.begin(), mask.end(), [](float v) { return v >= 0.5f; })) {
+        sample_slices.push_back(idx);
+      }
+    }
+  }
+
+  train::MetricAccumulator acc;
+  SegEvaluation out;
+  std::vector<float> image(static_cast<size_t>(hw)), mask(static_cast<size_t>(hw));
+  std::vector<uint8_t> pred_bits(static_cast<size_t>(hw)), target_bits(static_cast<size_t>(hw));
+  // Rounds of `world` batches: rank r predicts batch round_first + r, then the round's
+  // predictions are summed onto every rank (rank 0 uses them) and the next round starts.
+  for (int64_t round_first = 0; round_first < batches; round_first += world) {
+    const int64_t round_begin = round_first * batch_size;
+    const int64_t round_end = std::min(n, (round_first + world) * batch_size);
+    std::vector<double> words(static_cast<size_t>((round_end - round_begin) * words_per_slice),
+                              0.0);
+    std::vector<int64_t> round_samples;  // dataset indices of the picture rows in this round
+    for (int64_t idx : sample_slices) {
+      if (idx >= round_begin && idx < round_end) round_samples.push_back(idx);
+    }
+    std::vector<double> sample_probs(round_samples.size() * static_cast<size_t>(hw), 0.0);
+
+    const int64_t my_batch = round_first + rank;
+    if (my_batch < batches) {
+      const int64_t start = my_batch * batch_size;
+      const int64_t count = std::min(batch_size, n - start);
+      Tensor x = Tensor::empty({count, h, w, 1});
+      Tensor m = Tensor::empty({count, h, w, 1});
+      for (int64_t i = 0; i < count; ++i) {
+        ds.read(start + i, x.data<float>() + i * hw, m.data<float>() + i * hw);
+      }
+      const Tensor logits = g.forward(x.to(device).to(act_dtype));
+      Tensor probs = sigmoid(logits).to(DType::F32).to(Device::cpu()).contiguous();
+      const float* p = probs.data<float>();
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t idx = start + i;
+        const float* pi = p + i * hw;
+        double* dst = words.data() + (idx - round_begin) * words_per_slice;
+        for (int64_t k = 0; k < words_per_slice; ++k) {
+          uint64_t bits = 0;
+          const int64_t end = std::min(hw, (k + 1) * kMaskBitsPerWord);
+          // The accumulator's threshold (0.5; NaN is background, as in binarize()).
+          for (int64_t j = k * kMaskBitsPerWord; j < end; ++j) {
+            if (pi[j] >= 0.5f) bits |= uint64_t{1} << (j - k * kMaskBitsPerWord);
+          }
+          dst[k] = static_cast<double>(bits);
+        }
+        for (size_t r = 0; r < round_samples.size(); ++r) {
+          if (round_samples[r] != idx) continue;
+          std::copy(pi, pi + hw, sample_probs.begin() + static_cast<std::ptrdiff_t>(r * hw));
+        }
+      }
+    }
+    if (world > 1) {
+      comm.all_reduce_sum(words);
+      if (!sample_probs.empty()) comm.all_reduce_sum(sample_probs);
+    }
+    if (!root) continue;
+    for (int64_t idx = round_begin; idx < round_end; ++idx) {
+      const double* src = words.data() + (idx - round_begin) * words_per_slice;
+      for (int64_t k = 0; k < words_per_slice; ++k) {
+        const auto bits = static_cast<uint64_t>(src[k]);
+        const int64_t end = std::min(hw, (k + 1) * kMaskBitsPerWord);
+        for (int64_t j = k * kMaskBitsPerWord; j < end; ++j) {
+          pred_bits[static_cast<size_t>(j)] = (bits >> (j - k * kMaskBitsPerWord)) & 1u;
+        }
+      }
+      ds.read(idx, image.data(), mask.data());
+      for (size_t j = 0; j < target_bits.size(); ++j) target_bits[j] = mask[j] >= 0.5f;
+      acc.add_slice(ds.subject(idx), ds.slice(idx), pred_bits.data(), target_bits.data(),
+                    static_cast<int>(h), static_cast<int>(w));
+      for (size_t r = 0; r < round_samples.size(); ++r) {
+        if (round_samples[r] != idx) continue;
+        train::SegGridRow row;
+        row.height = static_cast<int>(h);
+        row.width = static_cast<int>(w);
+        row.image = image;
+        row.target = mask;
+        row.prob.assign(sample_probs.begin() + static_cast<std::ptrdiff_t>(r * hw),
+                        sample_probs.begin() + static_cast<std::ptrdiff_t>((r + 1) * hw));
+        out.samples.push_back(std::move(row));
+      }
+    }
+  }
+  g.train();
+  if (!root) return {};
+  out.slices = acc.slice_summary();
+  out.volumes = acc.volume_summary();
+  return out;
+}
+
+namespace {
+
+int64_t auto_num_downs(int64_t h, int64_t w) {
+  int64_t n = 0;
+  while (n < 8 && h % (int64_t{2} << n) == 0 && w % (int64_t{2} << n) == 0) ++n;
+  return n;
+}
+
+json evaluation_json(const SegEvaluation& e) {
+  return json{{"dice", e.slices.dice.mean},
+              {"dice_std", e.slices.dice.std},
+              {"dice_nonempty", e.slices.dice_nonempty.mean},
+              {"iou", e.slices.iou.mean},
+              {"hd95", e.slices.hd95.mean},
+              {"hd95_infinite", e.slices.hd95_infinite},
+              {"slices", e.slices.items},
+              {"volumes", e.volumes.items},
+              {"dice_volume", e.volumes.dice.mean},
+              {"iou_volume", e.volumes.iou.mean},
+              {"hd95_volume", e.volumes.hd95.mean}};
+}
+
+std::string evaluation_summary(const SegEvaluation& e) {
+  using train::fixed;
+  return "Dice " + fixed(e.slices.dice.mean) + " IoU " + fixed(e.slices.iou.mean) + " HD95 " +
+         fixed(e.slices.hd95.mean, 2) + " px per slice (" + std::to_string(e.slices.items) +
+         " slices); Dice " + fixed(e.volumes.dice.mean) + " per volume (" +
+         std::to_string(e.volumes.items) + " volumes)";
+}
+
+int64_t volumes_in(const data::SliceDataset& ds) {
+  std::vector<int32_t> subjects;
+  for (int64_t i = 0; i < ds.size(); ++i) subjects.push_back(ds.subject(i));
+  std::sort(subjects.begin(), subjects.end());
+  return std::unique(subjects.begin(), subjects.end()) - subjects.begin();
+}
+
+// Adversarial segmentation as a task of the training loop.
+class SegTask final : public train::TrainTask {
+ public:
+  SegTask(const SegRunConfig& c, const train::RunContext& ctx) : c_(c), ctx_(ctx) {
+    dist::Communicator& comm = *ctx.comm;
+    const int world = ctx.world_size;
+    RG_CHECK(c.batch_size % world == 0, "--batch-size ", c.batch_size, " is the global batch: it "
+             "must be a multiple of the number of ranks (", world, ")");
+    act_dtype_ = train::apply_precision(c.precision, ctx.device, &precision_note_);
+
+    val_set_ = std::make_unique<data::SliceDataset>(c.data, "val");
+    test_set_ = std::make_unique<data::SliceDataset>(c.data, "test");
+    val_set_->preload();
+    test_set_->preload();
+
+    const int64_t h = val_set_->height(), w = val_set_->width();
+    models::UnetConfig gc;
+    gc.num_downs = c.num_downs > 0 ? c.num_downs : auto_num_downs(h, w);
+    gc.ngf = c.ngf;
+    gc.norm = c.norm;
+    gc.use_dropout = c.dropout;
+    RG_CHECK(gc.num_downs >= 1 && h % (int64_t{1} << gc.num_downs) == 0 &&
+                 w % (int64_t{1} << gc.num_downs) == 0,
+             "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
+    Generator init_gen(c.seed);
+    g_ = std::make_unique<models::UnetGenerator>(gc, init_gen);
+    if (c.gan_mode != GanMode::None) {
+      models::PatchGanConfig dc;
+      dc.in_channels = 2;
+      dc.ndf = c.ndf;
+      dc.n_layers = c.n_layers;
+      dc.norm = gc.norm;
+      d_ = std::make_unique<models::PatchDiscriminator>(dc, init_gen);
+    }
+    g_->to(ctx.device);
+    if (d_) d_->to(ctx.device);
+    const optim::AdamOptions adam{.lr = c.lr, .beta1 = c.beta1, .beta2 = 0.999};
+    opt_g_ = std::make_unique<optim::Adam>(g_->parameters(), adam);
+    if (d_) opt_d_ = std::make_unique<optim::Adam>(d_->parameters(), adam);
+    const bool sync_bn = world > 1 && c.sync_bn && gc.norm == models::NormKind::Batch;
+    // dist::sync_batch_norm computes on the host (CPU tensors only).
+    RG_CHECK(!(sync_bn && ctx.device.is_cuda()), "--sync-bn: SyncBatchNorm has no CUDA path yet; "
+             "on ", world, " GPUs pass --no-sync-bn (each GPU normalizes with its own batch) or "
+             "--norm instance (docs/scaling.md)");
+    if (sync_bn) {
+      dist::convert_sync_batch_norm(*g_, &comm);
+      if (d_) dist::convert_sync_batch_norm(*d_, &comm);
+    }
+    // The penalty's interpolation draws from train_gen_; dropout masks from the process
+    // generator. Both positions are checkpointed (state()).
+    train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
+    manual_seed(c.seed ^ 0xd50ed50eULL);
+    step_ = std::make_unique<SegGanStep>(
+        *g_, d_.get(), *opt_g_, opt_d_.get(),
+        SegGanConfig{.mode = c.gan_mode, .lambda_seg = c.lambda_seg}, train_gen_);
+    if (ctx.data_parallel) {
+      g_sync_ = std::make_unique<dist::GradientSync>(g_->parameters(), comm);
+      if (d_) d_sync_ = std::make_unique<dist::GradientSync>(d_->parameters(), comm);
+      step_->set_gradient_sync(g_sync_.get(), d_sync_.get());
+    }
+    sync_bn_ = sync_bn;
+  }
+
+  void describe(std::ostream& out) const {
+    out << "train_seg: " << c_.data << " (" << val_set_->height() << "x" << val_set_->width()
+        << "), G unet num_downs " << g_->config.num_downs << " ngf " << g_->config.ngf << " ("
+        << g_->parameter_count() << " parameters)";
+    if (d_) out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << d_->parameter_count() << ")";
+    out << ", GAN " << train::gan_mode_name(c_.gan_mode) << ", batch " << c_.batch_size << ", "
+        << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str() << " in "
+        << train::precision_name(c_.precision);
+    if (!precision_note_.empty()) out << " (" << precision_note_ << ")";
+    if (ctx_.data_parallel) {
+      out << "; " << ctx_.world_size << " ranks (" << ctx_.comm->name() << ") x batch "
+          << c_.batch_size / ctx_.world_size << (sync_bn_ ? ", SyncBatchNorm" : "");
+    }
+    out << "\n  validation: " << val_set_->size() << " slices of " << volumes_in(*val_set_)
+        << " volume(s), test: " << test_set_->size() << " slices of " << volumes_in(*test_set_)
+        << " volume(s) (the splits prepare_data wrote into " << c_.data << ")\n";
+  }
+
+  train::TrainState state() override {
+    train::TrainState s;
+    s.modules.emplace_back("G", g_.get());
+    if (d_) s.modules.emplace_back("D", d_.get());
+    s.optimizers.emplace_back("G", opt_g_.get());
+    if (opt_d_) s.optimizers.emplace_back("D", opt_d_.get());
+    s.generators.emplace_back("train", &train_gen_);
+    s.generators.emplace_back("dropout", &default_generator());
+    return s;
+  }
+
+  train::CheckpointInfo checkpoint_info() const override {
+    train::CheckpointInfo info;
+    info.kind = "seg";
+    info.run = seg_config_to_json(c_);
+    info.extra["generator"] = models::to_json(g_->config);
+    if (d_) info.extra["discriminator"] = models::to_json(d_->config);
+    info.metadata["generator_config"] = models::to_json(g_->config).dump();
+    return info;
+  }
+
+  void start(int64_t global_step) override {
+    data::LoaderOptions lo;
+    lo.split = "train";
+    lo.batch_size = c_.batch_size / ctx_.world_size;  // per rank; the global batch is batch_size
+    lo.rank = ctx_.rank;
+    lo.world_size = ctx_.world_size;
+    lo.shuffle = true;
+    lo.seed = c_.seed;
+    // The loader runs endlessly over its own epochs; a training epoch is steps_per_epoch
+    // batches (fewer than a loader epoch with --max-train-batches). Batch k of the stream
+    // depends only on (seed, k), so a resumed run starts the stream at its global step.
+    lo.epochs = 0;
+    lo.workers = c_.workers;
+    lo.drop_last = true;  // BatchNorm statistics of a 1-sample tail batch are degenerate
+    lo.augment = c_.augment;
+    lo.start_batch = global_step;
+    loader_ = std::make_unique<data::Loader>(c_.data, lo);
+    // What makes the resume position world-size independent: with drop_last and a per-rank
+    // batch of batch_size / world, a rank's epoch has exactly as many batches as one
+    // process's, so stream batch k is the same epoch and step at every world size.
+    RG_CHECK(loader_->batches_per_epoch() == loader_->dataset_size() / c_.batch_size,
+             "internal: the loader has ", loader_->batches_per_epoch(), " batches per epoch on "
+             "rank ", ctx_.rank, ", expected ", loader_->dataset_size() / c_.batch_size);
+  }
+
+  int64_t steps_per_epoch() const override {
+    return c_.max_train_batches > 0 ? std::min(c_.max_train_batches, loader_->batches_per_epoch())
+                                     : loader_->batches_per_epoch();
+  }
+
+  train::StepLosses step() override {
+    std::optional<data::Batch> batch = loader_->next();
+    RG_CHECK(batch.has_value(), "loader ended early");
+    Tensor image = batch->image.to(ctx_.device).to(act_dtype_);
+    // Masks are 0/1, exact in bf16: converting them keeps D's (image, mask) input in the
+    // activation dtype (a bf16 image joined with an f32 mask would promote D to f32).
+    Tensor mask = batch->mask.to(ctx_.device).to(act_dtype_);
+    return step_->step(image, mask);
+  }
+
+  train::Evaluation validate(int64_t epoch, const train::RunFiles& files) override {
+    return evaluate(*val_set_, files.epoch_sample("epoch_", epoch, ".png"));
+  }
+  train::Evaluation test(const train::RunFiles& files) override {
+    return evaluate(*test_set_, files.samples / "test.png");
+  }
+
+  std::vector<std::string> curve_losses() const override {
+    if (!d_) return {"g_bce", "g_dice"};
+    return {"g_bce", "g_dice", "d_loss", "g_adv"};
+  }
+  std::vector<std::string> curve_metrics() const override { return {"dice", "iou", "dice_volume"}; }
+
+  // Sharded evaluation runs rank 0's model on every rank. Parameters agree already (same
+  // averaged updates); batch-norm running statistics agree only with SyncBatchNorm, so they are
+  // broadcast (they are used in eval mode only: training is unaffected).
+  void share_evaluation_state(dist::Communicator& comm) override {
+    std::vector<Tensor> buffers;
+    for (auto& [name, t] : g_->named_buffers()) buffers.push_back(t);
+    dist::broadcast_tensors(buffers, comm);
+  }
+
+ private:
+  train::Evaluation evaluate(const data::SliceDataset& ds, const fs::path& picture) {
+    const SegEvaluation e = evaluate_segmentation(*g_, ds, c_.batch_size, act_dtype_, ctx_.device,
+                                                  c_.sample_rows, *ctx_.comm);
+    if (!ctx_.root()) return {};
+    if (!e.samples.empty()) train::write_segmentation_grid_png(picture.string(), e.samples);
+    return {.score = e.slices.dice.mean, .metrics = evaluation_json(e),
+            .summary = evaluation_summary(e) + "; pictures " + picture.string()};
+  }
+
+  SegRunConfig c_;
+  train::RunContext ctx_;
+  DType act_dtype_ = DType::F32;
+  std::string precision_note_;
+  std::unique_ptr<data::SliceDataset> val_set_, test_set_;
+  std::unique_ptr<models::UnetGenerator> g_;
+  std::unique_ptr<models::PatchDiscriminator> d_;
+  std::unique_ptr<optim::Adam> opt_g_, opt_d_;
+  Generator train_gen_{0};
+  std::unique_ptr<SegGanStep> step_;
+  std::unique_ptr<dist::GradientSync> g_sync_, d_sync_;
+  std::unique_ptr<data::Loader> loader_;
+  bool sync_bn_ = false;
+};
+
+}  // namespace
+
+int run_seg_training(const SegRunConfig& c) {
+  dist::LocalCommunicator local;
+  return run_seg_training(c, local);
+}
+
+int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
+  RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
+  RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
+  RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+  if (c.conv_backend) set_conv_backend(*c.conv_backend);
+  const train::RunContext ctx = train::make_run_context(host_comm, train::resolve_device(c.device));
+  SegTask task(c, ctx);
+  if (ctx.root()) task.describe(std::cerr);
+
+  train::LoopConfig loop;
+  loop.app = "train_seg";
+  loop.run_dir = fs::path(c.out_dir) / c.name;
+  loop.epochs = c.epochs;
+  loop.epochs_decay = c.epochs_decay;
+  loop.lr_policy = c.lr_policy;
+  loop.lr = c.lr;
+  loop.batch_size = c.batch_size;
+  loop.log_every = c.log_every;
+  loop.progress = c.progress;
+  loop.resume = c.resume;
+  loop.interrupt_after_steps = c.interrupt_after_steps;
+  loop.max_steps = c.max_steps;
+  loop.score_name = "Dice";
+  loop.score_key = "dice";
+  loop.config = seg_config_to_json(c);
+  return train::run_training(task, loop, ctx);
+}
+
+}  // namespace rg::app

@@ -1,0 +1,118 @@
+// One adversarial-segmentation training run: the segmentation task (data, U-Net G, PatchGAN D,
+// the step of apps/seg/seg_gan.h, Dice/IoU/HD95 evaluation and overlay pictures) run by the
+// training layer's loop (train/train_loop.h), which owns epochs, resume, Ctrl-C, ranks, logs,
+// curves and checkpoints. apps/train_seg is a thin flag parser over this.
+//
+// The run directory is the loop's (train/train_loop.h); segmentation adds
+//   samples/epoch_NNN.png    image | ground truth | prediction overlays on validation slices
+//   samples/test.png         the same on test slices, with the best checkpoint
+// and its checkpoints carry "generator_config" (and "discriminator"), which infer_seg and
+// export read.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/conv_backend.h"
+#include "engine/device.h"
+#include "engine/dtype.h"
+#include "models/norm_kind.h"
+#include "train/gan_loss.h"
+#include "train/seg_metrics.h"
+#include "train/plots.h"
+#include "train/settings.h"
+
+namespace rg::dist {
+class Communicator;
+}
+namespace rg::data {
+class SliceDataset;
+}
+namespace rg::models {
+class UnetGenerator;
+}
+
+namespace rg::app {
+
+struct SegRunConfig {
+  std::string data;           // prepared HDF5 file (apps/prepare_data)
+  std::string name = "seg";   // run name: the folder under out_dir
+  std::string out_dir = "runs";
+  int64_t epochs = 10;        // epochs at the initial learning rate
+  int64_t epochs_decay = 10;  // epochs of decay after them (pix2pix n_epochs_decay)
+  train::LrPolicy lr_policy = train::LrPolicy::Linear;
+  int64_t batch_size = 16;
+  double lr = 2e-4;
+  double beta1 = 0.5;
+  double lambda_seg = 100.0;
+  train::GanMode gan_mode = train::GanMode::Vanilla;  // None: the plain U-Net baseline
+  models::NormKind norm = models::NormKind::Batch;
+  int64_t ngf = 64, ndf = 64, n_layers = 3;
+  int64_t num_downs = 0;  // 0: as many as the slice size allows, at most 8 (unet_256)
+  bool dropout = false;
+  train::Precision precision = train::Precision::Fp32;
+  std::string device = "auto";  // auto | cpu | cuda[:N] (train::resolve_device)
+  // Empty: RG_CONV_BACKEND, else auto (CUDA only).
+  std::optional<ConvBackend> conv_backend;
+  uint64_t seed = 0;
+  bool resume = false;
+  bool augment = true;
+  int workers = 2;
+  int64_t log_every = 10;      // steps between "train" lines in metrics.jsonl
+  int64_t sample_rows = 4;     // validation slices in each sample grid
+  int64_t max_train_batches = 0;  // cap on batches per epoch (0 = the whole split)
+  bool progress = true;        // progress bar on stderr
+  // Acts as if Ctrl-C arrived after this many steps of this invocation (0 = never); tests use
+  // it to interrupt and resume at a chosen point.
+  int64_t interrupt_after_steps = 0;
+  // Stops after this many steps of this invocation (0 = never), saving checkpoints/latest as an
+  // interruption does (so --resume continues), and returns 0.
+  int64_t max_steps = 0;
+  // Data parallelism (world size > 1): synchronize batch-norm statistics over all ranks
+  // (SyncBatchNorm). Ignored at world size 1 and for --norm instance/none. docs/scaling.md.
+  bool sync_bn = true;
+};
+
+// Runs training; returns the process exit code (0 done, 130 interrupted after saving).
+// Throws rg::Error for bad configuration or data (the app prints it and exits 1).
+int run_seg_training(const SegRunConfig& config);
+// The same, data-parallel over `comm` (every rank calls it with the same configuration):
+//  - batch_size is the *global* batch: each rank loads batch_size / world_size samples (it must
+//    divide) from its shard of the training split, so a run at world size N takes the same
+//    optimizer steps per epoch as a single process;
+//  - models start from rank 0's parameters; gradients are averaged in buckets during backward
+//    (dist::GradientSync); batch norm is synchronized unless sync_bn is false; this path runs
+//    whenever `comm` is not a LocalCommunicator, also at world size 1 under `mpirun -np 1`
+//    (where it must give the plain run's losses exactly);
+//  - the resume position is a global sample position: global step k of an epoch is samples
+//    [k * batch_size, (k + 1) * batch_size) of that epoch's shared permutation whatever the
+//    world size (rank r of M takes the ones at r, r + M, ...), so a checkpoint written at world
+//    size N resumes at any M with the same global batch_size (tests/dist/mpi_seg_run.cpp).
+int run_seg_training(const SegRunConfig& config, dist::Communicator& comm);
+
+// The configuration as JSON (config.json, checkpoints, summary.json), with settings by name.
+nlohmann::json seg_config_to_json(const SegRunConfig& config);
+
+// Metrics of G over a whole split (validation or test), per slice and per volume, plus the
+// picture rows (the first sample_rows slices with foreground, spread over the split).
+struct SegEvaluation {
+  train::MetricSummary slices;   // per-slice metrics
+  train::MetricSummary volumes;  // each subject's slices stacked back into a volume
+  std::vector<train::SegGridRow> samples;
+};
+
+// Runs G in eval mode over `ds` in batches of batch_size. Every rank of `comm` calls it with the
+// same model: rank r predicts batches r, r + N, ... (the batches one process would form, so
+// each slice's probabilities are bit-identical to a single-process evaluation), the binarized
+// predictions (and the probabilities of the picture rows) are gathered on rank 0 by summing
+// zero-initialized buffers over the ranks (each value is written by one rank: the sum is exact),
+// and rank 0 computes the metrics exactly as one process would: per-volume Dice and HD95 need
+// whole volumes. The result is complete on rank 0; other ranks get an empty SegEvaluation.
+SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
+                                    int64_t batch_size, DType act_dtype, Device device,
+                                    int64_t sample_rows, dist::Communicator& comm);
+
+}  // namespace rg::app
