@@ -1,0 +1,243 @@
+// Gradients of gradients: rg::grad, create_graph, double backward of every op a critic uses
+// (finite-difference checks in float64, like gradgradcheck), and the gradient penalties.
+#include <cmath>
+#include <string>
+
+#include "tests/engine/test_helpers.h"
+
+namespace rg {
+namespace {
+
+using testing::expect_gradients_match;
+using testing::project;
+using testing::random_tensor;
+
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// Second-derivative check. y = f(inputs); u is a fixed random upstream gradient, v_k fixed
+// random weights. S(inputs, u) = sum_k <v_k, dy/dinput_k . u> is computed with
+// grad(create_graph=true) and differentiated again (analytic double backward, w.r.t. every input
+// that requires grad and w.r.t. u), and compared with central differences of S, where S is
+// re-evaluated with first-order backward passes. Also checks that no node outlives the check.
+void expect_second_derivatives_match(const Fn& f, std::vector<Tensor> inputs, uint64_t seed,
+                                     double step = 1e-6, double rtol = 1e-5,
+                                     double atol = 1e-6) {
+  const int64_t nodes_before = Node::live_count();
+  {
+    std::vector<Tensor> xs;
+    for (const Tensor& t : inputs) {
+      ASSERT_EQ(t.dtype(), DType::F64) << "second-derivative checks run in float64";
+      if (t.requires_grad()) xs.push_back(t);
+    }
+    ASSERT_FALSE(xs.empty());
+    Tensor u = random_tensor(f(inputs).shape(), seed);
+    std::vector<Tensor> vs;
+    for (size_t k = 0; k < xs.size(); ++k) {
+      vs.push_back(random_tensor(xs[k].shape(), seed + 1 + k, false));
+    }
+    auto first_order = [&](bool create_graph) {
+      Tensor y = f(inputs);
+      std::vector<Tensor> gs = grad({y}, xs, {u}, create_graph, std::nullopt, true);
+      Tensor s = Tensor::scalar(0.0, DType::F64);
+      for (size_t k = 0; k < gs.size(); ++k) {
+        if (gs[k].defined()) s = add(s, sum(mul(gs[k], vs[k])));
+      }
+      return s;
+    };
+    std::vector<Tensor> wrt = xs;
+    wrt.push_back(u);
+    Tensor s = first_order(true);
+    ASSERT_TRUE(s.requires_grad()) << "the recorded backward is not differentiable";
+    std::vector<Tensor> analytic = grad({s}, wrt, {}, false, std::nullopt, true);
+    s = Tensor();
+    for (size_t k = 0; k < wrt.size(); ++k) {
+      Tensor& t = wrt[k];
+      const std::vector<double> a =
+          analytic[k].defined() ? analytic[k].to_vector<double>()
+                                : std::vector<double>(static_cast<size_t>(t.numel()), 0.0);
+      double* p = t.data<double>();
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        const double saved = p[i];
+        p[i] = saved + step;
+        const double plus = first_order(false).item();
+        p[i] = saved - step;
+        const double minus = first_order(false).item();
+        p[i] = saved;
+        const double numeric = (plus - minus) / (2 * step);
+        ASSERT_NEAR(a[i], numeric, atol + rtol * std::abs(numeric))
+            << (k + 1 == wrt.size() ? std::string("upstream gradient u")
+                                    : "input " + std::to_string(k))
+            << " element " << i << " of shape " << shape_str(t.shape());
+      }
+    }
+  }
+  EXPECT_EQ(Node::live_count(), nodes_before) << "the double-backward graph leaked nodes";
+}
+
+// Moves values away from 0, where relu and leaky_relu have a kink.
+Tensor away_from_kinks(Tensor t) {
+  double* p = t.data<double>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (std::abs(p[i]) < 0.1) p[i] = p[i] < 0 ? -0.2 : 0.2;
+  }
+  return t;
+}
+
+// ---------------------------------------------------------------- rg::grad itself
+
+TEST(Grad, ReturnsGradientsWithoutTouchingDotGrad) {
+  Tensor x = random_tensor({3}, 1);
+  Tensor w = random_tensor({3}, 2);
+  Tensor y = sum(mul(square(x), w));
+  std::vector<Tensor> g = grad({y}, {x, w});
+  const auto xv = x.to_vector<double>(), wv = w.to_vector<double>();
+  const auto gx = g[0].to_vector<double>(), gw = g[1].to_vector<double>();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_DOUBLE_EQ(gx[i], 2 * xv[i] * wv[i]);
+    EXPECT_DOUBLE_EQ(gw[i], xv[i] * xv[i]);
+  }
+  EXPECT_FALSE(x.grad().defined());
+  EXPECT_FALSE(w.grad().defined());
+  EXPECT_FALSE(g[0].requires_grad());  // first order: plain values
+  EXPECT_THROW(y.backward(), Error);   // without create_graph the graph is freed as by backward
+}
+
+TEST(Grad, NonLeafInputsAndSeveralOutputs) {
+  Tensor x = random_tensor({4}, 3);
+  Tensor h = mul(x, 3.0);
+  Tensor a = sum(square(h));
+  Tensor b = sum(mul(h, 2.0));
+  std::vector<Tensor> g = grad({a, b}, {h, x});
+  const auto hv = h.to_vector<double>();
+  const auto gh = g[0].to_vector<double>(), gx = g[1].to_vector<double>();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NEAR(gh[i], 2 * hv[i] + 2.0, 1e-12);
+    EXPECT_NEAR(gx[i], 3.0 * (2 * hv[i] + 2.0), 1e-12);
+  }
+}
+
+TEST(Grad, UnreachedInputNeedsAllowUnused) {
+  Tensor x = random_tensor({2}, 4);
+  Tensor z = random_tensor({2}, 5);
+  Tensor y = sum(x);
+  try {
+    grad({y}, {x, z}, {}, false, true);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("input 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("allow_unused"), std::string::npos) << e.what();
+  }
+  std::vector<Tensor> g = grad({y}, {x, z}, {}, false, std::nullopt, true);
+  EXPECT_TRUE(g[0].defined());
+  EXPECT_FALSE(g[1].defined());
+  EXPECT_THROW(grad({y}, {Tensor::ones({2}, DType::F64)}), Error);  // input needs no grad
+}
+
+TEST(Grad, SecondDerivativeOfACubic) {
+  Tensor x = Tensor::from_vector(std::vector<double>{0.5, -1.5, 2.0}, {3});
+  x.set_requires_grad(true);
+  Tensor y = sum(mul(square(x), x));  // sum x^3
+  Tensor g = grad({y}, {x}, {}, true)[0];  // 3 x^2, recorded
+  EXPECT_TRUE(g.requires_grad());
+  Tensor gg = grad({sum(g)}, {x})[0];  // 6 x
+  testing::expect_all_close(gg, {3.0, -9.0, 12.0}, 1e-12);
+  // backward on a loss containing the gradient accumulates into .grad as usual.
+  Tensor g2 = grad({sum(mul(square(x), x))}, {x}, {}, true)[0];
+  sum(square(g2)).backward();  // d/dx sum 9 x^4 = 36 x^3
+  testing::expect_all_close(x.grad(), {36 * 0.125, 36 * -3.375, 36 * 8.0}, 1e-9);
+}
+
+TEST(Grad, FirstOrderGradFreesTheGraph) {
+  const int64_t before = Node::live_count();
+  Tensor x = random_tensor({3, 4}, 8);
+  Tensor y = sum(tanh(mul(x, 2.0)));
+  grad({y}, {x});
+  EXPECT_LE(Node::live_count(), before + 1);  // only y's released root node
+  y = Tensor();
+  EXPECT_EQ(Node::live_count(), before);
+}
+
+TEST(GradGrad, Activations) {
+  for (auto fn : std::vector<std::function<Tensor(const Tensor&)>>{
+           [](const Tensor& t) { return relu(t); },
+           [](const Tensor& t) { return leaky_relu(t, 0.2); },
+           [](const Tensor& t) { return sigmoid(t); },
+           [](const Tensor& t) { return tanh(t); }}) {
+    // Through a product, so the second derivative of the activation meets a non-constant factor.
+    expect_second_derivatives_match(
+        [&](const std::vector<Tensor>& t) { return mul(fn(t[0]), t[1]); },
+        {away_from_kinks(random_tensor({2, 3, 4}, 51)), random_tensor({2, 3, 4}, 52)}, 53);
+  }
+}
+
+TEST(GradGrad, BroadcastArithmetic) {
+  Tensor pos = add(square(random_tensor({4}, 61, false)), 0.5).detach();
+  pos.set_requires_grad(true);
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) {
+        Tensor y = add(t[0], t[1]);
+        y = sub(y, t[2]);
+        y = mul(y, t[1]);
+        return div(y, t[3]);
+      },
+      {random_tensor({2, 3, 4}, 62), random_tensor({4}, 63), random_tensor({2, 1, 4}, 64), pos},
+      65);
+}
+
+TEST(GradGrad, UnaryAndScalarOps) {
+  Tensor pos = add(square(random_tensor({3, 4}, 71, false)), 0.3).detach();
+  pos.set_requires_grad(true);
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) {
+        Tensor y = add(mul(t[0], 3.0), -1.5);
+        y = add(y, neg(exp(mul(t[0], 0.5))));
+        y = add(y, add(log(t[1]), sqrt(t[1])));
+        return mul(y, square(t[0]));
+      },
+      {random_tensor({3, 4}, 72), pos}, 73);
+}
+
+TEST(GradGrad, SumMeanAndNorms) {
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) {
+        Tensor sq = square(t[0]);
+        Tensor a = mean(sq, {1, 2}, true);            // per (sample, channel)
+        Tensor b = sum(sq, {0, 1, 2});                // per channel
+        Tensor norm = sqrt(sum(sq.reshape({2, -1}), {1}));  // per-sample L2 norm
+        return add(add(mul(t[0], a), b), mean(norm));
+      },
+      {random_tensor({2, 3, 2, 2}, 81)}, 82);
+}
+
+TEST(GradGrad, ViewsAndConcat) {
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) {
+        Tensor y = concat({t[0], square(t[1])}, -1);
+        y = y.permute({0, 3, 1, 2}).slice(2, 0, 3, 2).flatten().reshape({2, -1});
+        return mul(y, y);
+      },
+      {random_tensor({2, 3, 3, 2}, 91), random_tensor({2, 3, 3, 1}, 92)}, 93);
+}
+
+// ---------------------------------------------------------------- errors
+
+TEST(GradGrad, UnsupportedOpThrowsWhenDifferentiatedTwice) {
+  Tensor z = random_tensor({2, 3}, 141);
+  Tensor t = random_tensor({2, 3}, 142, false);
+  Tensor g = grad({bce_with_logits(z, t)}, {z}, {}, true)[0];
+  try {
+    sum(square(g)).backward();
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("double backward not supported for op "
+                                         "'bce_with_logits'"),
+              std::string::npos)
+        << e.what();
+  }
+  // First-order use of the same gradient is fine.
+  Tensor g1 = grad({bce_with_logits(z, t)}, {z})[0];
+  EXPECT_FALSE(g1.requires_grad());
+}
+
+}  // namespace
+}  // namespace rg
