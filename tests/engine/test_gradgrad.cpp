@@ -147,6 +147,24 @@ TEST(Grad, SecondDerivativeOfACubic) {
   testing::expect_all_close(x.grad(), {36 * 0.125, 36 * -3.375, 36 * 8.0}, 1e-9);
 }
 
+TEST(Grad, CreateGraphKeepsGraphUntilTheLastTensorIsDropped) {
+  const int64_t before = Node::live_count();
+  {
+    Tensor x = random_tensor({2, 5, 5, 2}, 6);
+    Tensor w = random_tensor({3, 3, 3, 2}, 7);
+    Tensor y = sum(sigmoid(conv2d(x, w, Tensor(), Conv2dParams::make(2, 1))));
+    Tensor g = grad({y}, {x}, {}, true)[0];
+    EXPECT_GT(Node::live_count(), before + 4);
+    // The forward graph survives the first differentiation (retain_graph = create_graph)...
+    Tensor loss = add(sum(square(g)), y);
+    loss.backward();
+    EXPECT_TRUE(w.grad().defined());
+    // ...and the backward of the loss freed what it passed: a second one fails.
+    EXPECT_THROW(loss.backward(), Error);
+  }
+  EXPECT_EQ(Node::live_count(), before);
+}
+
 TEST(Grad, FirstOrderGradFreesTheGraph) {
   const int64_t before = Node::live_count();
   Tensor x = random_tensor({3, 4}, 8);
@@ -155,6 +173,98 @@ TEST(Grad, FirstOrderGradFreesTheGraph) {
   EXPECT_LE(Node::live_count(), before + 1);  // only y's released root node
   y = Tensor();
   EXPECT_EQ(Node::live_count(), before);
+}
+
+TEST(Grad, RecordedBackwardMatchesKernelBackward) {
+  // The create_graph path writes each gradient with ops; it must give the values the kernels
+  // give on the first-order path.
+  Tensor x = random_tensor({2, 5, 4, 3}, 9);
+  Tensor w = random_tensor({4, 3, 3, 3}, 10);
+  Tensor b = random_tensor({4}, 11);
+  Tensor wt = random_tensor({4, 2, 2, 2}, 12);
+  Tensor gamma = random_tensor({2}, 13);
+  Tensor beta = random_tensor({2}, 14);
+  auto f = [&] {
+    Tensor h = conv2d(x, w, b, Conv2dParams::make(2, 1));
+    h = leaky_relu(h, 0.2);
+    h = conv_transpose2d(h, wt, Tensor(), Conv2dParams::make(2, 0));
+    h = instance_norm(h, gamma, beta);
+    h = add(sigmoid(h), tanh(relu(h)));
+    return project(batch_norm(h, gamma, beta, Tensor(), Tensor(), true), 15);
+  };
+  std::vector<Tensor> ins{x, w, b, wt, gamma, beta};
+  std::vector<Tensor> fast = grad({f()}, ins);
+  std::vector<Tensor> recorded = grad({f()}, ins, {}, true);
+  for (size_t k = 0; k < ins.size(); ++k) {
+    testing::expect_all_close(recorded[k], fast[k].to_vector<double>(), 1e-10);
+  }
+}
+
+// ---------------------------------------------------------------- double backward per op
+
+struct ConvCase {
+  int64_t n, h, w, c_in, c_out, k, stride, pad;
+  bool bias;
+};
+
+class ConvGradGradTest : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(ConvGradGradTest, Conv2d) {
+  const ConvCase c = GetParam();
+  std::vector<Tensor> in{random_tensor({c.n, c.h, c.w, c.c_in}, 21),
+                         random_tensor({c.c_out, c.k, c.k, c.c_in}, 22)};
+  if (c.bias) in.push_back(random_tensor({c.c_out}, 23));
+  expect_second_derivatives_match(
+      [&](const std::vector<Tensor>& t) {
+        return conv2d(t[0], t[1], c.bias ? t[2] : Tensor(), Conv2dParams::make(c.stride, c.pad));
+      },
+      in, 24);
+}
+
+TEST_P(ConvGradGradTest, ConvTranspose2d) {
+  const ConvCase c = GetParam();
+  std::vector<Tensor> in{random_tensor({c.n, c.h, c.w, c.c_in}, 25),
+                         random_tensor({c.c_in, c.k, c.k, c.c_out}, 26)};
+  if (c.bias) in.push_back(random_tensor({c.c_out}, 27));
+  expect_second_derivatives_match(
+      [&](const std::vector<Tensor>& t) {
+        return conv_transpose2d(t[0], t[1], c.bias ? t[2] : Tensor(),
+                                Conv2dParams::make(c.stride, c.pad));
+      },
+      in, 28);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, ConvGradGradTest,
+    ::testing::Values(ConvCase{2, 6, 6, 2, 3, 4, 2, 1, true},   // PatchGAN down conv
+                      ConvCase{1, 5, 5, 2, 2, 3, 1, 1, false},  // 3x3 same
+                      ConvCase{1, 7, 5, 1, 2, 3, 2, 0, true},   // odd sizes: output padding
+                      ConvCase{2, 3, 3, 2, 1, 1, 1, 0, true})); // 1x1, c_out 1 (score head)
+
+TEST(GradGrad, ConvTowardsWeightOnly) {
+  // Only the weight requires grad: the recorded weight gradient's own backward (w.r.t. the
+  // upstream gradient) is what a WGAN-GP critic update differentiates.
+  Tensor x = random_tensor({2, 5, 5, 2}, 31, false);
+  expect_second_derivatives_match(
+      [&](const std::vector<Tensor>& t) {
+        return conv2d(x, t[0], Tensor(), Conv2dParams::make(2, 1));
+      },
+      {random_tensor({2, 3, 3, 2}, 32)}, 33);
+}
+
+TEST(GradGrad, Linear) {
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); },
+      {random_tensor({3, 4}, 41), random_tensor({2, 4}, 42), random_tensor({2}, 43)}, 44);
+  Tensor x = random_tensor({2, 3, 4}, 45, false);
+  Tensor w = random_tensor({5, 4}, 46, false);
+  // The values: x W^T + b over the last dimension.
+  Tensor y = linear(x, w, Tensor());
+  EXPECT_EQ(y.shape(), (Shape{2, 3, 5}));
+  const auto xv = x.to_vector<double>(), wv = w.to_vector<double>(), yv = y.to_vector<double>();
+  double expected = 0.0;
+  for (int k = 0; k < 4; ++k) expected += xv[4 + k] * wv[2 * 4 + k];  // row 1, output 2
+  EXPECT_NEAR(yv[5 + 2], expected, 1e-12);
 }
 
 TEST(GradGrad, Activations) {
@@ -217,6 +327,52 @@ TEST(GradGrad, ViewsAndConcat) {
         return mul(y, y);
       },
       {random_tensor({2, 3, 3, 2}, 91), random_tensor({2, 3, 3, 1}, 92)}, 93);
+}
+
+TEST(GradGrad, LayerNorm) {
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) { return layer_norm(t[0], t[1], t[2]); },
+      {random_tensor({2, 3, 2, 3}, 101), random_tensor({3}, 102), random_tensor({3}, 103)}, 104);
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) { return layer_norm(t[0], t[1], Tensor()); },
+      {random_tensor({2, 2, 2, 2}, 105), random_tensor({2, 2, 2}, 106)}, 107);
+}
+
+TEST(GradGrad, InstanceNorm) {
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) { return instance_norm(t[0], t[1], t[2]); },
+      {random_tensor({2, 3, 2, 2}, 111), random_tensor({2}, 112), random_tensor({2}, 113)}, 114);
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) { return instance_norm(t[0], Tensor(), Tensor()); },
+      {random_tensor({1, 3, 3, 2}, 115)}, 116);
+}
+
+TEST(GradGrad, BatchNormTrainAndEval) {
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) {
+        return batch_norm(t[0], t[1], t[2], Tensor(), Tensor(), true);
+      },
+      {random_tensor({3, 2, 2, 2}, 121), random_tensor({2}, 122), random_tensor({2}, 123)}, 124);
+  Tensor rm = Tensor::from_vector(std::vector<double>{0.1, -0.2}, {2});
+  Tensor rv = Tensor::from_vector(std::vector<double>{1.5, 0.7}, {2});
+  expect_second_derivatives_match(
+      [&](const std::vector<Tensor>& t) {
+        return mul(batch_norm(t[0], t[1], t[2], rm, rv, false), t[0]);
+      },
+      {random_tensor({2, 2, 2, 2}, 125), random_tensor({2}, 126), random_tensor({2}, 127)}, 128);
+}
+
+TEST(GradGrad, SmallCritic) {
+  // conv + leaky_relu + layer_norm + conv + mean over patches: the whole path of a critic.
+  expect_second_derivatives_match(
+      [](const std::vector<Tensor>& t) {
+        Tensor h = leaky_relu(conv2d(t[0], t[1], t[2], Conv2dParams::make(2, 1)), 0.2);
+        h = layer_norm(h, Tensor(), Tensor());
+        return mean(conv2d(h, t[3], Tensor(), Conv2dParams::make(1, 0)), {1, 2, 3});
+      },
+      {random_tensor({2, 4, 4, 1}, 131), random_tensor({2, 3, 3, 1}, 132),
+       random_tensor({2}, 133), random_tensor({1, 2, 2, 2}, 134)},
+      135);
 }
 
 // ---------------------------------------------------------------- errors
