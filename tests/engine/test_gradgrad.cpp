@@ -395,5 +395,209 @@ TEST(GradGrad, UnsupportedOpThrowsWhenDifferentiatedTwice) {
   EXPECT_FALSE(g1.requires_grad());
 }
 
+// ---------------------------------------------------------------- gradient penalties
+
+struct SmallCritic {
+  Tensor w1 = random_tensor({3, 3, 3, 2}, 151);
+  Tensor b1 = random_tensor({3}, 152);
+  Tensor w2 = random_tensor({1, 2, 2, 3}, 153);
+  // [N, 4, 4, 2] -> conv 3x3 stride 2 -> [N, 2, 2, 3] -> leaky_relu -> conv 2x2 -> [N, 1, 1, 1];
+  // score per sample: the mean over the (one) patch.
+  Tensor operator()(const Tensor& x, const std::vector<Tensor>& p) const {
+    Tensor h = leaky_relu(conv2d(x, p[0], p[1], Conv2dParams::make(2, 1)), 0.2);
+    return mean(conv2d(h, p[2], Tensor(), Conv2dParams::make(1, 0)), {1, 2, 3});
+  }
+  std::vector<Tensor> params() const { return {w1, b1, w2}; }
+};
+
+// Per-sample input gradient of critic(x)[i] by central differences.
+std::vector<double> fd_squared_norms(const std::function<Tensor(const Tensor&)>& critic,
+                                     Tensor x) {
+  NoGradGuard no_grad;
+  const int64_t n = x.size(0), per = x.numel() / n;
+  std::vector<double> sq(n, 0.0);
+  double* p = x.data<double>();
+  const double h = 1e-6;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < per; ++j) {
+      double& e = p[i * per + j];
+      const double saved = e;
+      e = saved + h;
+      const double plus = critic(x).to_vector<double>()[i];
+      e = saved - h;
+      const double minus = critic(x).to_vector<double>()[i];
+      e = saved;
+      const double d = (plus - minus) / (2 * h);
+      sq[i] += d * d;
+    }
+  }
+  return sq;
+}
+
+TEST(GradientPenalty, LinearCriticHandDerived) {
+  // D(x) = <w, x> per sample: grad_x D = w for every sample, so the penalty is (||w|| - 1)^2
+  // whatever eps is, and its gradient is 2 (||w|| - 1) w / ||w||.
+  Tensor w = random_tensor({2, 2, 1}, 161);
+  auto critic = [&](const Tensor& x) { return sum(mul(x, w), {1, 2, 3}); };
+  Generator rng(3);
+  Tensor gp = gradient_penalty(critic, random_tensor({3, 2, 2, 1}, 162, false),
+                               random_tensor({3, 2, 2, 1}, 163, false), rng);
+  const auto wv = w.to_vector<double>();
+  double norm = 0.0;
+  for (double v : wv) norm += v * v;
+  norm = std::sqrt(norm);
+  EXPECT_NEAR(gp.item(), (norm - 1) * (norm - 1), 1e-10);
+  gp.backward();
+  const auto gw = w.grad().to_vector<double>();
+  for (size_t i = 0; i < wv.size(); ++i) {
+    EXPECT_NEAR(gw[i], 2 * (norm - 1) * wv[i] / norm, 1e-10) << i;
+  }
+}
+
+TEST(GradientPenalty, MatchesFiniteDifferencesOfTheCritic) {
+  SmallCritic c;
+  Tensor real = random_tensor({3, 4, 4, 2}, 171, false);
+  Tensor fake = random_tensor({3, 4, 4, 2}, 172, false);
+  auto critic = [&](const Tensor& x) { return c(x, c.params()); };
+  Generator rng(11);
+  Tensor gp = gradient_penalty(critic, real, fake, rng, 1.0);
+  // The interpolate from the same Philox stream: one uniform fill of [N, 1, 1, 1].
+  Generator ref(11);
+  Tensor eps = Tensor::empty({3, 1, 1, 1}, DType::F64);
+  uniform_(eps, 0.0, 1.0, ref);
+  Tensor x_hat = add(fake, mul(eps, sub(real, fake)));
+  const std::vector<double> sq = fd_squared_norms(critic, x_hat);
+  double expected = 0.0;
+  for (double s : sq) expected += (std::sqrt(s) - 1.0) * (std::sqrt(s) - 1.0);
+  expected /= 3.0;
+  EXPECT_NEAR(gp.item(), expected, 1e-7);
+  EXPECT_EQ(rng.offset(), ref.offset());  // exactly one fill drawn
+
+  // A different target norm moves the value as the formula says.
+  Generator rng2(11);
+  double expected2 = 0.0;
+  for (double s : sq) expected2 += (std::sqrt(s) - 0.5) * (std::sqrt(s) - 0.5);
+  EXPECT_NEAR(gradient_penalty(critic, real, fake, rng2, 0.5).item(), expected2 / 3.0, 1e-7);
+}
+
+TEST(GradientPenalty, CriticWeightGradientsMatchFiniteDifferences) {
+  SmallCritic c;
+  Tensor real = random_tensor({2, 4, 4, 2}, 181, false);
+  Tensor fake = random_tensor({2, 4, 4, 2}, 182, false);
+  // The first bias only shifts where leaky_relu's kink lies: the input gradient, and so the
+  // penalty, does not depend on it (away from the kink), and it gets no gradient.
+  expect_gradients_match(
+      [&](const std::vector<Tensor>& p) {
+        Generator rng(5);  // the same eps on every evaluation
+        return gradient_penalty([&](const Tensor& x) { return c(x, {p[0], c.b1, p[1]}); }, real,
+                                fake, rng);
+      },
+      {c.w1, c.w2}, 1e-6, 1e-5, 1e-8);
+  EXPECT_FALSE(c.b1.grad().defined());
+}
+
+TEST(GradientPenalty, PatchCriticWithLayerNorm) {
+  // A PatchGAN-like critic: per-patch scores [N, 2, 2, 1], summed per sample by the penalty.
+  Tensor w1 = random_tensor({3, 3, 3, 1}, 191);
+  Tensor w2 = random_tensor({1, 1, 1, 3}, 192);
+  Tensor gamma = random_tensor({3}, 193);
+  Tensor real = random_tensor({2, 4, 4, 1}, 194, false);
+  Tensor fake = random_tensor({2, 4, 4, 1}, 195, false);
+  auto critic = [&](const std::vector<Tensor>& p) {
+    return [p](const Tensor& x) {
+      Tensor h = conv2d(x, p[0], Tensor(), Conv2dParams::make(2, 1));
+      h = leaky_relu(layer_norm(h, p[2], Tensor()), 0.2);
+      return conv2d(h, p[1], Tensor(), Conv2dParams::make(1, 0));
+    };
+  };
+  // The value: the per-sample total score's input gradient, by finite differences.
+  {
+    auto total = [&](const Tensor& x) { return sum(critic({w1, w2, gamma})(x), {1, 2, 3}); };
+    Generator ref(2);
+    Tensor eps = Tensor::empty({2, 1, 1, 1}, DType::F64);
+    uniform_(eps, 0.0, 1.0, ref);
+    Tensor x_hat = add(fake, mul(eps, sub(real, fake)));
+    double expected = 0.0;
+    for (double s : fd_squared_norms(total, x_hat)) expected += std::pow(std::sqrt(s) - 1, 2);
+    Generator rng(2);
+    EXPECT_NEAR(gradient_penalty(critic({w1, w2, gamma}), real, fake, rng).item(),
+                expected / 2.0, 1e-7);
+  }
+  expect_gradients_match(
+      [&](const std::vector<Tensor>& p) {
+        Generator rng(2);
+        return gradient_penalty(critic(p), real, fake, rng);
+      },
+      {w1, w2, gamma}, 1e-6, 1e-5, 1e-8);
+}
+
+TEST(GradientPenalty, R1MatchesFiniteDifferences) {
+  SmallCritic c;
+  Tensor real = random_tensor({2, 4, 4, 2}, 201, false);
+  auto critic = [&](const Tensor& x) { return c(x, c.params()); };
+  double expected = 0.0;
+  for (double s : fd_squared_norms(critic, real)) expected += s;
+  EXPECT_NEAR(r1_penalty(critic, real).item(), expected / 2.0, 1e-7);
+  expect_gradients_match(
+      [&](const std::vector<Tensor>& p) {
+        return r1_penalty([&](const Tensor& x) { return c(x, {p[0], c.b1, p[1]}); }, real);
+      },
+      {c.w1, c.w2}, 1e-6, 1e-5, 1e-8);
+}
+
+TEST(GradientPenalty, CriticStepFreesEverything) {
+  const int64_t before = Node::live_count();
+  {
+    SmallCritic c;
+    Tensor real = random_tensor({2, 4, 4, 2}, 211, false);
+    Tensor fake = random_tensor({2, 4, 4, 2}, 212, false);
+    auto critic = [&](const Tensor& x) { return c(x, c.params()); };
+    Generator rng(1);
+    // The WGAN-GP critic loss: mean D(fake) - mean D(real) + 10 * GP.
+    Tensor loss = add(sub(mean(critic(fake)), mean(critic(real))),
+                      mul(gradient_penalty(critic, real, fake, rng), 10.0));
+    loss.backward();
+    for (const Tensor& p : c.params()) EXPECT_TRUE(p.grad().defined());
+  }
+  EXPECT_EQ(Node::live_count(), before);
+}
+
+TEST(GradientPenalty, ZeroInputGradientGivesFiniteGradients) {
+  // Every unit of this critic is dead (relu of a large negative value): its input gradient is
+  // exactly zero. The norm's sqrt must not turn that into NaN weight gradients.
+  Tensor w = random_tensor({1, 3, 3, 1}, 221);
+  auto critic = [&](const Tensor& x) {
+    return mean(relu(add(conv2d(x, w, Tensor(), Conv2dParams::make(1, 1)), -1e6)), {1, 2, 3});
+  };
+  Generator rng(4);
+  Tensor gp = gradient_penalty(critic, random_tensor({2, 3, 3, 1}, 222, false),
+                               random_tensor({2, 3, 3, 1}, 223, false), rng);
+  EXPECT_NEAR(gp.item(), 1.0, 1e-5);
+  gp.backward();
+  for (double g : w.grad().to_vector<double>()) EXPECT_TRUE(std::isfinite(g)) << g;
+}
+
+TEST(GradientPenalty, ClearErrors) {
+  Tensor w = random_tensor({3}, 231);
+  Tensor real = random_tensor({2, 2, 2, 1}, 232, false);
+  Tensor fake = random_tensor({2, 2, 2, 1}, 233, false);
+  Generator rng(1);
+  // A score that ignores the input: its input gradient is undefined.
+  auto constant = [&](const Tensor& x) { return mul(Tensor::ones({x.size(0)}, DType::F64), sum(w)); };
+  try {
+    gradient_penalty(constant, real, fake, rng);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not depend on its input"), std::string::npos)
+        << e.what();
+  }
+  // One score for the whole batch instead of one per sample.
+  auto pooled = [&](const Tensor& x) { return sum(x); };
+  EXPECT_THROW(gradient_penalty(pooled, real, fake, rng), Error);
+  EXPECT_THROW(r1_penalty(pooled, real), Error);
+  EXPECT_THROW(gradient_penalty(pooled, real, random_tensor({2, 2, 2, 2}, 234, false), rng),
+               Error);
+}
+
 }  // namespace
 }  // namespace rg
