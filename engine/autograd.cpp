@@ -317,6 +317,11 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
                "allow_unused=true to get an undefined tensor instead");
       continue;
     }
+    // A node that returned a gradient of the wrong shape is a bug in that op's backward; say so
+    // here rather than hand it on to an optimizer or a penalty.
+    RG_CHECK(result[i].shape() == inputs[i].shape(), "grad: the gradient for input ", i,
+             " has shape ", shape_str(result[i].shape()), " but the input has shape ",
+             shape_str(inputs[i].shape()), " (a backward returned a wrongly shaped gradient)");
     if (result[i].dtype() != inputs[i].dtype()) result[i] = result[i].to(inputs[i].dtype());
     if (result[i].device() != inputs[i].device()) result[i] = result[i].to(inputs[i].device());
   }

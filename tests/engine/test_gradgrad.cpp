@@ -238,7 +238,8 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, ConvGradGradTest,
     ::testing::Values(ConvCase{2, 6, 6, 2, 3, 4, 2, 1, true},   // PatchGAN down conv
                       ConvCase{1, 5, 5, 2, 2, 3, 1, 1, false},  // 3x3 same
-                      ConvCase{1, 7, 5, 1, 2, 3, 2, 0, true},   // odd sizes: output padding
+                      ConvCase{1, 7, 5, 1, 2, 3, 2, 0, true},   // odd sizes
+                      ConvCase{1, 6, 5, 2, 2, 3, 2, 1, true},   // backward-data needs output pad
                       ConvCase{2, 3, 3, 2, 1, 1, 1, 0, true})); // 1x1, c_out 1 (score head)
 
 TEST(GradGrad, ConvTowardsWeightOnly) {
