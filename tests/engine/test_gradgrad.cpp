@@ -578,6 +578,40 @@ TEST(GradientPenalty, ZeroInputGradientGivesFiniteGradients) {
   for (double g : w.grad().to_vector<double>()) EXPECT_TRUE(std::isfinite(g)) << g;
 }
 
+TEST(GradientPenalty, ModuleCriticInFloat32) {
+  // A critic as the models build it (f32 modules: conv, layer norm, leaky_relu, linear head):
+  // the penalty reaches every parameter with a finite gradient and frees its graph.
+  const int64_t before = Node::live_count();
+  {
+    Generator init(9);
+    nn::Sequential critic_net(
+        {std::make_shared<nn::Conv2d>(1, 4, nn::ConvOptions{.kernel = 4, .stride = 2, .padding = 1},
+                                      init),
+         std::make_shared<nn::LayerNorm>(4), std::make_shared<nn::LeakyReLU>(0.2)});
+    nn::Linear head(4 * 4 * 4, 1, true, init);
+    std::vector<std::string> names;
+    for (auto& [name, t] : critic_net.named_parameters()) names.push_back(name);
+    EXPECT_EQ(names, (std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias"}));
+    auto critic = [&](const Tensor& x) {
+      return head(critic_net(x).reshape({x.size(0), -1})).reshape({-1});
+    };
+    Tensor real = random_tensor({3, 8, 8, 1}, 241, false, DType::F32);
+    Tensor fake = random_tensor({3, 8, 8, 1}, 242, false, DType::F32);
+    Generator rng(6);
+    Tensor loss = add(sub(mean(critic(fake)), mean(critic(real))),
+                      mul(gradient_penalty(critic, real, fake, rng), 10.0));
+    EXPECT_EQ(loss.dtype(), DType::F32);
+    loss.backward();
+    std::vector<Tensor> params = critic_net.parameters();
+    for (const Tensor& p : head.parameters()) params.push_back(p);
+    for (const Tensor& p : params) {
+      ASSERT_TRUE(p.grad().defined());
+      for (float g : p.grad().to_vector<float>()) EXPECT_TRUE(std::isfinite(g));
+    }
+  }
+  EXPECT_EQ(Node::live_count(), before);
+}
+
 TEST(GradientPenalty, ClearErrors) {
   Tensor w = random_tensor({3}, 231);
   Tensor real = random_tensor({2, 2, 2, 1}, 232, false);
