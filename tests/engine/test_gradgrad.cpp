@@ -612,6 +612,45 @@ TEST(GradientPenalty, ModuleCriticInFloat32) {
   EXPECT_EQ(Node::live_count(), before);
 }
 
+TEST(GradientPenalty, GpuMatchesCpu) {
+  if (cuda_device_count() == 0) {
+    GTEST_SKIP() << "no CUDA device: the recorded backward on the GPU is not exercised";
+  }
+  // The same f32 critic and interpolates (Philox gives the same eps on both devices): the
+  // penalty and the critic's weight gradients on the GPU against the CPU. The first conv's
+  // backward-data needs an output padding in W.
+  auto run = [](Device dev, std::vector<std::vector<float>>* grads) {
+    std::vector<Tensor> p;
+    const std::vector<Shape> shapes{{4, 3, 3, 2}, {4}, {4}, {1, 2, 2, 4}};
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      p.push_back(random_tensor(shapes[i], 251 + i, false, DType::F32).to(dev));
+      p.back().set_requires_grad(true);
+    }
+    auto critic = [&](const Tensor& x) {
+      Tensor h = conv2d(x, p[0], p[1], Conv2dParams::make(2, 1));
+      h = leaky_relu(layer_norm(h, p[2], Tensor()), 0.2);
+      return conv2d(h, p[3], Tensor(), Conv2dParams::make(1, 0));  // [N, 3, 2, 1] patches
+    };
+    Tensor real = random_tensor({2, 7, 6, 2}, 261, false, DType::F32).to(dev);
+    Tensor fake = random_tensor({2, 7, 6, 2}, 262, false, DType::F32).to(dev);
+    Generator rng(8);
+    Tensor gp = gradient_penalty(critic, real, fake, rng);
+    gp.backward();
+    for (const Tensor& t : p) grads->push_back(t.grad().to(Device::cpu()).to_vector<float>());
+    return gp.item();
+  };
+  std::vector<std::vector<float>> cpu_grads, gpu_grads;
+  const double cpu = run(Device::cpu(), &cpu_grads);
+  const double gpu = run(Device::cuda(0), &gpu_grads);
+  EXPECT_NEAR(gpu, cpu, 1e-4 * (1.0 + std::abs(cpu)));
+  for (size_t k = 0; k < cpu_grads.size(); ++k) {
+    for (size_t i = 0; i < cpu_grads[k].size(); ++i) {
+      EXPECT_NEAR(gpu_grads[k][i], cpu_grads[k][i], 1e-3 * (1.0 + std::abs(cpu_grads[k][i])))
+          << "parameter " << k << " element " << i;
+    }
+  }
+}
+
 TEST(GradientPenalty, ClearErrors) {
   Tensor w = random_tensor({3}, 231);
   Tensor real = random_tensor({2, 2, 2, 1}, 232, false);
