@@ -237,10 +237,16 @@ void execute(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_g
           any = any || !skip[i];
         }
         run = any;
-        node->set_skipped_inputs(std::move(skip));
+        if (run) node->set_skipped_inputs(std::move(skip));  // cleared after backward()
       }
     }
     if (run) {
+      // The skip mask holds for this call only, also when the backward throws (the node may be
+      // walked again by a later backward that wants every edge).
+      struct ClearSkip {
+        Node* node;
+        ~ClearSkip() { node->set_skipped_inputs({}); }
+      } clear_skip{node.get()};
       // Op-level NVTX range (RG_NVTX=1): one per backward node, named after its op.
       ProfileRange range(profiling_enabled() ? node->name() + " backward" : std::string());
       input_grads = node->backward(g);
@@ -252,7 +258,6 @@ void execute(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_g
         }
       }
     }
-    if (targets) node->set_skipped_inputs({});
     g = Tensor();
     for (size_t i = 0; i < node->next.size(); ++i) {
       const std::shared_ptr<Node>& next = node->next[i];

@@ -165,6 +165,21 @@ TEST(Grad, CreateGraphKeepsGraphUntilTheLastTensorIsDropped) {
   EXPECT_EQ(Node::live_count(), before);
 }
 
+TEST(Grad, RetainedGraphServesALaterBackwardWithEveryEdge) {
+  // grad() w.r.t. x alone skips the weight's edge; a later backward through the retained graph
+  // must still compute the weight gradient.
+  Tensor x = random_tensor({1, 4, 4, 2}, 16);
+  Tensor w = random_tensor({3, 3, 3, 2}, 17);
+  Tensor y = sum(square(conv2d(x, w, Tensor(), Conv2dParams::make(1, 1))));
+  Tensor gx = grad({y}, {x}, {}, false, /*retain_graph=*/true)[0];
+  EXPECT_FALSE(w.grad().defined());
+  Tensor gw = grad({y}, {w}, {}, false, true)[0];
+  y.backward();
+  ASSERT_TRUE(w.grad().defined());
+  testing::expect_all_close(w.grad(), gw.to_vector<double>(), 1e-12);
+  testing::expect_all_close(x.grad(), gx.to_vector<double>(), 1e-12);
+}
+
 TEST(Grad, FirstOrderGradFreesTheGraph) {
   const int64_t before = Node::live_count();
   Tensor x = random_tensor({3, 4}, 8);
