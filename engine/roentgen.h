@@ -6,6 +6,7 @@
 #include "engine/nn/init.h"
 #include "engine/nn/layers.h"
 #include "engine/nn/module.h"
+#include "engine/ops/gradient_penalty.h"
 #include "engine/ops/ops.h"
 #include "engine/optim/lr_schedule.h"
 #include "engine/optim/optimizer.h"

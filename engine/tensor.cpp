@@ -334,6 +334,7 @@ class ReshapeBackward final : public Node {
   explicit ReshapeBackward(Shape input_shape)
       : Node("reshape"), input_shape_(std::move(input_shape)) {}
   std::vector<Tensor> backward(const Tensor& g) override { return {g.reshape(input_shape_)}; }
+  bool supports_double_backward() const override { return true; }
 
  private:
   Shape input_shape_;
@@ -347,9 +348,26 @@ class PermuteBackward final : public Node {
     for (size_t i = 0; i < dims_.size(); ++i) inverse[dims_[i]] = static_cast<int64_t>(i);
     return {g.permute(inverse)};
   }
+  bool supports_double_backward() const override { return true; }
 
  private:
   std::vector<int64_t> dims_;
+};
+
+// The backward of slice scatters the gradient into zeros, which copy_ does unrecorded; when
+// that backward is recorded (create_graph), this node is its grad_fn. Its own backward is the
+// slice again.
+class SliceScatterBackward final : public Node {
+ public:
+  SliceScatterBackward(int64_t dim, int64_t start, int64_t end, int64_t step)
+      : Node("slice_backward"), dim_(dim), start_(start), end_(end), step_(step) {}
+  std::vector<Tensor> backward(const Tensor& g) override {
+    return {g.slice(dim_, start_, end_, step_)};
+  }
+  bool supports_double_backward() const override { return true; }
+
+ private:
+  int64_t dim_, start_, end_, step_;
 };
 
 class SliceBackward final : public Node {
@@ -358,11 +376,19 @@ class SliceBackward final : public Node {
       : Node("slice"), input_shape_(std::move(input_shape)), dim_(dim), start_(start), end_(end),
         step_(step) {}
   std::vector<Tensor> backward(const Tensor& g) override {
-    Tensor gx = Tensor::zeros(input_shape_, g.dtype(), g.device());
-    Tensor window = gx.slice(dim_, start_, end_, step_);
-    window.copy_(g);
+    Tensor gx;
+    {
+      NoGradGuard no_grad;
+      gx = Tensor::zeros(input_shape_, g.dtype(), g.device());
+      Tensor window = gx.slice(dim_, start_, end_, step_);
+      window.copy_(g);
+    }
+    if (any_requires_grad({&g})) {
+      record(gx, std::make_shared<SliceScatterBackward>(dim_, start_, end_, step_), {&g});
+    }
     return {gx};
   }
+  bool supports_double_backward() const override { return true; }
 
  private:
   Shape input_shape_;
@@ -378,6 +404,7 @@ class CopyBackward final : public Node {  // clone / contiguous / dtype or devic
     if (out.dtype() != dtype_) out = out.to(dtype_);
     return {out};
   }
+  bool supports_double_backward() const override { return true; }
 
  private:
   DType dtype_;

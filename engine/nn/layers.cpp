@@ -94,6 +94,32 @@ InstanceNorm2d::InstanceNorm2d(int64_t channels, double eps, bool affine)
 
 Tensor InstanceNorm2d::forward(const Tensor& x) { return instance_norm(x, weight, bias, eps); }
 
+LayerNorm::LayerNorm(int64_t channels, double eps, bool affine) : Module("LayerNorm"), eps(eps) {
+  RG_CHECK(channels > 0, "LayerNorm: channels must be positive, got ", channels);
+  if (affine) {
+    weight = Tensor::ones({channels});
+    bias = Tensor::zeros({channels});
+    register_parameter("weight", &weight);
+    register_parameter("bias", &bias);
+  }
+}
+
+Tensor LayerNorm::forward(const Tensor& x) { return layer_norm(x, weight, bias, eps); }
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Generator& gen)
+    : Module("Linear") {
+  RG_CHECK(in_features > 0 && out_features > 0, "Linear: features (", in_features, ", ",
+           out_features, ") must be positive");
+  weight = uniform_fan_in({out_features, in_features}, in_features, gen);
+  register_parameter("weight", &weight);
+  if (with_bias) {
+    bias = uniform_fan_in({out_features}, in_features, gen);
+    register_parameter("bias", &bias);
+  }
+}
+
+Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
+
 Sequential::Sequential(std::vector<std::shared_ptr<Module>> modules) : Sequential() {
   for (auto& m : modules) push_back(std::move(m));
 }

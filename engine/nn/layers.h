@@ -71,6 +71,26 @@ class InstanceNorm2d final : public Module {
   const double eps;
 };
 
+// Normalizes each sample over all its dimensions (layer_norm); with affine, a scale and shift
+// per channel ([C], broadcast over H and W). The usual normalization of a WGAN-GP critic, which
+// must not mix samples as batch norm does.
+class LayerNorm final : public Module {
+ public:
+  explicit LayerNorm(int64_t channels, double eps = 1e-5, bool affine = true);
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias;  // undefined without affine
+  const double eps;
+};
+
+// x [..., in] -> [..., out]; weight [out][in] and bias [out] start uniform in +-1/sqrt(in).
+class Linear final : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true,
+         Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias;
+};
+
 class ReLU final : public Module {
  public:
   ReLU() : Module("ReLU") {}

@@ -116,20 +116,84 @@ void run_backward_weight(const k::Conv2dShape& s, const Tensor& x, const Tensor&
   });
 }
 
+// The transposed-conv parameters that map a conv's output back onto its input: same stride and
+// padding, plus the output padding that restores the rows and columns the conv's floor division
+// dropped (always in [0, stride)).
+Conv2dParams adjoint_params(const k::Conv2dShape& s) {
+  Conv2dParams p{s.stride_h, s.stride_w, s.pad_h, s.pad_w, 0, 0};
+  p.output_pad_h = s.h + 2 * s.pad_h - s.kh - (s.out_h() - 1) * s.stride_h;
+  p.output_pad_w = s.w + 2 * s.pad_w - s.kw - (s.out_w() - 1) * s.stride_w;
+  return p;
+}
+
+Conv2dParams conv_params(const k::Conv2dShape& s) {
+  return Conv2dParams{s.stride_h, s.stride_w, s.pad_h, s.pad_w, 0, 0};
+}
+
+Tensor conv2d_weight_grad(const k::Conv2dShape& s, const Tensor& x, const Tensor& dy,
+                          DType out_dtype);
+
+// The weight gradient of the conv on shape s, dw = conv2d_weight_grad(x, dy), as a recorded op
+// (create_graph). dw is bilinear in (x, dy); for an upstream gradient G (shaped like the weight):
+//   d<G, dw>/dx  = the conv's backward-data of dy with weight G = conv_transpose2d(dy, G)
+//   d<G, dw>/ddy = the conv's forward of x with weight G         = conv2d(x, G)
+// Both are ops again, so this backward can itself be recorded.
+class ConvWeightGradBackward final : public Node {
+ public:
+  ConvWeightGradBackward(const k::Conv2dShape& s, const Tensor& x, const Tensor& dy)
+      : Node("conv2d_weight_grad"), s_(s), x_(x), dy_(dy) {}
+  std::vector<Tensor> backward(const Tensor& g) override {
+    Tensor gx, gdy;
+    if (needs_input_grad(0)) {
+      gx = kernel_output(conv_transpose2d(dy_, g, Tensor(), adjoint_params(s_)), x_.dtype());
+    }
+    if (needs_input_grad(1)) {
+      gdy = kernel_output(conv2d(x_, g, Tensor(), conv_params(s_)), dy_.dtype());
+    }
+    return {gx, gdy};
+  }
+  bool supports_double_backward() const override { return true; }
+  void release_saved() override { x_ = dy_ = Tensor(); }
+
+ private:
+  k::Conv2dShape s_;
+  Tensor x_, dy_;
+};
+
+Tensor conv2d_weight_grad(const k::Conv2dShape& s, const Tensor& x, const Tensor& dy,
+                          DType out_dtype) {
+  const DType cdt = compute_dtype(promote(x.dtype(), dy.dtype()), x.device(), "conv2d");
+  Tensor dw;
+  run_backward_weight(s, kernel_input(x, cdt), kernel_input(dy, cdt), cdt, &dw, nullptr);
+  dw = kernel_output(dw, out_dtype);
+  if (any_requires_grad({&x, &dy})) {
+    record(dw, std::make_shared<ConvWeightGradBackward>(s, x, dy), {&x, &dy});
+  }
+  return dw;
+}
+
 // What both conv backward nodes keep: the geometry of the convolution the kernels run, the
-// saved input and weight, and the dtypes to hand gradients back in.
+// saved input and weight, and the dtypes to hand gradients back in. Input and weight are kept
+// with their history (their grad_fn is their producer, never this node): a recorded backward
+// differentiates through them.
 class ConvBackwardBase : public Node {
  public:
   ConvBackwardBase(const char* name, const k::Conv2dShape& s, const Tensor& x, const Tensor& w,
                    const Tensor& bias)
-      : Node(name), s_(s), x_(x.detach()), w_(w.detach()), x_dtype_(x.dtype()),
+      : Node(name), s_(s), x_(x), w_(w), x_dtype_(x.dtype()),
         w_dtype_(w.dtype()), bias_dtype_(bias.defined() ? bias.dtype() : x.dtype()) {}
+  bool supports_double_backward() const override { return true; }
   void release_saved() override {
     x_ = Tensor();
     w_ = Tensor();
   }
 
  protected:
+  // The bias gradient as an op: the sum of g over every dimension but the channels.
+  Tensor recorded_bias_grad(const Tensor& g) const {
+    return kernel_output(sum(g, {0, 1, 2}), bias_dtype_);
+  }
+
   k::Conv2dShape s_;
   Tensor x_, w_;
   DType x_dtype_, w_dtype_, bias_dtype_;
@@ -140,6 +204,7 @@ class Conv2dBackward final : public ConvBackwardBase {
   Conv2dBackward(const k::Conv2dShape& s, const Tensor& x, const Tensor& w, const Tensor& bias)
       : ConvBackwardBase("conv2d", s, x, w, bias) {}
   std::vector<Tensor> backward(const Tensor& g) override {
+    if (grad_mode_enabled()) return recorded_backward(g);
     const DType cdt = compute_dtype(x_dtype_, x_.device(), "conv2d");
     Tensor dy = kernel_input(g, cdt);
     Tensor dx, dw, db;
@@ -155,6 +220,19 @@ class Conv2dBackward final : public ConvBackwardBase {
     }
     return {dx, dw, db};
   }
+
+ private:
+  // create_graph: the same three gradients as ops, on the same kernels. Backward-data is the
+  // transposed conv with this conv's weight; backward-weight is conv2d_weight_grad.
+  std::vector<Tensor> recorded_backward(const Tensor& g) {
+    Tensor dx, dw, db;
+    if (needs_input_grad(0)) {
+      dx = kernel_output(conv_transpose2d(g, w_, Tensor(), adjoint_params(s_)), x_dtype_);
+    }
+    if (needs_input_grad(1)) dw = conv2d_weight_grad(s_, x_, g, w_dtype_);
+    if (needs_input_grad(2)) db = recorded_bias_grad(g);
+    return {dx, dw, db};
+  }
 };
 
 // The adjoint conv of a transposed conv: its input is the transposed conv's output.
@@ -164,6 +242,7 @@ class ConvTranspose2dBackward final : public ConvBackwardBase {
                           const Tensor& bias)
       : ConvBackwardBase("conv_transpose2d", s, x, w, bias) {}
   std::vector<Tensor> backward(const Tensor& g) override {
+    if (grad_mode_enabled()) return recorded_backward(g);
     const DType cdt = compute_dtype(x_dtype_, x_.device(), "conv_transpose2d");
     Tensor dy = kernel_input(g, cdt);  // [n, s.h, s.w, s.c_in]: the adjoint conv's input
     Tensor dx, dw, db;
@@ -178,6 +257,19 @@ class ConvTranspose2dBackward final : public ConvBackwardBase {
     if (needs_input_grad(2)) {
       db = kernel_output(sum(dy.reshape({-1, s_.c_in}), {0}), bias_dtype_);
     }
+    return {dx, dw, db};
+  }
+
+ private:
+  // create_graph: the adjoint conv's forward for dx, its weight gradient (input g, output
+  // gradient x) for dw.
+  std::vector<Tensor> recorded_backward(const Tensor& g) {
+    Tensor dx, dw, db;
+    if (needs_input_grad(0)) {
+      dx = kernel_output(conv2d(g, w_, Tensor(), conv_params(s_)), x_dtype_);
+    }
+    if (needs_input_grad(1)) dw = conv2d_weight_grad(s_, g, x_, w_dtype_);
+    if (needs_input_grad(2)) db = recorded_bias_grad(g);
     return {dx, dw, db};
   }
 };
@@ -236,6 +328,23 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
     record(y, std::make_shared<ConvTranspose2dBackward>(s, x, weight, bias), {&x, &weight, &bias});
   }
   return y;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_defined(x, "linear", "x");
+  check_defined(weight, "linear", "weight");
+  RG_CHECK(x.dim() >= 1, "linear: input must have at least one dimension");
+  RG_CHECK(weight.dim() == 2 && weight.size(1) == x.size(-1), "linear: weight ",
+           shape_str(weight.shape()), " does not match input ", shape_str(x.shape()),
+           " (expected [out, ", x.size(-1), "])");
+  // Every row of x is a 1x1 "image" with `in` channels; the OHWI weight [out][1][1][in] is the
+  // [out, in] matrix as it lies in memory.
+  const int64_t in = x.size(-1), out = weight.size(0);
+  Tensor y = conv2d(x.reshape({-1, 1, 1, in}), weight.reshape({out, 1, 1, in}), bias,
+                    Conv2dParams{});
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  return y.reshape(out_shape);
 }
 
 }  // namespace rg

@@ -87,10 +87,12 @@ class BinaryBackward final : public Node {
   BinaryBackward(k::BinaryOp op, const Tensor& a, const Tensor& b)
       : Node(binary_name(op)), op_(op), a_shape_(a.shape()), b_shape_(b.shape()),
         a_dtype_(a.dtype()), b_dtype_(b.dtype()) {
-    // Only multiplication and division need the operand values.
+    // Only multiplication and division need the operand values. They are kept with their
+    // history (an input's grad_fn is its producer, never this node, so no cycle): a recorded
+    // backward (create_graph) then differentiates mul(g, b) w.r.t. b as well.
     if (op == k::BinaryOp::Mul || op == k::BinaryOp::Div) {
-      a_ = a.detach();
-      b_ = b.detach();
+      a_ = a;
+      b_ = b;
     }
   }
   std::vector<Tensor> backward(const Tensor& g) override {
@@ -117,6 +119,8 @@ class BinaryBackward final : public Node {
     if (gb.defined()) gb = kernel_output(sum_to_shape(gb, b_shape_), b_dtype_);
     return {ga, gb};
   }
+  // Made of ops (mul, div, neg, sum_to_shape) only.
+  bool supports_double_backward() const override { return true; }
   void release_saved() override {
     a_ = Tensor();
     b_ = Tensor();
@@ -182,21 +186,23 @@ class UnaryBackward final : public Node {
  public:
   UnaryBackward(k::UnaryOp op, double scalar, const Tensor& x, const Tensor& y)
       : Node(unary_name(op)), op_(op), scalar_(scalar) {
-    if (op == k::UnaryOp::Log || op == k::UnaryOp::Square) x_ = x.detach();
+    // The input with its history; the output detached (saved_output reconnects it).
+    if (op == k::UnaryOp::Log || op == k::UnaryOp::Square) x_ = x;
     if (op == k::UnaryOp::Exp || op == k::UnaryOp::Sqrt) y_ = y.detach();
   }
   std::vector<Tensor> backward(const Tensor& g) override {
     switch (op_) {
       case k::UnaryOp::Neg: return {neg(g)};
-      case k::UnaryOp::Exp: return {mul(g, y_)};
+      case k::UnaryOp::Exp: return {mul(g, saved_output(y_))};
       case k::UnaryOp::Log: return {div(g, x_)};
-      case k::UnaryOp::Sqrt: return {div(g, mul(y_, 2.0))};
+      case k::UnaryOp::Sqrt: return {div(g, mul(saved_output(y_), 2.0))};
       case k::UnaryOp::Square: return {mul(g, mul(x_, 2.0))};
       case k::UnaryOp::AddScalar: return {g};
       case k::UnaryOp::MulScalar: return {mul(g, scalar_)};
     }
     return {Tensor()};
   }
+  bool supports_double_backward() const override { return true; }
   void release_saved() override {
     x_ = Tensor();
     y_ = Tensor();
@@ -229,6 +235,15 @@ class ActivationBackward final : public Node {
   ActivationBackward(k::Activation act, double slope, const Tensor& y)
       : Node(activation_name(act)), act_(act), slope_(slope), y_(y.detach()) {}
   std::vector<Tensor> backward(const Tensor& g) override {
+    if (grad_mode_enabled()) return {recorded_backward(g)};
+    return {kernel_backward(g)};
+  }
+  bool supports_double_backward() const override { return true; }
+  void release_saved() override { y_ = Tensor(); }
+
+ private:
+  // The fused kernel: dx = g * f'(x), computed from the saved output.
+  Tensor kernel_backward(const Tensor& g) {
     const DType cdt = compute_dtype(y_.dtype(), y_.device(), name().c_str());
     Tensor yc = kernel_input(y_, cdt), gc = kernel_input(g, cdt);
     Tensor dx = Tensor::empty(y_.shape(), cdt, y_.device());
@@ -241,11 +256,37 @@ class ActivationBackward final : public Node {
                                        dx.data<T>());
       });
     }
-    return {kernel_output(dx, y_.dtype())};
+    return kernel_output(dx, y_.dtype());
   }
-  void release_saved() override { y_ = Tensor(); }
 
- private:
+  // The same gradient recorded with ops (create_graph). relu and leaky_relu are piecewise
+  // linear: f'(x) is a constant mask (1 or the slope; what the kernel returns for g = 1), so
+  // their second derivative is zero and only the path through g remains. sigmoid and tanh write
+  // f' through the output, which saved_output reconnects to this node so the recorded
+  // backward differentiates into x.
+  Tensor recorded_backward(const Tensor& g) {
+    switch (act_) {
+      case k::Activation::ReLU:
+      case k::Activation::LeakyReLU: {
+        Tensor slope_mask;
+        {
+          NoGradGuard no_grad;
+          slope_mask = kernel_backward(Tensor::ones(y_.shape(), y_.dtype(), y_.device()));
+        }
+        return mul(g, slope_mask);
+      }
+      case k::Activation::Sigmoid: {
+        Tensor y = saved_output(y_);
+        return mul(g, mul(y, add(neg(y), 1.0)));  // s' = s (1 - s)
+      }
+      case k::Activation::Tanh: {
+        Tensor y = saved_output(y_);
+        return mul(g, add(neg(square(y)), 1.0));  // tanh' = 1 - tanh^2
+      }
+    }
+    RG_FAIL("activation backward: unknown activation");
+  }
+
   k::Activation act_;
   double slope_;
   Tensor y_;

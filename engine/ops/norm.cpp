@@ -71,12 +71,13 @@ class NormBackward final : public Node {
   NormBackward(NormKind kind, const k::NormShape& s, double eps, const Tensor& x,
                const Tensor& gamma, const Tensor& beta, Tensor stat_a, Tensor stat_b)
       : Node(kind == NormKind::Instance ? "instance_norm" : "batch_norm"), kind_(kind), s_(s),
-        eps_(eps), x_(x.detach()), gamma_(gamma.defined() ? gamma.detach() : Tensor()),
+        eps_(eps), x_(x), gamma_(gamma),
         x_dtype_(x.dtype()), gamma_dtype_(gamma.defined() ? gamma.dtype() : x.dtype()),
         beta_dtype_(beta.defined() ? beta.dtype() : x.dtype()), stat_a_(std::move(stat_a)),
         stat_b_(std::move(stat_b)) {}
 
   std::vector<Tensor> backward(const Tensor& g) override {
+    if (grad_mode_enabled()) return recorded_backward(g);
     const DType cdt = compute_dtype(x_dtype_, x_.device(), name().c_str());
     const DType pdt = param_dtype(cdt, x_);
     const Device dev = x_.device();
@@ -95,11 +96,53 @@ class NormBackward final : public Node {
             dgamma.defined() ? kernel_output(dgamma, gamma_dtype_) : Tensor(),
             dbeta.defined() ? kernel_output(dbeta, beta_dtype_) : Tensor()};
   }
+  bool supports_double_backward() const override { return true; }
   void release_saved() override {
     x_ = gamma_ = stat_a_ = stat_b_ = Tensor();
   }
 
  private:
+  // create_graph: the gradients written with ops, statistics recomputed from x with history so
+  // that they are differentiated too. With R the dimensions a statistic runs over (all but C
+  // for batch norm, H and W for instance norm), x^ = (x - mean_R x) * invstd and gy = g * gamma:
+  //   dx = invstd * (gy - mean_R(gy) - x^ * mean_R(gy * x^)),  dgamma = sum(g * x^),  dbeta = sum(g)
+  // (gamma and beta sums over every dimension but C). Eval batch norm normalizes with the
+  // running statistics, constants: dx = gy * invstd.
+  std::vector<Tensor> recorded_backward(const Tensor& g) {
+    const int64_t nd = x_.dim();
+    std::vector<int64_t> stat_dims, param_dims;
+    for (int64_t d = 0; d + 1 < nd; ++d) {
+      param_dims.push_back(d);
+      if (kind_ != NormKind::Instance || d > 0) stat_dims.push_back(d);
+    }
+    Tensor gy = gamma_.defined() ? mul(g, gamma_) : g;
+    Tensor xhat, dx;
+    if (kind_ == NormKind::BatchEval) {
+      Tensor invstd;
+      {
+        NoGradGuard no_grad;
+        invstd = div(Tensor::ones({}, stat_b_.dtype(), stat_b_.device()),
+                     sqrt(add(stat_b_, eps_)));
+      }
+      xhat = mul(sub(x_, stat_a_), invstd);
+      if (needs_input_grad(0)) dx = mul(gy, invstd);
+    } else {
+      Tensor centered = sub(x_, mean(x_, stat_dims, true));
+      Tensor var = mean(square(centered), stat_dims, true);
+      Tensor invstd = div(Tensor::ones({}, var.dtype(), var.device()), sqrt(add(var, eps_)));
+      xhat = mul(centered, invstd);
+      if (needs_input_grad(0)) {
+        Tensor inner = sub(sub(gy, mean(gy, stat_dims, true)),
+                           mul(xhat, mean(mul(gy, xhat), stat_dims, true)));
+        dx = mul(invstd, inner);
+      }
+    }
+    return {dx.defined() ? kernel_output(dx, x_dtype_) : Tensor(),
+            needs_input_grad(1) ? kernel_output(sum(mul(g, xhat), param_dims), gamma_dtype_)
+                                : Tensor(),
+            needs_input_grad(2) ? kernel_output(sum(g, param_dims), beta_dtype_) : Tensor()};
+  }
+
   void cpu_backward(DType cdt, const Tensor& xc, const Tensor& dy, const Tensor& gc,
                     const Tensor& a, const Tensor& b, const Tensor& dx, const Tensor& dgamma,
                     const Tensor& dbeta) {
@@ -235,6 +278,34 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                                           eps, x, gamma, beta, stat_a, stat_b),
            {&x, &gamma, &beta});
   }
+  return y;
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
+  check_defined(x, "layer_norm", "x");
+  require_floating(x, "layer_norm", "x");
+  RG_CHECK(x.dim() >= 2, "layer_norm: input must be [N, ...], got shape ", shape_str(x.shape()));
+  RG_CHECK(eps >= 0.0, "layer_norm: eps must be >= 0, got ", eps);
+  for (const Tensor* t : {&gamma, &beta}) {
+    if (!t->defined()) continue;
+    check_same_device(x, *t, "layer_norm");
+    // A trailing part of the per-sample shape: [C] (per channel) up to [H, W, C].
+    bool ok = t->dim() >= 1 && t->dim() < x.dim();
+    for (int64_t i = 1; ok && i <= t->dim(); ++i) ok = t->size(-i) == x.size(-i);
+    RG_CHECK(ok, "layer_norm: affine parameter of shape ", shape_str(t->shape()),
+             " is not a trailing part of the per-sample shape of input ", shape_str(x.shape()));
+  }
+  RG_PROFILE_OP("layer_norm", x.shape());
+  // Composed of recorded ops (no dedicated kernel): it is used by small critics, where the
+  // extra passes are cheap, and it differentiates twice for free. The variance is the biased
+  // one, as in batch and instance norm.
+  std::vector<int64_t> dims;
+  for (int64_t d = 1; d < x.dim(); ++d) dims.push_back(d);
+  Tensor centered = sub(x, mean(x, dims, true));
+  Tensor var = mean(square(centered), dims, true);
+  Tensor y = div(centered, sqrt(add(var, eps)));
+  if (gamma.defined()) y = mul(y, gamma);
+  if (beta.defined()) y = add(y, beta);
   return y;
 }
 

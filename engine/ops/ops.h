@@ -79,6 +79,11 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                         const Conv2dParams& p);
 
+// ---- fully connected
+// x [..., in], weight [out, in] (PyTorch's Linear layout), bias [out] or undefined -> [..., out].
+// Runs as a 1x1 convolution, so it shares conv2d's kernels and its double backward.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
 // ---- normalization (NHWC; statistics per channel, accumulated in double on the CPU)
 // Training: normalizes with batch statistics and updates running_mean/running_var (if
 // defined) as running = (1-momentum)*running + momentum*batch (unbiased variance), in place.
@@ -87,6 +92,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                   Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
 // Statistics per (image, channel) over H*W.
 Tensor instance_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps = 1e-5);
+// Statistics per sample over every dimension but the first (N): (x - mean) / sqrt(var + eps),
+// biased variance. gamma and beta (each may be undefined) are a trailing part of the per-sample
+// shape, e.g. [C] (one scale per channel) or [H, W, C] (elementwise), and broadcast. Uses no
+// batch statistics, so each sample's output depends on that sample only (what a WGAN-GP critic
+// needs: its per-sample input gradients must not mix samples).
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps = 1e-5);
 
 // ---- losses (mean reduction -> scalar; f32 for bf16/f16 inputs, f64 for f64)
 // mean(max(z,0) - z*t + log(1 + exp(-|z|))): stable for any logit z.

@@ -93,6 +93,7 @@ class SumBackward final : public Node {
     if (scale_ != 1.0) out = mul(out, scale_);
     return {kernel_output(out, g.dtype())};
   }
+  bool supports_double_backward() const override { return true; }  // reshape and mul only
 
  private:
   Shape input_shape_, kept_shape_;

@@ -23,6 +23,7 @@ class ConcatBackward final : public Node {
     }
     return grads;
   }
+  bool supports_double_backward() const override { return true; }  // slices and copies only
 
  private:
   int64_t dim_;
