@@ -71,34 +71,4 @@ Tensor g_loss(GanMode mode, const Tensor& fake_scores) {
   RG_FAIL("GAN loss: mode none has no generator adversarial term");
 }
 
-Tensor directional_gradient_penalty(const Critic& critic, const Tensor& real, const Tensor& fake,
-                                    Generator& rng, double weight, double h) {
-  RG_CHECK(real.shape() == fake.shape() && real.dim() >= 2, "gradient penalty: real ",
-           shape_str(real.shape()), " and fake ", shape_str(fake.shape()),
-           " must have the same shape [N, ...]");
-  RG_CHECK(h > 0, "gradient penalty: finite-difference step must be > 0, got ", h);
-  const int64_t n = real.size(0);
-  Shape per_sample(static_cast<size_t>(real.dim()), 1);
-  per_sample[0] = n;
-  std::vector<int64_t> sample_dims;
-  for (int64_t d = 1; d < real.dim(); ++d) sample_dims.push_back(d);
-  Tensor eps = Tensor::empty(per_sample, real.dtype(), real.device());
-  uniform_(eps, 0.0, 1.0, rng);
-  Tensor diff = sub(real, fake);
-  Tensor x_hat = add(fake, mul(eps, diff));
-  // The direction is a constant of the data: no gradient flows through it.
-  Tensor norm = add(sqrt(sum(square(diff), sample_dims, true)), 1e-12);
-  Tensor u = div(diff, norm);
-  auto mean_score = [&](const Tensor& x) {
-    Tensor s = critic(x);
-    std::vector<int64_t> score_dims;
-    for (int64_t d = 1; d < s.dim(); ++d) score_dims.push_back(d);
-    return score_dims.empty() ? s : mean(s, score_dims);
-  };
-  Tensor c_plus = mean_score(add(x_hat, mul(u, h)));
-  Tensor c_minus = mean_score(sub(x_hat, mul(u, h)));
-  Tensor slope = mul(sub(c_plus, c_minus), 1.0 / (2.0 * h));
-  return mul(mean(square(add(slope, -1.0))), weight);
-}
-
 }  // namespace rg::train

@@ -12,11 +12,9 @@
 // the plain Wasserstein estimate, as in Gulrajani et al.
 #pragma once
 
-#include <functional>
 #include <string>
 #include <vector>
 
-#include "engine/rng.h"
 #include "engine/tensor.h"
 
 namespace rg::train {
@@ -37,19 +35,7 @@ CriticLoss d_loss(GanMode mode, const Tensor& real_scores, const Tensor& fake_sc
 // The generator's adversarial loss on the critic's scores of generated samples.
 Tensor g_loss(GanMode mode, const Tensor& fake_scores);
 
-// A critic seen from the penalty: samples in, scores out (per sample or per patch). A
-// conditional critic binds its condition: [&](const Tensor& y) { return d.forward(x, y); }.
-using Critic = std::function<Tensor(const Tensor&)>;
-
-// WGAN-GP's penalty, weight * mean((slope - 1)^2), on interpolates x_hat = e real + (1 - e) fake
-// (e ~ U(0, 1) per sample, drawn from `rng`). `slope` is the critic's directional derivative
-// along the unit vector u from fake to real, measured by a central difference of step `h`:
-//   slope = (C(x_hat + h u) - C(x_hat - h u)) / (2h),  C = the critic's mean score per sample.
-// Gulrajani et al. (Prop. 1) show that the optimal critic has unit gradient norm along exactly
-// these lines, in their direction, so this penalizes the quantity the paper's argument is
-// about without a second-order derivative; it is an ordinary function of the critic's
-// parameters. Differentiable w.r.t. the critic's parameters; no gradient flows into the data.
-Tensor directional_gradient_penalty(const Critic& critic, const Tensor& real, const Tensor& fake,
-                                    Generator& rng, double weight = 10.0, double h = 1e-2);
+// Gradient penalties (WGAN-GP's, exact through second-order autograd, and R1) take the critic
+// as a callable and live in the engine: engine/ops/gradient_penalty.h.
 
 }  // namespace rg::train

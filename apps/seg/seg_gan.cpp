@@ -1,6 +1,7 @@
 #include "apps/seg/seg_gan.h"
 
 #include "engine/error.h"
+#include "engine/ops/gradient_penalty.h"
 #include "engine/ops/ops.h"
 #include "engine/profile.h"
 #include "models/patchgan.h"
@@ -25,6 +26,7 @@ SegGanStep::SegGanStep(nn::Module& generator, models::PatchDiscriminator* discri
   RG_CHECK(config.mode == GanMode::None || (discriminator && opt_d), "segmentation GAN: mode ",
            train::gan_mode_name(config.mode), " needs a discriminator and its optimizer");
   RG_CHECK(config.lambda_seg >= 0, "segmentation GAN: lambda must be >= 0, got ", config.lambda_seg);
+  RG_CHECK(config.r1_gamma >= 0, "segmentation GAN: --r1-gamma must be >= 0, got ", config.r1_gamma);
   g_player_ = {.name = "G", .networks = {&generator}, .optimizer = &opt_g};
   if (discriminator) d_player_ = {.name = "D", .networks = {discriminator}, .optimizer = opt_d};
 }
@@ -56,12 +58,21 @@ train::StepLosses SegGanStep::step(const Tensor& image, const Tensor& mask) {
       const train::CriticLoss l = train::d_loss(config_.mode, real_scores, fake_scores);
       losses.add("d_real", l.real_term);
       losses.add("d_fake", l.fake_term);
-      if (config_.mode != GanMode::WganGp) return l.total;
-      const Tensor penalty = train::directional_gradient_penalty(
-          [&](const Tensor& m) { return d_->forward(image, m); }, mask, fake, rng_,
-          config_.gp_weight, config_.gp_step);
-      losses.add("d_penalty", penalty);
-      return add(l.total, penalty);
+      Tensor total = l.total;
+      // The critic of a sample is its mean patch score; the mask is the critic's input, the
+      // image its condition.
+      const Critic critic = [&](const Tensor& m) { return mean(d_->forward(image, m), {1, 2, 3}); };
+      if (config_.mode == GanMode::WganGp) {
+        const Tensor penalty = mul(gradient_penalty(critic, mask, fake, rng_), config_.gp_weight);
+        losses.add("d_penalty", penalty);
+        total = add(total, penalty);
+      }
+      if (config_.r1_gamma > 0) {
+        const Tensor r1 = mul(r1_penalty(critic, mask), 0.5 * config_.r1_gamma);
+        losses.add("d_r1", r1);
+        total = add(total, r1);
+      }
+      return total;
     }, losses, "d_loss");
   }
 

@@ -1,7 +1,8 @@
 // The training step of adversarial segmentation (pix2pix with a mask as the "image"):
 //
 //   logits = G(x), p = sigmoid(logits)
-//   D update: L_D = d_loss(D(x, m), D(x, p.detach()))  (+ the gradient penalty in wgan-gp)
+//   D update: L_D = d_loss(D(x, m), D(x, p.detach()))  (+ the gradient penalty in wgan-gp,
+//             + the R1 penalty when r1_gamma > 0)
 //   G update: L_G = g_loss(D(x, p)) + lambda * (BCE(logits, m) + softDice(p, m)), D frozen
 //
 // With GanMode::None there is no discriminator: G trains on the segmentation loss alone (the
@@ -27,9 +28,11 @@ namespace rg::app {
 struct SegGanConfig {
   train::GanMode mode = train::GanMode::Vanilla;
   double lambda_seg = 100.0;  // weight of BCE + soft Dice against the adversarial term
-  // wgan-gp: the penalty's weight and finite-difference step (train/gan_loss.h).
+  // wgan-gp: the weight of the exact gradient penalty (engine/ops/gradient_penalty.h).
   double gp_weight = 10.0;
-  double gp_step = 1e-2;
+  // R1 (real-data gradient penalty), any GAN mode: adds r1_gamma / 2 * mean ||grad D(x, m)||^2
+  // over real pairs to D's loss (0 = off).
+  double r1_gamma = 0.0;
 };
 
 // The segmentation part of the generator loss: BCE(logits, m) + softDice(sigmoid(logits), m).
@@ -43,7 +46,8 @@ class SegGanStep {
              optim::Optimizer& opt_g, optim::Optimizer* opt_d, SegGanConfig config,
              Generator& rng);
   // One alternating update on a batch: image [N,H,W,1] in [-1,1], mask [N,H,W,1] in {0,1}.
-  // Returns, on the device: d_loss, d_real, d_fake (and d_penalty in wgan-gp) when there is a D;
+  // Returns, on the device: d_loss, d_real, d_fake (and d_penalty in wgan-gp, d_r1 with R1)
+  // when there is a D;
   // g_bce, g_dice, g_adv (with a D) and g_total.
   train::StepLosses step(const Tensor& image, const Tensor& mask);
   // Data parallelism: gradient synchronizers over G's and D's parameters (either may be null;

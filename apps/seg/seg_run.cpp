@@ -34,6 +34,7 @@ json seg_config_to_json(const SegRunConfig& c) {
               {"lr", c.lr},
               {"beta1", c.beta1},
               {"lambda_seg", c.lambda_seg},
+              {"r1_gamma", c.r1_gamma},
               {"gan_mode", train::gan_mode_name(c.gan_mode)},
               {"norm", models::norm_kind_name(c.norm)},
               {"ngf", c.ngf},
@@ -261,7 +262,8 @@ class SegTask final : public train::TrainTask {
     manual_seed(c.seed ^ 0xd50ed50eULL);
     step_ = std::make_unique<SegGanStep>(
         *g_, d_.get(), *opt_g_, opt_d_.get(),
-        SegGanConfig{.mode = c.gan_mode, .lambda_seg = c.lambda_seg}, train_gen_);
+        SegGanConfig{.mode = c.gan_mode, .lambda_seg = c.lambda_seg, .r1_gamma = c.r1_gamma},
+        train_gen_);
     if (ctx.data_parallel) {
       g_sync_ = std::make_unique<dist::GradientSync>(g_->parameters(), comm);
       if (d_) d_sync_ = std::make_unique<dist::GradientSync>(d_->parameters(), comm);
@@ -279,6 +281,11 @@ class SegTask final : public train::TrainTask {
         << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str() << " in "
         << train::precision_name(c_.precision);
     if (!precision_note_.empty()) out << " (" << precision_note_ << ")";
+    if (c_.r1_gamma > 0) out << ", R1 gamma " << c_.r1_gamma;
+    if (d_ && (c_.gan_mode == GanMode::WganGp || c_.r1_gamma > 0) && c_.norm == models::NormKind::Batch) {
+      out << "\n  note: D uses batch norm, which mixes the samples of a batch, so the gradient "
+             "penalty's per-sample input gradients are approximate (--norm instance avoids it)";
+    }
     if (ctx_.data_parallel) {
       out << "; " << ctx_.world_size << " ranks (" << ctx_.comm->name() << ") x batch "
           << c_.batch_size / ctx_.world_size << (sync_bn_ ? ", SyncBatchNorm" : "");

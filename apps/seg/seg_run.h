@@ -48,6 +48,7 @@ struct SegRunConfig {
   double lr = 2e-4;
   double beta1 = 0.5;
   double lambda_seg = 100.0;
+  double r1_gamma = 0.0;  // R1 penalty on real pairs, any GAN mode (0 = off)
   train::GanMode gan_mode = train::GanMode::Vanilla;  // None: the plain U-Net baseline
   models::NormKind norm = models::NormKind::Batch;
   int64_t ngf = 64, ndf = 64, n_layers = 3;

@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
   auto* batch = app.add_option("--batch-size", c.batch_size, "batch size")->check(CLI::PositiveNumber);
   app.add_option("--lr", c.lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--beta1", c.beta1, "Adam beta1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  app.add_option("--r1-gamma", c.r1_gamma, "R1 penalty on real pairs (gamma; 0 = off), any GAN mode")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--lambda", c.lambda_seg, "weight of BCE + soft Dice")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--gan-mode", gan_mode, "vanilla, lsgan, hinge, wgan-gp, or none (plain U-Net baseline)")
       ->check(CLI::IsMember(train::gan_mode_names()))->capture_default_str();

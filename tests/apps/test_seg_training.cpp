@@ -114,6 +114,22 @@ TEST(GanTrainer, EveryGanModeTrainsAndTheBaselineNeedsNoDiscriminator) {
   EXPECT_THROW(SegGanStep(g, nullptr, opt_g, nullptr, {.mode = GanMode::Vanilla}, rng), Error);
 }
 
+// R1 adds gamma/2 * mean ||grad_m D(x, m)||^2 on real pairs to D's loss, in any GAN mode.
+TEST(GanTrainer, R1PenaltyJoinsTheCriticLoss) {
+  Tensor image, mask;
+  make_disc_batch(image, mask);
+  Generator init(8);
+  TinyGan net(init);
+  SegGanStep step(net.g, &net.d, net.opt_g, &net.opt_d, {.mode = GanMode::LSGAN, .r1_gamma = 10.0},
+                  net.rng);
+  const StepLosses l = step.step(image, mask);
+  ASSERT_TRUE(l.contains("d_r1"));
+  EXPECT_GT(l.read("d_r1"), 0.0);
+  const double expected = 0.5 * (l.read("d_real") + l.read("d_fake")) + l.read("d_r1");
+  EXPECT_NEAR(l.read("d_loss"), expected, 1e-5 * std::max(1.0, std::abs(expected)));
+  EXPECT_THROW(SegGanStep(net.g, &net.d, net.opt_g, &net.opt_d, {.r1_gamma = -1.0}, net.rng), Error);
+}
+
 TEST(GanTrainer, Bf16ActivationsTrain) {
   // --precision bf16: the image enters as bf16, so every activation is stored in bf16 while the
   // mask, losses, gradients and master weights stay f32.
