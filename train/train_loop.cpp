@@ -108,49 +108,53 @@ class History {
   std::map<std::string, Series> losses_, metrics_;
 };
 
-// Running sums of each step loss since the last log line, kept on the device in float64 (the
-// sum of the same values in the same order as host doubles would give) and read once per line.
+// Each step loss since the last log line, kept on the device and read once per log line: the
+// values of one name are joined into one tensor and copied to the host in a single read, then
+// summed in double in step order (what summing host doubles step by step gives). Kept as
+// values, not as a device sum, because the device computes in f32 (f64 has no CUDA kernels).
 class LossAccumulator {
  public:
   void add(const StepLosses& losses) {
-    NoGradGuard no_grad;
     for (const auto& [name, value] : losses.items()) {
-      Tensor v = value.to(DType::F64);
       auto it = index_.find(name);
       if (it == index_.end()) {
-        index_.emplace(name, sums_.size());
-        sums_.emplace_back(name, v);
-      } else {
-        sums_[it->second].second = add_tensors(sums_[it->second].second, v);
+        it = index_.emplace(name, values_.size()).first;
+        values_.emplace_back(name, std::vector<Tensor>());
       }
+      values_[it->second].second.push_back(value.reshape({1}));
     }
-    ++count_;
   }
-  int64_t count() const { return count_; }
-  // Means over the accumulated steps, averaged over the ranks; resets the sums. Every rank must
-  // call it at the same step (with the same loss names).
+  // Means over the accumulated steps, averaged over the ranks; resets. Every rank must call it
+  // at the same step (with the same loss names). A loss missing from some steps is averaged over
+  // the steps that had it.
   std::vector<std::pair<std::string, double>> take_means(dist::Communicator& comm) {
-    std::vector<double> v;
-    for (auto& [name, sum] : sums_) v.push_back(sum.item());
+    NoGradGuard no_grad;
+    std::vector<double> sums, counts;
+    for (auto& [name, list] : values_) {
+      const std::vector<double> v =
+          (list.size() == 1 ? list[0] : concat(list, 0)).to_vector<double>();
+      double sum = 0;
+      for (double x : v) sum += x;
+      sums.push_back(sum);
+      counts.push_back(static_cast<double>(v.size()));
+    }
     const int world = comm.world_size();
     if (world > 1) {
-      comm.all_reduce_sum(v);
-      for (double& x : v) x /= world;
+      comm.all_reduce_sum(sums);
+      for (double& x : sums) x /= world;
     }
-    const double k = 1.0 / static_cast<double>(count_);
     std::vector<std::pair<std::string, double>> out;
-    for (size_t i = 0; i < sums_.size(); ++i) out.emplace_back(sums_[i].first, v[i] * k);
-    sums_.clear();
+    for (size_t i = 0; i < values_.size(); ++i) {
+      out.emplace_back(values_[i].first, sums[i] * (1.0 / counts[i]));
+    }
+    values_.clear();
     index_.clear();
-    count_ = 0;
     return out;
   }
 
  private:
-  static Tensor add_tensors(const Tensor& a, const Tensor& b) { return rg::add(a, b); }
-  std::vector<std::pair<std::string, Tensor>> sums_;
+  std::vector<std::pair<std::string, std::vector<Tensor>>> values_;
   std::map<std::string, size_t> index_;
-  int64_t count_ = 0;
 };
 
 bool agree_to_stop(bool stop, dist::Communicator& comm) {
