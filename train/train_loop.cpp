@@ -181,12 +181,9 @@ int run_training(TrainTask& task, const LoopConfig& c, const RunContext& ctx) {
   const TrainState state = task.state();
   const CheckpointInfo info = task.checkpoint_info();
 
-  if (root) {
-    if (!c.resume && fs::exists(files.run_dir / "metrics.jsonl")) {
-      RG_FAIL("run directory ", files.run_dir.string(),
-              " already holds a run: pass --resume to continue it, or pick another --name");
-    }
-    for (const fs::path& p : {files.checkpoints, files.samples, files.curves}) fs::create_directories(p);
+  if (root && !c.resume && fs::exists(files.run_dir / "metrics.jsonl")) {
+    RG_FAIL("run directory ", files.run_dir.string(),
+            " already holds a run: pass --resume to continue it, or pick another --name");
   }
 
   LoopProgress progress;
@@ -219,17 +216,20 @@ int run_training(TrainTask& task, const LoopConfig& c, const RunContext& ctx) {
   if (ctx.data_parallel) {
     for (const auto& [name, module] : state.modules) dist::broadcast_module_state(*module, comm);
   }
-  std::unique_ptr<JsonlWriter> log;
-  if (root) {
-    log = std::make_unique<JsonlWriter>(files.run_dir / "metrics.jsonl");
-    write_file_atomic((files.run_dir / "config.json").string(), c.config.dump(2) + "\n");
-  }
-  auto save = [&](const std::string& tag) { save_checkpoint(files.checkpoints, tag, state, progress, info); };
-
   task.start(progress.global_step);
   const int64_t steps_per_epoch = task.steps_per_epoch();
   RG_CHECK(steps_per_epoch > 0, "the training split has no full batch of ", c.batch_size,
            " samples: lower --batch-size");
+
+  // Everything that can be checked has been: only now does the run directory get files, so a
+  // refused run leaves nothing that a corrected rerun would mistake for a run to resume.
+  std::unique_ptr<JsonlWriter> log;
+  if (root) {
+    for (const fs::path& p : {files.checkpoints, files.samples, files.curves}) fs::create_directories(p);
+    log = std::make_unique<JsonlWriter>(files.run_dir / "metrics.jsonl");
+    write_file_atomic((files.run_dir / "config.json").string(), c.config.dump(2) + "\n");
+  }
+  auto save = [&](const std::string& tag) { save_checkpoint(files.checkpoints, tag, state, progress, info); };
 
   install_interrupt_handler();
   bool interrupted = false, reached_max_steps = false;

@@ -269,6 +269,7 @@ TEST(SegRun, BadConfigurationAndDataAreRefusedClearly) {
   SegRunConfig bad_batch = tiny_run("bad_batch", out);
   bad_batch.batch_size = 1000;  // more than the training split holds
   EXPECT_NE(message(bad_batch).find("batch"), std::string::npos);
+  EXPECT_FALSE(fs::exists(out / "bad_batch" / "metrics.jsonl")) << "a refused run wrote its log";
   SegRunConfig bad_depth = tiny_run("bad_depth", out);
   bad_depth.num_downs = 6;  // 32 / 2^6 is not an integer
   EXPECT_NE(message(bad_depth).find("num-downs"), std::string::npos);
