@@ -22,7 +22,9 @@ const char* modality_name(Modality m) { return m == Modality::CT ? "ct" : "mri";
 const char* crop_name(CropMode c) {
   return c == CropMode::None ? "none" : c == CropMode::Body ? "body" : "mask";
 }
-const char* split_by_name(SplitBy s) { return s == SplitBy::Subject ? "subject" : "slab"; }
+const char* split_by_name(SplitBy s) {
+  return s == SplitBy::Subject ? "subject" : s == SplitBy::Slab ? "slab" : "interleaved";
+}
 
 Modality parse_modality(const std::string& s) {
   if (s == "ct" || s == "CT") return Modality::CT;
@@ -38,7 +40,8 @@ CropMode parse_crop(const std::string& s) {
 SplitBy parse_split_by(const std::string& s) {
   if (s == "subject") return SplitBy::Subject;
   if (s == "slab") return SplitBy::Slab;
-  RG_FAIL("unknown split mode '", s, "' (expected subject or slab)");
+  if (s == "interleaved") return SplitBy::Interleaved;
+  RG_FAIL("unknown split mode '", s, "' (expected subject, slab or interleaved)");
 }
 
 // ---------------------------------------------------------------- subject sources
@@ -180,33 +183,75 @@ std::vector<int> assign_subject_splits(int64_t n, const std::array<double, 3>& f
   return split;
 }
 
-std::vector<int> assign_slab_splits(int64_t n, int slabs, int gap, const std::array<double, 3>& fractions,
-                                    uint64_t seed) {
-  RG_CHECK(slabs >= 1, "split by slab: --slabs must be >= 1, got ", slabs);
-  RG_CHECK(gap >= 0, "split by slab: --slab-gap must be >= 0, got ", gap);
-  std::vector<int> split(static_cast<size_t>(std::max<int64_t>(0, n)), 0);
-  if (n <= 0) return split;
-  const int64_t S = std::min<int64_t>(slabs, n);
-  const auto counts = split_counts(S, normalized_fractions(fractions));
-  std::vector<int> label;
-  for (int s = 0; s < 3; ++s) label.insert(label.end(), static_cast<size_t>(counts[s]), s);
-  Rng rng(derive_seed(seed, {0x736c6162ULL}));
-  rng.shuffle(label);
+namespace {
+
+// Slices [0, n) cut into labels.size() contiguous slabs, slab i getting split labels[i]; between
+// adjacent slabs of different splits `gap` slices are dropped (split -1): gap/2 before the
+// boundary, the rest after it.
+std::vector<int> slabs_to_slices(int64_t n, const std::vector<int>& labels, int gap) {
+  const int64_t S = static_cast<int64_t>(labels.size());
+  std::vector<int> split(static_cast<size_t>(n), 0);
   std::vector<int64_t> bound(static_cast<size_t>(S + 1));
   for (int64_t i = 0; i <= S; ++i) bound[static_cast<size_t>(i)] = (i * n) / S;
   for (int64_t i = 0; i < S; ++i)
     for (int64_t z = bound[static_cast<size_t>(i)]; z < bound[static_cast<size_t>(i + 1)]; ++z)
-      split[static_cast<size_t>(z)] = label[static_cast<size_t>(i)];
-  // Gaps between slabs of different splits: gap/2 slices before the boundary, the rest after.
+      split[static_cast<size_t>(z)] = labels[static_cast<size_t>(i)];
   std::vector<int> out = split;
   for (int64_t i = 1; i < S; ++i) {
-    if (label[static_cast<size_t>(i - 1)] == label[static_cast<size_t>(i)]) continue;
+    if (labels[static_cast<size_t>(i - 1)] == labels[static_cast<size_t>(i)]) continue;
     const int64_t b = bound[static_cast<size_t>(i)];
     const int64_t before = gap / 2, after = gap - gap / 2;
     for (int64_t z = std::max<int64_t>(0, b - before); z < std::min<int64_t>(n, b + after); ++z)
       out[static_cast<size_t>(z)] = -1;
   }
   return out;
+}
+
+void check_slab_options(int slabs, int gap) {
+  RG_CHECK(slabs >= 1, "split by slab: --slabs must be >= 1, got ", slabs);
+  RG_CHECK(gap >= 0, "split by slab: --slab-gap must be >= 0, got ", gap);
+}
+
+}  // namespace
+
+std::vector<int> assign_slab_splits(int64_t n, int slabs, int gap, const std::array<double, 3>& fractions,
+                                    uint64_t seed) {
+  check_slab_options(slabs, gap);
+  if (n <= 0) return {};
+  const int64_t S = std::min<int64_t>(slabs, n);
+  const auto counts = split_counts(S, normalized_fractions(fractions));
+  std::vector<int> label;
+  for (int s = 0; s < 3; ++s) label.insert(label.end(), static_cast<size_t>(counts[s]), s);
+  Rng rng(derive_seed(seed, {0x736c6162ULL}));
+  rng.shuffle(label);
+  return slabs_to_slices(n, label, gap);
+}
+
+std::vector<int> assign_interleaved_splits(int64_t n, int slabs, int gap,
+                                           const std::array<double, 3>& fractions, uint64_t seed) {
+  check_slab_options(slabs, gap);
+  if (n <= 0) return {};
+  const int64_t S = std::min<int64_t>(slabs, n);
+  const auto counts = split_counts(S, normalized_fractions(fractions));
+  // Each split's ideal positions, (j + 0.5) * S / c_s; slabs go to the splits in the order of
+  // those positions. The seed offsets validation's and test's positions by up to half a
+  // spacing (train fills what is left), so seeds give different but still even layouts.
+  Rng rng(derive_seed(seed, {0x696e746cULL}));
+  std::vector<std::pair<double, int>> wanted;
+  for (int s = 0; s < 3; ++s) {
+    const double c = static_cast<double>(counts[s]);
+    const double shift = s == 0 ? 0.5 : 0.25 + 0.5 * rng.uniform();
+    for (int64_t j = 0; j < counts[s]; ++j) {
+      wanted.emplace_back((static_cast<double>(j) + shift) * static_cast<double>(S) / c, s);
+    }
+  }
+  // Validation and test first at equal positions: they are the scarce ones.
+  std::stable_sort(wanted.begin(), wanted.end(), [](const auto& a, const auto& b) {
+    return a.first < b.first || (a.first == b.first && a.second > b.second);
+  });
+  std::vector<int> label;
+  for (const auto& w : wanted) label.push_back(w.second);
+  return slabs_to_slices(n, label, gap);
 }
 
 // ---------------------------------------------------------------- normalization
@@ -397,7 +442,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
            opt.compression);
   RG_CHECK(!out_path.empty(), "prepare: no output path");
   normalized_fractions(opt.fractions);  // validates
-  if (opt.split_by == SplitBy::Slab) {
+  if (opt.split_by != SplitBy::Subject) {
     RG_CHECK(opt.slabs >= 1, "prepare: --slabs must be >= 1, got ", opt.slabs);
     RG_CHECK(opt.slab_gap >= 0, "prepare: --slab-gap must be >= 0, got ", opt.slab_gap);
   }
@@ -529,8 +574,11 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
       if (opt.split_by == SplitBy::Subject) {
         slice_split.assign(static_cast<size_t>(nz), subject_split[static_cast<size_t>(si)]);
       } else {
-        slice_split = assign_slab_splits(nz, opt.slabs, opt.slab_gap, opt.fractions,
-                                         derive_seed(opt.seed, {static_cast<uint64_t>(si)}));
+        const uint64_t subject_seed = derive_seed(opt.seed, {static_cast<uint64_t>(si)});
+        slice_split = opt.split_by == SplitBy::Slab
+                          ? assign_slab_splits(nz, opt.slabs, opt.slab_gap, opt.fractions, subject_seed)
+                          : assign_interleaved_splits(nz, opt.slabs, opt.slab_gap, opt.fractions,
+                                                      subject_seed);
       }
 
       // 5: resample and write each slice.
@@ -588,7 +636,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
       names.push_back(src.name);
       image_paths.push_back(img_name);
       mask_paths.push_back(msk_name);
-      split_names.push_back(opt.split_by == SplitBy::Subject ? kSplitNames[subject_split[static_cast<size_t>(si)]] : "slab");
+      split_names.push_back(opt.split_by == SplitBy::Subject ? kSplitNames[subject_split[static_cast<size_t>(si)]] : split_by_name(opt.split_by));
       for (int a = 0; a < 3; ++a) {
         dims_v.push_back(image.dims[a]);
         spacing_v.push_back(image.spacing[a]);
@@ -657,7 +705,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
                                                               : "voxel order (rows j, columns i, slices k)"));
     h5::write_attr(F, "split_by", std::string(split_by_name(opt.split_by)));
     h5::write_attr(F, "split_fractions", std::vector<double>{opt.fractions[0], opt.fractions[1], opt.fractions[2]});
-    if (opt.split_by == SplitBy::Slab) {
+    if (opt.split_by != SplitBy::Subject) {
       h5::write_attr(F, "slabs", int64_t{opt.slabs});
       h5::write_attr(F, "slab_gap", int64_t{opt.slab_gap});
     }

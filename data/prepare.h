@@ -31,11 +31,15 @@ namespace rg::data {
 
 enum class Modality { CT, MRI };
 enum class CropMode { None, Body, Mask };
-enum class SplitBy { Subject, Slab };
+// Subject: whole subjects per split. Slab: each volume cut into contiguous slabs assigned to
+// splits by a seeded shuffle (a split may land in one part of the body only). Interleaved: the
+// same slabs, but each split's slabs spread evenly along the volume (validation and test then
+// both sample the whole organ: their Dice can predict each other).
+enum class SplitBy { Subject, Slab, Interleaved };
 
 const char* modality_name(Modality m);  // "ct", "mri"
 const char* crop_name(CropMode c);      // "none", "body", "mask"
-const char* split_by_name(SplitBy s);   // "subject", "slab"
+const char* split_by_name(SplitBy s);   // "subject", "slab", "interleaved"
 Modality parse_modality(const std::string& s);  // throws naming the value
 CropMode parse_crop(const std::string& s);
 SplitBy parse_split_by(const std::string& s);
@@ -124,6 +128,11 @@ std::vector<int> assign_subject_splits(int64_t n, const std::array<double, 3>& f
 // Returns the split index (0, 1, 2, or -1 = dropped) per slice.
 std::vector<int> assign_slab_splits(int64_t n, int slabs, int gap,
                                     const std::array<double, 3>& fractions, uint64_t seed);
+// Split by interleaved slabs: the same slabs and gaps, but split s's c_s slabs sit near the
+// evenly spaced positions (j + 0.5) * slabs / c_s, so every split spans the whole volume (ties
+// broken by a seeded shuffle, so different seeds shift which slabs are validation and test).
+std::vector<int> assign_interleaved_splits(int64_t n, int slabs, int gap,
+                                           const std::array<double, 3>& fractions, uint64_t seed);
 
 // Intensity mapping of a volume: values lo -> -1 and hi -> +1.
 std::array<double, 2> normalization_range(const Volume& image, const PrepareOptions& options);

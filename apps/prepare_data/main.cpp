@@ -71,8 +71,10 @@ void add_convert_options(CLI::App* sub, ConvertArgs& a, bool with_modality) {
   sub->add_option("--body-threshold", a.body_threshold,
                   "Body = raw value above this (default CT -500 HU, MRI 5% of the range)");
   sub->add_option("--size", a.size, "Output slice size (size x size)")->check(CLI::Range(8, 4096));
-  sub->add_option("--split-by", a.split_by, "subject (whole subjects) or slab (slice ranges)")
-      ->check(CLI::IsMember({"subject", "slab"}));
+  sub->add_option("--split-by", a.split_by,
+                  "subject (whole subjects), slab (shuffled slice ranges) or interleaved (slice "
+                  "ranges with every split spread over the whole volume)")
+      ->check(CLI::IsMember({"subject", "slab", "interleaved"}));
   sub->add_option("--fractions", a.fractions, "train,val,test fractions")->expected(3)->delimiter(',');
   sub->add_option("--slabs", a.slabs, "Split by slab: slabs per volume")->check(CLI::PositiveNumber);
   sub->add_option("--slab-gap", a.slab_gap, "Split by slab: slices dropped between splits")

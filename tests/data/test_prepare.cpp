@@ -330,3 +330,31 @@ TEST(Prepare, ReadingBadFilesNamesTheFile) {
   expect_error_naming(cut, "a truncated file");
   fs::remove_all(dir);
 }
+
+// Interleaved slabs: validation and test each reach into both ends of the volume, different
+// splits never touch (a gap of dropped slices between them), and the seed decides the layout.
+TEST(Prepare, InterleavedSplitsSpreadValidationAndTestOverTheVolume) {
+  const int64_t n = 150;
+  const auto split = assign_interleaved_splits(n, 20, 4, {0.7, 0.15, 0.15}, 3);
+  ASSERT_EQ(static_cast<int64_t>(split.size()), n);
+  for (int s : {1, 2}) {
+    int64_t first = n, last = -1, count = 0;
+    for (int64_t z = 0; z < n; ++z) {
+      if (split[static_cast<size_t>(z)] != s) continue;
+      first = std::min(first, z);
+      last = std::max(last, z);
+      ++count;
+    }
+    EXPECT_GT(count, 0) << "split " << s;
+    EXPECT_LT(first, n / 3) << "split " << s << " starts late";
+    EXPECT_GT(last, 2 * n / 3) << "split " << s << " ends early";
+  }
+  for (int64_t z = 0; z + 1 < n; ++z) {
+    const int a = split[static_cast<size_t>(z)], b = split[static_cast<size_t>(z + 1)];
+    EXPECT_FALSE(a >= 0 && b >= 0 && a != b) << "splits " << a << " and " << b << " touch at " << z;
+  }
+  EXPECT_EQ(split, assign_interleaved_splits(n, 20, 4, {0.7, 0.15, 0.15}, 3));
+  EXPECT_THROW(assign_interleaved_splits(n, 0, 4, {0.7, 0.15, 0.15}, 3), rg::Error);
+  EXPECT_EQ(parse_split_by("interleaved"), SplitBy::Interleaved);
+  EXPECT_STREQ(split_by_name(SplitBy::Interleaved), "interleaved");
+}
