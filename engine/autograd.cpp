@@ -4,7 +4,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "engine/ops/ops.h"
+#include "engine/core_backend.h"
 #include "engine/profile.h"
 #include "engine/tensor_impl.h"
 
@@ -46,7 +46,7 @@ std::vector<Tensor> AccumulateGrad::backward(const Tensor& grad_output) {
     // Own the buffer: the incoming gradient may be shared with other inputs of an op.
     leaf_.set_grad(g.clone());
   } else {
-    add_(current, g);
+    core_backend::accumulate_into(current, g);
   }
   for (const auto& hook : leaf_.impl()->post_accumulate_hooks) hook(leaf_);
   return {};
@@ -203,7 +203,7 @@ void execute(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_g
       pending[n] = root_grads[r];
       if (dependencies[n] == 0) ready.push_back(root_nodes[r]);
     } else {
-      it->second = add(it->second, root_grads[r]);
+      it->second = core_backend::add_gradients(it->second, root_grads[r]);
     }
   }
   while (!ready.empty()) {
@@ -224,7 +224,7 @@ void execute(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_g
       if (const std::vector<size_t>* slots = targets->find(node.get()); slots && g.defined()) {
         for (size_t slot : *slots) {
           Tensor& c = (*captured)[slot];
-          c = c.defined() ? add(c, g) : g;
+          c = c.defined() ? core_backend::add_gradients(c, g) : g;
         }
       }
       // Leaves' .grad stay untouched; other nodes run only when they lead to a target.
@@ -267,7 +267,7 @@ void execute(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_g
         if (it == pending.end() || !it->second.defined()) {
           pending[next.get()] = std::move(input_grads[i]);
         } else {
-          it->second = add(it->second, input_grads[i]);
+          it->second = core_backend::add_gradients(it->second, input_grads[i]);
         }
       }
       if (--dependencies[next.get()] == 0) ready.push_back(next);

@@ -3,9 +3,8 @@
 #include <cmath>
 #include <vector>
 
-#include "engine/cuda/ops_cuda.h"
+#include "engine/core_backend.h"
 #include "engine/dispatch.h"
-#include "engine/ops/op_utils.h"
 
 namespace rg {
 
@@ -55,12 +54,12 @@ void fill_with(Tensor& t, const char* op, F&& value_of) {
 
 // GPU tensors are filled by the CUDA Philox kernels, which use the same element mapping;
 // true when that happened.
-bool fill_on_device(Tensor& t, const char* op, cuda_ops::RandomFill kind, double a, double b,
+bool fill_on_device(Tensor& t, const char* op, core_backend::RandomFill kind, double a, double b,
                     uint64_t key, uint64_t start) {
-  if (!ops_detail::on_cuda(t)) return false;
+  if (!core_backend::kCudaBuild || !t.device().is_cuda()) return false;
   RG_CHECK(is_floating(t.dtype()), op, ": tensor must be floating point, got ",
            dtype_name(t.dtype()));
-  if constexpr (ops_detail::kCudaBuild) cuda_ops::random_fill(kind, t, a, b, key, start);
+  if constexpr (core_backend::kCudaBuild) core_backend::cuda_random_fill(kind, t, a, b, key, start);
   return true;
 }
 
@@ -71,7 +70,7 @@ void uniform_(Tensor& t, double low, double high, Generator& gen) {
   const uint64_t key = gen.seed();
   const uint64_t start = gen.reserve((static_cast<uint64_t>(t.numel()) + 3) / 4);
   const float lo = static_cast<float>(low), span = static_cast<float>(high - low);
-  if (fill_on_device(t, "uniform_", cuda_ops::RandomFill::Uniform, low, high, key, start)) return;
+  if (fill_on_device(t, "uniform_", core_backend::RandomFill::Uniform, low, high, key, start)) return;
   fill_with(t, "uniform_", [&](int64_t i) {
     const auto r = philox4x32(key, start + static_cast<uint64_t>(i) / 4);
     // (0,1] -> [low, high): 1 - u is in [0, 1).
@@ -84,7 +83,7 @@ void normal_(Tensor& t, double mean, double stddev, Generator& gen) {
   const uint64_t key = gen.seed();
   const uint64_t start = gen.reserve((static_cast<uint64_t>(t.numel()) + 1) / 2);
   const float m = static_cast<float>(mean), s = static_cast<float>(stddev);
-  if (fill_on_device(t, "normal_", cuda_ops::RandomFill::Normal, mean, stddev, key, start)) return;
+  if (fill_on_device(t, "normal_", core_backend::RandomFill::Normal, mean, stddev, key, start)) return;
   fill_with(t, "normal_", [&](int64_t i) {
     const auto r = philox4x32(key, start + static_cast<uint64_t>(i) / 2);
     const int w = 2 * static_cast<int>(i % 2);
@@ -100,7 +99,7 @@ void bernoulli_(Tensor& t, double p, Generator& gen) {
   const uint64_t key = gen.seed();
   const uint64_t start = gen.reserve((static_cast<uint64_t>(t.numel()) + 3) / 4);
   const float threshold = static_cast<float>(p);
-  if (fill_on_device(t, "bernoulli_", cuda_ops::RandomFill::Bernoulli, p, 0.0, key, start)) return;
+  if (fill_on_device(t, "bernoulli_", core_backend::RandomFill::Bernoulli, p, 0.0, key, start)) return;
   fill_with(t, "bernoulli_", [&](int64_t i) {
     const auto r = philox4x32(key, start + static_cast<uint64_t>(i) / 4);
     // u in (0,1]: P(u <= p) = p.

@@ -10,9 +10,8 @@
 
 #include "engine/allocator.h"
 #include "engine/autograd.h"
-#include "engine/cuda/ops_cuda.h"
+#include "engine/core_backend.h"
 #include "engine/dispatch.h"
-#include "engine/ops/op_utils.h"
 #include "engine/tensor_impl.h"
 
 namespace rg {
@@ -290,7 +289,7 @@ void Tensor::fill_(double value) {
     });
     return;
   }
-  if constexpr (ops_detail::kCudaBuild) cuda_ops::fill(*this, value);
+  if constexpr (core_backend::kCudaBuild) core_backend::cuda_fill(*this, value);
 }
 
 void Tensor::copy_(const Tensor& src) {
@@ -302,9 +301,9 @@ void Tensor::copy_(const Tensor& src) {
     copy_cpu(*impl_, *src.impl_);
     return;
   }
-  if constexpr (ops_detail::kCudaBuild) {
+  if constexpr (core_backend::kCudaBuild) {
     if (device() == src.device()) {  // on one GPU: the strided, converting copy kernel
-      cuda_ops::copy(*this, src);
+      core_backend::cuda_copy(*this, src);
       return;
     }
     // Across devices: make the source contiguous with the destination's dtype on its own

@@ -2,6 +2,7 @@
 # the layers below it (apps -> train -> models/data -> engine -> kernels). bench/ and tests/ may
 # include everything. Run by CTest (layer_includes); by hand:
 #   cmake -DROOT=. -P scripts/check_layers.cmake
+# Also: the engine core (tensor, autograd, rng) includes neither engine/ops/ nor engine/cuda/.
 # Prints every upward include with its file and line, and fails when there is one.
 cmake_minimum_required(VERSION 3.25)
 if(NOT ROOT)
@@ -37,6 +38,19 @@ foreach(layer kernels engine data models train apps)
     endforeach()
   endforeach()
 endforeach()
+# Inside the engine: the core (tensors, autograd, random numbers) includes neither the op layer
+# nor the CUDA backend; what it needs from them it declares in engine/core_backend.h.
+foreach(core tensor.h tensor.cpp tensor_impl.h autograd.h autograd.cpp rng.h rng.cpp core_backend.h)
+  if(NOT EXISTS "${ROOT}/engine/${core}")
+    continue()
+  endif()
+  file(STRINGS "${ROOT}/engine/${core}" lines REGEX "^[ \t]*#[ \t]*include[ \t]*\"engine/(ops|cuda)/")
+  foreach(line IN LISTS lines)
+    message(STATUS "core include: engine/${core} includes ${line} (the core sits below engine/ops and engine/cuda)")
+    math(EXPR violations "${violations} + 1")
+  endforeach()
+endforeach()
+
 if(violations GREATER 0)
   message(FATAL_ERROR "check_layers: ${violations} upward include(s); see docs/design.md (Layers)")
 endif()

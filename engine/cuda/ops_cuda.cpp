@@ -428,3 +428,15 @@ void sgd_step(const k::SgdConfig& c, const Tensor& param, const Tensor& grad, co
 }
 
 }  // namespace rg::cuda_ops
+
+// The core's entry points into this backend (engine/core_backend.h).
+namespace rg::core_backend {
+
+void cuda_fill(const Tensor& t, double value) { cuda_ops::fill(t, value); }
+void cuda_copy(const Tensor& dst, const Tensor& src) { cuda_ops::copy(dst, src); }
+void cuda_random_fill(RandomFill kind, const Tensor& t, double a, double b, uint64_t seed,
+                      uint64_t offset) {
+  cuda_ops::random_fill(kind, t, a, b, seed, offset);
+}
+
+}  // namespace rg::core_backend

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "engine/core_backend.h"
 #include "engine/tensor.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
@@ -25,7 +26,7 @@ namespace rg::cuda_ops {
 void fill(const Tensor& t, double value);
 // dst and src on the same CUDA device, same shape; converts dtypes, either may be strided.
 void copy(const Tensor& dst, const Tensor& src);
-enum class RandomFill { Uniform, Normal, Bernoulli };
+using core_backend::RandomFill;
 // Philox fill with the CPU's element mapping (engine/rng.h); t floating, any layout.
 void random_fill(RandomFill kind, const Tensor& t, double a, double b, uint64_t seed,
                  uint64_t offset);

@@ -366,4 +366,8 @@ void mul_(Tensor& dst, double s) {
   dst.copy_(mul(dst.detach(), s));
 }
 
+// Autograd's accumulation of gradients (engine/core_backend.h).
+Tensor core_backend::add_gradients(const Tensor& a, const Tensor& b) { return add(a, b); }
+void core_backend::accumulate_into(Tensor& grad, const Tensor& g) { add_(grad, g); }
+
 }  // namespace rg

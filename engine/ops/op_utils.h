@@ -5,15 +5,12 @@
 #include <vector>
 
 #include "engine/autograd.h"
+#include "engine/core_backend.h"
 #include "engine/tensor.h"
 
 namespace rg::ops_detail {
 
-#if RG_WITH_CUDA
-inline constexpr bool kCudaBuild = true;
-#else
-inline constexpr bool kCudaBuild = false;
-#endif
+inline constexpr bool kCudaBuild = core_backend::kCudaBuild;
 
 // True when t's kernels are the CUDA backend's. Each op's dispatch point reads
 //   if (on_cuda(x)) { if constexpr (kCudaBuild) cuda_ops::...; } else { kernels::cpu::...; }
