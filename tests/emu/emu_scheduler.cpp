@@ -76,6 +76,7 @@ struct Scheduler {
   const void* sched_stack_bottom = nullptr;
   size_t sched_stack_size = 0;
   std::mt19937_64 rng;
+  uint64_t launches = 0;
 };
 
 Scheduler& sched() {
@@ -411,7 +412,8 @@ void run_grid(const char* kernel, dim3 grid, dim3 block, void (*body)(void*), vo
   if (s.fibers.size() < s.threads) s.fibers.resize(s.threads);
   s.body = body;
   s.body_ctx = ctx;
-  s.rng.seed(s.options.seed);
+  // A different permutation for every launch, the same ones in every run of the same seed.
+  s.rng.seed(s.options.seed * 0x9E3779B97F4A7C15ull + s.launches++);
   const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
   std::vector<uint64_t> order;
   if (s.options.order != Order::Forward) {
