@@ -31,10 +31,22 @@ RawMemory cuda_raw_memory(int device) {
   raw.alloc = [device](size_t bytes) -> void* {
     cuda::DeviceGuard guard(device);
     void* p = nullptr;
-    const cudaError_t err = cudaMalloc(&p, bytes);
+    cudaError_t err = cudaMalloc(&p, bytes);
     if (err == cudaErrorMemoryAllocation) {
       cudaGetLastError();  // not sticky, but keep it from surfacing at the next launch check
-      return nullptr;
+      // The kernels' scratch comes from the device's default stream-ordered pool
+      // (cudaMallocAsync: legal inside graph capture, which this allocator is not), and the
+      // engine keeps that pool from releasing memory (engine/cuda/runtime.cpp). Memory it
+      // caches counts against ours: give back what no pending work uses, then try again.
+      cudaMemPool_t pool = nullptr;
+      if (cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess &&
+          cudaMemPoolTrimTo(pool, 0) == cudaSuccess) {
+        err = cudaMalloc(&p, bytes);
+      }
+      if (err == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        return nullptr;
+      }
     }
     RG_CUDA_CHECK(err);
     return p;

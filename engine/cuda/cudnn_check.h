@@ -16,7 +16,7 @@
   } while (0)
 
 // Evaluates a cuDNN call: true on success, false when cuDNN does not support the configuration
-// (see cudnn_not_supported), throws rg::Error like RG_CUDNN_CHECK on any other status.
+// (see cudnn_refused), throws rg::Error like RG_CUDNN_CHECK on any other status.
 #define RG_CUDNN_SUPPORTS(call) ::rg::cuda::cudnn_supports((call), #call, __FILE__, __LINE__)
 
 namespace rg::cuda {
@@ -28,9 +28,19 @@ inline bool cudnn_not_supported(cudnnStatus_t status) {
          static_cast<int>(status) < static_cast<int>(CUDNN_STATUS_INTERNAL_ERROR);
 }
 
+// The legacy (cudnnConvolution*, cudnnBatchNormalization*) API declines some configurations it
+// has no kernel for (NHWC bf16 with 1-2 channels, odd channel counts) with plain
+// CUDNN_STATUS_BAD_PARAM instead, and operands it cannot use at their alignment with
+// BAD_PARAM_MISALIGNED_POINTER: refusals as well, where we describe, plan or run an operation.
+// The other BAD_PARAM statuses (null pointer, out of bound, ...) are our bugs and still throw.
+inline bool cudnn_refused(cudnnStatus_t status) {
+  return cudnn_not_supported(status) || status == CUDNN_STATUS_BAD_PARAM ||
+         status == CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER;
+}
+
 inline bool cudnn_supports(cudnnStatus_t status, const char* call, const char* file, int line) {
   if (status == CUDNN_STATUS_SUCCESS) return true;
-  if (cudnn_not_supported(status)) return false;
+  if (cudnn_refused(status)) return false;
   RG_FAIL(call, " failed at ", file, ":", line, ": ", cudnnGetErrorString(status), " (status ",
           static_cast<int>(status), ")");
 }

@@ -85,13 +85,31 @@ CudnnHandle::CudnnHandle(int device, cudaStream_t stream) : device_(device) {
   RG_CUDNN_CHECK(cudnnSetStream(handle_, stream));
 }
 
+// During graph capture the workspace comes from the stream-ordered allocator instead of the
+// caching allocator: a cache miss there would call cudaMalloc (and a trim cudaFree), which a
+// capture forbids, and a block returned to the cache at scope exit could be handed to other work
+// while the graph, replayed later, still writes it. cudaMallocAsync/cudaFreeAsync become nodes
+// of the graph, which then owns the memory.
 DeviceScratch::DeviceScratch(int device, size_t bytes, cudaStream_t stream)
     : device_(device), bytes_(bytes), stream_(stream) {
-  if (bytes_ > 0) ptr_ = cuda_allocator(device_).allocate(bytes_, stream_);
+  if (bytes_ == 0) return;
+  if (stream_is_capturing(stream_)) {
+    DeviceGuard guard(device_);
+    RG_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes_, stream_));
+    stream_ordered_ = true;
+  } else {
+    ptr_ = cuda_allocator(device_).allocate(bytes_, stream_);
+  }
 }
 
 DeviceScratch::~DeviceScratch() {
-  if (ptr_ != nullptr) cuda_allocator(device_).deallocate(ptr_, bytes_, stream_);
+  if (ptr_ == nullptr) return;
+  if (stream_ordered_) {
+    DeviceGuard guard(device_);
+    cudaFreeAsync(ptr_, stream_);
+  } else {
+    cuda_allocator(device_).deallocate(ptr_, bytes_, stream_);
+  }
 }
 
 template <typename T>

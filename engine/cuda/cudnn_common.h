@@ -59,6 +59,7 @@ class DeviceScratch {
   size_t bytes_;
   cudaStream_t stream_;
   void* ptr_ = nullptr;
+  bool stream_ordered_ = false;  // from cudaMallocAsync (taken during graph capture)
 };
 
 // y[r][c] = bias[c] for r < rows, c < cols (a broadcast copy, converting to T). The library

@@ -95,12 +95,28 @@ struct ConvPlan {
   }
 };
 
+// A plan is found for a shape and for the alignment of the buffers it was searched on: cuDNN may
+// pick an algorithm that needs more alignment than an offset view of the same shape has, and it
+// then refuses the view. Keyed by alignment, such a refusal marks only that alignment
+// unsupported (falling back to our kernels), not the shape for good.
+struct PlanKey {
+  ConvTuneKey tune;
+  int alignment = 0;  // operand_alignment of the call
+  bool operator==(const PlanKey& o) const { return tune == o.tune && alignment == o.alignment; }
+};
+
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& k) const {
+    return ConvTuneKeyHash{}(k.tune) * 31 + static_cast<size_t>(k.alignment);
+  }
+};
+
 // Measured plans, for the whole process (never destroyed: see cudnn_common.cpp's handles). All
 // use of one device's plans happens under that device's CudnnHandle lease; the mutex guards
 // the map and `supported` against the description readers.
 struct PlanCache {
   std::mutex mutex;
-  std::unordered_map<ConvTuneKey, std::unique_ptr<ConvPlan>, ConvTuneKeyHash> plans;
+  std::unordered_map<PlanKey, std::unique_ptr<ConvPlan>, PlanKeyHash> plans;
 };
 
 PlanCache& plan_cache() {
@@ -114,6 +130,36 @@ struct ConvOperands {
   const void* b;  // forward: w    backward data: w    backward weight: dy
   void* out;      // forward: y    backward data: dx   backward weight: dw
 };
+
+// The largest power of two, up to 256 bytes, that divides the address of every operand.
+int operand_alignment(const ConvOperands& op) {
+  const uintptr_t bits = reinterpret_cast<uintptr_t>(op.a) | reinterpret_cast<uintptr_t>(op.b) |
+                         reinterpret_cast<uintptr_t>(op.out) | uintptr_t{256};
+  return static_cast<int>(bits & (~bits + 1));
+}
+
+// Exact fp32 excludes the FFT and Winograd algorithms: they transform the operands, and their
+// error grows with the transform (beyond the fp32 tolerance the own kernels are held to) rather
+// than staying at the rounding of a plain sum of products.
+bool exact_algorithm(ConvDirection dir, int algo) {
+  switch (dir) {
+    case ConvDirection::Forward:
+      return algo != CUDNN_CONVOLUTION_FWD_ALGO_FFT && algo != CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING &&
+             algo != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD &&
+             algo != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+    case ConvDirection::BackwardData:
+      return algo != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT &&
+             algo != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING &&
+             algo != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD &&
+             algo != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+    case ConvDirection::BackwardWeight:
+      return algo != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT &&
+             algo != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING &&
+             algo != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD &&
+             algo != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+  }
+  return false;
+}
 
 struct Candidate {
   int algo;
@@ -298,7 +344,7 @@ std::unique_ptr<ConvPlan> make_plan(ConvDirection dir, const CudnnHandle& handle
   }
   for (const Candidate& c : candidates) {
     if (c.status != CUDNN_STATUS_SUCCESS) continue;
-    if (exact_fp32 && tensor_op_math(c.math)) continue;
+    if (exact_fp32 && (tensor_op_math(c.math) || !exact_algorithm(dir, c.algo))) continue;
     // cuDNN may report an algorithm with a math type other than the descriptor's (e.g. default
     // math when tensor ops bring nothing); run it the way it was measured, except that exact
     // fp32 always runs under FMA math so TF32 can never slip in.
@@ -345,7 +391,7 @@ bool run_cudnn(ConvDirection dir, int device, const Conv2dShape& s, DType dtype,
                cudnnDataType_t io_type, bool exact_fp32, const ConvOperands& op, float beta,
                cudaStream_t stream, BeforeRun&& before_run) {
   if (!describable(s)) return false;
-  const ConvTuneKey key = make_conv_tune_key(device, dir, s, dtype, !exact_fp32);
+  const PlanKey key{make_conv_tune_key(device, dir, s, dtype, !exact_fp32), operand_alignment(op)};
   CudnnHandle handle(device, stream);
   PlanCache& cache = plan_cache();
   ConvPlan* plan = nullptr;
@@ -376,7 +422,7 @@ bool run_cudnn(ConvDirection dir, int device, const Conv2dShape& s, DType dtype,
   DeviceScratch workspace(device, plan->workspace_bytes, stream);
   const cudnnStatus_t status =
       execute(dir, handle.get(), *plan, op, workspace.get(), workspace.bytes(), beta);
-  if (cudnn_not_supported(status)) {
+  if (cudnn_refused(status)) {
     // Do not try this case again -- unless only the blend (beta = 1, the bias) was refused:
     // the case without a bias may still run.
     if (beta == 0.f) {
@@ -486,7 +532,12 @@ bool cudnn_conv2d_backward_weight(int device, const Conv2dShape& s, const T* x, 
 std::string cudnn_conv_plan_description(const ConvTuneKey& key) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mutex);
-  auto it = cache.plans.find(key);
+  // The plan of whole allocations (256-byte aligned) first, else any alignment's.
+  auto it = cache.plans.find(PlanKey{key, 256});
+  if (it == cache.plans.end()) {
+    it = std::find_if(cache.plans.begin(), cache.plans.end(),
+                      [&](const auto& entry) { return entry.first.tune == key; });
+  }
   if (it == cache.plans.end()) return "";
   const ConvPlan& p = *it->second;
   if (!p.supported) return "unsupported";

@@ -206,6 +206,11 @@ struct NcclCommunicator::Impl {
   void watchdog_loop() {
     // Event queries act on the event's own context; the device is set for any other call.
     cudaSetDevice(device);
+    // Relaxed capture mode for this thread: its event queries are "potentially unsafe" calls,
+    // which, while another thread captures a CUDA graph in the (default) global mode, would
+    // fail and invalidate that capture.
+    cudaStreamCaptureMode relaxed = cudaStreamCaptureModeRelaxed;
+    cudaThreadExchangeStreamCaptureMode(&relaxed);
     const double interval_s = std::min(1.0, std::max(0.01, timeout_s / 10.0));
     const auto interval =
         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s));
@@ -319,7 +324,9 @@ NcclCommunicator::NcclCommunicator(Communicator& host, int device, NcclOptions o
   RG_CHECK(device >= 0 && device < count, "NCCL communicator: cuda:", device, " does not exist (",
            count, " CUDA devices visible to rank ", host.rank(), ")");
   Impl& s = *impl_;
-  cuda::set_device(device);
+  // The caller's current device is theirs: restored when the constructor returns (the
+  // communicator's calls set its device themselves).
+  DeviceScope scope(device);
   int least = 0, greatest = 0;
   RG_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
   s.stream = std::make_unique<cuda::Stream>(device, greatest);  // numerically lowest = highest

@@ -32,5 +32,13 @@ using bf16 = __nv_bfloat16;
       ::rg::kernels::cuda::fail_cuda_call(#call, __FILE__, __LINE__, rg_kerr_);        \
   } while (0)
 
-// After a <<<...>>> launch: reports a bad launch configuration naming the kernel.
-#define RG_KERNEL_LAUNCH_CHECK(kernel_name) RG_KERNEL_CUDA_CHECK(cudaPeekAtLastError())
+// After a <<<...>>> launch: reports a bad launch configuration naming the kernel. It takes the
+// error with cudaGetLastError, which also clears it: cudaPeekAtLastError would leave it in
+// place, so every later check would throw again, blaming kernels that launched fine.
+#define RG_KERNEL_LAUNCH_CHECK(kernel_name)                                                \
+  do {                                                                                 \
+    const cudaError_t rg_klerr_ = cudaGetLastError();                                  \
+    if (rg_klerr_ != cudaSuccess)                                                      \
+      ::rg::kernels::cuda::fail_cuda_call("launch of " kernel_name, __FILE__, __LINE__, \
+                                          rg_klerr_);                                  \
+  } while (0)

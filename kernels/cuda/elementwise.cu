@@ -21,6 +21,7 @@
 // graph capture), since the kernel library has no allocator of its own.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "kernels/cuda/elementwise.h"
@@ -37,7 +38,11 @@ constexpr int64_t kVectorMinElements = 1024;
 
 
 
-// 16 bytes of T, moved as one uint4.
+// 16 bytes of T, moved as one uint4. The copy between the uint4 and the element array goes
+// through memcpy (as in conv_tile.cuh): reading a Pack<T> through a uint4 pointer breaks strict
+// aliasing, and g++ -O2 then reads the array before the store (garbage on the CPU emulation's
+// LeakyReLU and Tanh vector paths). nvcc compiles the memcpy of 16 aligned bytes to the same
+// single vector load or store.
 template <typename T>
 constexpr int kVec = 16 / static_cast<int>(sizeof(T));
 template <typename T>
@@ -46,13 +51,16 @@ struct alignas(16) Pack {
 };
 template <typename T>
 __device__ __forceinline__ Pack<T> load_pack(const T* p) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
   Pack<T> r;
-  *reinterpret_cast<uint4*>(&r) = *reinterpret_cast<const uint4*>(p);
+  memcpy(&r, &raw, sizeof(raw));
   return r;
 }
 template <typename T>
 __device__ __forceinline__ void store_pack(T* p, const Pack<T>& r) {
-  *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(&r);
+  uint4 raw;
+  memcpy(&raw, &r, sizeof(raw));
+  *reinterpret_cast<uint4*>(p) = raw;
 }
 
 

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -22,6 +23,20 @@ inline bool have_gpu() {
     return false;
   }
   return count > 0;
+}
+
+// RG_GPU_TEST_SMALL=1 (the compute-sanitizer runs; the CPU emulation): the tests leave out
+// their largest shapes (each test file says which); RG_GPU_TEST_SMALL=0 keeps them. Unset, the
+// default is the full set, except in a binary built with RG_GPU_TEST_SMALL_DEFAULT (the CPU
+// emulation's, whose test list CTest discovers at build time, without the variable).
+inline bool small_test_set() {
+  const char* v = std::getenv("RG_GPU_TEST_SMALL");
+  if (v != nullptr && *v != '\0') return std::string(v) != "0";
+#ifdef RG_GPU_TEST_SMALL_DEFAULT
+  return true;
+#else
+  return false;
+#endif
 }
 
 // Tolerances by precision (DEVELOPERS.md): relative to the reference's scale.
@@ -58,9 +73,19 @@ class DeviceBuffer {
   const T* get() const { return ptr_; }
   size_t size() const { return n_; }
   size_t bytes() const { return n_ * sizeof(T); }
-  void poison() { cudaMemset(ptr_, 0xFF, bytes()); }
+  // Both wait for the device before returning. cudaMemset and cudaMemcpy run on the legacy
+  // default stream, and the tests launch on non-blocking streams, which are not ordered after
+  // it: without the wait a kernel may run before the poison or the upload lands (and the late
+  // poison then overwrites its results with NaN).
+  void poison() {
+    if (cudaMemset(ptr_, 0xFF, bytes()) != cudaSuccess) ADD_FAILURE() << "cudaMemset failed";
+    if (cudaDeviceSynchronize() != cudaSuccess) ADD_FAILURE() << "cudaDeviceSynchronize failed";
+  }
   void upload(const std::vector<T>& host) {
-    cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice);
+    if (cudaMemcpy(ptr_, host.data(), bytes(), cudaMemcpyHostToDevice) != cudaSuccess) {
+      ADD_FAILURE() << "cudaMemcpy to the device failed";
+    }
+    if (cudaDeviceSynchronize() != cudaSuccess) ADD_FAILURE() << "cudaDeviceSynchronize failed";
   }
   std::vector<T> download() const {
     std::vector<T> host(n_);

@@ -342,7 +342,15 @@ TEST_F(GpuLibraryTest, CudnnConvSeg256Tf32) {
 
 TEST_F(GpuLibraryTest, CudnnConvSeg256Bf16) {
   RG_SKIP_WITHOUT_GPU();
-  check_all<bf16>(seg256_shapes(), Path::Cudnn, kBf16, Support::Required);
+  // cuDNN's legacy API may decline bf16 NHWC with 1 or 2 channels (the outermost layers; it
+  // reports CUDNN_STATUS_BAD_PARAM), and the dispatch then runs our kernels (checked by the
+  // Dispatch tests); every other seg256 layer it must run.
+  std::vector<NamedShape> narrow, wide;
+  for (const NamedShape& ns : seg256_shapes()) {
+    (std::min(ns.s.c_in, ns.s.c_out) <= 2 ? narrow : wide).push_back(ns);
+  }
+  check_all<bf16>(wide, Path::Cudnn, kBf16, Support::Required);
+  check_all<bf16>(narrow, Path::Cudnn, kBf16, Support::Optional);
 }
 
 TEST_F(GpuLibraryTest, CudnnConvAwkwardShapes) {
