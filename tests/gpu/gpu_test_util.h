@@ -39,7 +39,8 @@ inline bool small_test_set() {
 #endif
 }
 
-// Tolerances by precision (DEVELOPERS.md): relative to the reference's scale.
+// Tolerances by precision, relative to the reference's largest magnitude: the project's rule for
+// every CUDA kernel against the CPU reference (fp32 1e-5, tf32 1e-3, bf16 1e-2; NaN never passes).
 constexpr double kTolFp32 = 1e-5;
 constexpr double kTolTf32 = 1e-3;
 constexpr double kTolBf16 = 1e-2;

@@ -1,6 +1,6 @@
 // The library paths of the CUDA backend against the CPU reference instantiated for double:
 // cuDNN convolutions (forward, backward-data, backward-weight with dbias), the cuBLAS path of
-// 1x1 convolutions, cuDNN batch norm, and the conv dispatch in each backend mode (own, cudnn,
+// 1x1 convolutions, and the conv dispatch in each backend mode (own, cudnn,
 // auto). Precisions fp32 (exact), tf32 and bf16 on seg256 layer shapes (spatial size reduced)
 // and awkward ones (1 channel in or out, odd sizes, batch 1, non-square kernels and strides).
 // Inputs are rounded to T first and the reference sees the rounded values.
@@ -21,9 +21,7 @@
 #include "engine/cuda/conv_dispatch.h"
 #include "engine/cuda/cublas_conv.h"
 #include "engine/cuda/cudnn_conv.h"
-#include "engine/cuda/cudnn_norm.h"
 #include "kernels/conv.h"
-#include "kernels/norm.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace {
@@ -37,7 +35,6 @@ using rg::gpu_test::kTolTf32;
 using rg::gpu_test::random_floats;
 using rg::gpu_test::to_floats;
 using rg::kernels::Conv2dShape;
-using rg::kernels::NormShape;
 using rg::kernels::cuda::bf16;
 using rg::kernels::cuda::ConvMath;
 namespace cpu = rg::kernels::cpu;
@@ -491,112 +488,6 @@ TEST_F(GpuLibraryTest, DispatchInEachBackendMode) {
       EXPECT_EQ(rg::conv_autotune_cache().size(), 0u) << "only auto mode measures";
     }
   }
-}
-
-// ---------------------------------------------------------------- cuDNN batch norm
-
-struct NormCase {
-  NormShape s;
-  bool affine;
-  float offset;  // added to x: statistics must stay accurate when mean >> std
-};
-
-class GpuCudnnNormTest : public GpuLibraryTest {
- protected:
-  template <typename T>
-  void check_batch_norm(const NormCase& k, uint32_t seed) {
-    const NormShape& s = k.s;
-    const double tol = std::is_same_v<T, float> ? kTolFp32 : kTolBf16;
-    const std::string what = "[n=" + std::to_string(s.n) + " hw=" + std::to_string(s.hw) +
-                             " c=" + std::to_string(s.c) + (k.affine ? " affine" : "") +
-                             (std::is_same_v<T, float> ? " f32]" : " bf16]");
-    SCOPED_TRACE(what);
-    const size_t n = count({s.n, s.hw, s.c}), c = static_cast<size_t>(s.c);
-    auto x = random_floats(n, seed, -2.f, 2.f);
-    for (float& v : x) v += k.offset;
-    x = rounded<T>(x);
-    const auto dy = rounded<T>(random_floats(n, seed + 1));
-    const auto gamma = random_floats(c, seed + 2, 0.5f, 1.5f);
-    const auto beta = random_floats(c, seed + 3);
-    const auto run_mean = random_floats(c, seed + 4);
-    const auto run_var = random_floats(c, seed + 5, 0.5f, 2.f);
-    constexpr float kEps = 1e-5f;
-
-    const auto xd = widen(x), dyd = widen(dy), gd = widen(gamma), bd = widen(beta);
-    const auto md = widen(run_mean), vd = widen(run_var);
-    const std::vector<double> ones(c, 1.0), zeros(c, 0.0);
-    const double* g_ref = k.affine ? gd.data() : ones.data();
-    const double* b_ref = k.affine ? bd.data() : zeros.data();
-    std::vector<double> y_ref(n), mean_ref(c), invstd_ref(c), dx_ref(n), dg_ref(c), db_ref(c),
-        y_eval_ref(n);
-    cpu::batch_norm_forward_train<double>(s, xd.data(), g_ref, b_ref, kEps, y_ref.data(),
-                                          mean_ref.data(), invstd_ref.data());
-    cpu::batch_norm_backward_train<double>(s, xd.data(), dyd.data(), g_ref, mean_ref.data(),
-                                           invstd_ref.data(), dx_ref.data(), dg_ref.data(),
-                                           db_ref.data());
-    cpu::batch_norm_forward_eval<double>(s, xd.data(), g_ref, b_ref, md.data(), vd.data(), kEps,
-                                         y_eval_ref.data());
-    // x is uniform with rms 2/sqrt(3) around the offset, dy with rms 1/sqrt(3) (all_close_floor).
-    const double per_channel = static_cast<double>(s.n * s.hw);
-    const double mean_floor = 1.1547 / std::sqrt(per_channel);
-    const double sum_floor = std::sqrt(per_channel) * kRmsX;
-
-    DeviceBuffer<T> x_d(convert<T>(x)), dy_d(convert<T>(dy)), y_d(n), dx_d(n);
-    DeviceBuffer<float> g_d(gamma), b_d(beta), m_d(run_mean), v_d(run_var);
-    DeviceBuffer<float> mean_d(c), invstd_d(c), dg_d(c), db_d(c);
-    const float* g = k.affine ? g_d.get() : nullptr;
-    const float* b = k.affine ? b_d.get() : nullptr;
-
-    const bool by_cudnn = rc::cudnn_batch_norm_forward_train<T>(
-        kDevice, s, x_d.get(), g, b, kEps, y_d.get(), mean_d.get(), invstd_d.get(), stream_);
-    if (!by_cudnn) std::cout << "[ note ] " << what << ": cuDNN declined, our kernel ran\n";
-    // The statistics are fp32 from the T inputs: fp32 tolerance in both precisions, relative
-    // to their own scale.
-    EXPECT_TRUE(all_close(to_floats(y_d.download()), y_ref, tol, "forward train y"));
-    EXPECT_TRUE(all_close_floor(mean_d.download(), mean_ref, kTolFp32, mean_floor, "save_mean"));
-    EXPECT_TRUE(all_close(invstd_d.download(), invstd_ref, 1e-4, "save_invstd"));
-
-    // Backward from the reference statistics' GPU copies (those just computed).
-    rc::cudnn_batch_norm_backward_train<T>(
-        kDevice, s, x_d.get(), dy_d.get(), g, mean_d.get(), invstd_d.get(), kEps, dx_d.get(),
-        k.affine ? dg_d.get() : nullptr, k.affine ? db_d.get() : nullptr, stream_);
-    EXPECT_TRUE(all_close(to_floats(dx_d.download()), dx_ref, tol, "backward dx"));
-    if (k.affine) {
-      EXPECT_TRUE(all_close_floor(dg_d.download(), dg_ref, tol, sum_floor, "backward dgamma"));
-      EXPECT_TRUE(all_close_floor(db_d.download(), db_ref, tol, sum_floor, "backward dbeta"));
-    }
-
-    y_d.poison();
-    rc::cudnn_batch_norm_forward_eval<T>(kDevice, s, x_d.get(), g, b, m_d.get(), v_d.get(), kEps,
-                                         y_d.get(), stream_);
-    EXPECT_TRUE(all_close(to_floats(y_d.download()), y_eval_ref, tol, "forward eval"));
-    RG_TEST_CUDA(cudaStreamSynchronize(stream_));
-  }
-
-  template <typename T>
-  void check_all_norms() {
-    // seg256 norm layers (U-Net 128..512 channels down to 2x2, D at 31x31) and awkward cases;
-    // hw = 1 with n = 1 is one value per channel: cuDNN is not asked, our kernel runs.
-    const NormCase cases[] = {
-        {{16, 4, 512}, true, 0.f}, {{2, 16 * 16, 128}, true, 0.f}, {{2, 31 * 31, 256}, true, 0.f},
-        {{4, 64, 32}, false, 0.f}, {{1, 9, 3}, true, 0.f},         {{3, 7, 1}, true, 0.f},
-        {{16, 1, 512}, true, 0.f}, {{2, 100, 8}, true, 20.f},      {{1, 1, 5}, true, 0.f}};
-    uint32_t seed = 500;
-    for (const NormCase& k : cases) {
-      check_batch_norm<T>(k, seed);
-      seed += 10;
-    }
-  }
-};
-
-TEST_F(GpuCudnnNormTest, BatchNormFp32) {
-  RG_SKIP_WITHOUT_GPU();
-  check_all_norms<float>();
-}
-
-TEST_F(GpuCudnnNormTest, BatchNormBf16) {
-  RG_SKIP_WITHOUT_GPU();
-  check_all_norms<bf16>();
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The op layer on a GPU against the CPU backend: every differentiable op's output and input
 // gradients, Tensor copies and fills, the optimizers, and a whole small U-Net + PatchGAN step.
 // The CPU runs in float64 as the reference; the GPU runs in f32 (exact and TF32 math) and bf16,
-// held to the tolerances of DEVELOPERS.md relative to the reference's scale.
+// held to the tolerances of tests/gpu/gpu_test_util.h relative to the reference's scale.
 #include <functional>
 #include <ostream>
 #include <string>
