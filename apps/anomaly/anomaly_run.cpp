@@ -144,7 +144,12 @@ class AnomalyTask final : public train::TrainTask {
     if (c.stage == 2) {
       RG_CHECK(!c.stage1_run.empty(), "--stage 2 needs --stage1 RUN_DIR (a stage-1 run directory)");
       stage1_dir_ = fs::path(c.stage1_run) / "checkpoints";
-      const json j = train::read_checkpoint_json(stage1_dir_, "best", "anomaly");
+      json j;
+      try {
+        j = train::read_checkpoint_json(stage1_dir_, "best", "anomaly");
+      } catch (const Error& e) {
+        RG_FAIL("--stage1 ", c.stage1_run, ": ", e.what());
+      }
       RG_CHECK(j.value("stage", 0) == 1, "--stage1 ", c.stage1_run, ": checkpoints/best is not a "
                "stage-1 checkpoint (stage ", j.value("stage", 0), ")");
       RG_CHECK(j.contains("dcgan"), "--stage1 ", c.stage1_run, ": checkpoint has no \"dcgan\" entry");

@@ -282,7 +282,14 @@ TEST(AnomalyRun, BadInputIsRefusedAndWritesNothing) {
   EXPECT_NE(message(no_stage1).find("--stage1"), std::string::npos);
   AnomalyRunConfig bad_stage1 = tiny_run(2, "bad_stage1", out);
   bad_stage1.stage1_run = (out / "nowhere").string();
+  EXPECT_NE(message(bad_stage1).find("--stage1"), std::string::npos);
   EXPECT_NE(message(bad_stage1).find("nowhere"), std::string::npos);
+  // A checkpoint of stage 2 (or of another application) is no stage-1 run.
+  AnomalyRunConfig not_stage1 = tiny_run(2, "not_stage1", out);
+  not_stage1.stage1_run = (out / "not_a_run").string();
+  fs::create_directories(out / "not_a_run" / "checkpoints");
+  std::ofstream(out / "not_a_run" / "checkpoints" / "best.json") << "{\"kind\": \"seg\"}";
+  EXPECT_NE(message(not_stage1).find("--stage1"), std::string::npos);
   AnomalyRunConfig bad_stage = tiny_run(3, "bad_stage", out);
   EXPECT_NE(message(bad_stage).find("--stage"), std::string::npos);
   AnomalyRunConfig big_batch = tiny_run(1, "big_batch", out);
@@ -291,7 +298,8 @@ TEST(AnomalyRun, BadInputIsRefusedAndWritesNothing) {
   AnomalyRunConfig critic_steps = tiny_run(1, "critic_steps", out);
   critic_steps.n_critic = 100;  // more batches per step than an epoch holds
   EXPECT_NE(message(critic_steps).find("--n-critic"), std::string::npos);
-  for (const char* name : {"missing", "no_stage1", "bad_stage1", "bad_stage", "big_batch", "critic_steps"}) {
+  for (const char* name : {"missing", "no_stage1", "bad_stage1", "not_stage1", "bad_stage", "big_batch",
+                           "critic_steps"}) {
     EXPECT_FALSE(fs::exists(out / name / "metrics.jsonl")) << name << " wrote its log";
   }
 }
