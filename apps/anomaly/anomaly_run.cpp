@@ -156,6 +156,9 @@ class AnomalyTask final : public train::TrainTask {
       models::from_json(j.at("dcgan"), net);
       RG_CHECK(net.size == h, "--stage1 ", c.stage1_run, ": its networks are for ", net.size, "x",
                net.size, " slices, --data ", c.data, " has ", h, "x", w);
+      // The sizes are stage 1's, whatever --z-dim / --width said: record those.
+      c_.z_dim = net.z_dim;
+      c_.width = net.width;
     }
     net.validate();
     Generator init_gen(c.seed);
@@ -185,6 +188,9 @@ class AnomalyTask final : public train::TrainTask {
     val_ = make_lesion_slices(*val_set_, c.lesion_seed);
     test_ = make_lesion_slices(*test_set_, c.lesion_seed + 1);
   }
+
+  // The configuration as run (stage 2: the network sizes of the stage-1 checkpoint).
+  const AnomalyRunConfig& config() const { return c_; }
 
   void describe(std::ostream& out) const {
     const auto lesions = [](const LesionSlices& s) {
@@ -527,7 +533,7 @@ int run_anomaly_training(const AnomalyRunConfig& c) {
     loop.score_name = "image AUROC";
     loop.score_key = "image_auroc";
   }
-  loop.config = anomaly_config_to_json(c);
+  loop.config = anomaly_config_to_json(task.config());
   return train::run_training(task, loop, ctx);
 }
 

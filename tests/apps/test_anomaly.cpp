@@ -244,7 +244,13 @@ TEST(AnomalyRun, BothStagesResumeExactlyAndStageTwoScoresLesions) {
 
   AnomalyRunConfig s2 = tiny_run(2, "s2", out);
   s2.stage1_run = (out / "s1").string();
+  s2.width = 99;  // ignored: stage 2 takes the sizes of the stage-1 checkpoint, and records them
   ASSERT_EQ(run_anomaly_training(s2), 0);
+  {
+    std::ifstream in(out / "s2" / "config.json");
+    const nlohmann::json config = nlohmann::json::parse(in);
+    EXPECT_EQ(config["width"], 4);
+  }
   AnomalyRunConfig s2a = tiny_run(2, "s2_resumed", out);
   s2a.stage1_run = s2.stage1_run;
   s2a.interrupt_after_steps = 3;
