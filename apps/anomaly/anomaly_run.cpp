@@ -367,6 +367,21 @@ class AnomalyTask final : public train::TrainTask {
         }
         const std::string key = bucket == 0 ? "image_auroc_small" : "image_auroc_large";
         m[key] = both_classes(labels) ? json(train::auroc(scores, labels)) : json(nullptr);
+        // Pixel AUROC of the same slices, inside the organ.
+        std::vector<double> pixel_scores;
+        std::vector<uint8_t> pixel_labels;
+        const int64_t hw = s.height * s.width;
+        for (int64_t i = 0; i < s.count; ++i) {
+          const double d = s.lesion_diameter_px[static_cast<size_t>(i)];
+          if (s.has_lesion[static_cast<size_t>(i)] && ((d < split) != (bucket == 0))) continue;
+          for (int64_t p = i * hw; p < (i + 1) * hw; ++p) {
+            if (!s.organ[static_cast<size_t>(p)]) continue;
+            pixel_scores.push_back(sc.maps[static_cast<size_t>(p)]);
+            pixel_labels.push_back(s.lesion[static_cast<size_t>(p)]);
+          }
+        }
+        const std::string pkey = bucket == 0 ? "pixel_auroc_small" : "pixel_auroc_large";
+        m[pkey] = both_classes(pixel_labels) ? json(train::auroc(pixel_scores, pixel_labels)) : json(nullptr);
       }
       m["size_bucket_split_px"] = split;
     } else {

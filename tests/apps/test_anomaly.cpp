@@ -266,6 +266,13 @@ TEST(AnomalyRun, BothStagesResumeExactlyAndStageTwoScoresLesions) {
     const double v = tests[0][k].get<double>();
     EXPECT_TRUE(v >= 0 && v <= 1) << k << " = " << v;
   }
+  // Size buckets: present, and within [0, 1] where a bucket has lesions.
+  for (const char* k : {"image_auroc_small", "image_auroc_large", "pixel_auroc_small", "pixel_auroc_large"}) {
+    ASSERT_TRUE(tests[0].contains(k)) << k;
+    if (!tests[0][k].is_null()) {
+      EXPECT_TRUE(tests[0][k].get<double>() >= 0 && tests[0][k].get<double>() <= 1) << k;
+    }
+  }
   const auto resumed_tests = lines_of_kind(out / "s2_resumed" / "metrics.jsonl", "test");
   ASSERT_EQ(resumed_tests.size(), 1u);
   EXPECT_EQ(tests[0]["image_auroc"].get<double>(), resumed_tests[0]["image_auroc"].get<double>());
