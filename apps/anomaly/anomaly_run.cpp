@@ -1,0 +1,555 @@
+#include "apps/anomaly/anomaly_run.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include "apps/anomaly/anomaly_gan.h"
+#include "data/lesions.h"
+#include "data/loader.h"
+#include "data/png_io.h"
+#include "data/slice_dataset.h"
+#include "engine/dist/communicator.h"
+#include "engine/roentgen.h"
+#include "models/dcgan.h"
+#include "train/plots.h"
+#include "train/ranking_metrics.h"
+#include "train/train_loop.h"
+
+namespace rg::app {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+json anomaly_config_to_json(const AnomalyRunConfig& c) {
+  return json{{"data", c.data},         {"stage", c.stage},
+              {"stage1_run", c.stage1_run}, {"name", c.name},
+              {"out_dir", c.out_dir},   {"epochs", c.epochs},
+              {"epochs_decay", c.epochs_decay}, {"batch_size", c.batch_size},
+              {"lr", c.lr},             {"beta1", c.beta1},
+              {"beta2", c.beta2},       {"n_critic", c.n_critic},
+              {"gp_weight", c.gp_weight}, {"kappa", c.kappa},
+              {"z_dim", c.z_dim},       {"width", c.width},
+              {"device", c.device},     {"seed", c.seed},
+              {"lesion_seed", c.lesion_seed}, {"max_train_batches", c.max_train_batches}};
+}
+
+LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
+                                int64_t min_organ_pixels) {
+  LesionSlices out;
+  out.count = ds.size();
+  out.height = ds.height();
+  out.width = ds.width();
+  const int64_t hw = out.height * out.width;
+  out.images.resize(static_cast<size_t>(out.count * hw));
+  out.organ.resize(out.images.size());
+  out.lesion.assign(out.images.size(), 0);
+  out.has_lesion.assign(static_cast<size_t>(out.count), 0);
+  out.lesion_diameter_px.assign(static_cast<size_t>(out.count), 0.0);
+  std::vector<float> mask(static_cast<size_t>(hw));
+  const double side = static_cast<double>(std::min(out.height, out.width));
+  for (int64_t i = 0; i < out.count; ++i) {
+    float* image = out.images.data() + i * hw;
+    ds.read(i, image, mask.data());
+    int64_t organ_pixels = 0;
+    for (int64_t p = 0; p < hw; ++p) {
+      out.organ[static_cast<size_t>(i * hw + p)] = mask[static_cast<size_t>(p)] >= 0.5f;
+      organ_pixels += mask[static_cast<size_t>(p)] >= 0.5f;
+    }
+    // Odd slices stay normal: image-level AUROC needs normal validation slices too.
+    if (i % 2 != 0 || organ_pixels < min_organ_pixels) continue;
+    // A one-slice volume, 1 mm "voxels" = pixels (the prepared slices are resampled, so the
+    // original spacing is gone).
+    data::Volume vol, organ;
+    vol.dims = organ.dims = {out.width, out.height, 1};
+    vol.voxels.assign(image, image + hw);
+    organ.voxels = mask;
+    vol.source = ds.path() + " [" + ds.split() + " slice " + std::to_string(i) + "]";
+    organ.source = vol.source + " mask";
+    data::LesionOptions lo;
+    lo.count = 1;
+    lo.min_diameter_mm = std::max(3.0, side / 20);
+    lo.max_diameter_mm = std::max(lo.min_diameter_mm, side / 5);
+    // A seed per slice: a slice's lesion does not depend on how many slices precede it.
+    lo.seed = seed * 1000003ULL + static_cast<uint64_t>(i);
+    const data::LesionResult r = data::insert_lesions(vol, organ, lo);
+    int64_t lesion_pixels = 0;
+    for (int64_t p = 0; p < hw; ++p) {
+      const bool in = r.mask.voxels[static_cast<size_t>(p)] >= 0.5f;
+      out.lesion[static_cast<size_t>(i * hw + p)] = in;
+      lesion_pixels += in;
+    }
+    if (lesion_pixels == 0) continue;  // cut away entirely by the organ border: stays normal
+    std::copy(vol.voxels.begin(), vol.voxels.end(), image);
+    out.has_lesion[static_cast<size_t>(i)] = 1;
+    out.lesion_diameter_px[static_cast<size_t>(i)] = r.diameters_mm.empty() ? 0 : r.diameters_mm[0];
+  }
+  return out;
+}
+
+namespace {
+
+Tensor slice_batch(const LesionSlices& s, int64_t start, int64_t count, Device device) {
+  const int64_t hw = s.height * s.width;
+  Tensor x = Tensor::empty({count, s.height, s.width, 1});
+  std::copy(s.images.begin() + start * hw, s.images.begin() + (start + count) * hw, x.data<float>());
+  return x.to(device);
+}
+
+// The metrics of anomaly maps against the inserted lesions (issue 16): image AUROC over slices
+// (score = the izi_f residual); pixel AUROC, AUPRC and Dice over the pixels inside the organ
+// mask (score = |x - G(E(x))|).
+struct PixelScores {
+  std::vector<double> scores;
+  std::vector<uint8_t> labels;
+  bool both_classes() const {
+    const auto pos = std::count(labels.begin(), labels.end(), uint8_t{1});
+    return pos > 0 && pos < static_cast<std::ptrdiff_t>(labels.size());
+  }
+};
+
+bool both_classes(const std::vector<uint8_t>& labels) {
+  const auto pos = std::count(labels.begin(), labels.end(), uint8_t{1});
+  return pos > 0 && pos < static_cast<std::ptrdiff_t>(labels.size());
+}
+
+struct Scored {
+  std::vector<double> slice_scores;  // izi_f score per slice
+  std::vector<float> maps;           // |x - G(E(x))| per pixel
+  double image_mse = 0;              // mean over slices of the pixel residual term
+  PixelScores pixels;                // inside the organ
+};
+
+class AnomalyTask final : public train::TrainTask {
+ public:
+  AnomalyTask(const AnomalyRunConfig& c, const train::RunContext& ctx) : c_(c), ctx_(ctx) {
+    RG_CHECK(c.stage == 1 || c.stage == 2, "--stage must be 1 or 2, got ", c.stage);
+    RG_CHECK(ctx.world_size == 1, "train_anomaly runs in one process (no data parallelism yet)");
+    RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+    val_set_ = std::make_unique<data::SliceDataset>(c.data, "val");
+    test_set_ = std::make_unique<data::SliceDataset>(c.data, "test");
+    const int64_t h = val_set_->height(), w = val_set_->width();
+    RG_CHECK(h == w && h >= 8 && (h & (h - 1)) == 0, "--data ", c.data, ": slices are ", h, "x", w,
+             "; the anomaly networks need square slices of a power-of-two size (64, 128, ...)");
+    {
+      data::SliceDataset train_set(c.data, "train");
+      RG_CHECK(train_set.size() >= c.batch_size, "--data ", c.data, ": the train split has ",
+               train_set.size(), " slices, fewer than one batch of ", c.batch_size);
+    }
+
+    models::DcganConfig net{.size = h, .z_dim = c.z_dim, .width = c.width};
+    if (c.stage == 2) {
+      RG_CHECK(!c.stage1_run.empty(), "--stage 2 needs --stage1 RUN_DIR (a stage-1 run directory)");
+      stage1_dir_ = fs::path(c.stage1_run) / "checkpoints";
+      json j;
+      try {
+        j = train::read_checkpoint_json(stage1_dir_, "best", "anomaly");
+      } catch (const Error& e) {
+        RG_FAIL("--stage1 ", c.stage1_run, ": ", e.what());
+      }
+      RG_CHECK(j.value("stage", 0) == 1, "--stage1 ", c.stage1_run, ": checkpoints/best is not a "
+               "stage-1 checkpoint (stage ", j.value("stage", 0), ")");
+      RG_CHECK(j.contains("dcgan"), "--stage1 ", c.stage1_run, ": checkpoint has no \"dcgan\" entry");
+      models::from_json(j.at("dcgan"), net);
+      RG_CHECK(net.size == h, "--stage1 ", c.stage1_run, ": its networks are for ", net.size, "x",
+               net.size, " slices, --data ", c.data, " has ", h, "x", w);
+      // The sizes are stage 1's, whatever --z-dim / --width said: record those.
+      c_.z_dim = net.z_dim;
+      c_.width = net.width;
+    }
+    net.validate();
+    Generator init_gen(c.seed);
+    g_ = std::make_unique<models::DcganGenerator>(net, init_gen);
+    d_ = std::make_unique<models::DcganCritic>(net, init_gen);
+    train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
+    const optim::AdamOptions adam{.lr = c.lr, .beta1 = c.beta1, .beta2 = c.beta2};
+    if (c.stage == 2) {
+      train::TrainState frozen;
+      frozen.modules = {{"G", g_.get()}, {"D", d_.get()}};
+      train::load_checkpoint(stage1_dir_, "best", frozen, "anomaly");
+      e_ = std::make_unique<models::DcganEncoder>(net, init_gen);
+    }
+    g_->to(ctx.device);
+    d_->to(ctx.device);
+    if (c.stage == 1) {
+      opt_g_ = std::make_unique<optim::Adam>(g_->parameters(), adam);
+      opt_d_ = std::make_unique<optim::Adam>(d_->parameters(), adam);
+      wgan_ = std::make_unique<WganGpStep>(*g_, *d_, *opt_g_, *opt_d_,
+                                           WganGpConfig{.n_critic = c.n_critic, .gp_weight = c.gp_weight},
+                                           train_gen_);
+    } else {
+      e_->to(ctx.device);
+      opt_e_ = std::make_unique<optim::Adam>(e_->parameters(), adam);
+      encoder_ = std::make_unique<EncoderStep>(*g_, *d_, *e_, *opt_e_, c.kappa);
+    }
+    val_ = make_lesion_slices(*val_set_, c.lesion_seed);
+    test_ = make_lesion_slices(*test_set_, c.lesion_seed + 1);
+  }
+
+  // The configuration as run (stage 2: the network sizes of the stage-1 checkpoint).
+  const AnomalyRunConfig& config() const { return c_; }
+
+  void describe(std::ostream& out) const {
+    const auto lesions = [](const LesionSlices& s) {
+      return std::to_string(std::count(s.has_lesion.begin(), s.has_lesion.end(), uint8_t{1})) +
+             " of " + std::to_string(s.count) + " slices with a synthetic lesion";
+    };
+    out << "train_anomaly stage " << c_.stage << ": " << c_.data << " (" << g_->config.size << "x"
+        << g_->config.size << "), G " << g_->parameter_count() << " parameters, critic "
+        << d_->parameter_count();
+    if (e_) out << ", encoder " << e_->parameter_count() << " (G and critic frozen, from " << c_.stage1_run << ")";
+    else out << ", n_critic " << c_.n_critic << ", lambda " << c_.gp_weight;
+    out << ", batch " << c_.batch_size << ", Adam " << c_.lr << " (" << c_.beta1 << ", " << c_.beta2
+        << "), " << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str()
+        << "\n  validation: " << lesions(val_) << "; test: " << lesions(test_) << "\n";
+  }
+
+  train::TrainState state() override {
+    train::TrainState s;
+    s.modules = {{"G", g_.get()}, {"D", d_.get()}};
+    if (e_) {
+      s.modules.emplace_back("E", e_.get());
+      s.optimizers.emplace_back("E", opt_e_.get());
+    } else {
+      s.optimizers = {{"G", opt_g_.get()}, {"D", opt_d_.get()}};
+      s.generators.emplace_back("train", &train_gen_);
+    }
+    return s;
+  }
+
+  train::CheckpointInfo checkpoint_info() const override {
+    train::CheckpointInfo info;
+    info.kind = "anomaly";
+    info.run = anomaly_config_to_json(c_);
+    info.extra["stage"] = c_.stage;
+    info.extra["dcgan"] = models::to_json(g_->config);
+    info.extra["kappa"] = c_.kappa;
+    info.metadata["dcgan_config"] = models::to_json(g_->config).dump();
+    return info;
+  }
+
+  void start(int64_t global_step) override {
+    data::LoaderOptions lo;
+    lo.split = "train";
+    lo.batch_size = c_.batch_size;
+    lo.shuffle = true;
+    lo.seed = c_.seed;
+    lo.epochs = 0;  // endless: batch k of the stream depends only on (seed, k)
+    lo.workers = c_.workers;
+    lo.drop_last = true;
+    lo.augment = false;  // normal anatomy as it is: a flipped brain is not what the test shows
+    lo.start_batch = global_step * batches_per_step();
+    loader_ = std::make_unique<data::Loader>(c_.data, lo);
+    RG_CHECK(loader_batches() >= batches_per_step(), "--data ", c_.data, ": ", loader_batches(),
+             " training batches per epoch, but one stage-1 step takes --n-critic ", c_.n_critic,
+             " batches (lower --batch-size or --n-critic)");
+  }
+
+  int64_t steps_per_epoch() const override { return loader_batches() / batches_per_step(); }
+
+  train::StepLosses step() override {
+    std::vector<Tensor> real;
+    for (int64_t k = 0; k < batches_per_step(); ++k) {
+      std::optional<data::Batch> batch = loader_->next();
+      RG_CHECK(batch.has_value(), "loader ended early");
+      real.push_back(batch->image.to(ctx_.device));
+    }
+    if (wgan_) return wgan_->step(real);
+    return encoder_->step(real.front());
+  }
+
+  train::Evaluation validate(int64_t epoch, const train::RunFiles& files) override {
+    train::Evaluation e = evaluate(val_, files.epoch_sample("epoch_", epoch, ".png"), std::nullopt);
+    // Stage 1 keeps its last epoch as `best` (what stage 2 loads): the critic's Wasserstein
+    // estimate is no model-selection criterion, it grows while the critic learns to separate
+    // (measured: it rose from 6.8 to 22.7 over the first 10 epochs on Colin27).
+    if (c_.stage == 1) e.score = static_cast<double>(epoch);
+    return e;
+  }
+
+  train::Evaluation test(const train::RunFiles& files) override {
+    if (c_.stage == 1) return evaluate(test_, files.samples / "test.png", std::nullopt);
+    // The pixel threshold is chosen on validation with the checkpoint under test.
+    const Scored val = score(val_);
+    std::optional<double> threshold;
+    if (val.pixels.both_classes()) threshold = train::best_dice(val.pixels.scores, val.pixels.labels).threshold;
+    return evaluate(test_, files.samples / "test.png", threshold);
+  }
+
+  std::vector<std::string> curve_losses() const override {
+    if (c_.stage == 1) return {"d_loss", "g_loss", "w_distance", "d_penalty"};
+    return {"e_loss", "e_image", "e_feature"};
+  }
+  std::vector<std::string> curve_metrics() const override {
+    if (c_.stage == 1) return {"w_distance"};
+    return {"image_auroc", "pixel_auroc", "pixel_auprc", "best_dice"};
+  }
+
+ private:
+  int64_t batches_per_step() const { return c_.stage == 1 ? c_.n_critic : 1; }
+  int64_t loader_batches() const {
+    return c_.max_train_batches > 0 ? std::min(c_.max_train_batches, loader_->batches_per_epoch())
+                                     : loader_->batches_per_epoch();
+  }
+
+  // izi_f scores and residual maps of every slice, networks in eval mode.
+  Scored score(const LesionSlices& s) {
+    NoGradGuard no_grad;
+    g_->eval();
+    d_->eval();
+    e_->eval();
+    Scored out;
+    const int64_t hw = s.height * s.width;
+    out.maps.resize(s.images.size());
+    for (int64_t start = 0; start < s.count; start += c_.batch_size) {
+      const int64_t n = std::min(c_.batch_size, s.count - start);
+      const Tensor x = slice_batch(s, start, n, ctx_.device);
+      const Residuals r = izif_residuals(*g_, *d_, *e_, x, c_.kappa);
+      const auto sc = r.score.to(Device::cpu()).to_vector<float>();
+      const auto im = r.image.to(Device::cpu()).to_vector<float>();
+      const auto map = abs_diff(x, r.reconstruction);
+      for (int64_t i = 0; i < n; ++i) {
+        out.slice_scores.push_back(sc[static_cast<size_t>(i)]);
+        out.image_mse += im[static_cast<size_t>(i)];
+      }
+      std::copy(map.begin(), map.end(), out.maps.begin() + start * hw);
+    }
+    out.image_mse /= static_cast<double>(std::max<int64_t>(1, s.count));
+    for (size_t p = 0; p < s.organ.size(); ++p) {
+      if (!s.organ[p]) continue;
+      out.pixels.scores.push_back(out.maps[p]);
+      out.pixels.labels.push_back(s.lesion[p]);
+    }
+    e_->train();
+    return out;
+  }
+
+  static std::vector<float> abs_diff(const Tensor& a, const Tensor& b) {
+    const auto av = a.to(Device::cpu()).to_vector<float>(), bv = b.to(Device::cpu()).to_vector<float>();
+    std::vector<float> out(av.size());
+    for (size_t i = 0; i < av.size(); ++i) out[i] = std::fabs(av[i] - bv[i]);
+    return out;
+  }
+
+  train::Evaluation evaluate(const LesionSlices& s, const fs::path& picture,
+                             std::optional<double> test_threshold) {
+    if (c_.stage == 1) return evaluate_generator(s, picture);
+    const Scored sc = score(s);
+    json m;
+    m["slices"] = s.count;
+    m["lesion_slices"] = std::count(s.has_lesion.begin(), s.has_lesion.end(), uint8_t{1});
+    m["recon_mse"] = sc.image_mse;
+    double mean_score = 0;
+    for (double v : sc.slice_scores) mean_score += v;
+    mean_score /= static_cast<double>(std::max<size_t>(1, sc.slice_scores.size()));
+    m["mean_score"] = mean_score;
+    train::Evaluation e;
+    std::string summary;
+    if (both_classes(s.has_lesion)) {
+      const double auc = train::auroc(sc.slice_scores, s.has_lesion);
+      m["image_auroc"] = auc;
+      e.score = auc;
+      summary = "image AUROC " + train::fixed(auc);
+      // Image AUROC per lesion-size bucket: lesions of one bucket against all normal slices.
+      const double split = static_cast<double>(s.height) / 10;
+      for (int bucket = 0; bucket < 2; ++bucket) {
+        std::vector<double> scores;
+        std::vector<uint8_t> labels;
+        for (int64_t i = 0; i < s.count; ++i) {
+          const double d = s.lesion_diameter_px[static_cast<size_t>(i)];
+          const bool lesion = s.has_lesion[static_cast<size_t>(i)];
+          if (lesion && ((d < split) != (bucket == 0))) continue;
+          scores.push_back(sc.slice_scores[static_cast<size_t>(i)]);
+          labels.push_back(lesion);
+        }
+        const std::string key = bucket == 0 ? "image_auroc_small" : "image_auroc_large";
+        m[key] = both_classes(labels) ? json(train::auroc(scores, labels)) : json(nullptr);
+        // Pixel AUROC of the same slices, inside the organ.
+        std::vector<double> pixel_scores;
+        std::vector<uint8_t> pixel_labels;
+        const int64_t hw = s.height * s.width;
+        for (int64_t i = 0; i < s.count; ++i) {
+          const double d = s.lesion_diameter_px[static_cast<size_t>(i)];
+          if (s.has_lesion[static_cast<size_t>(i)] && ((d < split) != (bucket == 0))) continue;
+          for (int64_t p = i * hw; p < (i + 1) * hw; ++p) {
+            if (!s.organ[static_cast<size_t>(p)]) continue;
+            pixel_scores.push_back(sc.maps[static_cast<size_t>(p)]);
+            pixel_labels.push_back(s.lesion[static_cast<size_t>(p)]);
+          }
+        }
+        const std::string pkey = bucket == 0 ? "pixel_auroc_small" : "pixel_auroc_large";
+        m[pkey] = both_classes(pixel_labels) ? json(train::auroc(pixel_scores, pixel_labels)) : json(nullptr);
+      }
+      m["size_bucket_split_px"] = split;
+    } else {
+      // No lesion slices: the reconstruction error is all there is to compare epochs by.
+      e.score = -mean_score;
+      summary = "mean score " + train::fixed(mean_score) + " (no lesion slices)";
+    }
+    std::optional<double> threshold;
+    if (sc.pixels.both_classes()) {
+      const double pauc = train::auroc(sc.pixels.scores, sc.pixels.labels);
+      const double pap = train::auprc(sc.pixels.scores, sc.pixels.labels);
+      const train::ThresholdDice best = train::best_dice(sc.pixels.scores, sc.pixels.labels);
+      m["pixel_auroc"] = pauc;
+      m["pixel_auprc"] = pap;
+      m["best_dice"] = best.dice;
+      m["best_dice_threshold"] = best.threshold;
+      summary += " pixel AUROC " + train::fixed(pauc) + " AUPRC " + train::fixed(pap) +
+                 " best Dice " + train::fixed(best.dice);
+      threshold = best.threshold;
+      if (test_threshold) {
+        const double d = train::dice_at_threshold(sc.pixels.scores, sc.pixels.labels, *test_threshold);
+        m["dice_at_val_threshold"] = d;
+        m["val_threshold"] = *test_threshold;
+        summary += " Dice at the validation threshold " + train::fixed(d);
+        threshold = test_threshold;
+      }
+    }
+    write_lesion_grid(s, sc, threshold.value_or(0.5), picture);
+    e.metrics = m;
+    e.summary = summary + "; pictures " + picture.string();
+    return e;
+  }
+
+  // image | lesion | residual >= threshold, on the first sample_rows lesion slices.
+  void write_lesion_grid(const LesionSlices& s, const Scored& sc, double threshold,
+                         const fs::path& picture) const {
+    const int64_t hw = s.height * s.width;
+    std::vector<train::SegGridRow> rows;
+    for (int64_t i = 0; i < s.count && static_cast<int64_t>(rows.size()) < c_.sample_rows; ++i) {
+      if (!s.has_lesion[static_cast<size_t>(i)]) continue;
+      train::SegGridRow row;
+      row.height = static_cast<int>(s.height);
+      row.width = static_cast<int>(s.width);
+      row.image.assign(s.images.begin() + i * hw, s.images.begin() + (i + 1) * hw);
+      row.target.assign(s.lesion.begin() + i * hw, s.lesion.begin() + (i + 1) * hw);
+      row.prob.assign(sc.maps.begin() + i * hw, sc.maps.begin() + (i + 1) * hw);
+      rows.push_back(std::move(row));
+    }
+    if (rows.empty()) return;
+    train::SegGridOptions o;
+    o.column_titles = {"image", "lesion", "|x-G(E(x))|"};
+    o.threshold = static_cast<float>(threshold);
+    train::write_segmentation_grid_png(picture.string(), rows, o);
+  }
+
+  // Stage 1: the critic's Wasserstein estimate between the normal (lesion-free) slices and as
+  // many generated ones from a fixed z, and a picture of those samples.
+  train::Evaluation evaluate_generator(const LesionSlices& s, const fs::path& picture) {
+    NoGradGuard no_grad;
+    g_->eval();
+    d_->eval();
+    const int64_t hw = s.height * s.width;
+    std::vector<float> normal;
+    for (int64_t i = 0; i < s.count; ++i) {
+      if (s.has_lesion[static_cast<size_t>(i)]) continue;
+      normal.insert(normal.end(), s.images.begin() + i * hw, s.images.begin() + (i + 1) * hw);
+    }
+    const int64_t n = static_cast<int64_t>(normal.size()) / hw;
+    RG_CHECK(n > 0, "validation: no lesion-free slice in the ", val_set_->split(), " split of ", c_.data);
+    Generator z_gen(c_.seed ^ 0x2a2a2a2aULL);  // the same z at every evaluation
+    double real_sum = 0, fake_sum = 0;
+    std::vector<float> samples;
+    for (int64_t start = 0; start < n; start += c_.batch_size) {
+      const int64_t b = std::min(c_.batch_size, n - start);
+      Tensor x = Tensor::empty({b, s.height, s.width, 1});
+      std::copy(normal.begin() + start * hw, normal.begin() + (start + b) * hw, x.data<float>());
+      x = x.to(ctx_.device);
+      Tensor z = Tensor::empty({b, g_->config.z_dim}, DType::F32, ctx_.device);
+      normal_(z, 0.0, 1.0, z_gen);
+      const Tensor fake = g_->forward(z);
+      real_sum += sum(d_->forward(x)).item();
+      fake_sum += sum(d_->forward(fake)).item();
+      if (static_cast<int64_t>(samples.size()) < 16 * hw) {
+        const auto f = fake.to(Device::cpu()).to_vector<float>();
+        samples.insert(samples.end(), f.begin(),
+                       f.begin() + std::min<int64_t>(static_cast<int64_t>(f.size()), 16 * hw - static_cast<int64_t>(samples.size())));
+      }
+    }
+    g_->train();
+    d_->train();
+    const double w = (real_sum - fake_sum) / static_cast<double>(n);
+    write_mosaic(samples, s.height, s.width, picture);
+    train::Evaluation e;
+    e.metrics = json{{"w_distance", w}, {"slices", n}};
+    e.summary = "W estimate " + train::fixed(w) + " on " + std::to_string(n) +
+                " lesion-free slices; samples " + picture.string();
+    return e;
+  }
+
+  // Up to 16 images in a 4-wide gray mosaic.
+  static void write_mosaic(const std::vector<float>& images, int64_t h, int64_t w, const fs::path& path) {
+    const int64_t count = static_cast<int64_t>(images.size()) / (h * w);
+    if (count == 0) return;
+    const int64_t cols = std::min<int64_t>(4, count), rows = (count + cols - 1) / cols;
+    data::Image8 img;
+    img.width = static_cast<int>(cols * w);
+    img.height = static_cast<int>(rows * h);
+    img.pixels.assign(static_cast<size_t>(img.width) * img.height, 0);
+    for (int64_t k = 0; k < count; ++k) {
+      for (int64_t y = 0; y < h; ++y) {
+        for (int64_t x = 0; x < w; ++x) {
+          const float v = std::clamp(images[static_cast<size_t>((k * h + y) * w + x)], -1.0f, 1.0f);
+          const int64_t px = (k % cols) * w + x, py = (k / cols) * h + y;
+          img.pixels[static_cast<size_t>(py * img.width + px)] =
+              static_cast<uint8_t>(std::lround((v + 1.0f) * 127.5f));
+        }
+      }
+    }
+    data::write_png(path.string(), img);
+  }
+
+  AnomalyRunConfig c_;
+  train::RunContext ctx_;
+  fs::path stage1_dir_;
+  std::unique_ptr<data::SliceDataset> val_set_, test_set_;
+  LesionSlices val_, test_;
+  std::unique_ptr<models::DcganGenerator> g_;
+  std::unique_ptr<models::DcganCritic> d_;
+  std::unique_ptr<models::DcganEncoder> e_;
+  std::unique_ptr<optim::Adam> opt_g_, opt_d_, opt_e_;
+  Generator train_gen_{0};
+  std::unique_ptr<WganGpStep> wgan_;
+  std::unique_ptr<EncoderStep> encoder_;
+  std::unique_ptr<data::Loader> loader_;
+};
+
+}  // namespace
+
+int run_anomaly_training(const AnomalyRunConfig& c) {
+  RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
+  RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
+  dist::LocalCommunicator local;
+  const train::RunContext ctx = train::make_run_context(local, train::resolve_device(c.device));
+  AnomalyTask task(c, ctx);
+  task.describe(std::cerr);
+
+  train::LoopConfig loop;
+  loop.app = "train_anomaly";
+  loop.run_dir = fs::path(c.out_dir) / c.name;
+  loop.epochs = c.epochs;
+  loop.epochs_decay = c.epochs_decay;
+  loop.lr_policy = train::LrPolicy::Linear;
+  loop.lr = c.lr;
+  loop.batch_size = c.batch_size;
+  loop.log_every = c.log_every;
+  loop.progress = c.progress;
+  loop.resume = c.resume;
+  loop.interrupt_after_steps = c.interrupt_after_steps;
+  loop.max_steps = c.max_steps;
+  if (c.stage == 1) {
+    loop.score_name = "epoch";
+    loop.score_key = "epoch";
+  } else {
+    loop.score_name = "image AUROC";
+    loop.score_key = "image_auroc";
+  }
+  loop.config = anomaly_config_to_json(task.config());
+  return train::run_training(task, loop, ctx);
+}
+
+}  // namespace rg::app

@@ -1,0 +1,81 @@
+// One f-AnoGAN training run (issue 16): the anomaly task (normal training slices, DCGAN-style
+// G / critic / encoder of models/dcgan.h, the steps of apps/anomaly/anomaly_gan.h, evaluation on
+// validation slices with synthetic lesions) run by the training layer's loop
+// (train/train_loop.h), which owns epochs, resume, Ctrl-C, logs, curves and checkpoints.
+// apps/train_anomaly is a thin flag parser over this. docs/anomaly.md describes method and data.
+//
+// Stage 1 trains G and the critic (WGAN-GP); stage 2 loads them from a stage-1 run's best
+// checkpoint, freezes them and trains the encoder. Each stage is its own run directory (the
+// loop's layout); both write checkpoints of kind "anomaly" with "stage" and "dcgan" entries.
+//
+// Data: training = every slice of the prepared file's train split (the "normal" slices: the
+// default datasets hold no lesions). Validation and test = the val / test splits with synthetic
+// lesions inserted by data/lesions.h into every second slice whose organ mask is large enough
+// (LesionSlices), deterministically from --lesion-seed; the organ mask of the file bounds the
+// pixel metrics.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "train/settings.h"
+
+namespace rg::data {
+class SliceDataset;
+}
+
+namespace rg::app {
+
+struct AnomalyRunConfig {
+  std::string data;               // prepared HDF5 file (apps/prepare_data)
+  int stage = 1;                  // 1: WGAN-GP (G, critic); 2: encoder (G, critic frozen)
+  std::string stage1_run;         // stage 2: the stage-1 run directory (its checkpoints/best)
+  std::string name = "anomaly";   // run name: the folder under out_dir
+  std::string out_dir = "runs";
+  int64_t epochs = 10;
+  int64_t epochs_decay = 0;       // f-AnoGAN keeps the learning rate constant
+  int64_t batch_size = 16;
+  double lr = 1e-4;               // Adam 1e-4, betas (0, 0.9): f-AnoGAN / WGAN-GP
+  double beta1 = 0.0, beta2 = 0.9;
+  int64_t n_critic = 5;
+  double gp_weight = 10.0;
+  double kappa = 1.0;             // weight of the feature residual (izi_f)
+  int64_t z_dim = 128;
+  int64_t width = 64;             // channels of the first critic level
+  std::string device = "auto";
+  uint64_t seed = 0;
+  uint64_t lesion_seed = 1;       // synthetic lesions of validation and test
+  bool resume = false;
+  int workers = 2;
+  int64_t log_every = 10;
+  int64_t sample_rows = 4;
+  int64_t max_train_batches = 0;  // cap on loader batches per epoch (0 = the whole split)
+  bool progress = true;
+  int64_t interrupt_after_steps = 0;  // tests: act as if Ctrl-C came after this many steps
+  int64_t max_steps = 0;              // stop after this many steps, resumable (0 = no limit)
+};
+
+// Runs training; returns the process exit code (0 done, 130 interrupted after saving). Throws
+// rg::Error for bad configuration or data, before anything is written.
+int run_anomaly_training(const AnomalyRunConfig& config);
+
+nlohmann::json anomaly_config_to_json(const AnomalyRunConfig& config);
+
+// Slices of a split with synthetic lesions (see above), in memory. Arrays are H x W row-major
+// per slice.
+struct LesionSlices {
+  int64_t count = 0, height = 0, width = 0;
+  std::vector<float> images;    // [-1, 1], lesions inserted
+  std::vector<uint8_t> organ;   // the file's mask: where pixel metrics are computed
+  std::vector<uint8_t> lesion;  // 1 inside an inserted lesion
+  std::vector<uint8_t> has_lesion;  // per slice
+  std::vector<double> lesion_diameter_px;  // per slice (0 without lesion)
+};
+// Every second slice (even index) whose organ mask has at least min_organ_pixels pixels gets
+// one lesion of diameter size/20 .. size/5 pixels (slices are resampled, so sizes are in pixels).
+LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
+                                int64_t min_organ_pixels = 64);
+
+}  // namespace rg::app

@@ -1,0 +1,321 @@
+// f-AnoGAN (apps/anomaly): the WGAN-GP stage learns a toy distribution, the encoder stage
+// leaves G and the critic bit-identical, the lesion data is deterministic, a run resumes
+// exactly through the training loop, bad input is refused before anything is written.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "apps/anomaly/anomaly_gan.h"
+#include "apps/anomaly/anomaly_run.h"
+#include "data/prepare.h"
+#include "data/slice_dataset.h"
+#include "engine/roentgen.h"
+#include "models/dcgan.h"
+
+namespace rg::app {
+namespace {
+
+namespace fs = std::filesystem;
+
+const models::DcganConfig kToy{.size = 16, .z_dim = 8, .width = 8};
+
+// The toy "normal" distribution: the left half bright (0.6), the right half dark (-0.6), plus a
+// little noise, 16x16.
+Tensor toy_batch(int64_t n, Generator& gen) {
+  Tensor noise = Tensor::empty({n, 16, 16, 1});
+  normal_(noise, 0.0, 0.05, gen);
+  Tensor x = Tensor::empty({n, 16, 16, 1});
+  const auto nv = noise.to_vector<float>();
+  float* p = x.data<float>();
+  for (int64_t i = 0; i < n * 256; ++i) p[i] = ((i % 16) < 8 ? 0.6f : -0.6f) + nv[static_cast<size_t>(i)];
+  return x;
+}
+
+// Mean absolute difference between the mean generated image and the toy pattern.
+double distance_to_pattern(models::DcganGenerator& g, Generator& gen) {
+  NoGradGuard no_grad;
+  Tensor z = Tensor::empty({64, kToy.z_dim});
+  normal_(z, 0.0, 1.0, gen);
+  const auto v = mean(g.forward(z), {0}).to_vector<float>();
+  double d = 0;
+  for (size_t i = 0; i < v.size(); ++i) d += std::fabs(v[i] - ((i % 16) < 8 ? 0.6 : -0.6));
+  return d / static_cast<double>(v.size());
+}
+
+TEST(AnomalyGan, WganGpLearnsAToyDistribution) {
+  Generator init(5), data_gen(6), rng(7), eval_gen(8);
+  models::DcganGenerator g(kToy, init);
+  models::DcganCritic d(kToy, init);
+  // A larger learning rate than f-AnoGAN's 1e-4 so that a few dozen steps show the trend;
+  // the betas are f-AnoGAN's.
+  const optim::AdamOptions adam{.lr = 1e-3, .beta1 = 0.0, .beta2 = 0.9};
+  optim::Adam opt_g(g.parameters(), adam), opt_d(d.parameters(), adam);
+  WganGpStep step(g, d, opt_g, opt_d, {.n_critic = 5, .gp_weight = 10}, rng);
+  const double before = distance_to_pattern(g, eval_gen);
+  double first_w = 0, max_w = -1e9;
+  for (int s = 0; s < 40; ++s) {
+    std::vector<Tensor> real;
+    for (int k = 0; k < 5; ++k) real.push_back(toy_batch(8, data_gen));
+    const train::StepLosses l = step.step(real);
+    for (const char* k : {"d_loss", "d_penalty", "w_distance", "g_loss"}) {
+      ASSERT_TRUE(std::isfinite(l.read(k))) << k << " at step " << s;
+    }
+    EXPECT_GE(l.read("d_penalty"), 0.0);
+    if (s == 0) first_w = l.read("w_distance");
+    max_w = std::max(max_w, l.read("w_distance"));
+  }
+  // The critic learns to separate real from generated (the Wasserstein estimate rises from
+  // near 0), and the generator moves towards the data.
+  EXPECT_GT(max_w, first_w + 0.1);
+  const double after = distance_to_pattern(g, eval_gen);
+  EXPECT_LT(after, 0.5 * before) << "before " << before << " after " << after;
+}
+
+TEST(AnomalyGan, WganGpStepNeedsOneBatchPerCriticUpdate) {
+  Generator init(1), rng(2);
+  models::DcganGenerator g(kToy, init);
+  models::DcganCritic d(kToy, init);
+  optim::Adam opt_g(g.parameters(), {}), opt_d(d.parameters(), {});
+  WganGpStep step(g, d, opt_g, opt_d, {.n_critic = 5}, rng);
+  Generator data_gen(3);
+  EXPECT_THROW(step.step({toy_batch(2, data_gen)}), Error);
+  EXPECT_THROW(WganGpStep(g, d, opt_g, opt_d, {.n_critic = 0}, rng), Error);
+}
+
+std::vector<std::vector<float>> snapshot(const nn::Module& m) {
+  std::vector<std::vector<float>> out;
+  for (const Tensor& p : m.parameters()) out.push_back(p.to_vector<float>());
+  return out;
+}
+
+TEST(AnomalyGan, EncoderStageLeavesGeneratorAndCriticUnchanged) {
+  Generator init(11), data_gen(12);
+  models::DcganGenerator g(kToy, init);
+  models::DcganCritic d(kToy, init);
+  models::DcganEncoder e(kToy, init);
+  optim::Adam opt_e(e.parameters(), {.lr = 1e-3, .beta1 = 0.0, .beta2 = 0.9});
+  EncoderStep step(g, d, e, opt_e, 1.0);
+  const auto g0 = snapshot(g), d0 = snapshot(d), e0 = snapshot(e);
+  const Tensor x = toy_batch(8, data_gen);
+  double first = 0, last = 0;
+  for (int s = 0; s < 30; ++s) {
+    const train::StepLosses l = step.step(x);
+    if (s == 0) first = l.read("e_loss");
+    last = l.read("e_loss");
+    EXPECT_NEAR(l.read("e_loss"), l.read("e_image") + l.read("e_feature"), 1e-5);
+  }
+  EXPECT_EQ(snapshot(g), g0) << "the encoder stage changed G";
+  EXPECT_EQ(snapshot(d), d0) << "the encoder stage changed the critic";
+  EXPECT_NE(snapshot(e), e0) << "the encoder did not train";
+  EXPECT_LT(last, first) << "the encoder loss did not decrease";
+  // Frozen networks come back with their parameters requiring gradients (for a later stage 1
+  // resume in the same process) and receive no gradients.
+  for (const Tensor& p : g.parameters()) {
+    EXPECT_TRUE(p.requires_grad());
+    EXPECT_FALSE(p.grad().defined());
+  }
+}
+
+TEST(AnomalyGan, ScoreIsTheEncoderLossPerImage) {
+  Generator init(21), data_gen(22);
+  models::DcganGenerator g(kToy, init);
+  models::DcganCritic d(kToy, init);
+  models::DcganEncoder e(kToy, init);
+  const Tensor x = toy_batch(3, data_gen);
+  const Residuals r = izif_residuals(g, d, e, x, 2.0);
+  const auto s = r.score.to_vector<float>(), im = r.image.to_vector<float>(), f = r.feature.to_vector<float>();
+  ASSERT_EQ(s.size(), 3u);
+  // The per-image pixel term by hand.
+  const auto xv = x.to_vector<float>(), rv = r.reconstruction.to_vector<float>();
+  double sq = 0;
+  for (size_t i = 256; i < 512; ++i) sq += (xv[i] - rv[i]) * (xv[i] - rv[i]);
+  EXPECT_NEAR(im[1], sq / 256, 1e-5);
+  for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(s[i], im[i] + 2.0 * f[i], 1e-5);
+}
+
+// A tiny prepared file: 4 phantom subjects at 32x32 (split 2/1/1 by subject). The voxels are
+// 4x larger than the default phantom's (so the body and lungs keep their size in mm), so every
+// slice has lungs for the lesions to go into.
+const std::string& tiny_dataset() {
+  static const std::string path = [] {
+    const fs::path dir = fs::temp_directory_path() / ("rg_anomaly_" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    data::PhantomOptions po;
+    po.dims = {48, 48, 12};
+    po.spacing = {7.2, 7.2, 12.5};
+    data::PrepareOptions opts;
+    opts.size = 32;
+    opts.labels = {3, 4};
+    opts.fractions = {0.5, 0.25, 0.25};
+    opts.progress = false;
+    const std::string out = (dir / "tiny.h5").string();
+    data::prepare_slices(data::phantom_subjects(4, 7, po), opts, out);
+    return out;
+  }();
+  return path;
+}
+
+TEST(AnomalyData, LesionSlicesAreDeterministicAndInsideTheOrgan) {
+  data::SliceDataset ds(tiny_dataset(), "val");
+  const LesionSlices a = make_lesion_slices(ds, 3), b = make_lesion_slices(ds, 3);
+  EXPECT_EQ(a.images, b.images);
+  EXPECT_EQ(a.lesion, b.lesion);
+  int64_t lesion_slices = 0;
+  for (int64_t i = 0; i < a.count; ++i) {
+    if (!a.has_lesion[static_cast<size_t>(i)]) continue;
+    ++lesion_slices;
+    EXPECT_EQ(i % 2, 0) << "odd slices stay normal";
+  }
+  EXPECT_GT(lesion_slices, 0);
+  EXPECT_LT(lesion_slices, a.count);
+  for (size_t p = 0; p < a.lesion.size(); ++p) {
+    if (a.lesion[p]) {
+      ASSERT_TRUE(a.organ[p]) << "lesion pixel " << p << " outside the organ";
+    }
+  }
+  // The normal slices are the file's, untouched.
+  std::vector<float> image(static_cast<size_t>(a.height * a.width));
+  ds.read(1, image.data(), nullptr);
+  EXPECT_TRUE(std::equal(image.begin(), image.end(), a.images.begin() + a.height * a.width));
+  const LesionSlices other = make_lesion_slices(ds, 4);
+  EXPECT_NE(other.lesion, a.lesion) << "the lesion seed changes nothing";
+}
+
+AnomalyRunConfig tiny_run(int stage, const std::string& name, const fs::path& out) {
+  AnomalyRunConfig c;
+  c.data = tiny_dataset();
+  c.stage = stage;
+  c.name = name;
+  c.out_dir = out.string();
+  c.epochs = 2;
+  c.batch_size = 4;
+  c.n_critic = 2;
+  c.z_dim = 8;
+  c.width = 4;
+  c.workers = 1;
+  c.log_every = 1;
+  c.progress = false;
+  c.seed = 9;
+  return c;
+}
+
+std::vector<nlohmann::json> lines_of_kind(const fs::path& jsonl, const std::string& kind) {
+  std::ifstream in(jsonl);
+  std::vector<nlohmann::json> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["kind"] == kind) out.push_back(j);
+  }
+  return out;
+}
+
+void expect_same_train_lines(const fs::path& a_run, const fs::path& b_run,
+                             const std::vector<std::string>& keys) {
+  const auto a = lines_of_kind(a_run / "metrics.jsonl", "train");
+  const auto b = lines_of_kind(b_run / "metrics.jsonl", "train");
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_GT(a.size(), 2u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["step"], b[i]["step"]);
+    for (const auto& k : keys) {
+      EXPECT_EQ(a[i][k].get<double>(), b[i][k].get<double>()) << k << " at step " << a[i]["step"];
+    }
+  }
+}
+
+TEST(AnomalyRun, BothStagesResumeExactlyAndStageTwoScoresLesions) {
+  const fs::path out = fs::path(tiny_dataset()).parent_path() / "runs";
+  ASSERT_EQ(run_anomaly_training(tiny_run(1, "s1", out)), 0);
+  AnomalyRunConfig first = tiny_run(1, "s1_resumed", out);
+  first.interrupt_after_steps = 2;
+  ASSERT_EQ(run_anomaly_training(first), 130);
+  AnomalyRunConfig second = tiny_run(1, "s1_resumed", out);
+  second.resume = true;
+  ASSERT_EQ(run_anomaly_training(second), 0);
+  expect_same_train_lines(out / "s1", out / "s1_resumed", {"d_loss", "d_penalty", "w_distance", "g_loss"});
+  for (const char* f : {"curves/losses.png", "summary.json", "checkpoints/best.json", "samples/test.png"}) {
+    EXPECT_TRUE(fs::exists(out / "s1" / f)) << f;
+  }
+
+  AnomalyRunConfig s2 = tiny_run(2, "s2", out);
+  s2.stage1_run = (out / "s1").string();
+  s2.width = 99;  // ignored: stage 2 takes the sizes of the stage-1 checkpoint, and records them
+  ASSERT_EQ(run_anomaly_training(s2), 0);
+  {
+    std::ifstream in(out / "s2" / "config.json");
+    const nlohmann::json config = nlohmann::json::parse(in);
+    EXPECT_EQ(config["width"], 4);
+  }
+  AnomalyRunConfig s2a = tiny_run(2, "s2_resumed", out);
+  s2a.stage1_run = s2.stage1_run;
+  s2a.interrupt_after_steps = 3;
+  ASSERT_EQ(run_anomaly_training(s2a), 130);
+  s2a.interrupt_after_steps = 0;
+  s2a.resume = true;
+  ASSERT_EQ(run_anomaly_training(s2a), 0);
+  expect_same_train_lines(out / "s2", out / "s2_resumed", {"e_loss", "e_image", "e_feature"});
+  const auto tests = lines_of_kind(out / "s2" / "metrics.jsonl", "test");
+  ASSERT_EQ(tests.size(), 1u);
+  for (const char* k : {"image_auroc", "pixel_auroc", "pixel_auprc", "best_dice", "dice_at_val_threshold"}) {
+    ASSERT_TRUE(tests[0].contains(k)) << k << " missing in " << tests[0].dump();
+    const double v = tests[0][k].get<double>();
+    EXPECT_TRUE(v >= 0 && v <= 1) << k << " = " << v;
+  }
+  // Size buckets: present, and within [0, 1] where a bucket has lesions.
+  for (const char* k : {"image_auroc_small", "image_auroc_large", "pixel_auroc_small", "pixel_auroc_large"}) {
+    ASSERT_TRUE(tests[0].contains(k)) << k;
+    if (!tests[0][k].is_null()) {
+      EXPECT_TRUE(tests[0][k].get<double>() >= 0 && tests[0][k].get<double>() <= 1) << k;
+    }
+  }
+  const auto resumed_tests = lines_of_kind(out / "s2_resumed" / "metrics.jsonl", "test");
+  ASSERT_EQ(resumed_tests.size(), 1u);
+  EXPECT_EQ(tests[0]["image_auroc"].get<double>(), resumed_tests[0]["image_auroc"].get<double>());
+}
+
+TEST(AnomalyRun, BadInputIsRefusedAndWritesNothing) {
+  const fs::path out = fs::path(tiny_dataset()).parent_path() / "runs_bad";
+  auto message = [](const AnomalyRunConfig& c) {
+    try {
+      run_anomaly_training(c);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  AnomalyRunConfig missing = tiny_run(1, "missing", out);
+  missing.data = "/nonexistent/file.h5";
+  EXPECT_NE(message(missing).find("/nonexistent/file.h5"), std::string::npos);
+  AnomalyRunConfig no_stage1 = tiny_run(2, "no_stage1", out);
+  EXPECT_NE(message(no_stage1).find("--stage1"), std::string::npos);
+  AnomalyRunConfig bad_stage1 = tiny_run(2, "bad_stage1", out);
+  bad_stage1.stage1_run = (out / "nowhere").string();
+  EXPECT_NE(message(bad_stage1).find("--stage1"), std::string::npos);
+  EXPECT_NE(message(bad_stage1).find("nowhere"), std::string::npos);
+  // A checkpoint of stage 2 (or of another application) is no stage-1 run.
+  AnomalyRunConfig not_stage1 = tiny_run(2, "not_stage1", out);
+  not_stage1.stage1_run = (out / "not_a_run").string();
+  fs::create_directories(out / "not_a_run" / "checkpoints");
+  std::ofstream(out / "not_a_run" / "checkpoints" / "best.json") << "{\"kind\": \"seg\"}";
+  EXPECT_NE(message(not_stage1).find("--stage1"), std::string::npos);
+  AnomalyRunConfig bad_stage = tiny_run(3, "bad_stage", out);
+  EXPECT_NE(message(bad_stage).find("--stage"), std::string::npos);
+  AnomalyRunConfig big_batch = tiny_run(1, "big_batch", out);
+  big_batch.batch_size = 1000;
+  EXPECT_NE(message(big_batch).find("batch"), std::string::npos);
+  AnomalyRunConfig critic_steps = tiny_run(1, "critic_steps", out);
+  critic_steps.n_critic = 100;  // more batches per step than an epoch holds
+  EXPECT_NE(message(critic_steps).find("--n-critic"), std::string::npos);
+  for (const char* name : {"missing", "no_stage1", "bad_stage1", "not_stage1", "bad_stage", "big_batch",
+                           "critic_steps"}) {
+    EXPECT_FALSE(fs::exists(out / name / "metrics.jsonl")) << name << " wrote its log";
+  }
+}
+
+}  // namespace
+}  // namespace rg::app
