@@ -5,8 +5,8 @@
 #   1. train_synth on the seeded subset F of the real training slices (--train-fraction F
 #      --train-seed S): no leakage, the synthesis GAN sees only what the segmenter sees;
 #      its test fidelity (MAE / PSNR / SSIM inside the body, [-1, 1], data range 2) is kept;
-#   2. synthesize as many pairs as the real training split holds, from the same subset's masks
-#      deformed with seed S;
+#   2. synthesize SYNTH_COUNT pairs (default: as many as the whole real training split holds)
+#      from the same subset's masks, deformed with seed S;
 #   3. train_seg three ways, all with the classic augmentation on and the same schedule:
 #      real (the subset F), real + synthetic (--extra-train), synthetic only
 #      (--train-fraction 0 --extra-train); the test Dice of each run's best checkpoint is kept.
@@ -14,7 +14,8 @@
 #
 # usage: scripts/experiments/synthesis.sh BUILD_DIR OUT [DATASET.h5 ...]
 # env:   FRACTIONS ("0.1 0.25"), SEEDS ("1 2 3"), SEG_EPOCHS (10: epochs + decay each),
-#        SYNTH_EPOCHS (5), NGF (16), NDF (16), BATCH (8), EXTRA_FLAGS (passed to every run)
+#        SYNTH_EPOCHS (5), SYNTH_COUNT (the real train split's size), NGF (16), NDF (16),
+#        BATCH (8), EXTRA_FLAGS (passed to every run)
 # Defaults are sized for the CPU; the whole grid (2 datasets x 2 fractions x 3 seeds x 4 runs)
 # takes hours on 2 cores.
 set -euo pipefail
@@ -63,7 +64,7 @@ for data in "${DATASETS[@]}"; do
       sum="$OUT/runs/synth_$tag/summary.json"
       mae=$(test_metric "$sum" mae); psnr=$(test_metric "$sum" psnr); ssim=$(test_metric "$sum" ssim)
       "$BUILD/bin/synthesize" --checkpoint "$OUT/runs/synth_$tag" --out "$OUT/synthetic/$tag.h5" \
-        --count "$real" --seed "$s" --device cpu --no-progress
+        --count "${SYNTH_COUNT:-$real}" --seed "$s" --device cpu --no-progress
       for arm in real real+synthetic synthetic; do
         flags=(--train-fraction "$f")
         [ "$arm" = real+synthetic ] && flags+=(--extra-train "$OUT/synthetic/$tag.h5")
