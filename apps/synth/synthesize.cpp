@@ -223,7 +223,7 @@ SynthesizeSummary synthesize(const SynthesizeConfig& c) {
   }
   SynthesizeSummary s;
   s.out = c.out;
-  s.montage = montage;
+  s.montage = montage_rows.empty() ? "" : montage;
   s.pairs = count;
   s.source_masks = static_cast<int64_t>(src.masks.size());
   s.height = h;
