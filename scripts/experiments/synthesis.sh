@@ -14,6 +14,9 @@
 #
 # usage: scripts/experiments/synthesis.sh BUILD_DIR OUT [DATASET.h5 ...]
 # env:   FRACTIONS ("0.1 0.25"), SEEDS ("1 2 3"), SEG_EPOCHS (10: epochs + decay each),
+#        SEG_STEPS (0; > 0: every train_seg arm runs about this many optimizer steps, its
+#        epochs scaled to its number of training slices, so the arms get the same budget;
+#        with 0 the arms run SEG_EPOCHS each and the larger training sets take more steps),
 #        SYNTH_EPOCHS (5), SYNTH_COUNT (the real train split's size), NGF (16), NDF (16),
 #        BATCH (8), EXTRA_FLAGS (passed to every run)
 # Defaults are sized for the CPU; the whole grid (2 datasets x 2 fractions x 3 seeds x 4 runs)
@@ -35,6 +38,7 @@ fi
 FRACTIONS=${FRACTIONS:-"0.1 0.25"}
 SEEDS=${SEEDS:-"1 2 3"}
 SEG_EPOCHS=${SEG_EPOCHS:-10}
+SEG_STEPS=${SEG_STEPS:-0}
 SYNTH_EPOCHS=${SYNTH_EPOCHS:-5}
 NGF=${NGF:-16}
 NDF=${NDF:-16}
@@ -50,7 +54,15 @@ printf 'dataset\tfraction\tseed\tarm\ttest_dice\tsynth_mae\tsynth_psnr\tsynth_ss
 # A field of summary.json's test metrics.
 test_metric() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["test"][sys.argv[2]])' "$1" "$2"; }
 
-half=$(( SEG_EPOCHS / 2 ))
+# "EPOCHS DECAY" for an arm of N training slices: SEG_EPOCHS split in half, or with SEG_STEPS
+# enough epochs of N / BATCH steps (drop_last) to reach SEG_STEPS.
+seg_epochs() {
+  python3 -c 'import math,sys
+n, batch, steps, epochs = map(int, sys.argv[1:])
+if steps > 0:
+    epochs = max(2, math.ceil(steps / max(1, n // batch)))
+print((epochs + 1) // 2, epochs // 2)' "$1" "$BATCH" "$SEG_STEPS" "$SEG_EPOCHS"
+}
 for data in "${DATASETS[@]}"; do
   ds=$(basename "$data" .h5)
   real=$("$BUILD/bin/prepare_data" info "$data" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["splits"]["train"])')
@@ -65,14 +77,19 @@ for data in "${DATASETS[@]}"; do
       mae=$(test_metric "$sum" mae); psnr=$(test_metric "$sum" psnr); ssim=$(test_metric "$sum" ssim)
       "$BUILD/bin/synthesize" --checkpoint "$OUT/runs/synth_$tag" --out "$OUT/synthetic/$tag.h5" \
         --count "${SYNTH_COUNT:-$real}" --seed "$s" --device cpu --no-progress
+      # Slices per arm: the subset has round(f * real) slices (at least 1; data::seeded_subset).
+      nreal=$(python3 -c 'import sys; n, f = int(sys.argv[1]), float(sys.argv[2]); print(max(1, int(f * n + 0.5)))' "$real" "$f")
+      nsyn=${SYNTH_COUNT:-$real}
       for arm in real real+synthetic synthetic; do
         flags=(--train-fraction "$f")
-        [ "$arm" = real+synthetic ] && flags+=(--extra-train "$OUT/synthetic/$tag.h5")
-        [ "$arm" = synthetic ] && flags=(--train-fraction 0 --extra-train "$OUT/synthetic/$tag.h5")
+        n=$nreal
+        [ "$arm" = real+synthetic ] && flags+=(--extra-train "$OUT/synthetic/$tag.h5") && n=$(( nreal + nsyn ))
+        [ "$arm" = synthetic ] && flags=(--train-fraction 0 --extra-train "$OUT/synthetic/$tag.h5") && n=$nsyn
+        read -r e1 e2 < <(seg_epochs "$n")
         name="seg_${tag}_${arm/+/_}"
         "$BUILD/bin/train_seg" --data "$data" --out "$OUT/runs" --name "$name" "${flags[@]}" \
           --train-seed "$s" --seed "$s" --ngf "$NGF" --ndf "$NDF" --batch-size "$BATCH" \
-          --epochs "$half" --epochs-decay "$half" --device cpu --no-progress $EXTRA_FLAGS
+          --epochs "$e1" --epochs-decay "$e2" --device cpu --no-progress $EXTRA_FLAGS
         dice=$(test_metric "$OUT/runs/$name/summary.json" dice)
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$f" "$s" "$arm" "$dice" "$mae" "$psnr" "$ssim" >> "$RESULTS"
       done
