@@ -1,6 +1,7 @@
 #include "data/loader.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 
@@ -29,6 +30,21 @@ std::vector<int64_t> shard_indices(int64_t n, int64_t epoch, bool shuffle, uint6
   return out;
 }
 
+std::vector<int64_t> seeded_subset(int64_t n, double fraction, uint64_t seed) {
+  RG_CHECK(n >= 0, "seeded_subset: n must be >= 0, got ", n);
+  RG_CHECK(fraction >= 0.0 && fraction <= 1.0, "seeded_subset: fraction must be in [0, 1], got ",
+           fraction);
+  int64_t k = std::llround(fraction * static_cast<double>(n));
+  if (fraction > 0 && n > 0) k = std::max<int64_t>(k, 1);
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(derive_seed(seed, {0x73756273ULL}));
+  rng.shuffle(order);
+  order.resize(static_cast<size_t>(k));
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
 rg::Tensor allocate_host_batch(const rg::Shape& shape) {
   // Page-locked when a GPU is present, so batches upload with asynchronous copies.
   return rg::Tensor::empty_pinned(shape, rg::DType::F32);
@@ -43,8 +59,35 @@ Loader::Loader(const std::string& path, LoaderOptions options) : opt_(std::move(
   RG_CHECK(opt_.world_size >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world_size,
            "loader: need 0 <= rank < world_size, got rank ", opt_.rank, ", world_size ", opt_.world_size);
   dataset_ = std::make_unique<SliceDataset>(path, opt_.split);
-  const int64_t n = dataset_->size();
-  RG_CHECK(n > 0, path, ": split '", opt_.split, "' has no samples");
+  auto add_samples = [this](int source, const SliceDataset& ds,
+                            const std::optional<std::vector<int64_t>>& pick, const char* what) {
+    if (!pick) {
+      for (int64_t i = 0; i < ds.size(); ++i) samples_.emplace_back(source, i);
+      return;
+    }
+    std::vector<uint8_t> seen(static_cast<size_t>(ds.size()), 0);
+    for (int64_t i : *pick) {
+      RG_CHECK(i >= 0 && i < ds.size(), ds.path(), ": loader ", what, " index ", i,
+               " out of range (split '", ds.split(), "' has ", ds.size(), " samples)");
+      RG_CHECK(!seen[static_cast<size_t>(i)], ds.path(), ": loader ", what, " lists sample ", i,
+               " twice");
+      seen[static_cast<size_t>(i)] = 1;
+      samples_.emplace_back(source, i);
+    }
+  };
+  add_samples(0, *dataset_, opt_.subset, "subset");
+  if (!opt_.extra_path.empty()) {
+    extra_ = std::make_unique<SliceDataset>(opt_.extra_path, opt_.split);
+    RG_CHECK(extra_->height() == dataset_->height() && extra_->width() == dataset_->width(),
+             opt_.extra_path, ": slices are ", extra_->height(), "x", extra_->width(), " but ",
+             path, " has ", dataset_->height(), "x", dataset_->width());
+    add_samples(1, *extra_, opt_.extra_subset, "extra_subset");
+  } else {
+    RG_CHECK(!opt_.extra_subset, "loader: extra_subset given without extra_path");
+  }
+  const int64_t n = static_cast<int64_t>(samples_.size());
+  RG_CHECK(n > 0, path, ": split '", opt_.split, "' has no samples",
+           !opt_.subset && opt_.extra_path.empty() ? "" : " (after subset / extra file)");
   shard_size_ = opt_.drop_last ? n / opt_.world_size : (n + opt_.world_size - 1) / opt_.world_size;
   batches_per_epoch_ = opt_.drop_last ? shard_size_ / opt_.batch_size
                                       : (shard_size_ + opt_.batch_size - 1) / opt_.batch_size;
@@ -58,6 +101,8 @@ Loader::Loader(const std::string& path, LoaderOptions options) : opt_(std::move(
   }
   if (opt_.preload == 1 || (opt_.preload < 0 && dataset_->memory_bytes() < (uint64_t(1) << 30)))
     dataset_->preload();
+  if (extra_ && (opt_.preload == 1 || (opt_.preload < 0 && extra_->memory_bytes() < (uint64_t(1) << 30))))
+    extra_->preload();
   next_job_ = consumed_ = opt_.start_batch;
   for (int w = 0; w < opt_.workers; ++w) threads_.emplace_back([this] { worker_loop(); });
 }
@@ -79,7 +124,7 @@ std::shared_ptr<const std::vector<int64_t>> Loader::epoch_order(int64_t epoch) {
   auto it = orders_.find(epoch);
   if (it != orders_.end()) return it->second;
   auto order = std::make_shared<const std::vector<int64_t>>(shard_indices(
-      dataset_->size(), epoch, opt_.shuffle, opt_.seed, opt_.rank, opt_.world_size, opt_.drop_last));
+      dataset_size(), epoch, opt_.shuffle, opt_.seed, opt_.rank, opt_.world_size, opt_.drop_last));
   orders_[epoch] = order;
   // Keep only recent epochs (workers run at most `prefetch` batches ahead).
   while (orders_.size() > 3) orders_.erase(orders_.begin());
@@ -107,7 +152,8 @@ Batch Loader::build(int64_t job) {
     const int64_t idx = b.indices[static_cast<size_t>(k)];
     if (img.height != H || img.width != W) img = Image2D(H, W);
     if (msk.height != H || msk.width != W) msk = Image2D(H, W);
-    dataset_->read(idx, img.data.data(), msk.data.data());
+    const auto [source, sample] = samples_[static_cast<size_t>(idx)];
+    (source == 0 ? *dataset_ : *extra_).read(sample, img.data.data(), msk.data.data());
     if (opt_.augment)
       augment(img, msk, opt_.augment_options,
               derive_seed(opt_.seed, {0x61756721ULL, static_cast<uint64_t>(b.epoch), static_cast<uint64_t>(idx)}));

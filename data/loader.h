@@ -52,6 +52,15 @@ struct LoaderOptions {
   // Load the whole split into memory first: -1 = when it needs less than 1 GiB, 0 = never
   // (read slices from the file on demand), 1 = always.
   int preload = -1;
+  // Which of the split's samples the loader uses (dataset indices, each at most once; unset =
+  // all of them; empty = none, e.g. training on the extra file alone): a reproducible subset of
+  // the real training data (seeded_subset below).
+  std::optional<std::vector<int64_t>> subset;
+  // A second prepared file whose `split` samples are appended to the first's (e.g. synthetic
+  // pairs from apps/synthesize mixed into real training data); empty = none. It must have the
+  // same slice size. extra_subset picks its samples like `subset`.
+  std::string extra_path;
+  std::optional<std::vector<int64_t>> extra_subset;
   // Allocation hook for batch tensors (shape [B, H, W, 1], float32). Empty =
   // allocate_host_batch: page-locked (pinned) host memory when a CUDA device is present, so the
   // host->device copy of a batch can run asynchronously; ordinary host memory otherwise.
@@ -61,7 +70,9 @@ struct LoaderOptions {
 struct Batch {
   rg::Tensor image;              // [B, H, W, 1] float32 in [-1, 1]
   rg::Tensor mask;               // [B, H, W, 1] float32, 0 or 1
-  std::vector<int64_t> indices;  // dataset indices of the samples, in batch order
+  // Indices of the samples in batch order: dataset indices, or with `subset`/`extra_path`
+  // positions in the loader's sample list (the subset's samples, then the extra file's).
+  std::vector<int64_t> indices;
   int64_t epoch = 0;
   int64_t step = 0;              // batch number within the epoch
   bool last_in_epoch = false;
@@ -70,6 +81,12 @@ struct Batch {
 // This rank's sample indices for one epoch, in order (exposed for tests and tools).
 std::vector<int64_t> shard_indices(int64_t dataset_size, int64_t epoch, bool shuffle, uint64_t seed,
                                    int rank, int world_size, bool drop_last);
+
+// A reproducible subset of [0, n): round(fraction * n) indices (at least 1 when fraction > 0
+// and n > 0), drawn by a seeded shuffle and returned in increasing order. fraction in [0, 1];
+// the same (n, fraction, seed) always gives the same subset, and a smaller fraction with the
+// same seed gives a subset of a larger one's (the first k of one shuffle).
+std::vector<int64_t> seeded_subset(int64_t n, double fraction, uint64_t seed);
 
 // Default batch allocation: rg::Tensor::empty_pinned(shape, F32) (see LoaderOptions::allocate).
 rg::Tensor allocate_host_batch(const rg::Shape& shape);
@@ -88,7 +105,8 @@ class Loader {
   // is rethrown here, in the consumer's thread.
   std::optional<Batch> next();
 
-  int64_t dataset_size() const { return dataset_->size(); }
+  // Samples the loader draws from (the subset's, plus the extra file's).
+  int64_t dataset_size() const { return static_cast<int64_t>(samples_.size()); }
   int64_t shard_size() const { return shard_size_; }       // samples per epoch on this rank
   int64_t batches_per_epoch() const { return batches_per_epoch_; }
   int64_t height() const { return out_h_; }
@@ -107,7 +125,9 @@ class Loader {
   int64_t total_jobs() const;  // -1 = endless
 
   LoaderOptions opt_;
-  std::unique_ptr<SliceDataset> dataset_;
+  std::unique_ptr<SliceDataset> dataset_, extra_;
+  // Sample i of the loader: (0: dataset_, 1: extra_; index in that dataset).
+  std::vector<std::pair<int, int64_t>> samples_;
   int64_t shard_size_ = 0, batches_per_epoch_ = 0, out_h_ = 0, out_w_ = 0;
 
   std::mutex mu_;

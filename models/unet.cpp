@@ -176,4 +176,10 @@ UnetConfig unet_config_from_json(const std::string& json_text) {
   return c;
 }
 
+int64_t auto_num_downs(int64_t h, int64_t w) {
+  int64_t n = 0;
+  while (n < 8 && h % (int64_t{2} << n) == 0 && w % (int64_t{2} << n) == 0) ++n;
+  return n;
+}
+
 }  // namespace rg::models

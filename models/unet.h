@@ -63,6 +63,10 @@ class UnetGenerator final : public nn::Module {
   std::vector<Level> levels_;
 };
 
+// The deepest U-Net an h x w input allows: the number of halvings that keep both sides whole,
+// at most 8 (unet_256's depth). The applications' default --num-downs.
+int64_t auto_num_downs(int64_t h, int64_t w);
+
 // JSON form of the config (stored as the "config" metadata string of checkpoints):
 // {"model":"unet","in_channels":1,"out_channels":1,"num_downs":8,"ngf":64,"norm":"batch",
 //  "use_dropout":false,"head":"logits"}. Reading: missing keys keep their defaults; unknown

@@ -651,4 +651,76 @@ void write_segmentation_grid_png(const std::string& path, const std::vector<SegG
   data::write_png(path, img);
 }
 
+// ---- image grid -------------------------------------------------------------------------------
+
+data::Image8 render_image_grid(const std::vector<std::vector<std::vector<float>>>& rows,
+                               int height, int width,
+                               const std::vector<std::string>& column_titles, int scale) {
+  RG_CHECK(!rows.empty() && !rows[0].empty(), "render_image_grid: no cells");
+  RG_CHECK(height > 0 && width > 0, "render_image_grid: cell size ", height, " x ", width);
+  RG_CHECK(scale >= 0 && scale <= 64, "render_image_grid: scale must be in [0, 64], got ", scale);
+  const size_t cols = rows[0].size();
+  const size_t n = static_cast<size_t>(height) * static_cast<size_t>(width);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    RG_CHECK(rows[r].size() == cols, "render_image_grid: row ", r, " has ", rows[r].size(),
+             " cells, row 0 has ", cols);
+    for (size_t c = 0; c < cols; ++c)
+      RG_CHECK(rows[r][c].size() == n, "render_image_grid: cell (", r, ", ", c, ") has ",
+               rows[r][c].size(), " values, expected ", height, " x ", width);
+  }
+  // The same layout rules as the segmentation grid, so the run's pictures look alike.
+  SegGridOptions layout;
+  layout.column_titles = column_titles;
+  layout.scale = scale;
+  const int s = scale > 0 ? scale : std::clamp((128 + std::max(height, width) - 1) / std::max(height, width), 1, 8);
+  const int sep = kGridSeparatorWidth;
+  const int cw = width * s, ch = height * s;
+  const int header = seg_grid_header_height(layout);
+  const int64_t total_w = sep + static_cast<int64_t>(cols) * (cw + sep);
+  const int64_t total_h = header + sep + static_cast<int64_t>(rows.size()) * (ch + sep);
+  RG_CHECK(total_w <= 16384 && total_h <= 65536, "render_image_grid: grid of ", total_w, " x ",
+           total_h, " px is too large");
+  const Rgb bg{kGridBackground[0], kGridBackground[1], kGridBackground[2]};
+  data::Image8 img = make_canvas(static_cast<int>(total_w), static_cast<int>(total_h), bg);
+  for (size_t c = 0; c < column_titles.size() && c < cols; ++c) {
+    std::string t = column_titles[c];
+    const size_t max_chars = static_cast<size_t>(std::max(1, (cw + 1) / kAdvance));
+    if (t.size() > max_chars) t.resize(max_chars);
+    const int x0 = sep + static_cast<int>(c) * (cw + sep);
+    draw_text(img, x0 + (cw - text_width(t, 1)) / 2, 4, t, kWhite, 1);
+  }
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int y0 = header + sep + static_cast<int>(r) * (ch + sep);
+    for (size_t c = 0; c < cols; ++c) {
+      const int x0 = sep + static_cast<int>(c) * (cw + sep);
+      const std::vector<float>& cell = rows[r][c];
+      for (int y = 0; y < height; ++y)
+        for (int x = 0; x < width; ++x) {
+          const float v = cell[static_cast<size_t>(y) * width + x];
+          const float g01 = std::isnan(v) ? 0.0f : std::clamp((v + 1.0f) * 0.5f, 0.0f, 1.0f);
+          const uint8_t gray = static_cast<uint8_t>(std::lround(g01 * 255.0f));
+          for (int dy = 0; dy < s; ++dy) {
+            uint8_t* dst = &img.pixels[(static_cast<size_t>(y0 + y * s + dy) * img.width +
+                                        static_cast<size_t>(x0 + x * s)) * 3];
+            for (int dx = 0; dx < s; ++dx, dst += 3) dst[0] = dst[1] = dst[2] = gray;
+          }
+        }
+    }
+  }
+  return img;
+}
+
+void write_image_grid_png(const std::string& path,
+                          const std::vector<std::vector<std::vector<float>>>& rows, int height,
+                          int width, const std::vector<std::string>& column_titles, int scale) {
+  RG_CHECK(!path.empty(), "write_image_grid_png: empty path");
+  data::Image8 img;
+  try {
+    img = render_image_grid(rows, height, width, column_titles, scale);
+  } catch (const Error& e) {
+    RG_FAIL(path, ": ", e.what());
+  }
+  data::write_png(path, img);
+}
+
 }  // namespace rg::train

@@ -77,6 +77,19 @@ data::Image8 render_segmentation_grid(const std::vector<SegGridRow>& rows,
 void write_segmentation_grid_png(const std::string& path, const std::vector<SegGridRow>& rows,
                                  const SegGridOptions& options = {});
 
+// ---- image grids (e.g. synthesis: mask | real | synthetic) ---------------------------------
+
+// rows[r][c] is one H x W gray cell, values in [-1, 1] (clamped; NaN -> black), drawn with the
+// segmentation grid's separators, scale rule and header band (column_titles; empty: none).
+// Every row has the same number of cells and every cell the same size.
+data::Image8 render_image_grid(const std::vector<std::vector<std::vector<float>>>& rows,
+                               int height, int width,
+                               const std::vector<std::string>& column_titles, int scale = 0);
+void write_image_grid_png(const std::string& path,
+                          const std::vector<std::vector<std::vector<float>>>& rows, int height,
+                          int width, const std::vector<std::string>& column_titles,
+                          int scale = 0);
+
 // ---- bitmap text (exposed for other figures) --------------------------------------------------
 
 // Glyph cell: 5 x 7 pixels (+2 rows for descenders), advance 6 px, line height 10 px, times

@@ -47,6 +47,10 @@ json seg_config_to_json(const SegRunConfig& c) {
               {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
               {"seed", c.seed},
               {"augment", c.augment},
+              {"train_fraction", c.train_fraction},
+              {"train_seed", c.train_seed},
+              {"extra_train", c.extra_train},
+              {"extra_fraction", c.extra_fraction},
               {"max_train_batches", c.max_train_batches}};
 }
 
@@ -173,12 +177,6 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
 
 namespace {
 
-int64_t auto_num_downs(int64_t h, int64_t w) {
-  int64_t n = 0;
-  while (n < 8 && h % (int64_t{2} << n) == 0 && w % (int64_t{2} << n) == 0) ++n;
-  return n;
-}
-
 json evaluation_json(const SegEvaluation& e) {
   return json{{"dice", e.slices.dice.mean},
               {"dice_std", e.slices.dice.std},
@@ -225,7 +223,7 @@ class SegTask final : public train::TrainTask {
 
     const int64_t h = val_set_->height(), w = val_set_->width();
     models::UnetConfig gc;
-    gc.num_downs = c.num_downs > 0 ? c.num_downs : auto_num_downs(h, w);
+    gc.num_downs = c.num_downs > 0 ? c.num_downs : models::auto_num_downs(h, w);
     gc.ngf = c.ngf;
     gc.norm = c.norm;
     gc.use_dropout = c.dropout;
@@ -290,6 +288,14 @@ class SegTask final : public train::TrainTask {
       out << "; " << ctx_.world_size << " ranks (" << ctx_.comm->name() << ") x batch "
           << c_.batch_size / ctx_.world_size << (sync_bn_ ? ", SyncBatchNorm" : "");
     }
+    if (c_.train_fraction < 1) {
+      out << "\n  training on a seeded subset of the real training slices (--train-fraction "
+          << c_.train_fraction << ", --train-seed " << c_.train_seed << ")";
+    }
+    if (!c_.extra_train.empty()) {
+      out << "\n  extra training slices from " << c_.extra_train << " (--extra-fraction "
+          << c_.extra_fraction << ")";
+    }
     out << "\n  validation: " << val_set_->size() << " slices of " << volumes_in(*val_set_)
         << " volume(s), test: " << test_set_->size() << " slices of " << volumes_in(*test_set_)
         << " volume(s) (the splits prepare_data wrote into " << c_.data << ")\n";
@@ -332,6 +338,17 @@ class SegTask final : public train::TrainTask {
     lo.drop_last = true;  // BatchNorm statistics of a 1-sample tail batch are degenerate
     lo.augment = c_.augment;
     lo.start_batch = global_step;
+    if (c_.train_fraction < 1) {
+      lo.subset = data::seeded_subset(data::read_slices_info(c_.data).counts[0], c_.train_fraction,
+                                      c_.train_seed);
+    }
+    if (!c_.extra_train.empty()) {
+      lo.extra_path = c_.extra_train;
+      if (c_.extra_fraction < 1) {
+        lo.extra_subset = data::seeded_subset(data::read_slices_info(c_.extra_train).counts[0],
+                                              c_.extra_fraction, c_.train_seed);
+      }
+    }
     loader_ = std::make_unique<data::Loader>(c_.data, lo);
     // What makes the resume position world-size independent: with drop_last and a per-rank
     // batch of batch_size / world, a rank's epoch has exactly as many batches as one
@@ -414,6 +431,21 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
   RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
   RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
   RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+  RG_CHECK(c.train_fraction >= 0 && c.train_fraction <= 1, "--train-fraction must be in [0, 1], got ",
+           c.train_fraction);
+  RG_CHECK(c.train_fraction > 0 || !c.extra_train.empty(),
+           "--train-fraction 0 leaves no training data without --extra-train");
+  RG_CHECK(c.extra_fraction > 0 && c.extra_fraction <= 1, "--extra-fraction must be in (0, 1], got ",
+           c.extra_fraction);
+  if (!c.extra_train.empty()) {
+    RG_CHECK(fs::exists(c.extra_train), "--extra-train: file ", c.extra_train, " does not exist");
+    const data::SlicesFileInfo extra = data::read_slices_info(c.extra_train);
+    const data::SlicesFileInfo real = data::read_slices_info(c.data);
+    RG_CHECK(extra.counts[0] > 0, "--extra-train: ", c.extra_train, " has no training slices");
+    RG_CHECK(extra.height == real.height && extra.width == real.width, "--extra-train: ",
+             c.extra_train, " has ", extra.height, "x", extra.width, " slices but --data ", c.data,
+             " has ", real.height, "x", real.width);
+  }
   if (c.conv_backend) set_conv_backend(*c.conv_backend);
   const train::RunContext ctx = train::make_run_context(host_comm, train::resolve_device(c.device));
   SegTask task(c, ctx);

@@ -59,6 +59,16 @@ struct SegRunConfig {
   // Empty: RG_CONV_BACKEND, else auto (CUDA only).
   std::optional<ConvBackend> conv_backend;
   uint64_t seed = 0;
+  // Real training slices used: the seeded subset data::seeded_subset(n, train_fraction,
+  // train_seed) of the train split (1 = all). train_synth takes the same flags, so a synthesis
+  // GAN for augmentation sees only these slices. 0 is allowed with extra_train (synthetic only).
+  double train_fraction = 1.0;
+  uint64_t train_seed = 0;
+  // A second prepared file (e.g. apps/synthesize's output) whose train split is mixed into the
+  // training data; extra_fraction of its slices (a seeded subset, train_seed) are used.
+  // Validation and test stay on `data`'s real splits.
+  std::string extra_train;
+  double extra_fraction = 1.0;
   bool resume = false;
   bool augment = true;
   int workers = 2;

@@ -86,6 +86,15 @@ int main(int argc, char** argv) {
   app.add_option("--conv-backend", conv_backend, "own, cudnn or auto (CUDA only; default auto)")
       ->check(CLI::IsMember(train::conv_backend_names()))->envname("RG_CONV_BACKEND");
   app.add_option("--seed", c.seed, "random seed")->capture_default_str();
+  app.add_option("--train-fraction", c.train_fraction,
+                 "fraction of the real training slices used (a seeded subset; 0 only with --extra-train)")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--train-seed", c.train_seed, "seed of the --train-fraction and --extra-fraction subsets")
+      ->capture_default_str();
+  app.add_option("--extra-train", c.extra_train,
+                 "prepared HDF5 file whose train split is added to the training data (e.g. synthesize's output)");
+  app.add_option("--extra-fraction", c.extra_fraction, "fraction of --extra-train's slices used")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the run in --out/--name from its latest checkpoint");
   app.add_flag("!--no-augment", c.augment, "turn off data augmentation");
   app.add_option("--workers", c.workers, "loader threads")->check(CLI::NonNegativeNumber)->capture_default_str();

@@ -1,0 +1,323 @@
+#include "apps/synth/synth_run.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "apps/synth/synth_gan.h"
+#include "data/loader.h"
+#include "data/slice_dataset.h"
+#include "engine/dist/communicator.h"
+#include "engine/roentgen.h"
+#include "models/patchgan.h"
+#include "models/unet.h"
+#include "train/plots.h"
+#include "train/train_loop.h"
+
+namespace rg::app {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using train::GanMode;
+
+json synth_config_to_json(const SynthRunConfig& c) {
+  return json{{"data", c.data},
+              {"name", c.name},
+              {"out_dir", c.out_dir},
+              {"epochs", c.epochs},
+              {"epochs_decay", c.epochs_decay},
+              {"lr_policy", train::lr_policy_name(c.lr_policy)},
+              {"batch_size", c.batch_size},
+              {"lr", c.lr},
+              {"beta1", c.beta1},
+              {"lambda_l1", c.lambda_l1},
+              {"gan_mode", train::gan_mode_name(c.gan_mode)},
+              {"norm", models::norm_kind_name(c.norm)},
+              {"ngf", c.ngf},
+              {"ndf", c.ndf},
+              {"n_layers", c.n_layers},
+              {"num_downs", c.num_downs},
+              {"dropout", c.dropout},
+              {"precision", train::precision_name(c.precision)},
+              {"device", c.device},
+              {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
+              {"seed", c.seed},
+              {"train_fraction", c.train_fraction},
+              {"train_seed", c.train_seed},
+              {"augment", c.augment},
+              {"max_train_batches", c.max_train_batches}};
+}
+
+SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDataset& ds,
+                                   int64_t batch_size, DType act_dtype, Device device,
+                                   int64_t sample_rows) {
+  RG_CHECK(batch_size > 0, "evaluate_synthesis: batch size must be > 0, got ", batch_size);
+  const int64_t n = ds.size(), h = ds.height(), w = ds.width(), hw = h * w;
+  SynthEvaluation out;
+  out.height = h;
+  out.width = w;
+  // Picture rows: the first sample_rows slices with foreground among every stride-th slice
+  // (spread over the split rather than neighbours).
+  const int64_t stride = std::max<int64_t>(1, n / std::max<int64_t>(1, sample_rows * 2));
+  std::vector<int64_t> picture;
+  std::vector<float> image(static_cast<size_t>(hw)), mask(static_cast<size_t>(hw));
+  for (int64_t idx = 0; idx < n && static_cast<int64_t>(picture.size()) < sample_rows; idx += stride) {
+    ds.read(idx, image.data(), mask.data());
+    if (std::any_of(mask.begin(), mask.end(), [](float v) { return v >= 0.5f; }))
+      picture.push_back(idx);
+  }
+
+  NoGradGuard no_grad;
+  g.eval();
+  train::FidelityAccumulator body, inside;
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t count = std::min(batch_size, n - start);
+    Tensor x = Tensor::empty({count, h, w, 1});
+    Tensor y = Tensor::empty({count, h, w, 1});
+    for (int64_t i = 0; i < count; ++i)
+      ds.read(start + i, y.data<float>() + i * hw, x.data<float>() + i * hw);
+    const Tensor fake =
+        g.forward(x.to(device).to(act_dtype)).to(DType::F32).to(Device::cpu()).contiguous();
+    const float* s = fake.data<float>();
+    for (int64_t i = 0; i < count; ++i) {
+      const float* si = s + i * hw;
+      const float* ri = y.data<float>() + i * hw;
+      const float* mi = x.data<float>() + i * hw;
+      const std::vector<uint8_t> region = train::body_region(ri, mi, hw);
+      std::vector<uint8_t> in_mask(static_cast<size_t>(hw));
+      for (int64_t k = 0; k < hw; ++k) in_mask[static_cast<size_t>(k)] = mi[k] >= 0.5f;
+      body.add(train::fidelity(si, ri, region.data(), static_cast<int>(h), static_cast<int>(w)));
+      inside.add(train::fidelity(si, ri, in_mask.data(), static_cast<int>(h), static_cast<int>(w)));
+      if (std::find(picture.begin(), picture.end(), start + i) != picture.end()) {
+        std::vector<float> m(mi, mi + hw);
+        for (float& v : m) v = v >= 0.5f ? 1.0f : -1.0f;
+        out.rows.push_back({std::move(m), std::vector<float>(ri, ri + hw), std::vector<float>(si, si + hw)});
+      }
+    }
+  }
+  g.train();
+  out.body = body.summary();
+  out.mask = inside.summary();
+  return out;
+}
+
+json synth_evaluation_json(const SynthEvaluation& e) {
+  return json{{"mae", e.body.mae},           {"mae_std", e.body.mae_std},
+              {"psnr", e.body.psnr},         {"psnr_std", e.body.psnr_std},
+              {"ssim", e.body.ssim},         {"ssim_std", e.body.ssim_std},
+              {"mask_mae", e.mask.mae},      {"mask_psnr", e.mask.psnr},
+              {"mask_ssim", e.mask.ssim},    {"slices", e.body.slices},
+              {"mask_slices", e.mask.slices}, {"region", "body"},
+              {"intensity_range", "[-1, 1]"}, {"data_range", train::kPreparedDataRange}};
+}
+
+std::string synth_evaluation_summary(const SynthEvaluation& e) {
+  using train::fixed;
+  return "body: MAE " + fixed(e.body.mae) + " PSNR " + fixed(e.body.psnr, 2) + " dB SSIM " +
+         fixed(e.body.ssim) + " (" + std::to_string(e.body.slices) + " slices); mask: MAE " +
+         fixed(e.mask.mae) + " PSNR " + fixed(e.mask.psnr, 2) + " dB SSIM " + fixed(e.mask.ssim) +
+         " (intensities in [-1, 1], data range 2)";
+}
+
+void write_synthesis_grid(const std::string& path, const SynthEvaluation& e) {
+  if (e.rows.empty()) return;
+  train::write_image_grid_png(path, e.rows, static_cast<int>(e.height), static_cast<int>(e.width),
+                              {"mask", "real", "synthetic"});
+}
+
+namespace {
+
+// Mask -> image synthesis as a task of the training loop.
+class SynthTask final : public train::TrainTask {
+ public:
+  SynthTask(const SynthRunConfig& c, const train::RunContext& ctx) : c_(c), ctx_(ctx) {
+    RG_CHECK(ctx.world_size == 1 && !ctx.data_parallel,
+             "train_synth: data parallelism (mpirun) is not supported yet; run one process");
+    RG_CHECK(c.train_fraction > 0 && c.train_fraction <= 1, "--train-fraction must be in (0, 1], got ",
+             c.train_fraction);
+    act_dtype_ = train::apply_precision(c.precision, ctx.device, &precision_note_);
+    val_set_ = std::make_unique<data::SliceDataset>(c.data, "val");
+    test_set_ = std::make_unique<data::SliceDataset>(c.data, "test");
+    val_set_->preload();
+    test_set_->preload();
+    RG_CHECK(val_set_->size() > 0, c.data, ": the validation split is empty (train_synth chooses "
+             "its best checkpoint on it); prepare the file with a validation fraction");
+    const int64_t train_slices = data::read_slices_info(c.data).counts[0];
+    subset_ = data::seeded_subset(train_slices, c.train_fraction, c.train_seed);
+
+    const int64_t h = val_set_->height(), w = val_set_->width();
+    models::UnetConfig gc;
+    gc.in_channels = 1;  // the binary mask (see synth_run.h on multi-class masks)
+    gc.out_channels = 1;
+    gc.head = models::UnetConfig::Head::Tanh;
+    gc.num_downs = c.num_downs > 0 ? c.num_downs : models::auto_num_downs(h, w);
+    gc.ngf = c.ngf;
+    gc.norm = c.norm;
+    gc.use_dropout = c.dropout;
+    RG_CHECK(gc.num_downs >= 1 && h % (int64_t{1} << gc.num_downs) == 0 &&
+                 w % (int64_t{1} << gc.num_downs) == 0,
+             "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
+    Generator init_gen(c.seed);
+    g_ = std::make_unique<models::UnetGenerator>(gc, init_gen);
+    if (c.gan_mode != GanMode::None) {
+      models::PatchGanConfig dc;
+      dc.in_channels = gc.in_channels + 1;  // (mask, image) pairs
+      dc.ndf = c.ndf;
+      dc.n_layers = c.n_layers;
+      dc.norm = gc.norm;
+      d_ = std::make_unique<models::PatchDiscriminator>(dc, init_gen);
+    }
+    g_->to(ctx.device);
+    if (d_) d_->to(ctx.device);
+    const optim::AdamOptions adam{.lr = c.lr, .beta1 = c.beta1, .beta2 = 0.999};
+    opt_g_ = std::make_unique<optim::Adam>(g_->parameters(), adam);
+    if (d_) opt_d_ = std::make_unique<optim::Adam>(d_->parameters(), adam);
+    train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
+    manual_seed(c.seed ^ 0xd50ed50eULL);
+    step_ = std::make_unique<SynthGanStep>(
+        *g_, d_.get(), *opt_g_, opt_d_.get(),
+        SynthGanConfig{.mode = c.gan_mode, .lambda_l1 = c.lambda_l1}, train_gen_);
+  }
+
+  void describe(std::ostream& out) const {
+    out << "train_synth: " << c_.data << " (" << val_set_->height() << "x" << val_set_->width()
+        << "), mask -> image, G unet num_downs " << g_->config.num_downs << " ngf "
+        << g_->config.ngf << " tanh (" << g_->parameter_count() << " parameters)";
+    if (d_) out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << d_->parameter_count() << ")";
+    out << ", GAN " << train::gan_mode_name(c_.gan_mode) << ", L1 weight " << c_.lambda_l1
+        << ", batch " << c_.batch_size << ", " << c_.epochs + c_.epochs_decay << " epochs on "
+        << ctx_.device.str() << " in " << train::precision_name(c_.precision);
+    if (!precision_note_.empty()) out << " (" << precision_note_ << ")";
+    out << "\n  training on " << subset_.size() << " real slices";
+    if (c_.train_fraction < 1) out << " (--train-fraction " << c_.train_fraction << ", --train-seed " << c_.train_seed << ")";
+    out << "; validation: " << val_set_->size() << " slices, test: " << test_set_->size() << " slices\n";
+  }
+
+  train::TrainState state() override {
+    train::TrainState s;
+    s.modules.emplace_back("G", g_.get());
+    if (d_) s.modules.emplace_back("D", d_.get());
+    s.optimizers.emplace_back("G", opt_g_.get());
+    if (opt_d_) s.optimizers.emplace_back("D", opt_d_.get());
+    s.generators.emplace_back("train", &train_gen_);
+    s.generators.emplace_back("dropout", &default_generator());
+    return s;
+  }
+
+  train::CheckpointInfo checkpoint_info() const override {
+    train::CheckpointInfo info;
+    info.kind = "synth";
+    info.run = synth_config_to_json(c_);
+    info.extra["generator"] = models::to_json(g_->config);
+    if (d_) info.extra["discriminator"] = models::to_json(d_->config);
+    // The slice size G was trained on: synthesize refuses masks of another size.
+    info.extra["slice_size"] = {val_set_->height(), val_set_->width()};
+    info.metadata["generator_config"] = models::to_json(g_->config).dump();
+    return info;
+  }
+
+  void start(int64_t global_step) override {
+    data::LoaderOptions lo;
+    lo.split = "train";
+    lo.batch_size = c_.batch_size;
+    lo.shuffle = true;
+    lo.seed = c_.seed;
+    lo.epochs = 0;  // endless: batch k depends only on (seed, k), so a resume starts at its step
+    lo.workers = c_.workers;
+    lo.drop_last = true;  // BatchNorm statistics of a 1-sample tail batch are degenerate
+    lo.augment = c_.augment;
+    lo.augment_options.contrast = 0;
+    lo.augment_options.brightness = 0;
+    lo.augment_options.noise_sigma = 0;
+    if (c_.train_fraction < 1) lo.subset = subset_;
+    lo.start_batch = global_step;
+    loader_ = std::make_unique<data::Loader>(c_.data, lo);
+  }
+
+  int64_t steps_per_epoch() const override {
+    return c_.max_train_batches > 0 ? std::min(c_.max_train_batches, loader_->batches_per_epoch())
+                                     : loader_->batches_per_epoch();
+  }
+
+  train::StepLosses step() override {
+    std::optional<data::Batch> batch = loader_->next();
+    RG_CHECK(batch.has_value(), "loader ended early");
+    const Tensor image = batch->image.to(ctx_.device).to(act_dtype_);
+    const Tensor mask = batch->mask.to(ctx_.device).to(act_dtype_);
+    return step_->step(mask, image);
+  }
+
+  train::Evaluation validate(int64_t epoch, const train::RunFiles& files) override {
+    return evaluate(*val_set_, files.epoch_sample("epoch_", epoch, ".png"));
+  }
+  train::Evaluation test(const train::RunFiles& files) override {
+    return evaluate(*test_set_, files.samples / "test.png");
+  }
+
+  std::vector<std::string> curve_losses() const override {
+    if (!d_) return {"g_l1"};
+    return {"g_l1", "d_loss", "g_adv"};
+  }
+  std::vector<std::string> curve_metrics() const override { return {"mae", "ssim"}; }
+
+ private:
+  train::Evaluation evaluate(const data::SliceDataset& ds, const fs::path& picture) {
+    if (ds.size() == 0) {
+      return {.score = 0, .metrics = json{{"slices", 0}}, .summary = "no slices"};
+    }
+    const SynthEvaluation e = evaluate_synthesis(*g_, ds, c_.batch_size, act_dtype_, ctx_.device,
+                                                 c_.sample_rows);
+    write_synthesis_grid(picture.string(), e);
+    // SSIM inside the body chooses the best checkpoint (higher is better).
+    return {.score = e.body.ssim, .metrics = synth_evaluation_json(e),
+            .summary = synth_evaluation_summary(e) + "; pictures " + picture.string()};
+  }
+
+  SynthRunConfig c_;
+  train::RunContext ctx_;
+  DType act_dtype_ = DType::F32;
+  std::string precision_note_;
+  std::vector<int64_t> subset_;
+  std::unique_ptr<data::SliceDataset> val_set_, test_set_;
+  std::unique_ptr<models::UnetGenerator> g_;
+  std::unique_ptr<models::PatchDiscriminator> d_;
+  std::unique_ptr<optim::Adam> opt_g_, opt_d_;
+  Generator train_gen_{0};
+  std::unique_ptr<SynthGanStep> step_;
+  std::unique_ptr<data::Loader> loader_;
+};
+
+}  // namespace
+
+int run_synth_training(const SynthRunConfig& c) {
+  RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
+  RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
+  RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+  if (c.conv_backend) set_conv_backend(*c.conv_backend);
+  dist::LocalCommunicator local;
+  const train::RunContext ctx = train::make_run_context(local, train::resolve_device(c.device));
+  SynthTask task(c, ctx);
+  task.describe(std::cerr);
+
+  train::LoopConfig loop;
+  loop.app = "train_synth";
+  loop.run_dir = fs::path(c.out_dir) / c.name;
+  loop.epochs = c.epochs;
+  loop.epochs_decay = c.epochs_decay;
+  loop.lr_policy = c.lr_policy;
+  loop.lr = c.lr;
+  loop.batch_size = c.batch_size;
+  loop.log_every = c.log_every;
+  loop.progress = c.progress;
+  loop.resume = c.resume;
+  loop.interrupt_after_steps = c.interrupt_after_steps;
+  loop.max_steps = c.max_steps;
+  loop.score_name = "SSIM";
+  loop.score_key = "ssim";
+  loop.config = synth_config_to_json(c);
+  return train::run_training(task, loop, ctx);
+}
+
+}  // namespace rg::app

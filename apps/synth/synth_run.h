@@ -1,0 +1,102 @@
+// One mask -> image synthesis training run: the synthesis task (data, U-Net G with a tanh head,
+// PatchGAN D on (mask, image) pairs, the step of apps/synth/synth_gan.h, MAE/PSNR/SSIM
+// evaluation and mask | real | synthetic pictures) run by the training layer's loop
+// (train/train_loop.h), which owns epochs, resume, Ctrl-C, logs, curves and checkpoints.
+// apps/train_synth is a thin flag parser over this; apps/synthesize reads its checkpoints.
+//
+// The run directory is the loop's (train/train_loop.h); synthesis adds
+//   samples/epoch_NNN.png    mask | real | synthetic on validation slices
+//   samples/test.png         the same on test slices, with the best checkpoint
+// and its checkpoints (kind "synth") carry "generator_config" and "discriminator".
+//
+// Masks: prepared files hold binary masks (data/prepare.h binarizes the label volume), so G
+// has one input channel of 0/1. Multi-class label maps would need prepare_data to keep the
+// labels and G to take one one-hot channel per class (UnetConfig::in_channels).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/conv_backend.h"
+#include "engine/device.h"
+#include "engine/dtype.h"
+#include "models/norm_kind.h"
+#include "train/gan_loss.h"
+#include "train/settings.h"
+#include "train/synth_metrics.h"
+
+namespace rg::data {
+class SliceDataset;
+}
+namespace rg::models {
+class UnetGenerator;
+}
+
+namespace rg::app {
+
+struct SynthRunConfig {
+  std::string data;            // prepared HDF5 file (apps/prepare_data)
+  std::string name = "synth";  // run name: the folder under out_dir
+  std::string out_dir = "runs";
+  int64_t epochs = 10;
+  int64_t epochs_decay = 10;
+  train::LrPolicy lr_policy = train::LrPolicy::Linear;
+  int64_t batch_size = 8;
+  double lr = 2e-4;
+  double beta1 = 0.5;
+  double lambda_l1 = 100.0;
+  train::GanMode gan_mode = train::GanMode::Vanilla;  // None: plain L1 regression
+  models::NormKind norm = models::NormKind::Batch;
+  int64_t ngf = 64, ndf = 64, n_layers = 3;
+  int64_t num_downs = 0;  // 0: as many as the slice size allows, at most 8
+  bool dropout = false;
+  train::Precision precision = train::Precision::Fp32;
+  std::string device = "auto";
+  std::optional<ConvBackend> conv_backend;
+  uint64_t seed = 0;
+  // The real training slices used: a seeded subset (data::seeded_subset(n, train_fraction,
+  // train_seed)), the same one train_seg --train-fraction/--train-seed takes, so a synthesis
+  // GAN for an augmentation experiment sees no slice the segmenter does not.
+  double train_fraction = 1.0;
+  uint64_t train_seed = 0;
+  bool resume = false;
+  // Geometric augmentation only (flip, rotation, zoom, applied to mask and image alike): an
+  // intensity jitter of the target image would teach G random contrasts.
+  bool augment = true;
+  int workers = 2;
+  int64_t log_every = 10;
+  int64_t sample_rows = 4;
+  int64_t max_train_batches = 0;
+  bool progress = true;
+  int64_t interrupt_after_steps = 0;
+  int64_t max_steps = 0;
+};
+
+// Runs training; returns the process exit code (0 done, 130 interrupted after saving). Single
+// process only for now (data parallelism throws). Throws rg::Error for bad configuration/data.
+int run_synth_training(const SynthRunConfig& config);
+
+nlohmann::json synth_config_to_json(const SynthRunConfig& config);
+
+// Fidelity of G's images against the real ones over a split, inside the body
+// (train::body_region: the real image above the background, plus the mask) and inside the
+// mask, on [-1, 1] intensities (data range 2); plus the picture rows.
+struct SynthEvaluation {
+  train::FidelitySummary body, mask;
+  // Cells per picture row: mask (as -1/1), real, synthetic.
+  std::vector<std::vector<std::vector<float>>> rows;
+  int64_t height = 0, width = 0;
+};
+SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDataset& ds,
+                                   int64_t batch_size, DType act_dtype, Device device,
+                                   int64_t sample_rows);
+// The metrics JSON of a "val"/"test" line and the terminal summary.
+nlohmann::json synth_evaluation_json(const SynthEvaluation& e);
+std::string synth_evaluation_summary(const SynthEvaluation& e);
+// Writes the mask | real | synthetic grid (nothing when there are no rows).
+void write_synthesis_grid(const std::string& path, const SynthEvaluation& e);
+
+}  // namespace rg::app

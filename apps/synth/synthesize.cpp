@@ -1,0 +1,234 @@
+#include "apps/synth/synthesize.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "data/loader.h"
+#include "data/png_io.h"
+#include "data/progress.h"
+#include "data/rng.h"
+#include "data/slice_dataset.h"
+#include "data/slice_writer.h"
+#include "data/transforms.h"
+#include "engine/roentgen.h"
+#include "models/unet.h"
+#include "train/checkpoint.h"
+#include "train/plots.h"
+#include "train/settings.h"
+
+namespace rg::app {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// The checkpoint's folder and tag from what --checkpoint names.
+std::pair<fs::path, std::string> checkpoint_location(const std::string& given) {
+  RG_CHECK(!given.empty(), "--checkpoint: no checkpoint given");
+  std::error_code ec;
+  fs::path p(given);
+  if (fs::is_directory(p, ec)) {
+    if (fs::exists(p / "checkpoints" / "best.json", ec)) return {p / "checkpoints", "best"};
+    if (fs::exists(p / "best.json", ec)) return {p, "best"};
+    RG_FAIL("--checkpoint: directory ", given, " holds no checkpoints/best.json (is it a train_synth run?)");
+  }
+  if (p.extension() == ".safetensors" || p.extension() == ".json") p.replace_extension();
+  RG_CHECK(fs::exists(fs::path(p.string() + ".json"), ec) &&
+               fs::exists(fs::path(p.string() + ".safetensors"), ec),
+           "--checkpoint: ", given, " does not exist (expected ", p.string(), ".json and ",
+           p.string(), ".safetensors)");
+  return {p.parent_path(), p.filename().string()};
+}
+
+struct MaskSource {
+  std::string what;  // for messages
+  int64_t height = 0, width = 0;
+  std::vector<std::vector<float>> masks;  // 0/1
+};
+
+MaskSource masks_from_file(const std::string& path, const std::string& flag,
+                           const std::vector<int64_t>* subset) {
+  std::error_code ec;
+  RG_CHECK(fs::exists(path, ec), flag, ": ", path, " does not exist");
+  MaskSource src;
+  src.what = path;
+  if (data::is_hdf5_file(path)) {
+    data::SliceDataset ds(path, "train");
+    src.height = ds.height();
+    src.width = ds.width();
+    std::vector<float> image(static_cast<size_t>(ds.height() * ds.width()));
+    std::vector<int64_t> all;
+    if (!subset) {
+      for (int64_t i = 0; i < ds.size(); ++i) all.push_back(i);
+      subset = &all;
+    }
+    for (int64_t i : *subset) {
+      RG_CHECK(i >= 0 && i < ds.size(), path, ": training slice ", i, " out of range (", ds.size(), ")");
+      std::vector<float> m(image.size());
+      ds.read(i, image.data(), m.data());
+      src.masks.push_back(std::move(m));
+    }
+    RG_CHECK(!src.masks.empty(), flag, ": ", path, " has no training slices");
+    return src;
+  }
+  data::Image8 png;
+  try {
+    png = data::read_png(path);
+  } catch (const Error& e) {
+    RG_FAIL(flag, ": ", path, " is neither a prepared HDF5 file nor a readable PNG mask: ", e.what());
+  }
+  src.height = png.height;
+  src.width = png.width;
+  std::vector<float> m(static_cast<size_t>(png.width) * static_cast<size_t>(png.height));
+  for (size_t i = 0; i < m.size(); ++i) {
+    // Foreground: any nonzero colour channel (alpha ignored).
+    const int colour = png.channels >= 3 ? 3 : 1;
+    bool on = false;
+    for (int c = 0; c < colour; ++c) on = on || png.pixels[i * static_cast<size_t>(png.channels) + static_cast<size_t>(c)] != 0;
+    m[i] = on ? 1.0f : 0.0f;
+  }
+  src.masks.push_back(std::move(m));
+  return src;
+}
+
+}  // namespace
+
+SynthesizeSummary synthesize(const SynthesizeConfig& c) {
+  RG_CHECK(!c.out.empty(), "--out: no output file given");
+  RG_CHECK(c.count >= 0, "--count must be >= 0, got ", c.count);
+  RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+  const auto [dir, tag] = checkpoint_location(c.checkpoint);
+  const json meta = train::read_checkpoint_json(dir, tag, "synth");
+  RG_CHECK(meta.contains("generator") && meta.contains("slice_size"), "--checkpoint: ",
+           (dir / tag).string(), " lacks its generator configuration or slice size");
+  const models::UnetConfig gc = meta.at("generator").get<models::UnetConfig>();
+  const int64_t h = meta.at("slice_size").at(0).get<int64_t>();
+  const int64_t w = meta.at("slice_size").at(1).get<int64_t>();
+
+  // The masks, before anything is written.
+  MaskSource src;
+  if (c.masks.empty()) {
+    const json run = meta.value("run", json::object());
+    const std::string data = run.value("data", std::string());
+    RG_CHECK(!data.empty(), "--masks: the checkpoint names no training file; pass --masks FILE");
+    const double fraction = run.value("train_fraction", 1.0);
+    const auto train_seed = run.value("train_seed", uint64_t{0});
+    std::error_code ec;
+    RG_CHECK(fs::exists(data, ec), "--masks: the checkpoint's training file ", data,
+             " is gone; pass --masks FILE");
+    const int64_t n = data::read_slices_info(data).counts[0];
+    const std::vector<int64_t> subset = data::seeded_subset(n, fraction, train_seed);
+    src = masks_from_file(data, "--masks (the checkpoint's training file)", &subset);
+  } else {
+    src = masks_from_file(c.masks, "--masks", nullptr);
+  }
+  RG_CHECK(src.height == h && src.width == w, "--masks: ", src.what, " has ", src.height, "x",
+           src.width, " masks but the checkpoint's generator was trained on ", h, "x", w, " slices");
+  const int64_t count = c.count > 0 ? c.count : static_cast<int64_t>(src.masks.size());
+  const std::string montage = !c.montage.empty() ? c.montage
+                              : fs::path(c.out).replace_extension(".png").string();
+  RG_CHECK(fs::path(montage) != fs::path(c.out), "--montage must differ from --out (", c.out, ")");
+
+  const Device device = train::resolve_device(c.device);
+  Generator init_gen(0);
+  models::UnetGenerator g(gc, init_gen);
+  g.to(device);
+  train::TrainState state;
+  state.modules.emplace_back("G", &g);
+  train::load_checkpoint(dir, tag, state, "synth");
+  g.eval();
+
+  // Source masks are used in a seeded order, cycling when count exceeds them; pair k's
+  // deformation depends only on (seed, k).
+  std::vector<int64_t> order(src.masks.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  data::Rng order_rng(data::derive_seed(c.seed, {0x6f726465ULL}));
+  order_rng.shuffle(order);
+  data::AugmentOptions deform = data::AugmentOptions::none();
+  deform.p_flip_h = 0.5;
+  deform.rotate_deg = 10.0;
+  deform.scale_min = 0.9;
+  deform.scale_max = 1.1;
+  deform.p_elastic = 1.0;
+  deform.elastic_alpha = 4.0;
+  deform.elastic_sigma = 12.0;
+  deform.image_interp = data::Interp::Nearest;  // the mask travels as the "image": stays 0/1
+  deform.image_fill = 0.0f;
+
+  const size_t hw = static_cast<size_t>(h * w);
+  data::SlicesFile file;
+  file.height = h;
+  file.width = w;
+  file.subjects = {"synthetic"};
+  file.created_by = "roentgen synthesize";
+  file.source = "checkpoint " + (dir / tag).string() + ", masks " + src.what;
+  file.source_kind = "synthetic";
+  file.attributes = {{"synth_seed", std::to_string(c.seed)},
+                     {"synth_deform", c.deform ? "elastic + affine" : "none"},
+                     {"normalization", "as the checkpoint's training file ([-1, 1])"}};
+  data::SlicesSplit& train_split = file.splits[0];
+  train_split.images.resize(static_cast<size_t>(count) * hw);
+  train_split.masks.resize(static_cast<size_t>(count) * hw);
+  std::vector<std::vector<std::vector<float>>> montage_rows;
+
+  NoGradGuard no_grad;
+  data::ProgressBar bar("synthesize", static_cast<double>(count), "pairs", c.progress);
+  for (int64_t start = 0; start < count; start += c.batch_size) {
+    const int64_t n = std::min(c.batch_size, count - start);
+    Tensor x = Tensor::empty({n, h, w, 1});
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t k = start + i;
+      data::Image2D m(h, w);
+      m.data = src.masks[static_cast<size_t>(order[static_cast<size_t>(k) % order.size()])];
+      if (c.deform) {
+        data::Image2D none;
+        data::augment(m, none, deform, data::derive_seed(c.seed, {0x64656631ULL, static_cast<uint64_t>(k)}));
+      }
+      std::copy(m.data.begin(), m.data.end(), x.data<float>() + i * static_cast<int64_t>(hw));
+    }
+    const Tensor fake = g.forward(x.to(device)).to(DType::F32).to(Device::cpu()).contiguous();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t k = start + i;
+      const float* mi = x.data<float>() + i * static_cast<int64_t>(hw);
+      const float* si = fake.data<float>() + i * static_cast<int64_t>(hw);
+      std::copy(si, si + hw, train_split.images.begin() + static_cast<std::ptrdiff_t>(k * static_cast<int64_t>(hw)));
+      for (size_t j = 0; j < hw; ++j)
+        train_split.masks[static_cast<size_t>(k) * hw + j] = mi[j] >= 0.5f ? 1 : 0;
+      train_split.subject.push_back(0);
+      train_split.slice.push_back(static_cast<int32_t>(k));
+      if (static_cast<int64_t>(montage_rows.size()) < c.montage_rows) {
+        std::vector<float> shown(mi, mi + hw);
+        for (float& v : shown) v = v >= 0.5f ? 1.0f : -1.0f;
+        montage_rows.push_back({std::move(shown), std::vector<float>(si, si + hw)});
+      }
+    }
+    bar.update(static_cast<double>(start + n));
+  }
+  bar.finish();
+
+  data::write_slices_file(c.out, file);
+  try {
+    if (!montage_rows.empty())
+      train::write_image_grid_png(montage, montage_rows, static_cast<int>(h), static_cast<int>(w),
+                                  {"mask", "synthetic"});
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(c.out, ec);  // nothing half-done stays behind
+    throw;
+  }
+  SynthesizeSummary s;
+  s.out = c.out;
+  s.montage = montage_rows.empty() ? "" : montage;
+  s.pairs = count;
+  s.source_masks = static_cast<int64_t>(src.masks.size());
+  s.height = h;
+  s.width = w;
+  return s;
+}
+
+}  // namespace rg::app
