@@ -25,16 +25,18 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 json anomaly_config_to_json(const AnomalyRunConfig& c) {
-  return json{{"data", c.data},         {"stage", c.stage},
-              {"stage1_run", c.stage1_run}, {"name", c.name},
-              {"out_dir", c.out_dir},   {"epochs", c.epochs},
-              {"epochs_decay", c.epochs_decay}, {"batch_size", c.batch_size},
-              {"lr", c.lr},             {"beta1", c.beta1},
-              {"beta2", c.beta2},       {"n_critic", c.n_critic},
-              {"gp_weight", c.gp_weight}, {"kappa", c.kappa},
-              {"z_dim", c.z_dim},       {"width", c.width},
-              {"device", c.device},     {"seed", c.seed},
-              {"lesion_seed", c.lesion_seed}, {"max_train_batches", c.max_train_batches}};
+  json j = train::run_options_json(c);
+  j.update(json{{"stage", c.stage},
+                 {"stage1_run", c.stage1_run},
+                 {"beta1", c.beta1},
+                 {"beta2", c.beta2},
+                 {"n_critic", c.n_critic},
+                 {"gp_weight", c.gp_weight},
+                 {"kappa", c.kappa},
+                 {"z_dim", c.z_dim},
+                 {"width", c.width},
+                 {"lesion_seed", c.lesion_seed}});
+  return j;
 }
 
 LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
@@ -528,19 +530,8 @@ int run_anomaly_training(const AnomalyRunConfig& c) {
   AnomalyTask task(c, ctx);
   task.describe(std::cerr);
 
-  train::LoopConfig loop;
+  train::LoopConfig loop = train::loop_config(c);
   loop.app = "train_anomaly";
-  loop.run_dir = fs::path(c.out_dir) / c.name;
-  loop.epochs = c.epochs;
-  loop.epochs_decay = c.epochs_decay;
-  loop.lr_policy = train::LrPolicy::Linear;
-  loop.lr = c.lr;
-  loop.batch_size = c.batch_size;
-  loop.log_every = c.log_every;
-  loop.progress = c.progress;
-  loop.resume = c.resume;
-  loop.interrupt_after_steps = c.interrupt_after_steps;
-  loop.max_steps = c.max_steps;
   if (c.stage == 1) {
     loop.score_name = "epoch";
     loop.score_key = "epoch";

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "train/settings.h"
+#include "train/run_options.h"
 
 namespace rg::data {
 class SliceDataset;
@@ -28,33 +29,22 @@ class SliceDataset;
 
 namespace rg::app {
 
-struct AnomalyRunConfig {
-  std::string data;               // prepared HDF5 file (apps/prepare_data)
+struct AnomalyRunConfig : train::RunOptions {
+  // The shared options (train/run_options.h) with this application's defaults.
+  AnomalyRunConfig() {
+    name = "anomaly";
+    epochs_decay = 0;  // f-AnoGAN keeps the learning rate constant
+    lr = 1e-4;         // Adam 1e-4, betas (0, 0.9): f-AnoGAN / WGAN-GP
+  }
   int stage = 1;                  // 1: WGAN-GP (G, critic); 2: encoder (G, critic frozen)
   std::string stage1_run;         // stage 2: the stage-1 run directory (its checkpoints/best)
-  std::string name = "anomaly";   // run name: the folder under out_dir
-  std::string out_dir = "runs";
-  int64_t epochs = 10;
-  int64_t epochs_decay = 0;       // f-AnoGAN keeps the learning rate constant
-  int64_t batch_size = 16;
-  double lr = 1e-4;               // Adam 1e-4, betas (0, 0.9): f-AnoGAN / WGAN-GP
   double beta1 = 0.0, beta2 = 0.9;
   int64_t n_critic = 5;
   double gp_weight = 10.0;
   double kappa = 1.0;             // weight of the feature residual (izi_f)
   int64_t z_dim = 128;
   int64_t width = 64;             // channels of the first critic level
-  std::string device = "auto";
-  uint64_t seed = 0;
   uint64_t lesion_seed = 1;       // synthetic lesions of validation and test
-  bool resume = false;
-  int workers = 2;
-  int64_t log_every = 10;
-  int64_t sample_rows = 4;
-  int64_t max_train_batches = 0;  // cap on loader batches per epoch (0 = the whole split)
-  bool progress = true;
-  int64_t interrupt_after_steps = 0;  // tests: act as if Ctrl-C came after this many steps
-  int64_t max_steps = 0;              // stop after this many steps, resumable (0 = no limit)
 };
 
 // Runs training; returns the process exit code (0 done, 130 interrupted after saving). Throws

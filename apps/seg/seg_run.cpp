@@ -24,34 +24,25 @@ using nlohmann::json;
 using train::GanMode;
 
 json seg_config_to_json(const SegRunConfig& c) {
-  return json{{"data", c.data},
-              {"name", c.name},
-              {"out_dir", c.out_dir},
-              {"epochs", c.epochs},
-              {"epochs_decay", c.epochs_decay},
-              {"lr_policy", train::lr_policy_name(c.lr_policy)},
-              {"batch_size", c.batch_size},
-              {"lr", c.lr},
-              {"beta1", c.beta1},
-              {"lambda_seg", c.lambda_seg},
-              {"r1_gamma", c.r1_gamma},
-              {"gan_mode", train::gan_mode_name(c.gan_mode)},
-              {"norm", models::norm_kind_name(c.norm)},
-              {"ngf", c.ngf},
-              {"ndf", c.ndf},
-              {"n_layers", c.n_layers},
-              {"num_downs", c.num_downs},
-              {"dropout", c.dropout},
-              {"precision", train::precision_name(c.precision)},
-              {"device", c.device},
-              {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
-              {"seed", c.seed},
-              {"augment", c.augment},
-              {"train_fraction", c.train_fraction},
-              {"train_seed", c.train_seed},
-              {"extra_train", c.extra_train},
-              {"extra_fraction", c.extra_fraction},
-              {"max_train_batches", c.max_train_batches}};
+  json j = train::run_options_json(c);
+  j.update(json{{"beta1", c.beta1},
+                 {"lambda_seg", c.lambda_seg},
+                 {"r1_gamma", c.r1_gamma},
+                 {"gan_mode", train::gan_mode_name(c.gan_mode)},
+                 {"norm", models::norm_kind_name(c.norm)},
+                 {"ngf", c.ngf},
+                 {"ndf", c.ndf},
+                 {"n_layers", c.n_layers},
+                 {"num_downs", c.num_downs},
+                 {"dropout", c.dropout},
+                 {"precision", train::precision_name(c.precision)},
+                 {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
+                 {"augment", c.augment},
+                 {"train_fraction", c.train_fraction},
+                 {"train_seed", c.train_seed},
+                 {"extra_train", c.extra_train},
+                 {"extra_fraction", c.extra_fraction}});
+  return j;
 }
 
 namespace {
@@ -451,19 +442,8 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
   SegTask task(c, ctx);
   if (ctx.root()) task.describe(std::cerr);
 
-  train::LoopConfig loop;
+  train::LoopConfig loop = train::loop_config(c);
   loop.app = "train_seg";
-  loop.run_dir = fs::path(c.out_dir) / c.name;
-  loop.epochs = c.epochs;
-  loop.epochs_decay = c.epochs_decay;
-  loop.lr_policy = c.lr_policy;
-  loop.lr = c.lr;
-  loop.batch_size = c.batch_size;
-  loop.log_every = c.log_every;
-  loop.progress = c.progress;
-  loop.resume = c.resume;
-  loop.interrupt_after_steps = c.interrupt_after_steps;
-  loop.max_steps = c.max_steps;
   loop.score_name = "Dice";
   loop.score_key = "dice";
   loop.config = seg_config_to_json(c);

@@ -24,6 +24,7 @@
 #include "train/seg_metrics.h"
 #include "train/plots.h"
 #include "train/settings.h"
+#include "train/run_options.h"
 
 namespace rg::dist {
 class Communicator;
@@ -37,15 +38,9 @@ class UnetGenerator;
 
 namespace rg::app {
 
-struct SegRunConfig {
-  std::string data;           // prepared HDF5 file (apps/prepare_data)
-  std::string name = "seg";   // run name: the folder under out_dir
-  std::string out_dir = "runs";
-  int64_t epochs = 10;        // epochs at the initial learning rate
-  int64_t epochs_decay = 10;  // epochs of decay after them (pix2pix n_epochs_decay)
-  train::LrPolicy lr_policy = train::LrPolicy::Linear;
-  int64_t batch_size = 16;
-  double lr = 2e-4;
+struct SegRunConfig : train::RunOptions {
+  // The shared options (train/run_options.h) with this application's defaults.
+  SegRunConfig() { name = "seg"; }
   double beta1 = 0.5;
   double lambda_seg = 100.0;
   double r1_gamma = 0.0;  // R1 penalty on real pairs, any GAN mode (0 = off)
@@ -55,10 +50,8 @@ struct SegRunConfig {
   int64_t num_downs = 0;  // 0: as many as the slice size allows, at most 8 (unet_256)
   bool dropout = false;
   train::Precision precision = train::Precision::Fp32;
-  std::string device = "auto";  // auto | cpu | cuda[:N] (train::resolve_device)
   // Empty: RG_CONV_BACKEND, else auto (CUDA only).
   std::optional<ConvBackend> conv_backend;
-  uint64_t seed = 0;
   // Real training slices used: the seeded subset data::seeded_subset(n, train_fraction,
   // train_seed) of the train split (1 = all). train_synth takes the same flags, so a synthesis
   // GAN for augmentation sees only these slices. 0 is allowed with extra_train (synthetic only).
@@ -69,19 +62,7 @@ struct SegRunConfig {
   // Validation and test stay on `data`'s real splits.
   std::string extra_train;
   double extra_fraction = 1.0;
-  bool resume = false;
   bool augment = true;
-  int workers = 2;
-  int64_t log_every = 10;      // steps between "train" lines in metrics.jsonl
-  int64_t sample_rows = 4;     // validation slices in each sample grid
-  int64_t max_train_batches = 0;  // cap on batches per epoch (0 = the whole split)
-  bool progress = true;        // progress bar on stderr
-  // Acts as if Ctrl-C arrived after this many steps of this invocation (0 = never); tests use
-  // it to interrupt and resume at a chosen point.
-  int64_t interrupt_after_steps = 0;
-  // Stops after this many steps of this invocation (0 = never), saving checkpoints/latest as an
-  // interruption does (so --resume continues), and returns 0.
-  int64_t max_steps = 0;
   // Data parallelism (world size > 1): synchronize batch-norm statistics over all ranks
   // (SyncBatchNorm). Ignored at world size 1 and for --norm instance/none. docs/scaling.md.
   bool sync_bn = true;

@@ -27,6 +27,7 @@
 #include "train/gan_loss.h"
 #include "train/settings.h"
 #include "train/synth_metrics.h"
+#include "train/run_options.h"
 
 namespace rg::data {
 class SliceDataset;
@@ -37,15 +38,12 @@ class UnetGenerator;
 
 namespace rg::app {
 
-struct SynthRunConfig {
-  std::string data;            // prepared HDF5 file (apps/prepare_data)
-  std::string name = "synth";  // run name: the folder under out_dir
-  std::string out_dir = "runs";
-  int64_t epochs = 10;
-  int64_t epochs_decay = 10;
-  train::LrPolicy lr_policy = train::LrPolicy::Linear;
-  int64_t batch_size = 8;
-  double lr = 2e-4;
+struct SynthRunConfig : train::RunOptions {
+  // The shared options (train/run_options.h) with this application's defaults.
+  SynthRunConfig() {
+    name = "synth";
+    batch_size = 8;
+  }
   double beta1 = 0.5;
   double lambda_l1 = 100.0;
   train::GanMode gan_mode = train::GanMode::Vanilla;  // None: plain L1 regression
@@ -54,25 +52,15 @@ struct SynthRunConfig {
   int64_t num_downs = 0;  // 0: as many as the slice size allows, at most 8
   bool dropout = false;
   train::Precision precision = train::Precision::Fp32;
-  std::string device = "auto";
   std::optional<ConvBackend> conv_backend;
-  uint64_t seed = 0;
   // The real training slices used: a seeded subset (data::seeded_subset(n, train_fraction,
   // train_seed)), the same one train_seg --train-fraction/--train-seed takes, so a synthesis
   // GAN for an augmentation experiment sees no slice the segmenter does not.
   double train_fraction = 1.0;
   uint64_t train_seed = 0;
-  bool resume = false;
   // Geometric augmentation only (flip, rotation, zoom, applied to mask and image alike): an
   // intensity jitter of the target image would teach G random contrasts.
   bool augment = true;
-  int workers = 2;
-  int64_t log_every = 10;
-  int64_t sample_rows = 4;
-  int64_t max_train_batches = 0;
-  bool progress = true;
-  int64_t interrupt_after_steps = 0;
-  int64_t max_steps = 0;
 };
 
 // Runs training; returns the process exit code (0 done, 130 interrupted after saving). Single

@@ -1,0 +1,35 @@
+#include "train/run_options.h"
+
+namespace rg::train {
+
+nlohmann::json run_options_json(const RunOptions& o) {
+  return nlohmann::json{{"data", o.data},
+                        {"name", o.name},
+                        {"out_dir", o.out_dir},
+                        {"epochs", o.epochs},
+                        {"epochs_decay", o.epochs_decay},
+                        {"lr_policy", lr_policy_name(o.lr_policy)},
+                        {"batch_size", o.batch_size},
+                        {"lr", o.lr},
+                        {"device", o.device},
+                        {"seed", o.seed},
+                        {"max_train_batches", o.max_train_batches}};
+}
+
+LoopConfig loop_config(const RunOptions& o) {
+  LoopConfig loop;
+  loop.run_dir = std::filesystem::path(o.out_dir) / o.name;
+  loop.epochs = o.epochs;
+  loop.epochs_decay = o.epochs_decay;
+  loop.lr_policy = o.lr_policy;
+  loop.lr = o.lr;
+  loop.batch_size = o.batch_size;
+  loop.log_every = o.log_every;
+  loop.progress = o.progress;
+  loop.resume = o.resume;
+  loop.interrupt_after_steps = o.interrupt_after_steps;
+  loop.max_steps = o.max_steps;
+  return loop;
+}
+
+}  // namespace rg::train
