@@ -219,10 +219,12 @@ TEST_F(LoaderTest, AugmentedCropGivesTheCropShape) {
   EXPECT_EQ(b->image.shape(), (rg::Shape{3, 8, 10, 1}));
 }
 
+// One worker builds the batches in order (two allocations each), so the fifth
+// allocation belongs to the third batch: the first two arrive, the third rethrows.
 TEST_F(LoaderTest, WorkerErrorsAreRethrownInNext) {
   LoaderOptions o;
   o.batch_size = 4;
-  o.workers = 2;
+  o.workers = 1;
   auto calls = std::make_shared<std::atomic<int>>(0);
   o.allocate = [calls](const rg::Shape& shape) {
     if (++*calls > 4) throw rg::Error("allocation failed on purpose");
@@ -232,6 +234,23 @@ TEST_F(LoaderTest, WorkerErrorsAreRethrownInNext) {
   EXPECT_NO_THROW(loader.next());
   EXPECT_NO_THROW(loader.next());
   EXPECT_THROW(loader.next(), rg::Error);
+}
+
+// With several workers the order in which batches are built is the scheduler's, so
+// every allocation fails: whichever worker builds the first batch, its error (with
+// its message) is what next() throws, and the destructor still joins the workers.
+TEST_F(LoaderTest, ErrorsFromSeveralWorkersKeepTheirMessage) {
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.workers = 3;
+  o.allocate = [](const rg::Shape&) -> rg::Tensor { throw rg::Error("allocation failed on purpose"); };
+  Loader loader(path_, o);
+  try {
+    loader.next();
+    FAIL() << "expected an error";
+  } catch (const rg::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("allocation failed on purpose"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(LoaderTest, EndlessLoaderShutsDownCleanly) {
