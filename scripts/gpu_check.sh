@@ -1,64 +1,87 @@
 #!/usr/bin/env bash
-# The one command for a GPU machine (docs/gpu_check.md): configures and builds with all cores,
-# runs the GPU tests, compute-sanitizer (memcheck, racecheck), the conv benchmark and the CTest
-# suite, and writes one log per step to OUT_DIR. A failed step is recorded and the next one
-# still runs; a summary table (step, status, seconds, key numbers) is printed last and saved as
+# The one command for a GPU machine (docs/gpu_check.md): configures and builds the GPU targets
+# with all cores, runs the GPU tests, seg256 against PyTorch, compute-sanitizer (memcheck,
+# racecheck) on a small set and the conv benchmark, and writes one log per step to OUT_DIR. A
+# failed step is recorded and the next one still runs; a summary table (step, status, seconds,
+# key numbers) is printed last, also when the script is stopped (TERM, INT), and saved as
 # OUT_DIR/summary.txt. Exits non-zero when any step failed or ran out of time.
 #
-# Usage: scripts/gpu_check.sh [--with-seg256] [--copy-to DIR] OUT_DIR
-#   --with-seg256   also run scripts/bench_seg256.sh (ours against PyTorch, end to end)
-#   --copy-to DIR   at the end, copy summary.txt, gpu_tests.xml, bench_gpu_conv.json and a
-#                   .tar.gz of all logs to DIR (on the device machine: $OUT, which brings back
-#                   at most 8 files, so keep OUT_DIR itself outside $OUT)
+# Usage: scripts/gpu_check.sh [--rehearse] [--full] [--no-seg256] [--copy-to DIR] OUT_DIR
+#   --rehearse      on a machine without a GPU (the development machine): configure and build
+#                   exactly what the GPU machine would, with MPI and HDF5 hidden from CMake (the
+#                   GPU image has neither) and DICOM off, then check that the GPU test binary
+#                   lists its tests and that both seg256 benchmarks parse their arguments.
+#                   Steps that need the GPU are marked "rehearsal". Proves the one shot cannot
+#                   fail at configure or build.
+#   --full          also build everything the configuration has and run the CTest suite (last)
+#   --no-seg256     leave out scripts/bench_seg256.sh (ours against PyTorch, end to end)
+#   --copy-to DIR   at the end, copy summary.txt, gpu_tests.xml, bench_gpu_conv.json,
+#                   seg256_compare.txt and a .tar.gz of all logs to DIR (on the device machine:
+#                   $OUT, which brings back at most 8 files, so keep OUT_DIR outside $OUT)
 #
-# Steps, in this order: the GPU-specific ones come right after the GPU targets are built, so
-# that a slow full build or a short deadline still leaves their results.
+# The GPU machine has nvcc, CMake, ninja, compute-sanitizer and PyTorch, cuDNN and NCCL only as
+# PyTorch's wheels (scripts/gpu_env.sh finds them), and no MPI, HDF5 or other development
+# packages: the build is configured with RG_MPI=AUTO and RG_HDF5=AUTO, which leave out
+# multi-process runs and the data library, training loop and applications when those are missing;
+# the GPU tests and the benchmarks need neither.
+#
+# Steps, in this order (the most wanted results first, so a short deadline still leaves them):
 #   nvidia_smi   the GPU, driver, clocks (queries only; nothing is changed on the card)
 #   env          scripts/gpu_env.sh (packages from .gpu-deps, cuDNN/NCCL) and tool versions
 #   configure    cmake into $RG_BUILD_DIR (build-gpu), Release, RG_CUDA=ON, Ninja if present
-#   build_gpu    the targets rg_gpu_tests and bench_gpu_conv only
+#   build_gpu    the targets rg_gpu_tests, bench_gpu_conv and bench_seg256 only
 #   gpu_tests    rg_gpu_tests, all tests, with --gtest_output=xml (gpu_tests.xml)
-#   memcheck     compute-sanitizer --tool memcheck on rg_gpu_tests
-#   racecheck    compute-sanitizer --tool racecheck on rg_gpu_tests
-#   bench        bench/bench_gpu_conv --benchmark_out=bench_gpu_conv.json (skipped if absent)
-#   build_all    everything else (ninja -k 0: keeps going past a failed target)
-#   ctest        the whole CTest suite, CPU tests included (ctest.xml, JUnit)
-#   seg256       scripts/bench_seg256.sh (only with --with-seg256)
+#   seg256       scripts/bench_seg256.sh: bench_seg256 and bench/pytorch_seg256.py at batch 16
+#   memcheck     compute-sanitizer --tool memcheck on rg_gpu_tests (RG_GPU_TEST_SMALL=1, filter)
+#   racecheck    compute-sanitizer --tool racecheck, the same
+#   bench        bench/bench_gpu_conv --benchmark_out=bench_gpu_conv.json
+#   build_all    everything else (ninja -k 0: keeps going past a failed target; --full only)
+#   ctest        the whole CTest suite (ctest.xml, JUnit; --full only)
 #
 # Environment:
 #   RG_SKIP               comma list of steps to skip; "build" = build_gpu,build_all,
 #                         "sanitizer" = memcheck,racecheck (e.g. RG_SKIP=sanitizer,bench)
 #   RG_DEADLINE_S         wall-clock budget for the whole script (default 540: the device
-#                         tool's per-call limit is 600 s); each step is cut at its own limit or
-#                         at the deadline, and steps that no longer fit are marked "no time"
-#   RG_LIMIT_SCALE        multiplies every step's own limit (default 1; for slow machines)
-#   RG_BUILD_DIR          build folder (default build-gpu; a warm machine keeps it between calls)
+#                         tool's per-call limit is 600 s; 5400 with --rehearse); each step is cut
+#                         at its own limit or at the deadline, and steps that no longer fit are
+#                         marked "no-time"
+#   RG_LIMIT_SCALE        multiplies every step's own limit (default 1; 10 with --rehearse)
+#   RG_BUILD_DIR          build folder (default build-gpu, or build-rehearsal with --rehearse;
+#                         a warm machine keeps it between calls)
 #   RG_CUDA_ARCH          CMAKE_CUDA_ARCHITECTURES (default 90: sm_90, the H100/H200; "native"
 #                         builds for whatever GPU the machine has, which needs CMake >= 3.24 and
 #                         a working driver at configure time; "90a" for wgmma/setmaxnreg code)
 #   RG_CMAKE_ARGS         extra configure arguments (split on spaces)
 #   RG_JOBS               build and ctest parallelism (default: nproc)
-#   RG_SANITIZER_FILTER   gtest filter for the sanitizer runs (default '*': all tests). The
-#                         sanitizer runs also set RG_GPU_TEST_SMALL=1, which tests may honour by
-#                         using small shapes; if a run is still too slow, restrict it, e.g.
-#                         RG_SANITIZER_FILTER='*Norm*:*Elementwise*'
+#   RG_SANITIZER_FILTER   gtest filter for the sanitizer runs (default: every test but NCCL's and
+#                         the whole-model one, '-GpuNccl*:GpuModel*'). The sanitizer runs set
+#                         RG_GPU_TEST_SMALL=1, which leaves out each test file's largest shapes
+#                         (tests/gpu/gpu_test_util.h)
 #   RG_SANITIZER_ARGS     extra compute-sanitizer arguments (split on spaces), e.g.
 #                         "--kernel-name-exclude kns=cudnn" (check `compute-sanitizer --help`)
 #   RG_BENCH_MIN_TIME     --benchmark_min_time in seconds (default 0.05)
 #   RG_BENCH_ARGS         extra benchmark arguments, e.g. --benchmark_filter=Fwd
 #   RG_CTEST_EXCLUDE      ctest -E regex (default: fuzz_smoke when there is no clang++)
 #   RG_CTEST_OMP_THREADS  OMP_NUM_THREADS for the parallel CTest run (default 2)
-#   RG_SEG256_ARGS        arguments for scripts/bench_seg256.sh
+#   RG_SEG256_ARGS        arguments for both seg256 benchmarks (default
+#                         "--batch 16 --precision fp32,tf32,bf16 --warmup 5 --repeats 20")
+#   RG_SEG256_TORCH_ARGS  pytorch_seg256.py only (default "--modes eager,channels_last": the
+#                         compiled modes take minutes to compile; add them when time allows)
 set -uo pipefail
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-with_seg256=0
+with_seg256=1
+rehearse=0
+full=0
 copy_to=""
 out=""
 while (($#)); do
   case $1 in
-    --with-seg256) with_seg256=1 ;;
+    --rehearse) rehearse=1 ;;
+    --full) full=1 ;;
+    --no-seg256) with_seg256=0 ;;
+    --with-seg256) with_seg256=1 ;; # the default now; kept so that older commands still work
     --copy-to)
       copy_to=${2:?--copy-to needs a folder}
       shift
@@ -90,15 +113,25 @@ fi
 cd "$(dirname "$0")/.." || exit 2
 repo=$(pwd)
 start=$(date +%s)
-deadline=$((start + ${RG_DEADLINE_S:-540}))
-build_dir=${RG_BUILD_DIR:-build-gpu}
+# A rehearsal builds on the 2-core development machine: far longer limits by default.
+deadline_s=${RG_DEADLINE_S:-540}
+limit_scale=${RG_LIMIT_SCALE:-1}
+if ((rehearse)); then
+  deadline_s=${RG_DEADLINE_S:-5400}
+  limit_scale=${RG_LIMIT_SCALE:-10}
+fi
+deadline=$((start + deadline_s))
+default_build_dir=build-gpu
+((rehearse)) && default_build_dir=build-rehearsal
+build_dir=${RG_BUILD_DIR:-$default_build_dir}
 jobs=${RG_JOBS:-$(nproc)}
 arch=${RG_CUDA_ARCH:-90}
 skip=",${RG_SKIP:-},"
 read -r -a extra_cmake_args <<<"${RG_CMAKE_ARGS:-}"
 read -r -a sanitizer_args <<<"${RG_SANITIZER_ARGS:-}"
 read -r -a bench_args <<<"${RG_BENCH_ARGS:-}"
-read -r -a seg256_args <<<"${RG_SEG256_ARGS:-}"
+read -r -a seg256_args <<<"${RG_SEG256_ARGS:---batch 16 --precision fp32,tf32,bf16 --warmup 5 --repeats 20}"
+seg256_torch_args=${RG_SEG256_TORCH_ARGS:---modes eager,channels_last}
 gpu_tests_bin=$build_dir/tests/rg_gpu_tests
 bench_bin=$build_dir/bench/bench_gpu_conv
 
@@ -116,7 +149,7 @@ record() { # name status seconds key
   step_status+=("$2")
   step_secs+=("$3")
   step_keys+=("$4")
-  case $2 in ok | skipped | absent) ;; *) failed=$((failed + 1)) ;; esac
+  case $2 in ok | skipped | absent | rehearsal) ;; *) failed=$((failed + 1)) ;; esac
   printf '   %-10s %-8s %4ss  %s\n' "$1" "$2" "$3" "$4"
 }
 
@@ -154,7 +187,7 @@ step_rc=0
 step_dt=0
 step_status_now=""
 run_step() {
-  local name=$1 limit=$(($2 * ${RG_LIMIT_SCALE:-1})) left
+  local name=$1 limit=$(($2 * limit_scale)) left
   shift 2
   left=$((deadline - $(now) - 5))
   if ((left < 10)); then
@@ -166,6 +199,8 @@ run_step() {
   fi
   ((limit > left)) && limit=$left
   echo "== [$(elapsed)s] $name (limit ${limit}s): $*"
+  current_step=$name
+  current_step_start=$(now)
   local t0
   t0=$(now)
   {
@@ -204,13 +239,52 @@ gtest_key() {
   echo "$g_passed passed, $g_failed failed, $g_skipped skipped$cut"
 }
 
+# The summary table (printed last, saved as summary.txt) and the copies for --copy-to. Runs once:
+# at the end, or when a signal stops the script.
+finished=0
+finish() {
+  ((finished)) && return
+  finished=1
+  {
+    echo
+    echo "gpu_check summary ($(date -u '+%F %T') UTC, $(elapsed)s in all; logs: $out/<step>.log)"
+    ((rehearse)) && echo "(rehearsal on a machine without a GPU: configure and build as the GPU machine would)"
+    printf '%-11s %-9s %6s  %s\n' step status seconds "key numbers"
+    for i in "${!step_names[@]}"; do
+      printf '%-11s %-9s %6s  %s\n' "${step_names[$i]}" "${step_status[$i]}" "${step_secs[$i]}" \
+        "${step_keys[$i]}"
+    done
+    if ((failed)); then
+      echo "gpu_check: $failed step(s) failed or ran out of time"
+    else
+      echo "gpu_check: all steps passed"
+    fi
+  } | tee "$out/summary.txt"
+  if [ -n "$copy_to" ]; then
+    mkdir -p "$copy_to"
+    for f in summary.txt gpu_tests.xml bench_gpu_conv.json seg256_compare.txt; do
+      [ -f "$out/$f" ] && cp "$out/$f" "$copy_to/"
+    done
+    tar -czf "$copy_to/gpu_check_logs.tar.gz" -C "$(dirname "$out")" "$(basename "$out")" 2>/dev/null ||
+      echo "gpu_check: could not write $copy_to/gpu_check_logs.tar.gz" >&2
+  fi
+}
+on_signal() {
+  record "${current_step:-?}" STOPPED $(($(now) - ${current_step_start:-$start})) "stopped by a signal"
+  finish
+  exit 130
+}
+trap on_signal TERM INT HUP
+
 # ---------------------------------------------------------------------------------------------
 echo "gpu_check: $(date -u '+%F %T') UTC on $(hostname), $(nproc) cores; logs in $out;" \
-  "deadline ${RG_DEADLINE_S:-540}s"
+  "deadline ${deadline_s}s"
 
 # nvidia_smi
 if is_skipped nvidia_smi; then
   record nvidia_smi skipped 0 ""
+elif ((rehearse)); then
+  record nvidia_smi rehearsal 0 "no GPU here"
 else
   run_step nvidia_smi 30 bash -c 'nvidia-smi && nvidia-smi --format=csv --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit,temperature.gpu'
   key=$(grep -A1 '^name, driver_version' "$out/nvidia_smi.log" | tail -n 1 | cut -d, -f1-3)
@@ -254,15 +328,22 @@ record env "$env_status" $(($(now) - t0)) "$key"
 if is_skipped configure; then
   record configure skipped 0 ""
 else
+  # What the GPU image lacks is optional here (RG_MPI, RG_HDF5, RG_DCMTK = AUTO); the rehearsal
+  # hides this machine's MPI and HDF5 so that it configures exactly as the image will.
   cfg=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DRG_CUDA=ON
-    "-DCMAKE_CUDA_ARCHITECTURES=$arch" "${RG_GPU_CMAKE_ARGS[@]}" "${extra_cmake_args[@]}")
+    "-DCMAKE_CUDA_ARCHITECTURES=$arch" -DRG_MPI=AUTO -DRG_HDF5=AUTO -DRG_DCMTK=AUTO)
+  if ((rehearse)); then
+    cfg+=(-DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON -DCMAKE_DISABLE_FIND_PACKAGE_HDF5=ON -DRG_DCMTK=OFF)
+  fi
+  cfg+=("${RG_GPU_CMAKE_ARGS[@]}" "${extra_cmake_args[@]}")
   if [ ! -f "$build_dir/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1; then
     cfg+=(-G Ninja)
   fi
   run_step configure 180 cmake "${cfg[@]}"
   log=$out/configure.log
-  key=$(grep -oE 'roentgen: (CUDA backend|DICOM support \(DCMTK\)) [A-Z]+' "$log" |
+  key=$(grep -oE 'roentgen: (CUDA backend|MPI|DICOM support \(DCMTK\)) [A-Z]+' "$log" |
     sed 's/roentgen: //; s/ (DCMTK)//' | paste -sd, - | sed 's/,/, /g')
+  grep -q 'roentgen: HDF5 not found' "$log" && key="$key, HDF5 OFF (no data/train/apps)"
   blas=$(grep -oE 'roentgen: BLAS [^ ]+' "$log" | sed 's/roentgen: BLAS //')
   nwarn=$(grep -c "CMake Warning" "$log")
   record_step configure "${key:-?}; BLAS ${blas:-?}; $nwarn warnings"
@@ -276,7 +357,7 @@ elif [ ! -f "$build_dir/CMakeCache.txt" ]; then
   record build_gpu FAIL 0 "not configured"
 else
   target_list=$(cmake --build "$build_dir" --target help 2>/dev/null)
-  for t in rg_gpu_tests bench_gpu_conv; do
+  for t in rg_gpu_tests bench_gpu_conv bench_seg256; do
     grep -qE "(^|[ .])$t(:| |$)" <<<"$target_list" && gpu_targets+=("$t")
   done
   if ((${#gpu_targets[@]} == 0)); then
@@ -294,6 +375,11 @@ if is_skipped gpu_tests; then
   record gpu_tests skipped 0 ""
 elif [ ! -x "$gpu_tests_bin" ]; then
   record gpu_tests FAIL 0 "$gpu_tests_bin not built"
+elif ((rehearse)); then
+  # No GPU: the binary must start, load its libraries and list its tests.
+  run_step gpu_tests 60 "$gpu_tests_bin" --gtest_list_tests
+  n=$(grep -cE '^  [A-Za-z0-9_/]' "$out/gpu_tests.log")
+  record_step gpu_tests "rehearsal: the binary lists $n tests"
 else
   run_step gpu_tests 180 "$gpu_tests_bin" --gtest_output="xml:$out/gpu_tests.xml"
   key=$(gtest_key "$out/gpu_tests.log")
@@ -306,17 +392,42 @@ else
   record_step gpu_tests "$key"
 fi
 
+# seg256: ours and PyTorch, one after the other on the same GPU (BENCHMARK.md).
+if ((with_seg256)); then
+  seg256_bin=$build_dir/bench/bench_seg256
+  if is_skipped seg256; then
+    record seg256 skipped 0 ""
+  elif ((rehearse)); then
+    # shellcheck disable=SC2016 # $1 is the inner shell's
+    run_step seg256 60 bash -c '"$1" --help >/dev/null &&
+      "$1" --device cpu --precision fp32 --batch 1 --size 32 --ngf 4 --ndf 4 --warmup 1 --repeats 1 &&
+      python3 -m py_compile bench/pytorch_seg256.py bench/compare_seg256.py' seg256 "$seg256_bin"
+    record_step seg256 "rehearsal: bench_seg256 runs a CPU step, the PyTorch scripts compile"
+  elif [ ! -x "$seg256_bin" ]; then
+    record seg256 FAIL 0 "$seg256_bin not built"
+  else
+    run_step seg256 240 env BUILD_DIR="$build_dir" TORCH_ARGS="$seg256_torch_args" \
+      bash scripts/bench_seg256.sh "$out/seg256" "${seg256_args[@]}"
+    [ -f "$out/seg256/compare.txt" ] && cp "$out/seg256/compare.txt" "$out/seg256_compare.txt"
+    ratio=$(grep -E '^ *16 ' "$out/seg256/compare.txt" 2>/dev/null | head -n 3 | awk '{ print $NF }' |
+      paste -sd' ' -)
+    record_step seg256 "ours/PyTorch at batch 16: ${ratio:-see seg256_compare.txt}"
+  fi
+fi
+
 # memcheck, racecheck
 for tool in memcheck racecheck; do
   if is_skipped $tool; then
     record $tool skipped 0 ""
+  elif ((rehearse)); then
+    record $tool rehearsal 0 "needs the GPU"
   elif [ ! -x "$gpu_tests_bin" ]; then
     record $tool FAIL 0 "$gpu_tests_bin not built"
   elif ! command -v compute-sanitizer >/dev/null 2>&1; then
     record $tool FAIL 0 "compute-sanitizer not found"
   else
     run_step $tool 150 env RG_GPU_TEST_SMALL=1 compute-sanitizer --tool $tool --error-exitcode 1 \
-      "${sanitizer_args[@]}" "$gpu_tests_bin" --gtest_filter="${RG_SANITIZER_FILTER:-*}"
+      "${sanitizer_args[@]}" "$gpu_tests_bin" --gtest_filter="${RG_SANITIZER_FILTER:--GpuNccl*:GpuModel*}"
     log=$out/$tool.log
     if [ $tool = memcheck ]; then
       summary=$(grep -oE 'ERROR SUMMARY: [0-9]+ errors?' "$log" | tail -n 1)
@@ -330,6 +441,8 @@ done
 # bench
 if is_skipped bench; then
   record bench skipped 0 ""
+elif ((rehearse)); then
+  record bench rehearsal 0 "needs the GPU"
 elif [ ! -x "$bench_bin" ]; then
   record bench absent 0 "$bench_bin not built (no bench/bench_gpu_conv.cpp yet?)"
 else
@@ -344,7 +457,9 @@ else
 fi
 
 # build_all
-if is_skipped build_all; then
+if ((!full)); then
+  record build_all skipped 0 "--full only"
+elif is_skipped build_all; then
   record build_all skipped 0 ""
 elif [ ! -f "$build_dir/CMakeCache.txt" ]; then
   record build_all FAIL 0 "not configured"
@@ -358,7 +473,9 @@ else
 fi
 
 # ctest
-if is_skipped ctest; then
+if ((!full)); then
+  record ctest skipped 0 "--full only"
+elif is_skipped ctest; then
   record ctest skipped 0 ""
 elif [ ! -f "$build_dir/CTestTestfile.cmake" ]; then
   record ctest FAIL 0 "no CTest files in $build_dir"
@@ -376,41 +493,6 @@ else
   record_step ctest "${key:-no CTest summary}${exclude:+ (-E $exclude)}"
 fi
 
-# seg256
-if ((with_seg256)); then
-  if is_skipped seg256; then
-    record seg256 skipped 0 ""
-  elif [ ! -x scripts/bench_seg256.sh ] && [ ! -f scripts/bench_seg256.sh ]; then
-    record seg256 absent 0 "scripts/bench_seg256.sh missing"
-  else
-    run_step seg256 300 env BUILD_DIR="$build_dir" bash scripts/bench_seg256.sh "$out/seg256" \
-      "${seg256_args[@]}"
-    record_step seg256 "see seg256/compare.txt"
-  fi
-fi
-
 # ---------------------------------------------------------------------------------------------
-{
-  echo
-  echo "gpu_check summary ($(date -u '+%F %T') UTC, $(elapsed)s in all; logs: $out/<step>.log)"
-  printf '%-11s %-8s %6s  %s\n' step status seconds "key numbers"
-  for i in "${!step_names[@]}"; do
-    printf '%-11s %-8s %6s  %s\n' "${step_names[$i]}" "${step_status[$i]}" "${step_secs[$i]}" \
-      "${step_keys[$i]}"
-  done
-  if ((failed)); then
-    echo "gpu_check: $failed step(s) failed or ran out of time"
-  else
-    echo "gpu_check: all steps passed"
-  fi
-} | tee "$out/summary.txt"
-
-if [ -n "$copy_to" ]; then
-  mkdir -p "$copy_to"
-  for f in summary.txt gpu_tests.xml bench_gpu_conv.json; do
-    [ -f "$out/$f" ] && cp "$out/$f" "$copy_to/"
-  done
-  tar -czf "$copy_to/gpu_check_logs.tar.gz" -C "$(dirname "$out")" "$(basename "$out")" 2>/dev/null ||
-    echo "gpu_check: could not write $copy_to/gpu_check_logs.tar.gz" >&2
-fi
+finish
 ((failed == 0))

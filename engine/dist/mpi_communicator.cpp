@@ -5,7 +5,9 @@
 // or NCCL.
 #include "engine/dist/communicator.h"
 
+#if RG_WITH_MPI
 #include <mpi.h>
+#endif
 
 #include <climits>
 #include <cstdio>
@@ -22,6 +24,7 @@ namespace rg::dist {
 
 namespace {
 
+#if RG_WITH_MPI
 // Every MPI call goes through this: the communicator's error handler is MPI_ERRORS_RETURN, so a
 // failing call returns here and becomes an rg::Error naming the call and where it was made.
 void mpi_check(int rc, const char* call, const char* file, int line) {
@@ -166,9 +169,11 @@ class MpiCommunicator final : public Communicator {
   bool owns_mpi_ = false;
 };
 
+bool g_mpi_used = false;
+#endif  // RG_WITH_MPI
+
 std::mutex g_mutex;
 std::weak_ptr<Communicator> g_comm;
-bool g_mpi_used = false;
 
 }  // namespace
 
@@ -177,10 +182,17 @@ std::shared_ptr<Communicator> init_from_environment(int& argc, char**& argv) {
   if (auto existing = g_comm.lock()) return existing;
   std::shared_ptr<Communicator> comm;
   if (launched_by_mpirun()) {
+#if RG_WITH_MPI
     RG_CHECK(!g_mpi_used, "init_from_environment: MPI was already finalized in this process "
              "(keep the communicator alive for the whole run: MPI cannot be initialized twice)");
     g_mpi_used = true;
     comm = std::make_shared<MpiCommunicator>(argc, argv);
+#else
+    (void)argc;
+    (void)argv;
+    RG_FAIL("this process was started by mpirun, but roentgen was built without MPI (RG_MPI=OFF, "
+            "or AUTO with no MPI found): run a single process, or rebuild with MPI (RG_MPI=ON)");
+#endif
   } else {
     comm = std::make_shared<LocalCommunicator>();
   }
