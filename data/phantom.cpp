@@ -147,6 +147,17 @@ std::string phantom_uid(uint64_t seed, int index) {
   return os.str();
 }
 
+PhantomOptions phantom_options_for_grid(const std::array<int64_t, 3>& dims) {
+  const PhantomOptions defaults;
+  PhantomOptions o;
+  for (int a = 0; a < 3; ++a) {
+    RG_CHECK(dims[a] > 0, "phantom_options_for_grid: dims must be positive, got ", dims[a], " along axis ", a);
+    o.dims[a] = dims[a];
+    o.spacing[a] = defaults.spacing[a] * static_cast<double>(defaults.dims[a]) / static_cast<double>(dims[a]);
+  }
+  return o;
+}
+
 Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
   const int64_t nx = opt.dims[0], ny = opt.dims[1], nz = opt.dims[2];
   RG_CHECK(nx >= 16 && ny >= 16 && nz >= 2, "phantom: dims must be at least 16x16x2, got ", nx,

@@ -35,6 +35,11 @@ struct PhantomOptions {
   int vessel_generations = 7;
 };
 
+// The default anatomy on a coarser grid: `dims`, with the spacing scaled so that the field of
+// view (dims x spacing) stays the default one. Small test phantoms (48x48x12) at the default
+// spacing would see only the mediastinum, and their lung masks would be empty.
+PhantomOptions phantom_options_for_grid(const std::array<int64_t, 3>& dims);
+
 // A spherical finding (nodule or lesion).
 struct PhantomFinding {
   std::string kind;                  // "nodule" or "lesion"

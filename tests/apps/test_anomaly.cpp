@@ -137,16 +137,13 @@ TEST(AnomalyGan, ScoreIsTheEncoderLossPerImage) {
   for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(s[i], im[i] + 2.0 * f[i], 1e-5);
 }
 
-// A tiny prepared file: 4 phantom subjects at 32x32 (split 2/1/1 by subject). The voxels are
-// 4x larger than the default phantom's (so the body and lungs keep their size in mm), so every
-// slice has lungs for the lesions to go into.
+// A tiny prepared file: 4 phantom subjects at 32x32 (split 2/1/1 by subject), on a coarse grid
+// with the default field of view, so every slice has lungs for the lesions to go into.
 const std::string& tiny_dataset() {
   static const std::string path = [] {
     const fs::path dir = fs::temp_directory_path() / ("rg_anomaly_" + std::to_string(getpid()));
     fs::create_directories(dir);
-    data::PhantomOptions po;
-    po.dims = {48, 48, 12};
-    po.spacing = {7.2, 7.2, 12.5};
+    const data::PhantomOptions po = data::phantom_options_for_grid({48, 48, 12});
     data::PrepareOptions opts;
     opts.size = 32;
     opts.labels = {3, 4};

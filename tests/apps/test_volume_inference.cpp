@@ -201,7 +201,7 @@ struct TinyRun {
 const TinyRun& tiny_run() {
   static const TinyRun run = [] {
     TinyRun t;
-    t.po.dims = {48, 48, 12};
+    t.po = data::phantom_options_for_grid({48, 48, 12});
     data::PrepareOptions opts;
     opts.size = 32;
     opts.labels = {3, 4};

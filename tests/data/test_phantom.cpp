@@ -9,6 +9,7 @@
 
 #include "data/metaimage.h"
 #include "data/phantom.h"
+#include "engine/error.h"
 
 using namespace rg::data;
 namespace fs = std::filesystem;
@@ -147,4 +148,17 @@ TEST(Phantom, WritesLuna16LayoutThatReadsBack) {
   EXPECT_EQ(header, "seriesuid,coordX,coordY,coordZ,diameter_mm");
   EXPECT_TRUE(fs::exists(dir / "lesions.csv"));
   fs::remove_all(dir);
+}
+
+// A coarse grid keeps the default field of view, so a small phantom still shows both lungs.
+TEST(Phantom, CoarseGridKeepsTheFieldOfViewAndTheLungs) {
+  const PhantomOptions defaults;
+  const PhantomOptions o = phantom_options_for_grid({48, 48, 12});
+  for (int a = 0; a < 3; ++a)
+    EXPECT_NEAR(static_cast<double>(o.dims[a]) * o.spacing[a],
+                static_cast<double>(defaults.dims[a]) * defaults.spacing[a], 1e-9);
+  const Phantom p = make_lung_phantom(5, o);
+  std::set<float> labels(p.lungs.voxels.begin(), p.lungs.voxels.end());
+  EXPECT_TRUE(labels.count(3.0f) && labels.count(4.0f)) << "both lungs on the coarse grid";
+  EXPECT_THROW(phantom_options_for_grid({48, 0, 12}), rg::Error);
 }
