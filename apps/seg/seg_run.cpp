@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -52,6 +53,35 @@ constexpr int64_t kMaskBitsPerWord = 32;
 
 }  // namespace
 
+namespace {
+
+// The `count` slices of lowest Dice, worst first (ties: dataset order), each with its height in
+// its subject's slices of the split.
+std::vector<SliceResult> worst_slices(std::vector<SliceResult> results,
+                                      const std::vector<train::SegMetrics>& metrics, size_t count) {
+  RG_CHECK(results.size() == metrics.size(), "worst_slices: ", results.size(), " slices but ",
+           metrics.size(), " metrics");
+  std::map<int32_t, std::pair<int32_t, int32_t>> range;  // subject -> lowest, highest slice
+  for (size_t i = 0; i < results.size(); ++i) {
+    results[i].dice = metrics[i].dice;
+    auto [it, fresh] = range.try_emplace(results[i].subject, results[i].slice, results[i].slice);
+    if (!fresh) {
+      it->second.first = std::min(it->second.first, results[i].slice);
+      it->second.second = std::max(it->second.second, results[i].slice);
+    }
+  }
+  for (auto& r : results) {
+    const auto [lo, hi] = range.at(r.subject);
+    r.height = hi > lo ? static_cast<double>(r.slice - lo) / (hi - lo) : 0.0;
+  }
+  std::stable_sort(results.begin(), results.end(),
+                   [](const SliceResult& a, const SliceResult& b) { return a.dice < b.dice; });
+  if (results.size() > count) results.resize(count);
+  return results;
+}
+
+}  // namespace
+
 SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
                                     int64_t batch_size, DType act_dtype, Device device,
                                     int64_t sample_rows, dist::Communicator& comm) {
@@ -82,6 +112,7 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
 
   train::MetricAccumulator acc;
   SegEvaluation out;
+  std::vector<SliceResult> slice_results;  // in the accumulator's order
   std::vector<float> image(static_cast<size_t>(hw)), mask(static_cast<size_t>(hw));
   std::vector<uint8_t> pred_bits(static_cast<size_t>(hw)), target_bits(static_cast<size_t>(hw));
   // Rounds of `world` batches: rank r predicts batch round_first + r, then the round's
@@ -146,6 +177,12 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
       for (size_t j = 0; j < target_bits.size(); ++j) target_bits[j] = mask[j] >= 0.5f;
       acc.add_slice(ds.subject(idx), ds.slice(idx), pred_bits.data(), target_bits.data(),
                     static_cast<int>(h), static_cast<int>(w));
+      SliceResult r;
+      r.subject = ds.subject(idx);
+      r.slice = ds.slice(idx);
+      r.target_fraction = static_cast<double>(std::count(target_bits.begin(), target_bits.end(), 1)) /
+                          static_cast<double>(hw);
+      slice_results.push_back(r);
       for (size_t r = 0; r < round_samples.size(); ++r) {
         if (round_samples[r] != idx) continue;
         train::SegGridRow row;
@@ -163,10 +200,20 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
   if (!root) return {};
   out.slices = acc.slice_summary();
   out.volumes = acc.volume_summary();
+  out.worst = worst_slices(slice_results, acc.slice_metrics(), 8);
   return out;
 }
 
 namespace {
+
+json worst_slices_json(const std::vector<SliceResult>& worst) {
+  json out = json::array();
+  for (const SliceResult& r : worst) {
+    out.push_back({{"subject", r.subject}, {"slice", r.slice}, {"height", r.height},
+                   {"dice", r.dice}, {"target_fraction", r.target_fraction}});
+  }
+  return out;
+}
 
 json evaluation_json(const SegEvaluation& e) {
   return json{{"dice", e.slices.dice.mean},
@@ -179,7 +226,8 @@ json evaluation_json(const SegEvaluation& e) {
               {"volumes", e.volumes.items},
               {"dice_volume", e.volumes.dice.mean},
               {"iou_volume", e.volumes.iou.mean},
-              {"hd95_volume", e.volumes.hd95.mean}};
+              {"hd95_volume", e.volumes.hd95.mean},
+              {"worst_slices", worst_slices_json(e.worst)}};
 }
 
 std::string evaluation_summary(const SegEvaluation& e) {

@@ -90,10 +90,19 @@ nlohmann::json seg_config_to_json(const SegRunConfig& config);
 
 // Metrics of G over a whole split (validation or test), per slice and per volume, plus the
 // picture rows (the first sample_rows slices with foreground, spread over the split).
+// One evaluated slice, for the report of the worst ones: where it lies in its volume (0 = the
+// subject's lowest slice in the split, 1 = its highest: bases and apices of the lungs) and how
+// much of it is foreground.
+struct SliceResult {
+  int32_t subject = 0, slice = 0;
+  double height = 0.0, dice = 0.0, target_fraction = 0.0;
+};
+
 struct SegEvaluation {
   train::MetricSummary slices;   // per-slice metrics
   train::MetricSummary volumes;  // each subject's slices stacked back into a volume
   std::vector<train::SegGridRow> samples;
+  std::vector<SliceResult> worst;  // the lowest per-slice Dice, worst first (at most 8)
 };
 
 // Runs G in eval mode over `ds` in batches of batch_size. Every rank of `comm` calls it with the

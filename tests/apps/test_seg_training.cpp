@@ -261,6 +261,20 @@ TEST(SegRun, ResumeReproducesAnUninterruptedRunExactly) {
   ASSERT_EQ(ta.size(), 1u);
   ASSERT_EQ(tb.size(), 1u);
   EXPECT_EQ(ta[0]["dice"].get<double>(), tb[0]["dice"].get<double>());
+  // The worst test slices, worst first, each placed in its volume (0 = lowest, 1 = highest).
+  const auto& worst = ta[0]["worst_slices"];
+  ASSERT_TRUE(worst.is_array());
+  ASSERT_FALSE(worst.empty());
+  EXPECT_EQ(worst.size(), std::min<size_t>(8, ta[0]["slices"].get<size_t>()));
+  EXPECT_LE(worst[0]["dice"].get<double>(), ta[0]["dice"].get<double>() + 1e-12)
+      << "the worst slice is no better than the mean";
+  for (size_t i = 0; i < worst.size(); ++i) {
+    EXPECT_GE(worst[i]["height"].get<double>(), 0.0);
+    EXPECT_LE(worst[i]["height"].get<double>(), 1.0);
+    if (i > 0) {
+      EXPECT_LE(worst[i - 1]["dice"].get<double>(), worst[i]["dice"].get<double>());
+    }
+  }
   // The run left its pictures and its summary.
   for (const char* f : {"curves/losses.png", "curves/val_metrics.png", "summary.json",
                         "checkpoints/best.safetensors", "checkpoints/best.json"}) {
