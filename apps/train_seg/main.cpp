@@ -118,20 +118,23 @@ int main(int argc, char** argv) {
     const bool gpu = rg::cuda_device_count() > 0 && c.device != "cpu";
     if (c.data.empty()) c.data = default_dataset(gpu);
     if (gpu) {
-      std::cerr << "train_seg: GPU found: default configuration unet_256 (ngf 64, ndf 64, batch 16, "
-                   "20 + 20 epochs)\n";
       if (!*epochs) c.epochs = 20;
       if (!*epochs_decay) c.epochs_decay = 20;
       if (!*batch) c.batch_size = 16;
+      std::cerr << "train_seg: GPU found: configuration unet_256, ngf " << c.ngf << ", ndf " << c.ndf
+                << ", batch " << c.batch_size << ", " << c.epochs << " + " << c.epochs_decay
+                << " epochs (the GPU default is 64, 64, 16, 20 + 20)\n";
     } else {
       // Sized to finish in well under 15 minutes on 2 cores (128x128 slices; docs/results.md).
-      std::cerr << "train_seg: no GPU: default CPU configuration (128x128 slices, ngf 32, ndf 32, "
-                   "batch 8, 25 + 25 epochs); pass --ngf/--ndf/--batch-size/--epochs to change it\n";
       if (!*ngf) c.ngf = 32;
       if (!*ndf) c.ndf = 32;
       if (!*batch) c.batch_size = 8;
       if (!*epochs) c.epochs = 25;
       if (!*epochs_decay) c.epochs_decay = 25;
+      std::cerr << "train_seg: no GPU: CPU configuration ngf " << c.ngf << ", ndf " << c.ndf
+                << ", batch " << c.batch_size << ", " << c.epochs << " + " << c.epochs_decay
+                << " epochs (the CPU default is 32, 32, 8, 25 + 25 on the 128x128 data; "
+                   "--ngf/--ndf/--batch-size/--epochs/--epochs-decay change it)\n";
     }
     if (comm->world_size() > 1 && comm->rank() == 0) {
       std::cerr << "train_seg: data-parallel over " << comm->world_size() << " ranks; --batch-size "
