@@ -1,0 +1,108 @@
+#include "apps/translate/translate_volume.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "data/nifti.h"
+#include "data/slice_geometry.h"
+#include "data/volume_io.h"
+#include "engine/checkpoint.h"
+#include "engine/roentgen.h"
+#include "models/resnet_generator.h"
+#include "models/unet.h"
+#include "train/settings.h"
+
+namespace rg::app {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+LoadedTranslator load_translator(const std::string& checkpoint) {
+  std::error_code ec;
+  RG_CHECK(fs::exists(checkpoint, ec), "--checkpoint: ", checkpoint, " does not exist");
+  SafetensorsFile ck = load_safetensors(checkpoint);
+  RG_CHECK(ck.metadata.count("roentgen"), checkpoint, ": not a roentgen checkpoint (no roentgen metadata)");
+  LoadedTranslator out;
+  out.meta = json::parse(ck.metadata["roentgen"], nullptr, false);
+  RG_CHECK(!out.meta.is_discarded() && out.meta.value("kind", "") == "translate", checkpoint,
+           ": not a train_translate checkpoint (kind ", out.meta.is_discarded() ? "?" : out.meta.value("kind", "?"), ")");
+  RG_CHECK(out.meta.contains("generator") && out.meta.contains("generator_module"), checkpoint,
+           ": the checkpoint does not describe its generator");
+  const json& gj = out.meta["generator"];
+  Generator init(0);
+  try {
+    if (gj.value("model", "") == "resnet")
+      out.generator = std::make_unique<models::ResnetGenerator>(gj.get<models::ResnetConfig>(), init);
+    else
+      out.generator = std::make_unique<models::UnetGenerator>(gj.get<models::UnetConfig>(), init);
+    load_module_state(*out.generator, ck.tensors, out.meta["generator_module"].get<std::string>() + ".");
+  } catch (const Error& e) {
+    RG_FAIL(checkpoint, ": generator weights do not match its configuration: ", e.what());
+  }
+  out.generator->eval();
+  return out;
+}
+
+json run_translate_volume(const TranslateVolumeOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  RG_CHECK(!o.checkpoint.empty(), "--checkpoint: no checkpoint given");
+  RG_CHECK(!o.input.empty(), "--input: no input volume given");
+  RG_CHECK(!o.output.empty(), "--output: no output path given");
+  RG_CHECK(o.batch_size > 0, "--batch-size must be > 0, got ", o.batch_size);
+  data::check_nifti_output_path(o.output, "--output");
+  LoadedTranslator tr = load_translator(o.checkpoint);
+  std::string prepared = o.prepared;
+  if (prepared.empty()) prepared = tr.meta.value("source_prepared", "");
+  std::error_code ec;
+  RG_CHECK(!prepared.empty() && fs::exists(prepared, ec), "the source training file '", prepared,
+           "' of checkpoint ", o.checkpoint, " is not available: pass --prepared FILE.h5 (the source modality's file)");
+  const data::SlicePreprocessing pre = data::preprocessing_from_prepared_file(prepared);
+  RG_CHECK(tr.meta.contains("hu_window") && tr.meta["hu_window"].size() == 2, o.checkpoint,
+           ": the checkpoint lacks the target's HU window");
+  const double lo = tr.meta["hu_window"][0].get<double>(), hi = tr.meta["hu_window"][1].get<double>();
+
+  const data::Volume image = data::read_volume(o.input);
+  const data::SliceGeometry g = data::plan_slices(image, pre);
+  const Device device = train::resolve_device(o.device);
+  tr.generator->to(device);
+  // Normalized target values on the input's grid; -1 (the window's low end) outside the slices.
+  std::vector<float> out(image.voxels.size(), -1.0f);
+  const int64_t S = g.size;
+  NoGradGuard no_grad;
+  for (int64_t s0 = g.slice_begin; s0 < g.slice_end; s0 += o.batch_size) {
+    const int64_t n = std::min(o.batch_size, g.slice_end - s0);
+    Tensor x = Tensor::empty({n, S, S, 1});
+    for (int64_t i = 0; i < n; ++i) data::extract_slice(image, g, s0 + i, x.data<float>() + i * S * S);
+    const Tensor y = tr.generator->forward(x.to(device)).to(Device::cpu()).contiguous();
+    for (int64_t i = 0; i < n; ++i) data::place_slice(g, s0 + i, y.data<float>() + i * S * S, out.data());
+  }
+  data::Volume ct;
+  ct.dims = image.dims;
+  ct.spacing = image.spacing;
+  ct.affine = image.affine;
+  ct.source = o.output;
+  ct.voxels.resize(out.size());
+  float vmin = 1e30f, vmax = -1e30f;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const float hu = static_cast<float>(lo + (std::clamp(out[i], -1.0f, 1.0f) + 1.0) * 0.5 * (hi - lo));
+    ct.voxels[i] = hu;
+    vmin = std::min(vmin, hu);
+    vmax = std::max(vmax, hu);
+  }
+  data::write_nifti(o.output, ct, data::NiftiOut::Float32);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return json{{"input", o.input},
+              {"output", o.output},
+              {"checkpoint", o.checkpoint},
+              {"model", tr.meta.value("model", "")},
+              {"preprocessing", pre.to_json()},
+              {"dims", {image.dims[0], image.dims[1], image.dims[2]}},
+              {"slices", g.num_slices()},
+              {"hu_window", {lo, hi}},
+              {"hu_min", vmin},
+              {"hu_max", vmax},
+              {"seconds", seconds}};
+}
+
+}  // namespace rg::app
