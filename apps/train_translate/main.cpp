@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
     } else {
       // A few minutes on 2 cores at 128x128.
       std::cerr << "train_translate: no GPU: default CPU configuration (ngf 16 / ndf 16"
-                << (cyclegan ? ", 6 ResNet blocks, batch 2, 3 + 3 epochs of at most 60 batches"
+                << (cyclegan ? ", 6 ResNet blocks, batch 2, 3 + 3 epochs of at most 80 batches"
                              : ", batch 4, 3 + 3 epochs of at most 100 batches")
                 << "); pass --ngf/--ndf/--batch-size/--epochs/--max-train-batches to change it\n";
       if (!*ngf) c.ngf = 16;
@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
       if (!*batch) c.batch_size = cyclegan ? 2 : 4;
       if (!*epochs) c.epochs = 3;
       if (!*epochs_decay) c.epochs_decay = 3;
-      if (c.max_train_batches == 0) c.max_train_batches = cyclegan ? 60 : 100;
+      if (c.max_train_batches == 0) c.max_train_batches = cyclegan ? 80 : 100;
     }
     c.data = c.target;
     return rg::app::run_translate_training(c);
