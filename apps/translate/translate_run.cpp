@@ -429,6 +429,7 @@ class TranslateTask final : public train::TrainTask {
     info.extra["model"] = translate_model_name(c_.model);
     info.extra["generator"] = generator_json();
     info.extra["generator_module"] = c_.model == TranslateModel::Pix2Pix ? "G" : "G_A";
+    if (d_a_) info.extra["discriminator"] = models::to_json(d_a_->config);
     info.extra["source_prepared"] = fs::absolute(c_.source).string();
     info.extra["target_prepared"] = fs::absolute(c_.target).string();
     info.extra["hu_window"] = {hu_.lo, hu_.hi};

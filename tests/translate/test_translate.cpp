@@ -24,6 +24,8 @@
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/resnet_generator.h"
+#include "engine/checkpoint.h"
+#include "models/pix2pix_names.h"
 #include "train/checkpoint.h"
 
 namespace rg::app {
@@ -308,6 +310,36 @@ TEST(TranslateVolume, OutputLiesOnTheInputGridInHu) {
   t.input = (dir / "truncated.nii.gz").string();
   EXPECT_THROW(run_translate_volume(t), Error);
   EXPECT_FALSE(fs::exists(out2));
+}
+
+TEST(TranslateExport, CycleGanGeneratorsGetTheReferenceNames) {
+  const fs::path ck = cyclegan_run() / "checkpoints" / "best.safetensors";
+  const SafetensorsFile f = load_safetensors(ck.string());
+  const fs::path dir = scratch("export");
+  models::ResnetConfig rc;
+  rc.ngf = 4;
+  rc.n_blocks = 1;
+  const std::string out = (dir / "netG_B.safetensors").string();
+  models::write_pix2pix_safetensors(out, f, rc, "G_B.");
+  const SafetensorsFile back = load_safetensors(out);
+  std::set<std::string> keys;
+  for (const auto& [k, t] : back.tensors) keys.insert(k);
+  // resnet with 1 block: model.1, .4, .7, model.10.conv_block.{1,5}, model.11, .14, .18.
+  const std::set<std::string> expect = {
+      "model.1.weight", "model.1.bias", "model.4.weight", "model.4.bias", "model.7.weight", "model.7.bias",
+      "model.10.conv_block.1.weight", "model.10.conv_block.1.bias", "model.10.conv_block.5.weight",
+      "model.10.conv_block.5.bias", "model.11.weight", "model.11.bias", "model.14.weight", "model.14.bias",
+      "model.18.weight", "model.18.bias"};
+  EXPECT_EQ(keys, expect);
+  EXPECT_EQ(back.metadata.at("pix2pix"), "--netG resnet(n_blocks=1) --ngf 4 --norm instance --input_nc 1 --output_nc 1 --no_dropout");
+  // The export app writes all four networks of a CycleGAN checkpoint.
+  std::error_code ec;
+  const fs::path app = fs::read_symlink("/proc/self/exe", ec).parent_path().parent_path() / "bin" / "export";
+  if (ec || !fs::exists(app)) GTEST_SKIP() << "export app not built (" << app << ")";
+  const std::string cmd = app.string() + " --checkpoint " + ck.string() + " --out " + (dir / "app").string() + " > /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  for (const char* n : {"netG_A", "netG_B", "netD_A", "netD_B", "export"})
+    EXPECT_TRUE(fs::exists(dir / "app" / (std::string(n) + (std::string(n) == "export" ? ".json" : ".safetensors")))) << n;
 }
 
 }  // namespace
