@@ -5,6 +5,7 @@
 
 #include "data/phantom.h"
 #include "data/rng.h"
+#include "data/transforms.h"
 #include "engine/error.h"
 
 namespace rg::data {
@@ -25,43 +26,6 @@ double phantom_mr_intensity(int tissue) {
   phantom_tissue_name(tissue);  // range check
   return kT1[tissue];
 }
-
-namespace {
-
-// Separable Gaussian blur of one k-slice (in place), sigma in voxels per axis; edges clamp.
-void blur_slice(float* img, int64_t nx, int64_t ny, double sx, double sy, std::vector<float>& tmp) {
-  auto kernel = [](double sigma) {
-    std::vector<double> k;
-    if (sigma <= 0) return std::vector<double>{1.0};
-    const int r = std::max(1, static_cast<int>(std::ceil(3 * sigma)));
-    double total = 0;
-    for (int i = -r; i <= r; ++i) {
-      k.push_back(std::exp(-0.5 * i * i / (sigma * sigma)));
-      total += k.back();
-    }
-    for (double& v : k) v /= total;
-    return k;
-  };
-  const std::vector<double> kx = kernel(sx), ky = kernel(sy);
-  const int rx = static_cast<int>(kx.size() / 2), ry = static_cast<int>(ky.size() / 2);
-  tmp.resize(static_cast<size_t>(nx * ny));
-  for (int64_t j = 0; j < ny; ++j)
-    for (int64_t i = 0; i < nx; ++i) {
-      double acc = 0;
-      for (int d = -rx; d <= rx; ++d)
-        acc += kx[static_cast<size_t>(d + rx)] * img[j * nx + std::clamp<int64_t>(i + d, 0, nx - 1)];
-      tmp[static_cast<size_t>(j * nx + i)] = static_cast<float>(acc);
-    }
-  for (int64_t j = 0; j < ny; ++j)
-    for (int64_t i = 0; i < nx; ++i) {
-      double acc = 0;
-      for (int d = -ry; d <= ry; ++d)
-        acc += ky[static_cast<size_t>(d + ry)] * tmp[static_cast<size_t>(std::clamp<int64_t>(j + d, 0, ny - 1) * nx + i)];
-      img[j * nx + i] = static_cast<float>(acc);
-    }
-}
-
-}  // namespace
 
 Volume render_phantom_mr(const Volume& tissue, uint64_t seed, const MrOptions& o) {
   RG_CHECK(tissue.voxel_count() > 0 && tissue.voxels.size() == static_cast<size_t>(tissue.voxel_count()),
@@ -107,10 +71,9 @@ Volume render_phantom_mr(const Volume& tissue, uint64_t seed, const MrOptions& o
                                             bias(coord(i, nx), coord(j, ny), coord(k, nz)));
       }
   // In-plane point spread (thick slices: none across them), then Rician noise on the magnitude.
-  std::vector<float> tmp;
   for (int64_t k = 0; k < nz; ++k)
-    blur_slice(mr.voxels.data() + k * nx * ny, nx, ny, o.psf_sigma_mm / tissue.spacing[0],
-               o.psf_sigma_mm / tissue.spacing[1], tmp);
+    gaussian_blur(mr.voxels.data() + k * nx * ny, ny, nx, o.psf_sigma_mm / tissue.spacing[1],
+                  o.psf_sigma_mm / tissue.spacing[0]);
   const uint64_t re = derive_seed(seed, {0x7265ULL}), im = derive_seed(seed, {0x696dULL});
   for (size_t idx = 0; idx < mr.voxels.size(); ++idx) {
     const double a = mr.voxels[idx] + o.noise_sigma * hashed_normal(re, idx);
