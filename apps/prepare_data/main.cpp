@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "data/nifti.h"
 #include "data/phantom.h"
 #include "data/png_io.h"
 #include "data/prepare.h"
@@ -31,6 +32,7 @@
 #include "engine/error.h"
 
 namespace rd = rg::data;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -234,6 +236,10 @@ int main(int argc, char** argv) {
   translation->add_option("--split-seed", tr_split_seed, "Seed of the subject split")->capture_default_str();
   translation->add_option("--size", tr_size, "Output slice size (a multiple of 4)")->check(CLI::Range(8, 4096))->capture_default_str();
   translation->add_flag("--no-progress", tr_no_progress, "No progress bar");
+  std::string tr_volumes;
+  translation->add_option("--volumes", tr_volumes,
+                          "Also write the test subjects' volumes as NIfTI here (<uid>_mr/_ct/_tissue.nii.gz), "
+                          "inputs and references for the translate tool");
 
   // luna16
   std::string lu_scans, lu_masks;
@@ -321,6 +327,20 @@ int main(int argc, char** argv) {
                                                                      tr_split_seed, {}, {}, !tr_no_progress);
       std::cout << "wrote " << f.ct << ", " << f.mr << ", " << f.tissue << " (" << tr_subjects
                 << " phantom subjects, " << tr_size << "x" << tr_size << ", paired slices)\n";
+      if (!tr_volumes.empty()) {
+        fs::create_directories(tr_volumes);
+        const auto split = rd::assign_subject_splits(tr_subjects, {0.7, 0.15, 0.15}, tr_split_seed);
+        for (auto view : {rd::PhantomView::MR, rd::PhantomView::CT, rd::PhantomView::Tissue}) {
+          const auto subjects = rd::phantom_view_subjects(view, tr_subjects, tr_seed, {.lesions = 2});
+          const char* suffix = view == rd::PhantomView::MR ? "_mr" : view == rd::PhantomView::CT ? "_ct" : "_tissue";
+          for (int i = 0; i < tr_subjects; ++i) {
+            if (split[static_cast<size_t>(i)] != 2) continue;
+            const std::string path = (fs::path(tr_volumes) / (subjects[static_cast<size_t>(i)].name + suffix + ".nii.gz")).string();
+            rd::write_nifti(path, subjects[static_cast<size_t>(i)].load().first);
+            std::cout << "wrote " << path << " (test subject)\n";
+          }
+        }
+      }
       return 0;
     }
     if (luna->parsed()) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 
 #include "data/nifti.h"
@@ -63,6 +64,11 @@ json run_translate_volume(const TranslateVolumeOptions& o) {
   const double lo = tr.meta["hu_window"][0].get<double>(), hi = tr.meta["hu_window"][1].get<double>();
 
   const data::Volume image = data::read_volume(o.input);
+  data::Volume reference;
+  if (!o.reference.empty()) {
+    reference = data::read_volume(o.reference);
+    data::check_same_grid(image, reference);
+  }
   const data::SliceGeometry g = data::plan_slices(image, pre);
   const Device device = train::resolve_device(o.device);
   tr.generator->to(device);
@@ -92,7 +98,25 @@ json run_translate_volume(const TranslateVolumeOptions& o) {
   }
   data::write_nifti(o.output, ct, data::NiftiOut::Float32);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return json{{"input", o.input},
+  json extra = json::object();
+  if (!o.reference.empty()) {
+    double body = 0, all = 0;
+    int64_t body_n = 0;
+    for (size_t i = 0; i < ct.voxels.size(); ++i) {
+      const double d = std::fabs(static_cast<double>(ct.voxels[i]) - reference.voxels[i]);
+      all += d;
+      if (reference.voxels[i] > -500.0f) {
+        body += d;
+        ++body_n;
+      }
+    }
+    extra = json{{"reference", o.reference},
+                 {"mae_hu_body", body_n ? body / static_cast<double>(body_n) : 0.0},
+                 {"body_voxels", body_n},
+                 {"body_rule", "reference > -500 HU"},
+                 {"mae_hu_all", all / static_cast<double>(ct.voxels.size())}};
+  }
+  json report = json{{"input", o.input},
               {"output", o.output},
               {"checkpoint", o.checkpoint},
               {"model", tr.meta.value("model", "")},
@@ -103,6 +127,8 @@ json run_translate_volume(const TranslateVolumeOptions& o) {
               {"hu_min", vmin},
               {"hu_max", vmax},
               {"seconds", seconds}};
+  report.update(extra);
+  return report;
 }
 
 }  // namespace rg::app

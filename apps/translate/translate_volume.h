@@ -25,6 +25,9 @@ struct TranslateVolumeOptions {
   std::string input;       // the source volume
   std::string output;      // .nii or .nii.gz
   std::string prepared;    // the source training file (default: the one the checkpoint names)
+  // Optional: the real target volume on the same grid; the report then holds the MAE in HU over
+  // its body (voxels above -500 HU) and over all voxels.
+  std::string reference;
   int64_t batch_size = 8;
   std::string device = "auto";
 };

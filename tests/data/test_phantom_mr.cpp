@@ -175,6 +175,13 @@ TEST(PhantomTranslation, ThreeFilesShareOneSliceGrid) {
     }
   }
   EXPECT_EQ(read_slices_info(f.ct).attributes.empty(), false);
+  // The split is assign_subject_splits with the default fractions and the split seed (prepare_data
+  // translation --volumes relies on it to write the test subjects' volumes).
+  const auto split = assign_subject_splits(4, {0.7, 0.15, 0.15}, 0);
+  for (int sp = 0; sp < 3; ++sp) {
+    SliceDataset ds(f.ct, kSplitNames[sp]);
+    for (int64_t i = 0; i < ds.size(); ++i) ASSERT_EQ(split[static_cast<size_t>(ds.subject(i))], sp);
+  }
   // The CT file maps HU by 1000 x value: air outside the body near -1 (-1000 HU).
   SliceDataset ct(f.ct, "train"), tissue(f.tissue, "train");
   std::vector<float> img(16 * 16), body(16 * 16), cls(16 * 16);

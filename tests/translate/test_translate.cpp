@@ -288,6 +288,26 @@ TEST(TranslateVolume, OutputLiesOnTheInputGridInHu) {
   for (int r = 0; r < 3; ++r)
     for (int c = 0; c < 4; ++c) EXPECT_NEAR(ct.affine[r][c], mr.affine[r][c], 1e-3);
   EXPECT_EQ(report.at("slices"), 5);
+  EXPECT_FALSE(report.contains("mae_hu_body"));
+  // With the real CT as reference: an MAE in HU.
+  const std::string ref = (dir / "ct_ref.nii.gz").string();
+  data::write_nifti(ref, ph.ct);
+  t.reference = ref;
+  t.output = (dir / "ct_b.nii.gz").string();
+  const auto scored = run_translate_volume(t);
+  EXPECT_GT(scored.at("mae_hu_body").get<double>(), 0.0);
+  EXPECT_LT(scored.at("mae_hu_body").get<double>(), 2000.0);
+  // A reference on another grid is refused before anything is written.
+  data::Volume other = ph.ct;
+  other.affine[0][3] += 5.0;
+  const std::string ref2 = (dir / "ct_shifted.nii.gz").string();
+  data::write_nifti(ref2, other);
+  t.reference = ref2;
+  t.output = (dir / "ct_c.nii.gz").string();
+  EXPECT_THROW(run_translate_volume(t), Error);
+  EXPECT_FALSE(fs::exists(t.output));
+  t.reference.clear();
+  t.output = out;
   for (float v : ct.voxels) {
     ASSERT_GE(v, -1000.0f - 1e-3f);
     ASSERT_LE(v, 1000.0f + 1e-3f);
