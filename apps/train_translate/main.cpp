@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   app.add_option("--model", model, "pix2pix or cyclegan")->check(CLI::IsMember({"pix2pix", "cyclegan"}))->capture_default_str();
   app.add_option("--source", c.source, "prepared HDF5 file of the source modality (e.g. <stem>_mr.h5)");
   app.add_option("--target", c.target, "prepared HDF5 file of the target modality, a CT file (e.g. <stem>_ct.h5)");
+  app.add_option("--source-channel", c.source_channels,
+                 "another source contrast on the same slice grid: a further input channel (repeatable)");
   app.add_option("--tissue", c.tissue, "prepared tissue-map file (<stem>_tissue.h5): per-tissue and lesion measures");
   app.add_option("--name", c.name, "run name (folder under --out)")->capture_default_str();
   app.add_option("--out", c.out_dir, "output directory")->capture_default_str();

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.add_option("--input", o.input, "source volume (NIfTI, MetaImage .mhd, DICOM directory)")->required();
   app.add_option("--output", o.output, "translated volume (.nii or .nii.gz, float32)")->required();
   app.add_option("--prepared", o.prepared, "the source modality's training file (default: the one the checkpoint names)");
+  app.add_option("--input-channel", o.input_channels, "another source channel (repeat in the training order)");
   app.add_option("--reference", o.reference, "the real target volume (same grid): report the MAE in HU");
   app.add_option("--batch-size", o.batch_size, "slices per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N")->capture_default_str();

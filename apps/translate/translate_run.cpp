@@ -54,12 +54,20 @@ void TranslateRunConfig::validate() const {
   RG_CHECK(pool_size >= 0, "--pool-size must be >= 0, got ", pool_size);
   RG_CHECK(model == TranslateModel::Pix2Pix || (gan_mode != GanMode::None && gan_mode != GanMode::WganGp),
            "--model cyclegan: --gan-mode must be vanilla, lsgan or hinge");
+  for (const std::string& p : source_channels) {
+    std::error_code ec;
+    RG_CHECK(!p.empty() && fs::exists(p, ec), "--source-channel: file '", p, "' does not exist");
+  }
+  RG_CHECK(model == TranslateModel::Pix2Pix || source_channels.empty() || lambda_idt == 0,
+           "--model cyclegan with several source channels: the identity loss needs as many source as "
+           "target channels; pass --lambda-identity 0");
 }
 
 json translate_config_to_json(const TranslateRunConfig& c) {
   json j = train::run_options_json(c);
   j.update(json{{"model", translate_model_name(c.model)},
                  {"source", c.source},
+                 {"source_channels", c.source_channels},
                  {"target", c.target},
                  {"tissue", c.tissue},
                  {"generator", c.generator},
@@ -82,11 +90,15 @@ json translate_config_to_json(const TranslateRunConfig& c) {
 // ---------------------------------------------------------------- data
 
 TranslationSplit::TranslationSplit(const std::string& source_path, const std::string& target_path,
-                                   const std::string& tissue_path, const std::string& split) {
+                                   const std::string& tissue_path, const std::string& split,
+                                   const std::vector<std::string>& source_channels) {
   source = std::make_unique<data::SliceDataset>(source_path, split);
+  for (const std::string& p : source_channels) more_sources.push_back(std::make_unique<data::SliceDataset>(p, split));
   target = std::make_unique<data::SliceDataset>(target_path, split);
   if (!tissue_path.empty()) tissue = std::make_unique<data::SliceDataset>(tissue_path, split);
-  for (const data::SliceDataset* other : {target.get(), tissue.get()}) {
+  std::vector<const data::SliceDataset*> others = {target.get(), tissue.get()};
+  for (const auto& m : more_sources) others.push_back(m.get());
+  for (const data::SliceDataset* other : others) {
     if (!other) continue;
     RG_CHECK(other->height() == source->height() && other->width() == source->width() &&
                  other->size() == source->size(),
@@ -103,12 +115,26 @@ TranslationSplit::TranslationSplit(const std::string& source_path, const std::st
              other->path(), " and ", source->path(), " list different subjects");
   }
   source->preload();
+  for (auto& m : more_sources) m->preload();
   target->preload();
   if (tissue) tissue->preload();
 }
 TranslationSplit::~TranslationSplit() = default;
 TranslationSplit::TranslationSplit(TranslationSplit&&) noexcept = default;
 int64_t TranslationSplit::size() const { return source->size(); }
+
+void TranslationSplit::read_source(int64_t i, float* out) const {
+  const int64_t hw = height() * width(), c = channels();
+  if (c == 1) {
+    source->read(i, out, nullptr);
+    return;
+  }
+  std::vector<float> plane(static_cast<size_t>(hw));
+  for (int64_t ch = 0; ch < c; ++ch) {
+    (ch == 0 ? *source : *more_sources[static_cast<size_t>(ch - 1)]).read(i, plane.data(), nullptr);
+    for (int64_t k = 0; k < hw; ++k) out[k * c + ch] = plane[static_cast<size_t>(k)];
+  }
+}
 int64_t TranslationSplit::height() const { return source->height(); }
 int64_t TranslationSplit::width() const { return source->width(); }
 
@@ -179,10 +205,11 @@ TranslationEvaluation evaluate_translation(nn::Module& g, const TranslationSplit
   std::vector<float> mask(static_cast<size_t>(hw)), tissue(static_cast<size_t>(hw)), lesion(static_cast<size_t>(hw));
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t count = std::min(batch_size, n - start);
-    Tensor x = Tensor::empty({count, h, w, 1}), y = Tensor::empty({count, h, w, 1});
+    const int64_t C = split.channels();
+    Tensor x = Tensor::empty({count, h, w, C}), y = Tensor::empty({count, h, w, 1});
     std::vector<float> body_masks(static_cast<size_t>(count * hw));
     for (int64_t i = 0; i < count; ++i) {
-      split.source->read(start + i, x.data<float>() + i * hw, nullptr);
+      split.read_source(start + i, x.data<float>() + i * hw * C);
       split.target->read(start + i, y.data<float>() + i * hw, body_masks.data() + i * hw);
     }
     const Tensor fake = g.forward(x.to(device)).to(Device::cpu()).contiguous();
@@ -190,7 +217,7 @@ TranslationEvaluation evaluate_translation(nn::Module& g, const TranslationSplit
     for (int64_t i = 0; i < count; ++i) {
       const float* fi = f + i * hw;
       const float* ri = y.data<float>() + i * hw;
-      const float* si = x.data<float>() + i * hw;
+      const float* si = x.data<float>() + i * hw * C;  // the first source channel goes in the picture
       const std::vector<uint8_t> region = train::body_region(ri, body_masks.data() + i * hw, hw);
       body.add(train::fidelity(fi, ri, region.data(), static_cast<int>(h), static_cast<int>(w)));
       if (split.tissue) {
@@ -231,7 +258,9 @@ TranslationEvaluation evaluate_translation(nn::Module& g, const TranslationSplit
         const double white = 500.0 / hu.per_unit();
         for (int64_t k = 0; k < hw; ++k)
           err[static_cast<size_t>(k)] = static_cast<float>(std::min(1.0, 2.0 * std::fabs(fi[k] - ri[k]) / white - 1.0));
-        out.rows.push_back({std::vector<float>(si, si + hw), std::vector<float>(fi, fi + hw),
+        std::vector<float> first(static_cast<size_t>(hw));
+        for (int64_t k = 0; k < hw; ++k) first[static_cast<size_t>(k)] = si[k * C];
+        out.rows.push_back({std::move(first), std::vector<float>(fi, fi + hw),
                             std::vector<float>(ri, ri + hw), std::move(err)});
       }
     }
@@ -312,9 +341,10 @@ class TranslateTask final : public train::TrainTask {
   TranslateTask(const TranslateRunConfig& c, const train::RunContext& ctx) : c_(c), ctx_(ctx) {
     RG_CHECK(ctx.world_size == 1 && !ctx.data_parallel,
              "train_translate: data parallelism (mpirun) is not supported yet; run one process");
-    train_ = std::make_unique<TranslationSplit>(c.source, c.target, c.tissue, "train");
-    val_ = std::make_unique<TranslationSplit>(c.source, c.target, c.tissue, "val");
-    test_ = std::make_unique<TranslationSplit>(c.source, c.target, c.tissue, "test");
+    train_ = std::make_unique<TranslationSplit>(c.source, c.target, c.tissue, "train", c.source_channels);
+    val_ = std::make_unique<TranslationSplit>(c.source, c.target, c.tissue, "val", c.source_channels);
+    test_ = std::make_unique<TranslationSplit>(c.source, c.target, c.tissue, "test", c.source_channels);
+    channels_ = train_->channels();
     hu_ = hu_scale_of(c.target);
     RG_CHECK(train_->size() >= c.batch_size, c.source, ": ", train_->size(),
              " training slices, fewer than one batch of ", c.batch_size);
@@ -332,10 +362,10 @@ class TranslateTask final : public train::TrainTask {
              "too few training slices per domain for a batch of ", c.batch_size);
 
     Generator init(c.seed);
-    g_a_ = make_generator(h, w, init);
+    g_a_ = make_generator(h, w, channels_, 1, init);
     g_->to(ctx.device);
     if (c.model == TranslateModel::CycleGan) {
-      g_b_holder_ = make_generator(h, w, init);
+      g_b_holder_ = make_generator(h, w, 1, channels_, init);
       g_b_ = g_b_holder_.get();
       g_b_->to(ctx.device);
     }
@@ -345,11 +375,12 @@ class TranslateTask final : public train::TrainTask {
     dc.n_layers = c.n_layers;
     dc.norm = c.norm;
     if (c.model == TranslateModel::Pix2Pix && adversarial) {
-      dc.in_channels = 2;  // (source, target) pairs
+      dc.in_channels = channels_ + 1;  // (source channels, target) pairs
       d_a_ = std::make_unique<models::PatchDiscriminator>(dc, init);
     } else if (c.model == TranslateModel::CycleGan) {
-      dc.in_channels = 1;  // single images: the domains are unpaired
+      dc.in_channels = 1;  // single images: the domains are unpaired; D_A judges the target
       d_a_ = std::make_unique<models::PatchDiscriminator>(dc, init);
+      dc.in_channels = channels_;  // D_B judges the source (all its channels)
       d_b_ = std::make_unique<models::PatchDiscriminator>(dc, init);
     }
     for (auto* d : {d_a_.get(), d_b_.get()})
@@ -431,6 +462,9 @@ class TranslateTask final : public train::TrainTask {
     info.extra["generator_module"] = c_.model == TranslateModel::Pix2Pix ? "G" : "G_A";
     if (d_a_) info.extra["discriminator"] = models::to_json(d_a_->config);
     info.extra["source_prepared"] = fs::absolute(c_.source).string();
+    json channels = json::array({fs::absolute(c_.source).string()});
+    for (const auto& p : c_.source_channels) channels.push_back(fs::absolute(p).string());
+    info.extra["source_channels_prepared"] = channels;
     info.extra["target_prepared"] = fs::absolute(c_.target).string();
     info.extra["hu_window"] = {hu_.lo, hu_.hi};
     info.extra["slice_size"] = {train_->height(), train_->width()};
@@ -451,7 +485,7 @@ class TranslateTask final : public train::TrainTask {
     const int64_t epoch = step_index_ / spe, pos = step_index_ % spe;
     ++step_index_;
     const int64_t h = train_->height(), w = train_->width(), hw = h * w;
-    Tensor a = Tensor::empty({c_.batch_size, h, w, 1}), b = Tensor::empty({c_.batch_size, h, w, 1});
+    Tensor a = Tensor::empty({c_.batch_size, h, w, channels_}), b = Tensor::empty({c_.batch_size, h, w, 1});
     const auto order_a = data::shard_indices(static_cast<int64_t>(domain_a_.size()), epoch, true, c_.seed, 0, 1, false);
     const auto order_b = data::shard_indices(static_cast<int64_t>(domain_b_.size()), epoch, true,
                                              c_.seed ^ 0xb0b0ULL, 0, 1, false);
@@ -461,7 +495,7 @@ class TranslateTask final : public train::TrainTask {
       const int64_t ia = domain_a_[static_cast<size_t>(order_a[static_cast<size_t>(k % static_cast<int64_t>(order_a.size()))])];
       const int64_t ib = paired ? ia
                                 : domain_b_[static_cast<size_t>(order_b[static_cast<size_t>(k % static_cast<int64_t>(order_b.size()))])];
-      train_->source->read(ia, a.data<float>() + i * hw, nullptr);
+      train_->read_source(ia, a.data<float>() + i * hw * channels_);
       train_->target->read(ib, b.data<float>() + i * hw, nullptr);
     }
     const Tensor da = a.to(ctx_.device), db = b.to(ctx_.device);
@@ -488,18 +522,22 @@ class TranslateTask final : public train::TrainTask {
     return models::to_json(dynamic_cast<const models::UnetGenerator*>(g_)->config);
   }
 
-  std::unique_ptr<nn::Module> make_generator(int64_t h, int64_t w, Generator& init) {
+  std::unique_ptr<nn::Module> make_generator(int64_t h, int64_t w, int64_t in, int64_t out, Generator& init) {
     std::unique_ptr<nn::Module> g;
     if (c_.generator == "resnet") {
       RG_CHECK(h % 4 == 0 && w % 4 == 0, "the ResNet generator needs slices whose sides are multiples of 4, got ",
                h, "x", w);
       models::ResnetConfig rc;
+      rc.in_channels = in;
+      rc.out_channels = out;
       rc.ngf = c_.ngf;
       rc.n_blocks = c_.n_blocks;
       rc.norm = c_.norm;
       g = std::make_unique<models::ResnetGenerator>(rc, init);
     } else {
       models::UnetConfig uc;
+      uc.in_channels = in;
+      uc.out_channels = out;
       uc.head = models::UnetConfig::Head::Tanh;
       uc.ngf = c_.ngf;
       uc.norm = c_.norm;
@@ -535,6 +573,7 @@ class TranslateTask final : public train::TrainTask {
   std::unique_ptr<train::Pix2PixStep> pix2pix_;
   std::unique_ptr<CycleGanStep> cyclegan_;
   int64_t step_index_ = 0;
+  int64_t channels_ = 1;
 };
 
 }  // namespace

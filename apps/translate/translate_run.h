@@ -55,6 +55,9 @@ struct TranslateRunConfig : train::RunOptions {
   }
   TranslateModel model = TranslateModel::Pix2Pix;
   std::string source, target, tissue;  // prepared files (tissue optional)
+  // More source contrasts on the same slice grid (e.g. T1 and T2): channels 2, 3, ... of G's
+  // input, in this order (several files per subject -> channels of one sample).
+  std::vector<std::string> source_channels;
   std::string generator = "unet";      // unet | resnet (CycleGAN: resnet)
   int64_t ngf = 64, ndf = 64, n_layers = 3, n_blocks = 9, num_downs = 0;
   models::NormKind norm = models::NormKind::Batch;
@@ -81,8 +84,13 @@ int run_translate_training(const TranslateRunConfig& config);
 // count, same subject and slice for every sample); throws naming the files otherwise.
 struct TranslationSplit {
   std::unique_ptr<data::SliceDataset> source, target, tissue;  // tissue may be null
+  std::vector<std::unique_ptr<data::SliceDataset>> more_sources;  // source channels 2, 3, ...
   TranslationSplit(const std::string& source_path, const std::string& target_path,
-                   const std::string& tissue_path, const std::string& split);
+                   const std::string& tissue_path, const std::string& split,
+                   const std::vector<std::string>& source_channels = {});
+  int64_t channels() const { return 1 + static_cast<int64_t>(more_sources.size()); }
+  // Sample i's source channels, interleaved (NHWC: height * width * channels() floats).
+  void read_source(int64_t i, float* out) const;
   ~TranslationSplit();
   TranslationSplit(TranslationSplit&&) noexcept;
   int64_t size() const;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "engine/device.h"
 
@@ -22,9 +23,10 @@ namespace rg::app {
 
 struct TranslateVolumeOptions {
   std::string checkpoint;  // a train_translate checkpoint (.safetensors), e.g. runs/x/checkpoints/best.safetensors
-  std::string input;       // the source volume
+  std::string input;       // the source volume; a 4-D NIfTI gives one channel per volume
+  std::vector<std::string> input_channels;  // more source channels, one volume each, same grid
   std::string output;      // .nii or .nii.gz
-  std::string prepared;    // the source training file (default: the one the checkpoint names)
+  std::string prepared;    // the first source channel's training file (default: the checkpoint's)
   // Optional: the real target volume on the same grid; the report then holds the MAE in HU over
   // its body (voxels above -500 HU) and over all voxels.
   std::string reference;

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -330,6 +332,74 @@ TEST(TranslateVolume, OutputLiesOnTheInputGridInHu) {
   t.input = (dir / "truncated.nii.gz").string();
   EXPECT_THROW(run_translate_volume(t), Error);
   EXPECT_FALSE(fs::exists(out2));
+}
+
+// Two volumes of the same grid as one 4-D NIfTI-1 (.nii): the first file's header with dim[0] = 4,
+// dim[4] = 2, then both data blocks.
+void write_4d(const std::string& path, const data::Volume& a, const data::Volume& b, const fs::path& dir) {
+  const std::string pa = (dir / "a.nii").string(), pb = (dir / "b.nii").string();
+  data::write_nifti(pa, a);
+  data::write_nifti(pb, b);
+  auto bytes = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  std::string ha = bytes(pa);
+  const std::string hb = bytes(pb);
+  const int16_t four = 4, two = 2;
+  std::memcpy(&ha[40], &four, 2);
+  std::memcpy(&ha[48], &two, 2);
+  std::ofstream out(path, std::ios::binary);
+  out << ha << hb.substr(352);
+}
+
+TEST(TranslateChannels, TwoSourceFilesBecomeTwoInputChannels) {
+  const fs::path out = scratch("channels");
+  TranslateRunConfig c = tiny_run(TranslateModel::Pix2Pix, out, "two");
+  c.source_channels = {tiny_files().tissue};  // any file on the same grid serves as a 2nd contrast
+  c.max_steps = 2;
+  ASSERT_EQ(run_translate_training(c), 0);
+  const auto meta = train::read_checkpoint_json(out / "two" / "checkpoints", "latest", "translate");
+  EXPECT_EQ(meta.at("generator").at("in_channels"), 2);
+  EXPECT_EQ(meta.at("source_channels_prepared").size(), 2u);
+  EXPECT_EQ(meta.at("discriminator").at("in_channels"), 3);
+
+  // translate: a 4-D NIfTI (2 volumes) or two files give the two channels; one alone is refused.
+  data::PhantomOptions o;
+  o.dims = {40, 36, 5};
+  o.spacing = {7.0, 8.0, 10.0};
+  const data::Phantom ph = data::make_lung_phantom(98, o);
+  const data::Volume mr = data::render_phantom_mr(ph.tissue, 98);
+  const std::string in4d = (out / "mr_tissue.nii").string(), in3d = (out / "mr.nii.gz").string(),
+                    tissue = (out / "tissue.nii.gz").string();
+  write_4d(in4d, mr, ph.tissue, out);
+  data::write_nifti(in3d, mr);
+  data::write_nifti(tissue, ph.tissue);
+  TranslateVolumeOptions t;
+  t.checkpoint = (out / "two" / "checkpoints" / "latest.safetensors").string();
+  t.device = "cpu";
+  t.input = in4d;
+  t.output = (out / "ct_4d.nii.gz").string();
+  EXPECT_EQ(run_translate_volume(t).at("channels"), 2);
+  t.input = in3d;
+  t.input_channels = {tissue};
+  t.output = (out / "ct_files.nii.gz").string();
+  run_translate_volume(t);
+  EXPECT_EQ(data::read_volume(t.output).voxels, data::read_volume((out / "ct_4d.nii.gz").string()).voxels);
+  t.input_channels.clear();
+  t.output = (out / "ct_missing.nii.gz").string();
+  try {
+    run_translate_volume(t);
+    ADD_FAILURE() << "no error for a missing channel";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("channel is missing"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(t.output));
+  // Training refuses a missing channel file.
+  c.source_channels = {(out / "nope.h5").string()};
+  c.name = "three";
+  EXPECT_THROW(run_translate_training(c), Error);
+  EXPECT_FALSE(fs::exists(out / "three"));
 }
 
 TEST(TranslateExport, CycleGanGeneratorsGetTheReferenceNames) {
