@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   app.add_option("--lambda-identity", c.lambda_idt, "cyclegan: identity weight (relative to the cycle weight)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--pool-size", c.pool_size, "cyclegan: image pool size (0 = none)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_flag("--dropout", c.dropout, "dropout 0.5 in G (the reference's pix2pix default; off here by default)");
   app.add_flag("--paired", paired, "cyclegan: draw both domains from the same subjects (default: disjoint subjects)");
   app.add_option("--device", c.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--seed", c.seed, "random seed")->capture_default_str();

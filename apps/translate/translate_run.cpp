@@ -83,6 +83,7 @@ json translate_config_to_json(const TranslateRunConfig& c) {
                  {"lambda_cycle", c.lambda_cycle},
                  {"lambda_identity", c.lambda_idt},
                  {"pool_size", c.pool_size},
+                 {"dropout", c.dropout},
                  {"unpaired", c.model == TranslateModel::CycleGan && c.unpaired}});
   return j;
 }
@@ -532,6 +533,7 @@ class TranslateTask final : public train::TrainTask {
       rc.out_channels = out;
       rc.ngf = c_.ngf;
       rc.n_blocks = c_.n_blocks;
+      rc.use_dropout = c_.dropout;
       rc.norm = c_.norm;
       g = std::make_unique<models::ResnetGenerator>(rc, init);
     } else {
@@ -540,6 +542,7 @@ class TranslateTask final : public train::TrainTask {
       uc.out_channels = out;
       uc.head = models::UnetConfig::Head::Tanh;
       uc.ngf = c_.ngf;
+      uc.use_dropout = c_.dropout;
       uc.norm = c_.norm;
       uc.num_downs = c_.num_downs > 0 ? c_.num_downs : models::auto_num_downs(h, w);
       RG_CHECK(h % (int64_t{1} << uc.num_downs) == 0 && w % (int64_t{1} << uc.num_downs) == 0, "--num-downs ",

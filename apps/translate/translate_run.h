@@ -68,6 +68,7 @@ struct TranslateRunConfig : train::RunOptions {
   double lambda_idt = 0.5;
   int64_t pool_size = 50;
   bool unpaired = true;  // CycleGAN: disjoint subjects for the two domains
+  bool dropout = false;  // dropout in G (U-Net inner levels / ResNet blocks), as --dropout
   // What else a checkpoint needs to name for the sake of apps/translate.
   void validate() const;
 };
