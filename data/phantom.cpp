@@ -173,7 +173,7 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
   const Anatomy s = make_anatomy(rng, nx * sx, ny * sy);
 
   Phantom ph;
-  for (Volume* v : {&ph.ct, &ph.lungs}) {
+  for (Volume* v : {&ph.ct, &ph.lungs, &ph.tissue}) {
     v->dims = {nx, ny, nz};
     v->spacing = opt.spacing;
     // RAS+ affine of an LPS volume with identity direction cosines (LUNA16 style), origin so
@@ -185,7 +185,8 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
   }
   ph.ct.source_dtype = "int16";
   ph.lungs.source_dtype = "uint8";
-  ph.ct.source = ph.lungs.source = "phantom:" + std::to_string(seed);
+  ph.tissue.source_dtype = "uint8";
+  ph.ct.source = ph.lungs.source = ph.tissue.source = "phantom:" + std::to_string(seed);
 
   auto Xof = [&](double i) { return (i - 0.5 * (nx - 1)) * sx - s.cx; };
   auto Yof = [&](double j) { return (j - 0.5 * (ny - 1)) * sy - s.cy; };
@@ -201,25 +202,31 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
         const double rb = std::sqrt(sq(X / s.a) + sq(Y / s.b));
         double hu = kAir;
         float label = 0;
+        int tissue = kTissueAir;
         if (rb <= 1.0) {
           const double depth = (1.0 - rb) * 0.5 * (s.a + s.b);  // approx. mm below the skin
           const double ring0 = s.fat + s.muscle;
           if (depth < s.fat) {
             hu = kFat;
+            tissue = kTissueFat;
           } else if (depth < ring0) {
             hu = kMuscle;
+            tissue = kTissueSoft;
           } else if (depth < ring0 + s.rib_thick) {
             // Ribs: arcs of the ring whose height varies with the angle (they slope).
             const double theta = std::atan2(Y / s.b, X / s.a);  // -pi/2 = anterior
             double from_front = std::fabs(std::remainder(theta + kPi / 2, 2 * kPi));
             if (from_front < 0.3) {
               hu = (t > 0.25) ? kBone : kMuscle;  // sternum
+              tissue = (t > 0.25) ? kTissueBone : kTissueSoft;
             } else {
               const double phase = Z / s.rib_pitch + 0.9 * from_front / kPi + s.rib_phase;
               hu = (phase - std::floor(phase) < 0.32) ? kBone : kMuscle;
+              tissue = hu == kBone ? kTissueBone : kTissueSoft;
             }
           } else {
             hu = kSoft;
+            tissue = kTissueSoft;
             const double rc = std::sqrt(sq(X / s.ca) + sq(Y / s.cb));
             // Heart (left-anterior, rounded at the top).
             bool heart = false;
@@ -238,9 +245,14 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
             const double dia_tissue_t = std::min(s.dia_left, s.dia_right);
             if (t < dia_tissue_t + s.dome * std::max(0.0, 1.0 - sq(X / s.ca) - sq(Y / s.cb)))
               hu = kLiver;
-            if (heart) hu = kBlood;
-            if (aorta_d < s.aorta_r) hu = kBlood;
-            if (trachea) hu = trach_d < s.trachea_r ? kAir : kSoft;
+            if (heart || aorta_d < s.aorta_r) {
+              hu = kBlood;
+              tissue = kTissueBlood;
+            }
+            if (trachea) {
+              hu = trach_d < s.trachea_r ? kAir : kSoft;
+              tissue = trach_d < s.trachea_r ? kTissueAir : kTissueSoft;
+            }
             if (!heart && aorta_d >= s.aorta_r + 2.0 && !trachea && !near_spine && rc < 0.97) {
               for (int side = 0; side < 2; ++side) {
                 const bool right = side == 0;
@@ -251,6 +263,7 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
                 if (t <= dia + s.dome * (1.0 - e)) continue;  // under the diaphragm dome
                 hu = kLung;
                 label = right ? 3.0f : 4.0f;
+                tissue = kTissueLung;
               }
             }
           }
@@ -258,16 +271,22 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
           const double spine_d = std::sqrt(sq(X) + sq(Y - s.spine_y));
           if (spine_d < s.spine_r) {
             hu = spine_d > s.spine_r - 2.5 ? kBone + 200 : kMarrow;
+            tissue = kTissueBone;
           } else {
             const double cy = s.spine_y + s.spine_r + s.canal_r;
             const double cd = std::sqrt(sq(X) + sq(Y - cy));
-            if (cd < s.canal_r) hu = kCsf;
-            else if (cd < s.arch_r) hu = kBone;
-            else if (std::fabs(X) < 4.0 && Y > cy && depth > s.fat + 2.0) hu = kBone;
+            if (cd < s.canal_r) {
+              hu = kCsf;
+              tissue = kTissueSoft;
+            } else if (cd < s.arch_r || (std::fabs(X) < 4.0 && Y > cy && depth > s.fat + 2.0)) {
+              hu = kBone;
+              tissue = kTissueBone;
+            }
           }
         }
         ph.ct.voxels[idx] = static_cast<float>(hu);
         ph.lungs.voxels[idx] = label;
+        ph.tissue.voxels[idx] = static_cast<float>(tissue);
       }
     }
   }
@@ -282,8 +301,9 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
   };
 
   // Paints a tube/sphere with partial-volume edges: value v blends towards `value` where the
-  // distance to the shape is below its radius (only where `where(label)` holds).
-  auto paint = [&](auto&& distance, Vec3 lo, Vec3 hi, double radius, double value,
+  // distance to the shape is below its radius (only where `where(label)` holds); the tissue
+  // label becomes `tissue` where the shape covers at least half the voxel.
+  auto paint = [&](auto&& distance, Vec3 lo, Vec3 hi, double radius, double value, int tissue,
                    auto&& where) {
     const int64_t i0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(lo.x / sx)) - 1);
     const int64_t j0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(lo.y / sy)) - 1);
@@ -303,6 +323,7 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
           if (w <= 0) continue;
           float& v = ph.ct.voxels[idx];
           v = static_cast<float>(v + w * (value - v));
+          if (w >= 0.5) ph.tissue.voxels[idx] = static_cast<float>(tissue);
         }
   };
 
@@ -338,7 +359,7 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
                     std::min(sg.p0.z, sg.p1.z) - sg.radius};
       const Vec3 hi{std::max(sg.p0.x, sg.p1.x) + sg.radius, std::max(sg.p0.y, sg.p1.y) + sg.radius,
                     std::max(sg.p0.z, sg.p1.z) + sg.radius};
-      paint(dist, lo, hi, sg.radius, kVessel, [](float label) { return label > 0; });
+      paint(dist, lo, hi, sg.radius, kVessel, kTissueBlood, [](float label) { return label > 0; });
     }
   }
 
@@ -375,7 +396,7 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
     const Vec3 c = random_lung_point(n % 4 != 3);
     const double r = rng.uniform(2.5, 6.0);
     auto dist = [&](const Vec3& p) { return std::sqrt(dot(p - c, p - c)); };
-    paint(dist, c - Vec3{r, r, r}, c + Vec3{r, r, r}, r, kNodule, anywhere);
+    paint(dist, c - Vec3{r, r, r}, c + Vec3{r, r, r}, r, kNodule, kTissueLesion, anywhere);
     ph.nodules.push_back(add_finding("nodule", c, r));
   }
   for (int n = 0; n < opt.lesions; ++n) {
@@ -383,8 +404,8 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
     const double r = rng.uniform(5.0, 10.0), halo = r * rng.uniform(1.4, 1.8);
     auto dist = [&](const Vec3& p) { return std::sqrt(dot(p - c, p - c)); };
     paint(dist, c - Vec3{halo, halo, halo}, c + Vec3{halo, halo, halo}, halo, kLesionHalo,
-          [](float label) { return label > 0; });
-    paint(dist, c - Vec3{r, r, r}, c + Vec3{r, r, r}, r, kLesionCore, anywhere);
+          kTissueLesion, [](float label) { return label > 0; });
+    paint(dist, c - Vec3{r, r, r}, c + Vec3{r, r, r}, r, kLesionCore, kTissueLesion, anywhere);
     ph.lesions.push_back(add_finding("lesion", c, r));
   }
 

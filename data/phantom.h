@@ -49,15 +49,50 @@ struct PhantomFinding {
   int lung_label = 0;                // 3/4 when the centre is inside a lung, else 0
 };
 
+// Tissue classes of the phantom's label map (Phantom::tissue), the anatomy both the CT and the
+// MR-like rendering (render_phantom_mr) are drawn from. Soft tissue covers muscle, mediastinum,
+// liver and CSF; bone covers cortex and marrow; blood covers heart, aorta and the lung vessels;
+// lesion covers nodules and lesions (core and ground-glass halo).
+enum PhantomTissue : int {
+  kTissueAir = 0,
+  kTissueFat = 1,
+  kTissueSoft = 2,
+  kTissueBone = 3,
+  kTissueBlood = 4,
+  kTissueLung = 5,
+  kTissueLesion = 6,
+};
+inline constexpr int kPhantomTissueClasses = 7;
+// "air", "fat", "soft", "bone", "blood", "lung", "lesion"; throws for other values.
+const char* phantom_tissue_name(int tissue);
+
 struct Phantom {
   Volume ct;     // Hounsfield units (integers after rounding)
   Volume lungs;  // 0, 3 (right lung), 4 (left lung)
+  Volume tissue; // PhantomTissue per voxel (partial-volume shapes: the class covering >= half)
   std::vector<PhantomFinding> nodules;
   std::vector<PhantomFinding> lesions;
 };
 
 // Generates one subject. Same seed and options => bit-identical volumes.
 Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& options = {});
+
+// An MR-like rendering of the phantom's tissue map (T1-weighted look): per-tissue intensities
+// (fat brightest, then lesion and soft tissue, blood and bone darker, lung and air near 0), each
+// scaled per subject by a random factor (sd `tissue_jitter`), a smooth multiplicative bias field
+// (a random low-order polynomial in the body's coordinates, within 1 +- `bias_amplitude`), an
+// in-plane Gaussian point spread of `psf_sigma_mm` (the CT has none), and Rician noise: the
+// magnitude of the signal plus complex Gaussian noise of sd `noise_sigma` per channel. Values are
+// arbitrary MR units (fat ~ 1 before bias), never negative. A function of (tissue map, seed).
+struct MrOptions {
+  double tissue_jitter = 0.05;
+  double bias_amplitude = 0.2;
+  double psf_sigma_mm = 1.5;
+  double noise_sigma = 0.02;
+};
+// The mean T1-like intensity of a tissue class before jitter, bias, blur and noise.
+double phantom_mr_intensity(int tissue);
+Volume render_phantom_mr(const Volume& tissue, uint64_t seed, const MrOptions& options = {});
 
 // Subject `index` of a phantom dataset made with `seed`: its generator seed and its series UID
 // (a DICOM-like dotted number, as LUNA16 names files).

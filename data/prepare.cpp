@@ -140,6 +140,65 @@ std::vector<SubjectSource> phantom_subjects(int subjects, uint64_t seed, const P
   return out;
 }
 
+std::vector<SubjectSource> phantom_view_subjects(PhantomView view, int subjects, uint64_t seed,
+                                                 const PhantomOptions& options, const MrOptions& mr) {
+  RG_CHECK(subjects >= 1, "phantom: need at least one subject, got ", subjects);
+  std::vector<SubjectSource> out;
+  for (int i = 0; i < subjects; ++i) {
+    SubjectSource s;
+    s.name = phantom_uid(seed, i);
+    s.load = [view, seed, i, options, mr, name = s.name] {
+      const uint64_t subject_seed = phantom_subject_seed(seed, i);
+      Phantom ph = make_lung_phantom(subject_seed, options);
+      Volume mask = ph.tissue;
+      const int inside = view == PhantomView::Tissue ? kTissueLesion : -1;
+      for (float& v : mask.voxels)
+        v = inside >= 0 ? static_cast<float>(v == inside) : static_cast<float>(v != static_cast<float>(kTissueAir));
+      Volume image = view == PhantomView::CT   ? std::move(ph.ct)
+                     : view == PhantomView::MR ? render_phantom_mr(ph.tissue, subject_seed, mr)
+                                               : std::move(ph.tissue);
+      const char* what = view == PhantomView::CT ? "ct" : view == PhantomView::MR ? "mr" : "tissue";
+      image.source = "phantom:" + name + ":" + what;
+      mask.source = "phantom:" + name + (inside >= 0 ? ":lesion" : ":body");
+      return std::make_pair(std::move(image), std::move(mask));
+    };
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+TranslationFiles translation_file_names(const std::string& dir, const std::string& stem) {
+  const std::string base = (fs::path(dir) / stem).string();
+  return {base + "_ct.h5", base + "_mr.h5", base + "_tissue.h5"};
+}
+
+TranslationFiles prepare_phantom_translation(const std::string& dir, const std::string& stem,
+                                             int subjects, uint64_t seed, int64_t size,
+                                             uint64_t split_seed, PhantomOptions options,
+                                             const MrOptions& mr, bool progress) {
+  if (options.lesions == 0) options.lesions = 2;
+  const TranslationFiles files = translation_file_names(dir, stem);
+  PrepareOptions o;
+  o.crop = CropMode::None;
+  o.size = size;
+  o.split_by = SplitBy::Subject;
+  o.seed = split_seed;
+  o.mask_threshold = 0.5;
+  o.progress = progress;
+  o.source = "lung phantom, seed " + std::to_string(seed) + ", " + std::to_string(subjects) + " subjects";
+  o.source_kind = "phantom-translation";
+  PrepareOptions ct = o;
+  ct.window = {-1000.0, 1000.0};
+  prepare_slices(phantom_view_subjects(PhantomView::CT, subjects, seed, options, mr), ct, files.ct);
+  PrepareOptions m = o;
+  m.modality = Modality::MRI;
+  prepare_slices(phantom_view_subjects(PhantomView::MR, subjects, seed, options, mr), m, files.mr);
+  PrepareOptions t = o;
+  t.window = {0.0, 6.0};
+  prepare_slices(phantom_view_subjects(PhantomView::Tissue, subjects, seed, options, mr), t, files.tissue);
+  return files;
+}
+
 // ---------------------------------------------------------------- splits
 
 namespace {

@@ -10,31 +10,6 @@ namespace {
 
 constexpr double kDegToRad = 3.14159265358979323846 / 180.0;
 
-// One separable Gaussian blur pass set (clamped borders) of a h x w field, in place.
-void gaussian_blur(std::vector<float>& f, int64_t h, int64_t w, double sigma) {
-  if (sigma <= 0) return;
-  const int64_t r = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(3.0 * sigma)));
-  std::vector<double> k(static_cast<size_t>(2 * r + 1));
-  double sum = 0;
-  for (int64_t i = -r; i <= r; ++i) sum += k[static_cast<size_t>(i + r)] = std::exp(-0.5 * (i * i) / (sigma * sigma));
-  for (double& v : k) v /= sum;
-  std::vector<float> tmp(f.size());
-  for (int64_t y = 0; y < h; ++y)
-    for (int64_t x = 0; x < w; ++x) {
-      double acc = 0;
-      for (int64_t i = -r; i <= r; ++i)
-        acc += k[static_cast<size_t>(i + r)] * f[static_cast<size_t>(y * w + std::clamp<int64_t>(x + i, 0, w - 1))];
-      tmp[static_cast<size_t>(y * w + x)] = static_cast<float>(acc);
-    }
-  for (int64_t y = 0; y < h; ++y)
-    for (int64_t x = 0; x < w; ++x) {
-      double acc = 0;
-      for (int64_t i = -r; i <= r; ++i)
-        acc += k[static_cast<size_t>(i + r)] * tmp[static_cast<size_t>(std::clamp<int64_t>(y + i, 0, h - 1) * w + x)];
-      f[static_cast<size_t>(y * w + x)] = static_cast<float>(acc);
-    }
-}
-
 // Resamples through a coordinate map: out(y, x) = img(map(x, y)).
 template <typename Map>
 Image2D remap(const Image2D& img, int64_t out_h, int64_t out_w, Interp interp, float fill,
@@ -56,6 +31,46 @@ void check_image(const Image2D& img, const char* op) {
 }
 
 }  // namespace
+
+namespace {
+// Normalized Gaussian taps at -r..r, r = max(1, ceil(3 sigma)).
+std::vector<double> gaussian_taps(double sigma) {
+  const int64_t r = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(3.0 * sigma)));
+  std::vector<double> k(static_cast<size_t>(2 * r + 1));
+  double sum = 0;
+  for (int64_t i = -r; i <= r; ++i) sum += k[static_cast<size_t>(i + r)] = std::exp(-0.5 * (i * i) / (sigma * sigma));
+  for (double& v : k) v /= sum;
+  return k;
+}
+}  // namespace
+
+void gaussian_blur(float* f, int64_t h, int64_t w, double sigma_y, double sigma_x) {
+  std::vector<float> tmp(static_cast<size_t>(h * w));
+  if (sigma_x > 0) {
+    const std::vector<double> k = gaussian_taps(sigma_x);
+    const int64_t r = static_cast<int64_t>(k.size() / 2);
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x) {
+        double acc = 0;
+        for (int64_t i = -r; i <= r; ++i)
+          acc += k[static_cast<size_t>(i + r)] * f[y * w + std::clamp<int64_t>(x + i, 0, w - 1)];
+        tmp[static_cast<size_t>(y * w + x)] = static_cast<float>(acc);
+      }
+    std::copy(tmp.begin(), tmp.end(), f);
+  }
+  if (sigma_y > 0) {
+    const std::vector<double> k = gaussian_taps(sigma_y);
+    const int64_t r = static_cast<int64_t>(k.size() / 2);
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x) {
+        double acc = 0;
+        for (int64_t i = -r; i <= r; ++i)
+          acc += k[static_cast<size_t>(i + r)] * f[std::clamp<int64_t>(y + i, 0, h - 1) * w + x];
+        tmp[static_cast<size_t>(y * w + x)] = static_cast<float>(acc);
+      }
+    std::copy(tmp.begin(), tmp.end(), f);
+  }
+}
 
 float sample(const Image2D& img, double x, double y, Interp interp, float fill) {
   if (interp == Interp::Nearest) {
@@ -177,7 +192,7 @@ DisplacementField random_displacement_field(int64_t height, int64_t width, doubl
   for (int axis = 0; axis < 2; ++axis) {
     std::vector<float> coarse(static_cast<size_t>(ch * cw));
     for (float& v : coarse) v = static_cast<float>(rng.normal());
-    gaussian_blur(coarse, ch, cw, sigma / static_cast<double>(f));
+    gaussian_blur(coarse.data(), ch, cw, sigma / static_cast<double>(f), sigma / static_cast<double>(f));
     double ss = 0;
     for (float v : coarse) ss += static_cast<double>(v) * v;
     const double rms = std::sqrt(ss / static_cast<double>(coarse.size()));

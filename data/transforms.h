@@ -105,4 +105,9 @@ struct AugmentParams {
 // (mask may be empty: only the image is transformed). Returns the parameters used.
 AugmentParams augment(Image2D& image, Image2D& mask, const AugmentOptions& options, uint64_t seed);
 
+// Separable Gaussian blur of an h x w row-major field in place (clamped borders; taps out to
+// max(1, ceil(3 sigma)); an axis with sigma <= 0 is left alone). Elastic deformation fields and
+// the phantom's MR point spread use it.
+void gaussian_blur(float* field, int64_t h, int64_t w, double sigma_y, double sigma_x);
+
 }  // namespace rg::data

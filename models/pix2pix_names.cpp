@@ -99,6 +99,41 @@ std::vector<Pix2PixName> pix2pix_names(const PatchGanConfig& config) {
   return b.out;
 }
 
+std::vector<Pix2PixName> pix2pix_names(const ResnetConfig& c) {
+  c.validate();
+  Builder b;
+  const bool bias = conv_bias_before_norm(c.norm);
+  const int64_t ngf = c.ngf, width = 4 * ngf, n = c.n_blocks;
+  auto m = [](int64_t i) { return "model." + std::to_string(i); };
+  // ResnetGenerator.model: [pad, conv, norm, relu], 2 x [conv, norm, relu], the blocks,
+  // 2 x [convT, norm, relu], [pad, conv, tanh]. Without a norm layer the reference keeps an
+  // Identity in its place, so the indices do not move.
+  b.conv("in.conv", m(1), c.in_channels, ngf, 7, bias, false);
+  b.norm(c.norm, "in.norm", m(2), ngf);
+  for (int64_t i = 0; i < 2; ++i) {
+    const std::string ours = "down." + std::to_string(i);
+    b.conv(ours + ".conv", m(4 + 3 * i), ngf << i, ngf << (i + 1), 3, bias, false);
+    b.norm(c.norm, ours + ".norm", m(5 + 3 * i), ngf << (i + 1));
+  }
+  // ResnetBlock.conv_block: [pad, conv, norm, relu, (dropout,) pad, conv, norm].
+  const int64_t second = c.use_dropout ? 6 : 5;
+  for (int64_t k = 0; k < n; ++k) {
+    const std::string ours = "blocks." + std::to_string(k), torch = m(10 + k) + ".conv_block.";
+    b.conv(ours + ".conv1", torch + "1", width, width, 3, bias, false);
+    b.norm(c.norm, ours + ".norm1", torch + "2", width);
+    b.conv(ours + ".conv2", torch + std::to_string(second), width, width, 3, bias, false);
+    b.norm(c.norm, ours + ".norm2", torch + std::to_string(second + 1), width);
+  }
+  for (int64_t i = 0; i < 2; ++i) {
+    const std::string ours = "up." + std::to_string(i);
+    const int64_t ch = width >> i;
+    b.conv(ours + ".conv", m(10 + n + 3 * i), ch, ch / 2, 3, bias, true);
+    b.norm(c.norm, ours + ".norm", m(11 + n + 3 * i), ch / 2);
+  }
+  b.conv("out.conv", m(17 + n), ngf, c.out_channels, 7, true, false);
+  return b.out;
+}
+
 namespace {
 
 std::unordered_map<std::string, const Tensor*> index(const NamedTensors& tensors, const char* what) {
@@ -175,15 +210,32 @@ NamedTensors from_pix2pix_state(const NamedTensors& torch, const std::vector<Pix
   return out;
 }
 
-std::string pix2pix_options(const UnetConfig& c) {
-  std::string net = c.num_downs == 8   ? "unet_256"
-                    : c.num_downs == 7 ? "unet_128"
-                                       : "unet(num_downs=" + std::to_string(c.num_downs) + ")";
+namespace {
+
+// The options every netG shares: width, norm, channels, dropout.
+template <typename Config>
+std::string generator_options(const std::string& net, const Config& c) {
   std::string s = "--netG " + net + " --ngf " + std::to_string(c.ngf) + " --norm " + norm_kind_name(c.norm) +
                   " --input_nc " + std::to_string(c.in_channels) + " --output_nc " +
                   std::to_string(c.out_channels);
   if (!c.use_dropout) s += " --no_dropout";
   return s;
+}
+
+}  // namespace
+
+std::string pix2pix_options(const UnetConfig& c) {
+  std::string net = c.num_downs == 8   ? "unet_256"
+                    : c.num_downs == 7 ? "unet_128"
+                                       : "unet(num_downs=" + std::to_string(c.num_downs) + ")";
+  return generator_options(net, c);
+}
+
+std::string pix2pix_options(const ResnetConfig& c) {
+  const std::string net = c.n_blocks == 9   ? "resnet_9blocks"
+                          : c.n_blocks == 6 ? "resnet_6blocks"
+                                            : "resnet(n_blocks=" + std::to_string(c.n_blocks) + ")";
+  return generator_options(net, c);
 }
 
 std::string pix2pix_options(const PatchGanConfig& c) {
@@ -223,6 +275,12 @@ void write_pix2pix_safetensors(const std::string& out_path, const SafetensorsFil
                                const PatchGanConfig& config, const std::string& prefix,
                                int64_t batches_tracked) {
   write_export<PatchDiscriminator>(out_path, ours, config, prefix, batches_tracked);
+}
+
+void write_pix2pix_safetensors(const std::string& out_path, const SafetensorsFile& ours,
+                               const ResnetConfig& config, const std::string& prefix,
+                               int64_t batches_tracked) {
+  write_export<ResnetGenerator>(out_path, ours, config, prefix, batches_tracked);
 }
 
 }  // namespace rg::models

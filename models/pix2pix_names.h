@@ -10,6 +10,7 @@
 
 #include "engine/checkpoint.h"
 #include "models/patchgan.h"
+#include "models/resnet_generator.h"
 #include "models/unet.h"
 
 namespace rg::models {
@@ -32,6 +33,9 @@ struct Pix2PixName {
 // exactly once.
 std::vector<Pix2PixName> pix2pix_names(const UnetConfig& config);
 std::vector<Pix2PixName> pix2pix_names(const PatchGanConfig& config);
+// ResnetGenerator (CycleGAN's netG resnet_9blocks / resnet_6blocks): model.1, model.4, model.7,
+// model.<10+b>.conv_block.{1,5} (.{1,6} with dropout), model.<10+n>, model.<13+n>, model.<17+n>.
+std::vector<Pix2PixName> pix2pix_names(const ResnetConfig& config);
 
 struct TorchState {
   NamedTensors tensors;      // PyTorch names and layouts, in state_dict order
@@ -58,11 +62,17 @@ void write_pix2pix_safetensors(const std::string& out_path, const SafetensorsFil
 void write_pix2pix_safetensors(const std::string& out_path, const SafetensorsFile& ours,
                                const PatchGanConfig& config, const std::string& prefix = "",
                                int64_t batches_tracked = 0);
+void write_pix2pix_safetensors(const std::string& out_path, const SafetensorsFile& ours,
+                               const ResnetConfig& config, const std::string& prefix = "",
+                               int64_t batches_tracked = 0);
 // pix2pix options that build the same network, e.g. "--netG unet_256 --ngf 64 --norm batch
 // --input_nc 1 --output_nc 1" and "--netD basic --ndf 64 --norm batch" ("--netD n_layers
 // --n_layers_D 4" for other depths, "--netD pixel"). Generic UnetGenerator depths without a
 // pix2pix name are written "--netG unet(num_downs=N)".
 std::string pix2pix_options(const UnetConfig& config);
 std::string pix2pix_options(const PatchGanConfig& config);
+// "--netG resnet_9blocks --ngf 64 --norm instance --input_nc 1 --output_nc 1 --no_dropout"
+// (resnet_6blocks for 6 blocks; "resnet(n_blocks=N)" otherwise).
+std::string pix2pix_options(const ResnetConfig& config);
 
 }  // namespace rg::models

@@ -7,6 +7,11 @@
 #   OUT_DIR/colin27_skullstrip.h5    Colin27 T1 (mricron-data) with its brain mask
 #                                    (ch2bet > 0), MRI percentile normalization, split by slab
 #   OUT_DIR/*_128.h5                 the same at 128x128 (the CPU training default)
+#   OUT_DIR/lung_translate_128_{mr,ct,tissue}.h5
+#                                    modality translation (train_translate): 12 phantom subjects
+#                                    as an MR-like rendering, CT and tissue map on one slice grid,
+#                                    and the test subjects' volumes in OUT_DIR/lung_translate_volumes/
+#                                    (<uid>_mr/_ct/_tissue.nii.gz, inputs for build/bin/translate)
 #   OUT_DIR/*_montage.png            a look at what the model will see
 #
 # usage: scripts/prepare_defaults.sh BUILD_DIR OUT_DIR [--size N] [--subjects N] [--seed S]
@@ -56,6 +61,12 @@ for size in $SIZES; do
 done
 "$PD" montage "$OUT_DIR/lung_phantom.h5" --out "$OUT_DIR/lung_phantom_montage.png" --count 16 --tile 128
 echo "   lung phantom done in $(elapsed "$T") s"
+
+echo "== translation: 12 phantom subjects (MR-like + CT + tissue map), seed $SEED -> $OUT_DIR/lung_translate_128_*.h5"
+T=$(now)
+"$PD" translation --out "$OUT_DIR" --stem lung_translate_128 --subjects 12 --seed "$SEED" --split-seed "$SEED" \
+  --size 128 --no-progress --volumes "$OUT_DIR/lung_translate_volumes"
+echo "   translation done in $(elapsed "$T") s"
 
 if [ -f "$COLIN_DIR/ch2.nii.gz" ] && [ -f "$COLIN_DIR/ch2bet.nii.gz" ]; then
   echo "== Colin27 skull stripping: $COLIN_DIR/ch2.nii.gz + ch2bet.nii.gz > 0 -> $OUT_DIR/colin27_skullstrip.h5"

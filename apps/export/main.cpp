@@ -10,6 +10,11 @@
 // else "generator_config" / "discriminator_config", else the "roentgen" JSON's "generator" /
 // "discriminator"); flags given on the command line override single fields; without metadata
 // the defaults are unet_256 (1 -> 1, ngf 64, batch norm) and the n_layers=3 PatchGAN, ndf 64.
+//
+// A train_translate checkpoint (kind "translate") exports every network it holds under the
+// reference's file names: pix2pix netG (+ netD), CycleGAN netG_A, netG_B (ResnetGenerator) and
+// netD_A, netD_B; the configs come from the checkpoint (flags other than --out and
+// --generator-only do not apply).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -44,6 +49,42 @@ bool has_prefix(const rg::SafetensorsFile& f, const std::string& prefix) {
     if (name.rfind(prefix, 0) == 0) return true;
   }
   return false;
+}
+
+// A train_translate checkpoint: every network under the reference's names (see the top).
+nlohmann::json export_translate(const rg::SafetensorsFile& f, const nlohmann::json& meta,
+                                const std::string& path, const std::string& out_dir, bool generator_only) {
+  namespace fs = std::filesystem;
+  const bool cyclegan = meta.value("model", "") == "cyclegan";
+  RG_CHECK(meta.contains("generator"), path, ": the translate checkpoint does not describe its generator");
+  const nlohmann::json& gj = meta["generator"];
+  nlohmann::json report = nlohmann::json::object();
+  auto write = [&](const std::string& module, const std::string& file, const auto& config) {
+    const std::string out = (fs::path(out_dir) / file).string();
+    rg::models::write_pix2pix_safetensors(out, f, config, module + ".");
+    report[fs::path(file).stem().string()] = {{"file", file},
+                                              {"config", rg::models::to_json(config)},
+                                              {"pix2pix", rg::models::pix2pix_options(config)},
+                                              {"source", fs::absolute(path).string() + " (" + module + ")"}};
+    std::printf("export: %s (%s) -> %s (%s)\n", path.c_str(), module.c_str(), out.c_str(),
+                rg::models::pix2pix_options(config).c_str());
+  };
+  auto write_g = [&](const std::string& module, const std::string& file) {
+    if (gj.value("model", "") == "resnet") write(module, file, gj.get<rg::models::ResnetConfig>());
+    else write(module, file, gj.get<UnetConfig>());
+  };
+  write_g(cyclegan ? "G_A" : "G", cyclegan ? "netG_A.safetensors" : "netG.safetensors");
+  if (cyclegan) write_g("G_B", "netG_B.safetensors");
+  if (!generator_only && meta.contains("discriminator")) {
+    const auto d = rg::models::patchgan_config_from_json(meta["discriminator"].dump());
+    if (cyclegan) {
+      write("D_A", "netD_A.safetensors", d);
+      write("D_B", "netD_B.safetensors", d);
+    } else if (has_prefix(f, "D.")) {
+      write("D", "netD.safetensors", d);
+    }
+  }
+  return report;
 }
 
 int64_t batches_from(const rg::SafetensorsFile& f, const CLI::Option* flag, int64_t flag_value) {
@@ -102,8 +143,17 @@ int main(int argc, char** argv) {
     RG_CHECK(!ec && fs::is_directory(out_dir), "cannot create output directory '", out_dir, "': ",
              ec ? ec.message() : "not a directory");
 
-    // ---- generator
     const rg::SafetensorsFile g_file = rg::load_safetensors(g_path);
+    if (auto it = g_file.metadata.find("roentgen"); it != g_file.metadata.end()) {
+      const auto meta = nlohmann::json::parse(it->second, nullptr, false);
+      if (meta.is_object() && meta.value("kind", "") == "translate") {
+        const auto report = export_translate(g_file, meta, g_path, out_dir, generator_only);
+        rg::write_file_atomic((fs::path(out_dir) / "export.json").string(), report.dump(2) + "\n");
+        return 0;
+      }
+    }
+
+    // ---- generator
     UnetConfig g = UnetConfig::unet_256();
     if (const auto text = config_text(g_file, "config", "generator_config", "generator"); !text.empty()) {
       g = rg::models::unet_config_from_json(text);

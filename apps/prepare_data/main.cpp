@@ -4,6 +4,8 @@
 //   prepare_data phantom --out DIR --subjects N --seed S [--lesions K] [--h5 FILE.h5]
 //   prepare_data luna16 --scans DIR --masks DIR --out FILE.h5 [options]
 //   prepare_data nifti --image A.nii.gz --mask B.nii.gz --modality mri --split-by slab --out FILE.h5
+//   prepare_data translation --out DIR [--stem lung_translate] [--subjects N] [--seed S] [--size N]
+//                                                   paired CT / MR / tissue files of the phantom
 //   prepare_data montage FILE.h5 --out grid.png [--split train] [--count 16]
 //
 // Errors print "prepare_data: error: ..." and exit 1; outputs are written atomically, so a
@@ -18,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "data/nifti.h"
 #include "data/phantom.h"
 #include "data/png_io.h"
 #include "data/prepare.h"
@@ -29,6 +32,7 @@
 #include "engine/error.h"
 
 namespace rd = rg::data;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -216,6 +220,27 @@ int main(int argc, char** argv) {
   phantom->add_option("--split-seed", ph_conv.seed, "With --h5: seed of the subject split");
   phantom->add_flag("--no-progress", ph_conv.no_progress, "No progress bar");
 
+  // translation (phantom CT + MR rendering + tissue map)
+  std::string tr_out, tr_stem = "lung_translate";
+  int tr_subjects = 12;
+  uint64_t tr_seed = 0, tr_split_seed = 0;
+  int64_t tr_size = 128;
+  bool tr_no_progress = false;
+  CLI::App* translation = app.add_subcommand(
+      "translation", "Write the phantom as paired CT / MR-like / tissue-map prepared files (modality translation)");
+  translation->add_option("--out,-o", tr_out, "Output directory")->required();
+  translation->add_option("--stem", tr_stem, "File name stem: <stem>_ct.h5, <stem>_mr.h5, <stem>_tissue.h5")
+      ->capture_default_str();
+  translation->add_option("--subjects", tr_subjects, "Number of subjects")->check(CLI::Range(3, 100000))->capture_default_str();
+  translation->add_option("--seed", tr_seed, "Phantom seed")->capture_default_str();
+  translation->add_option("--split-seed", tr_split_seed, "Seed of the subject split")->capture_default_str();
+  translation->add_option("--size", tr_size, "Output slice size (a multiple of 4)")->check(CLI::Range(8, 4096))->capture_default_str();
+  translation->add_flag("--no-progress", tr_no_progress, "No progress bar");
+  std::string tr_volumes;
+  translation->add_option("--volumes", tr_volumes,
+                          "Also write the test subjects' volumes as NIfTI here (<uid>_mr/_ct/_tissue.nii.gz), "
+                          "inputs and references for the translate tool");
+
   // luna16
   std::string lu_scans, lu_masks;
   int lu_max = 0;
@@ -293,6 +318,28 @@ int main(int argc, char** argv) {
         o.source_kind = "phantom-luna16";
         const std::string root = ph_out;
         return run_prepare(rd::luna16_subjects(root + "/subset0", root + "/seg-lungs-LUNA16"), o, ph_h5);
+      }
+      return 0;
+    }
+    if (translation->parsed()) {
+      RG_CHECK(tr_size % 4 == 0, "--size ", tr_size, ": translation slices must be a multiple of 4 (ResNet generator)");
+      const rd::TranslationFiles f = rd::prepare_phantom_translation(tr_out, tr_stem, tr_subjects, tr_seed, tr_size,
+                                                                     tr_split_seed, {}, {}, !tr_no_progress);
+      std::cout << "wrote " << f.ct << ", " << f.mr << ", " << f.tissue << " (" << tr_subjects
+                << " phantom subjects, " << tr_size << "x" << tr_size << ", paired slices)\n";
+      if (!tr_volumes.empty()) {
+        fs::create_directories(tr_volumes);
+        const auto split = rd::assign_subject_splits(tr_subjects, {0.7, 0.15, 0.15}, tr_split_seed);
+        for (auto view : {rd::PhantomView::MR, rd::PhantomView::CT, rd::PhantomView::Tissue}) {
+          const auto subjects = rd::phantom_view_subjects(view, tr_subjects, tr_seed, {.lesions = 2});
+          const char* suffix = view == rd::PhantomView::MR ? "_mr" : view == rd::PhantomView::CT ? "_ct" : "_tissue";
+          for (int i = 0; i < tr_subjects; ++i) {
+            if (split[static_cast<size_t>(i)] != 2) continue;
+            const std::string path = (fs::path(tr_volumes) / (subjects[static_cast<size_t>(i)].name + suffix + ".nii.gz")).string();
+            rd::write_nifti(path, subjects[static_cast<size_t>(i)].load().first);
+            std::cout << "wrote " << path << " (test subject)\n";
+          }
+        }
       }
       return 0;
     }

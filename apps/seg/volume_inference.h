@@ -30,6 +30,7 @@
 
 #include "train/seg_metrics.h"
 #include "data/prepare.h"
+#include "data/slice_geometry.h"
 #include "data/volume.h"
 
 namespace rg::models {
@@ -39,57 +40,14 @@ class UnetGenerator;
 namespace rg::app {
 
 
-// How training slices were made: the subset of data::PrepareOptions that shapes the input.
-struct SlicePreprocessing {
-  data::Modality modality = data::Modality::CT;
-  std::array<double, 2> window{-1000.0, 400.0};   // CT
-  std::array<double, 2> percentiles{0.5, 99.5};   // MRI
-  data::CropMode crop = data::CropMode::Body;
-  double margin_mm = 10.0;
-  double body_threshold = std::numeric_limits<double>::quiet_NaN();  // NaN: prepare's default
-  bool reorient = true;
-  int64_t size = 256;
-  // Where the values came from ("training file <path>", "flags"), for the report.
-  std::string origin = "defaults";
-  // The training file's mask rule (to binarize a ground truth the same way by default).
-  std::vector<int> mask_labels;
-  double mask_threshold = 0.0;
-
-  nlohmann::json to_json() const;
-};
-
-// Reads the root attributes of a prepared slices file (modality, window or percentiles, crop,
-// margin_mm, size, orientation, mask rule). Throws naming the file when it is not one.
-SlicePreprocessing preprocessing_from_prepared_file(const std::string& path);
-
-// The slicing of one volume: orientation, intensity range, crop window and resampling steps,
-// all as prepare_slices computes them.
-struct SliceGeometry {
-  data::SliceOrientation orientation;
-  std::array<double, 2> norm_range{0.0, 1.0};  // source values mapped to -1 and +1
-  int64_t size = 0;                            // output slices are size x size
-  int64_t slice_begin = 0, slice_end = 0;      // oriented slices [begin, end) that are predicted
-  double x0 = 0, y0 = 0;                       // left / top edge of the crop window (oriented px)
-  double step_c = 1, step_r = 1;               // source pixels per output pixel
-  int nsx = 1, nsy = 1;                        // sub-samples per output pixel (area filter)
-  std::string crop_used;                       // "none", "body", "mask", "mask (predicted)", ...
-  std::vector<std::string> warnings;
-
-  int64_t num_slices() const { return slice_end - slice_begin; }
-};
-
-// Plans the slicing. `crop_mask` (source voxel order, 0/1) is used for CropMode::Mask; without
-// it a Mask crop falls back to the body crop (infer_volume then runs the second pass).
-SliceGeometry plan_slices(const data::Volume& image, const SlicePreprocessing& p,
-                          const std::vector<uint8_t>* crop_mask = nullptr);
-
-// The normalized, resized oriented slice `s` (size*size floats, row-major), exactly as
-// prepare_slices writes it to the training file.
-void extract_slice(const data::Volume& image, const SliceGeometry& g, int64_t s, float* out);
-
-// Maps a size x size probability slice back onto oriented slice `s` of the original grid:
-// writes every voxel of that slice in `out` (source voxel order, image.voxel_count() floats).
-void place_slice(const SliceGeometry& g, int64_t s, const float* probs, float* out);
+// The slicing geometry lives in data/slice_geometry.h (shared with apps/translate).
+using data::extract_slice;
+using data::place_slice;
+using data::plan_slices;
+using data::preprocessing_from_prepared_file;
+using data::SliceGeometry;
+using data::SlicePreprocessing;
+using data::check_same_grid;
 
 // The model as a function: n slices (n * size * size floats, row-major) -> n probability
 // slices in [0, 1] of the same layout. Tests inject their own; generator_slice_model wraps G.
@@ -130,8 +88,6 @@ int64_t keep_largest_components(std::vector<uint8_t>& mask, const std::array<int
 std::vector<uint8_t> binarize_mask(const data::Volume& mask, const std::vector<int>& labels,
                                    double threshold);
 
-// Throws unless both volumes share dims and (to 1e-3 mm) affine; names both files.
-void check_same_grid(const data::Volume& image, const data::Volume& other);
 
 // 3-D Dice, IoU and HD95 (mm, the volume's spacing) in the original grid.
 train::SegMetrics volume_metrics(const std::vector<uint8_t>& pred, const std::vector<uint8_t>& target,

@@ -91,6 +91,14 @@ class Linear final : public Module {
   Tensor weight, bias;
 };
 
+// PyTorch's ReflectionPad2d(pad) on NHWC inputs (reflection_pad2d); no parameters.
+class ReflectionPad2d final : public Module {
+ public:
+  explicit ReflectionPad2d(int64_t pad) : Module("ReflectionPad2d"), pad(pad) {}
+  Tensor forward(const Tensor& x) override { return reflection_pad2d(x, pad); }
+  const int64_t pad;
+};
+
 class ReLU final : public Module {
  public:
   ReLU() : Module("ReLU") {}

@@ -62,6 +62,11 @@ Tensor sum_to_shape(const Tensor& x, const Shape& shape);
 // ---- shape
 // Joins tensors along `dim` (all other dimensions equal). In NHWC, channels are dim -1.
 Tensor concat(const std::vector<Tensor>& tensors, int64_t dim);
+// Reflection padding of an NHWC tensor by `pad` pixels on each side of H and W (PyTorch's
+// ReflectionPad2d(pad): the edge row is not repeated, so row -k reads row k). Needs pad < H
+// and pad < W. Built from slices and concat, so it runs on every device and differentiates
+// (the gradient of a mirrored row adds into the row it copies).
+Tensor reflection_pad2d(const Tensor& x, int64_t pad);
 
 // ---- convolution
 struct Conv2dParams {

@@ -80,4 +80,31 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
   return out;
 }
 
+namespace {
+
+// Mirrors `x` by `pad` along `axis`: [x[pad], ..., x[1], x, x[n-2], ..., x[n-1-pad]]. One
+// single-row slice per mirrored row (pad is small: 1 or 3 in a ResNet generator), one concat.
+Tensor reflect_along(const Tensor& x, int64_t axis, int64_t pad) {
+  const int64_t n = x.size(axis);
+  std::vector<Tensor> parts;
+  parts.reserve(static_cast<size_t>(2 * pad + 1));
+  for (int64_t k = pad; k >= 1; --k) parts.push_back(x.slice(axis, k, k + 1));
+  parts.push_back(x);
+  for (int64_t k = 1; k <= pad; ++k) parts.push_back(x.slice(axis, n - 1 - k, n - k));
+  return concat(parts, axis);
+}
+
+}  // namespace
+
+Tensor reflection_pad2d(const Tensor& x, int64_t pad) {
+  check_defined(x, "reflection_pad2d", "x");
+  RG_CHECK(x.dim() == 4, "reflection_pad2d: expected an NHWC tensor [N,H,W,C], got ",
+           shape_str(x.shape()));
+  RG_CHECK(pad >= 0, "reflection_pad2d: pad must be >= 0, got ", pad);
+  RG_CHECK(pad < x.size(1) && pad < x.size(2), "reflection_pad2d: pad ", pad,
+           " must be smaller than height and width of ", shape_str(x.shape()));
+  if (pad == 0) return x;
+  return reflect_along(reflect_along(x, 1, pad), 2, pad);
+}
+
 }  // namespace rg
