@@ -9,7 +9,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "apps/anomaly/anomaly_eval.h"
 #include "apps/anomaly/anomaly_gan.h"
+#include "apps/anomaly/anomaly_model.h"
 #include "apps/anomaly/anomaly_run.h"
 #include "data/prepare.h"
 #include "data/slice_dataset.h"
@@ -311,6 +313,200 @@ TEST(AnomalyRun, BadInputIsRefusedAndWritesNothing) {
   for (const char* name : {"missing", "no_stage1", "bad_stage1", "not_stage1", "bad_stage", "big_batch",
                            "critic_steps"}) {
     EXPECT_FALSE(fs::exists(out / name / "metrics.jsonl")) << name << " wrote its log";
+  }
+}
+
+// ---- baselines and metrics per lesion-size bucket
+
+TEST(AnomalyBaselines, AutoencoderLossFallsOnATinySet) {
+  Generator init(31), data_gen(32);
+  models::DcganGenerator g(kToy, init);
+  models::DcganEncoder e(kToy, init);
+  std::vector<Tensor> params = e.parameters();
+  for (const Tensor& p : g.parameters()) params.push_back(p);
+  optim::Adam opt(params, {.lr = 1e-3, .beta1 = 0.5, .beta2 = 0.999});
+  AutoencoderStep step(g, e, opt);
+  const Tensor x = toy_batch(8, data_gen);
+  double first = 0, last = 0;
+  for (int s = 0; s < 40; ++s) {
+    const train::StepLosses l = step.step(x);
+    ASSERT_TRUE(std::isfinite(l.read("ae_l1")));
+    if (s == 0) first = l.read("ae_l1");
+    last = l.read("ae_l1");
+  }
+  EXPECT_LT(last, 0.6 * first) << "first " << first << " last " << last;
+}
+
+TEST(AnomalyBaselines, TopFractionMeanByHand) {
+  const std::vector<float> map{5, 1, 9, 2, 7, 3, 8, 4, 6, 0};
+  const std::vector<uint8_t> organ{1, 1, 0, 1, 1, 1, 1, 1, 1, 1};  // 9 inside, 9 excluded
+  EXPECT_DOUBLE_EQ(top_fraction_mean(map.data(), organ.data(), 10, 0.01), 8.0);  // k = 1
+  EXPECT_DOUBLE_EQ(top_fraction_mean(map.data(), organ.data(), 10, 0.3), (8.0 + 7 + 6) / 3);  // k = ceil(2.7)
+  const std::vector<uint8_t> none(10, 0);
+  EXPECT_EQ(top_fraction_mean(map.data(), none.data(), 10, 0.01), 0.0);
+}
+
+// Hand-made slices, 16x16, organ = the central 12x12, normal tissue 0 +- 0.1 (a fixed pattern),
+// a 3x3 lesion of `lesion_value` in every even slice.
+LesionSlices hand_made_slices(int64_t count, float lesion_value) {
+  LesionSlices s;
+  s.count = count;
+  s.height = s.width = 16;
+  const int64_t hw = 256;
+  s.images.assign(static_cast<size_t>(count * hw), -1.0f);
+  s.organ.assign(s.images.size(), 0);
+  s.lesion.assign(s.images.size(), 0);
+  s.has_lesion.assign(static_cast<size_t>(count), 0);
+  s.lesion_diameter_px.assign(static_cast<size_t>(count), 0.0);
+  for (int64_t i = 0; i < count; ++i) {
+    for (int64_t y = 2; y < 14; ++y) {
+      for (int64_t x = 2; x < 14; ++x) {
+        const size_t p = static_cast<size_t>(i * hw + y * 16 + x);
+        s.organ[p] = 1;
+        s.images[p] = 0.1f * static_cast<float>((x + 3 * y + static_cast<int64_t>(i)) % 5 - 2) / 2;
+      }
+    }
+    if (i % 2 != 0) continue;
+    s.has_lesion[static_cast<size_t>(i)] = 1;
+    s.lesion_diameter_px[static_cast<size_t>(i)] = 3;
+    for (int64_t y = 6; y < 9; ++y) {
+      for (int64_t x = 5 + i % 3; x < 8 + i % 3; ++x) {
+        const size_t p = static_cast<size_t>(i * hw + y * 16 + x);
+        s.images[p] = lesion_value;
+        s.lesion[p] = 1;
+      }
+    }
+  }
+  return s;
+}
+
+TEST(AnomalyBaselines, ThresholdFindsABrightLesionWithTheValidationThreshold) {
+  IntensityThreshold t;
+  t.set(0.0, 0.05);  // normal tissue: median 0, robust sd 0.05
+  AnomalyNets nets;
+  nets.method = AnomalyMethod::Threshold;
+  nets.threshold = &t;
+  // Validation lesions are bright (0.9); test lesions dimmer (0.5) but still far above normal.
+  const LesionSlices val = hand_made_slices(6, 0.9f), test = hand_made_slices(6, 0.5f);
+  const auto score = [&](const LesionSlices& s) {
+    return score_slices(nets, s.images.data(), s.organ.data(), s.count, s.height, s.width, 4, Device::cpu());
+  };
+  const AnomalyMaps val_maps = score(val), test_maps = score(test);
+  EXPECT_EQ(val_maps.maps[0], 0.0f) << "outside the organ the map is 0";
+  const std::optional<double> threshold = best_dice_threshold(val, val_maps);
+  ASSERT_TRUE(threshold.has_value());
+  EXPECT_NEAR(*threshold, 0.9 / 0.05, 1e-3) << "the validation lesions' score";
+  const AnomalyEvaluation e = evaluate_anomaly_maps(test, test_maps, threshold);
+  EXPECT_DOUBLE_EQ(e.metrics["image_auroc"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(e.metrics["pixel_auprc"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(e.metrics["best_dice"].get<double>(), 1.0);
+  // The threshold is validation's: the dimmer test lesions fall below it.
+  EXPECT_DOUBLE_EQ(e.metrics["dice_at_val_threshold"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(e.metrics["val_threshold"].get<double>(), *threshold);
+  // Chosen on the test data itself it would have been perfect: it was not.
+  const AnomalyEvaluation on_val = evaluate_anomaly_maps(val, val_maps, threshold);
+  EXPECT_DOUBLE_EQ(on_val.metrics["dice_at_val_threshold"].get<double>(), 1.0);
+}
+
+TEST(AnomalyBaselines, MetricsPerSizeBucketByHand) {
+  // 4 slices of 20x20 (bucket split 2 px): 0 and 3 normal, 1 a small lesion (1 px), 2 a large
+  // one (2 px drawn 3 px wide). Every map pixel 0 except those named.
+  LesionSlices s;
+  s.count = 4;
+  s.height = s.width = 20;
+  const size_t hw = 400;
+  s.images.assign(4 * hw, 0.0f);
+  s.organ.assign(4 * hw, 1);
+  s.lesion.assign(4 * hw, 0);
+  s.has_lesion = {0, 1, 1, 0};
+  s.lesion_diameter_px = {0, 1, 3, 0};
+  AnomalyMaps m;
+  m.maps.assign(4 * hw, 0.0f);
+  m.slice_scores = {0.1, 0.5, 0.9, 0.6};
+  s.lesion[1 * hw + 10] = 1;
+  m.maps[1 * hw + 10] = 0.8f;
+  s.lesion[2 * hw + 50] = s.lesion[2 * hw + 51] = 1;
+  m.maps[2 * hw + 50] = 0.95f;
+  m.maps[2 * hw + 51] = 0.7f;
+  m.maps[3 * hw + 7] = 0.9f;  // a false positive in a normal slice
+  const AnomalyEvaluation e = evaluate_anomaly_maps(s, m, 0.75);
+  const nlohmann::json& j = e.metrics;
+  EXPECT_DOUBLE_EQ(j["size_bucket_split_px"].get<double>(), 2.0);
+  EXPECT_EQ(j["lesion_slices_small"].get<int64_t>(), 1);
+  EXPECT_EQ(j["lesion_slices_large"].get<int64_t>(), 1);
+  // Small bucket = slices 0, 1, 3: slice scores 0.1, 0.5 (lesion), 0.6.
+  EXPECT_DOUBLE_EQ(j["image_auroc_small"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(j["image_auroc_large"].get<double>(), 1.0);
+  // Small: 0.9 (negative) then 0.8 (positive): AP = 1 * 1/2; best Dice 2*1/(2+1).
+  EXPECT_NEAR(j["pixel_auprc_small"].get<double>(), 0.5, 1e-12);
+  EXPECT_NEAR(j["best_dice_small"].get<double>(), 2.0 / 3, 1e-12);
+  // Large: 0.95 (pos), 0.9 (neg), 0.7 (pos): AP = 0.5 * 1 + 0.5 * 2/3; best Dice at 0.7: 4/5.
+  EXPECT_NEAR(j["pixel_auprc_large"].get<double>(), 0.5 + 1.0 / 3, 1e-6);
+  EXPECT_NEAR(j["best_dice_large"].get<double>(), 0.8, 1e-12);
+  // At the validation threshold 0.75: small {0.9, 0.8} -> 2/3; large {0.95, 0.9} -> 2/4.
+  EXPECT_NEAR(j["dice_at_val_threshold_small"].get<double>(), 2.0 / 3, 1e-12);
+  EXPECT_NEAR(j["dice_at_val_threshold_large"].get<double>(), 0.5, 1e-12);
+  // All slices: AUROC of {0.1, 0.6} vs {0.5, 0.9} = 3/4.
+  EXPECT_DOUBLE_EQ(j["image_auroc"].get<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(e.score, 0.75);
+  // A bucket without lesions has no image AUROC.
+  s.has_lesion = {0, 1, 0, 0};
+  s.lesion[2 * hw + 50] = s.lesion[2 * hw + 51] = 0;
+  const AnomalyEvaluation no_large = evaluate_anomaly_maps(s, m, std::nullopt);
+  EXPECT_TRUE(no_large.metrics["image_auroc_large"].is_null());
+  EXPECT_TRUE(no_large.metrics["pixel_auprc_large"].is_null());
+  EXPECT_FALSE(no_large.metrics.contains("dice_at_val_threshold"));
+}
+
+TEST(AnomalyRun, BaselinesRunOnTheSameDataAndReloadForDetection) {
+  const fs::path out = fs::path(tiny_dataset()).parent_path() / "runs_baselines";
+  AnomalyRunConfig th = tiny_run(1, "threshold", out);
+  th.method = "threshold";
+  th.epochs = 5;  // ignored: nothing to train
+  ASSERT_EQ(run_anomaly_training(th), 0);
+  AnomalyRunConfig ae = tiny_run(1, "ae", out);
+  ae.method = "ae";
+  ae.lr = 1e-3;
+  ASSERT_EQ(run_anomaly_training(ae), 0);
+  for (const char* name : {"threshold", "ae"}) {
+    const auto tests = lines_of_kind(out / name / "metrics.jsonl", "test");
+    ASSERT_EQ(tests.size(), 1u) << name;
+    EXPECT_EQ(tests[0]["method"], name);
+    for (const char* k : {"image_auroc", "pixel_auroc", "pixel_auprc", "best_dice", "dice_at_val_threshold",
+                          "pixel_auprc_small", "pixel_auprc_large", "best_dice_small", "best_dice_large",
+                          "dice_at_val_threshold_small", "dice_at_val_threshold_large"}) {
+      ASSERT_TRUE(tests[0].contains(k)) << name << ": " << k << " missing in " << tests[0].dump();
+      if (tests[0][k].is_null()) continue;
+      const double v = tests[0][k].get<double>();
+      EXPECT_TRUE(v >= 0 && v <= 1) << name << ": " << k << " = " << v;
+    }
+  }
+  EXPECT_EQ(lines_of_kind(out / "threshold" / "metrics.jsonl", "val").size(), 1u) << "one epoch";
+  const auto ae_train = lines_of_kind(out / "ae" / "metrics.jsonl", "train");
+  ASSERT_GE(ae_train.size(), 2u);
+  EXPECT_LT(ae_train.back()["ae_l1"].get<double>(), ae_train.front()["ae_l1"].get<double>());
+
+  // Reloaded detectors score like the run did.
+  const LoadedAnomalyModel t = load_anomaly_model(out / "threshold", Device::cpu());
+  EXPECT_EQ(t.nets.method, AnomalyMethod::Threshold);
+  EXPECT_GT(t.threshold->scale(), 0.0);
+  EXPECT_EQ(t.size, 32);
+  const LoadedAnomalyModel a = load_anomaly_model(out / "ae", Device::cpu());
+  EXPECT_EQ(a.nets.method, AnomalyMethod::Autoencoder);
+  EXPECT_EQ(a.size, 32);
+  data::SliceDataset ds(tiny_dataset(), "test");
+  const LesionSlices test = make_lesion_slices(ds, th.lesion_seed + 1);
+  const AnomalyMaps maps = score_slices(a.nets, test.images.data(), test.organ.data(), test.count, 32, 32, 3,
+                                        Device::cpu());
+  const auto tests = lines_of_kind(out / "ae" / "metrics.jsonl", "test");
+  EXPECT_NEAR(evaluate_anomaly_maps(test, maps, std::nullopt).metrics["pixel_auprc"].get<double>(),
+              tests[0]["pixel_auprc"].get<double>(), 1e-6);
+  // A folder without a run is named in the error.
+  try {
+    load_anomaly_model(out / "nowhere", Device::cpu());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nowhere"), std::string::npos) << e.what();
   }
 }
 
