@@ -54,6 +54,10 @@ struct Phantom {
   Volume lungs;  // 0, 3 (right lung), 4 (left lung)
   std::vector<PhantomFinding> nodules;
   std::vector<PhantomFinding> lesions;
+  // 1 where a lesion (its ground-glass halo inside the lungs, or its solid core) covers the
+  // voxel at least half (the painted blend >= 0.5), 0 elsewhere; all 0 without lesions. Same grid
+  // as ct: the ground truth of anomaly detection.
+  Volume lesion_mask;
 };
 
 // Generates one subject. Same seed and options => bit-identical volumes.

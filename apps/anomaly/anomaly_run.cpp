@@ -53,6 +53,24 @@ LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
   out.has_lesion.assign(static_cast<size_t>(out.count), 0);
   out.lesion_diameter_px.assign(static_cast<size_t>(out.count), 0.0);
   std::vector<float> mask(static_cast<size_t>(hw));
+  if (ds.has_lesions()) {
+    // The dataset's own lesions (the phantom's): nothing is inserted.
+    for (int64_t i = 0; i < out.count; ++i) {
+      float* image = out.images.data() + i * hw;
+      uint8_t* lesion = out.lesion.data() + i * hw;
+      ds.read(i, image, mask.data());
+      ds.read_lesions(i, lesion);
+      int64_t inside = 0;
+      for (int64_t p = 0; p < hw; ++p) {
+        const bool organ = mask[static_cast<size_t>(p)] >= 0.5f;
+        out.organ[static_cast<size_t>(i * hw + p)] = organ;
+        inside += organ && lesion[p];
+      }
+      out.has_lesion[static_cast<size_t>(i)] = inside > 0;
+      out.lesion_diameter_px[static_cast<size_t>(i)] = 2.0 * std::sqrt(static_cast<double>(inside) / M_PI);
+    }
+    return out;
+  }
   const double side = static_cast<double>(std::min(out.height, out.width));
   for (int64_t i = 0; i < out.count; ++i) {
     float* image = out.images.data() + i * hw;

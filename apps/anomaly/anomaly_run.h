@@ -63,6 +63,9 @@ nlohmann::json anomaly_config_to_json(const AnomalyRunConfig& config);
 
 // Every second slice (even index) whose organ mask has at least min_organ_pixels pixels gets
 // one lesion of diameter size/20 .. size/5 pixels (slices are resampled, so sizes are in pixels).
+// A file with its own lesion masks (SliceDataset::has_lesions: the phantom prepared with
+// --anomaly) is taken as it is: its lesions, nothing inserted, `seed` unused; a slice is a lesion
+// slice when a lesion pixel lies inside the organ mask.
 LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
                                 int64_t min_organ_pixels = 64);
 

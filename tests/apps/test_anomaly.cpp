@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -508,6 +510,113 @@ TEST(AnomalyRun, BaselinesRunOnTheSameDataAndReloadForDetection) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("nowhere"), std::string::npos) << e.what();
   }
+}
+
+// ---- the lung-phantom variant: normal training subjects, held-out subjects with lesions
+
+TEST(AnomalyPhantom, LesionMaskIsOnTheGridAndOnlyWithLesions) {
+  data::PhantomOptions po = data::phantom_options_for_grid({64, 64, 16});
+  po.lesions = 2;
+  const data::Phantom with = data::make_lung_phantom(5, po);
+  ASSERT_EQ(with.lesion_mask.dims, with.ct.dims);
+  EXPECT_EQ(with.lesion_mask.affine, with.ct.affine);
+  int64_t lesion = 0, outside_body = 0;
+  for (size_t i = 0; i < with.lesion_mask.voxels.size(); ++i) {
+    const float v = with.lesion_mask.voxels[i];
+    ASSERT_TRUE(v == 0.0f || v == 1.0f);
+    lesion += v > 0;
+    outside_body += v > 0 && with.ct.voxels[i] < -950;  // air: no lesion there
+  }
+  EXPECT_GT(lesion, 0);
+  EXPECT_LT(outside_body, lesion / 10 + 1);
+  po.lesions = 0;
+  const data::Phantom without = data::make_lung_phantom(5, po);
+  EXPECT_TRUE(std::all_of(without.lesion_mask.voxels.begin(), without.lesion_mask.voxels.end(),
+                          [](float v) { return v == 0.0f; }));
+}
+
+// 4 phantom subjects prepared for anomaly detection: train subjects without lesions, val/test
+// with the phantom's own lesions and their masks in /<split>/lesions.
+const std::string& tiny_anomaly_phantom() {
+  static const std::string path = [] {
+    const fs::path dir = fs::temp_directory_path() / ("rg_anomaly_ph_" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    data::PhantomOptions po = data::phantom_options_for_grid({64, 64, 16});
+    po.lesions = 3;
+    data::PrepareOptions opts;
+    opts.size = 32;
+    opts.labels = {3, 4};
+    opts.fractions = {0.5, 0.25, 0.25};
+    opts.seed = 2;
+    opts.progress = false;
+    const std::string out = (dir / "phantom_anomaly.h5").string();
+    data::prepare_slices(data::phantom_anomaly_subjects(4, 11, po, opts.fractions, opts.seed), opts, out);
+    return out;
+  }();
+  return path;
+}
+
+TEST(AnomalyPhantom, PreparedLesionMasksAreOnTheGridAndOnlyInHeldOutSubjects) {
+  const std::string& path = tiny_anomaly_phantom();
+  std::array<int64_t, 3> lesion_pixels{0, 0, 0};
+  for (int s = 0; s < 3; ++s) {
+    data::SliceDataset ds(path, data::kSplitNames[s]);
+    ASSERT_TRUE(ds.has_lesions()) << data::kSplitNames[s];
+    ASSERT_GT(ds.size(), 0);
+    std::vector<uint8_t> l(static_cast<size_t>(ds.height() * ds.width()));
+    for (int64_t i = 0; i < ds.size(); ++i) {
+      ds.read_lesions(i, l.data());
+      for (uint8_t v : l) {
+        ASSERT_LE(v, 1);
+        lesion_pixels[static_cast<size_t>(s)] += v;
+      }
+    }
+  }
+  EXPECT_EQ(lesion_pixels[0], 0) << "training subjects are normal";
+  EXPECT_GT(lesion_pixels[1], 0) << "validation subjects have lesions";
+  EXPECT_GT(lesion_pixels[2], 0) << "test subjects have lesions";
+
+  // The anomaly task takes them as they are: no synthetic lesion inserted, images untouched.
+  data::SliceDataset val(path, "val");
+  const LesionSlices a = make_lesion_slices(val, 1), b = make_lesion_slices(val, 2);
+  EXPECT_EQ(a.lesion, b.lesion) << "the lesion seed must not matter for the dataset's own lesions";
+  const auto lesion_slices = std::count(a.has_lesion.begin(), a.has_lesion.end(), uint8_t{1});
+  EXPECT_GT(lesion_slices, 0);
+  EXPECT_LT(lesion_slices, a.count) << "slices without lesions are the normal class";
+  std::vector<float> image(static_cast<size_t>(a.height * a.width));
+  for (int64_t i = 0; i < a.count; ++i) {
+    val.read(i, image.data(), nullptr);
+    ASSERT_TRUE(std::equal(image.begin(), image.end(), a.images.begin() + i * a.height * a.width)) << i;
+    if (a.has_lesion[static_cast<size_t>(i)]) {
+      EXPECT_GT(a.lesion_diameter_px[static_cast<size_t>(i)], 0.0);
+    }
+  }
+  // A file without lesion masks says so, naming the file.
+  data::SliceDataset plain(tiny_dataset(), "val");
+  EXPECT_FALSE(plain.has_lesions());
+  std::vector<uint8_t> l(static_cast<size_t>(plain.height() * plain.width()));
+  try {
+    plain.read_lesions(0, l.data());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(tiny_dataset()), std::string::npos) << e.what();
+  }
+}
+
+TEST(AnomalyPhantom, SubjectsWithAndWithoutLesionMasksAreRefused) {
+  data::PhantomOptions po = data::phantom_options_for_grid({32, 32, 4});
+  po.lesions = 1;
+  auto subjects = data::phantom_anomaly_subjects(3, 1, po, {0.4, 0.3, 0.3}, 0);
+  subjects[1].load_lesions = nullptr;
+  data::PrepareOptions opts;
+  opts.size = 16;
+  opts.labels = {3, 4};
+  opts.progress = false;
+  const fs::path out = fs::temp_directory_path() / ("rg_anomaly_mixed_" + std::to_string(getpid()) + ".h5");
+  EXPECT_THROW(data::prepare_slices(subjects, opts, out.string()), Error);
+  EXPECT_FALSE(fs::exists(out));
+  po.lesions = 0;
+  EXPECT_THROW(data::phantom_anomaly_subjects(3, 1, po, {0.4, 0.3, 0.3}, 0), Error);
 }
 
 }  // namespace
