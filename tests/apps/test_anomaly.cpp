@@ -15,6 +15,9 @@
 #include "apps/anomaly/anomaly_gan.h"
 #include "apps/anomaly/anomaly_model.h"
 #include "apps/anomaly/anomaly_run.h"
+#include "apps/anomaly/detect.h"
+#include "data/nifti.h"
+#include "data/phantom.h"
 #include "data/prepare.h"
 #include "data/slice_dataset.h"
 #include "engine/roentgen.h"
@@ -617,6 +620,115 @@ TEST(AnomalyPhantom, SubjectsWithAndWithoutLesionMasksAreRefused) {
   EXPECT_FALSE(fs::exists(out));
   po.lesions = 0;
   EXPECT_THROW(data::phantom_anomaly_subjects(3, 1, po, {0.4, 0.3, 0.3}, 0), Error);
+}
+
+// ---- detect_anomaly: a volume in, a map on its grid out
+
+TEST(AnomalyDetect, WritesAMapOnTheInputGridAndRefusesBadInput) {
+  const fs::path dir = fs::path(tiny_anomaly_phantom()).parent_path();
+  // A threshold detector trained on the phantom's normal subjects (the cheapest one to train).
+  AnomalyRunConfig th = tiny_run(1, "detector", dir / "runs");
+  th.data = tiny_anomaly_phantom();
+  th.method = "threshold";
+  ASSERT_EQ(run_anomaly_training(th), 0);
+  const auto tests = lines_of_kind(dir / "runs" / "detector" / "metrics.jsonl", "test");
+  ASSERT_EQ(tests.size(), 1u);
+  EXPECT_GT(tests[0]["lesion_slices"].get<int64_t>(), 0) << "the phantom's own lesions are the test's";
+
+  // A new subject with lesions, written as NIfTI with its lung and lesion masks.
+  data::PhantomOptions po = data::phantom_options_for_grid({64, 64, 16});
+  po.lesions = 3;
+  data::Phantom ph = data::make_lung_phantom(99, po);
+  const std::string ct = (dir / "subject_ct.nii.gz").string(), lungs = (dir / "subject_lungs.nii.gz").string(),
+                    lesions = (dir / "subject_lesions.nii.gz").string();
+  data::write_nifti(ct, ph.ct, data::NiftiOut::Float32);
+  data::write_nifti(lungs, ph.lungs, data::NiftiOut::Float32);
+  data::write_nifti(lesions, ph.lesion_mask, data::NiftiOut::Float32);
+
+  DetectOptions o;
+  o.model = (dir / "runs" / "detector").string();
+  o.input = ct;
+  o.organ_mask = lungs;
+  o.lesions = lesions;
+  o.out = (dir / "detected").string();
+  o.device = "cpu";
+  const nlohmann::json report = run_detect_anomaly(o);
+  const data::Volume map = data::read_nifti(o.out + "/anomaly_map.nii.gz");
+  EXPECT_EQ(map.dims, ph.ct.dims);
+  for (int r = 0; r < 3; ++r) {
+    for (int c = 0; c < 4; ++c) EXPECT_NEAR(map.affine[r][c], ph.ct.affine[r][c], 1e-4) << r << "," << c;
+  }
+  double inside = 0, outside = 0;
+  for (size_t i = 0; i < map.voxels.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(map.voxels[i]));
+    (ph.lungs.voxels[i] > 0.5f ? inside : outside) += map.voxels[i];
+  }
+  EXPECT_GT(inside, 0.0) << "the map is empty";
+  EXPECT_LT(outside, 0.25 * inside) << "the map should live in the lungs (up to the interpolated rim)";
+  for (const char* f : {"scores.csv", "report.json", "overlays.png"}) EXPECT_TRUE(fs::exists(fs::path(o.out) / f)) << f;
+  {
+    std::ifstream in(fs::path(o.out) / "scores.csv");
+    std::string line;
+    int64_t lines = 0;
+    while (std::getline(in, line)) ++lines;
+    EXPECT_EQ(lines, static_cast<int64_t>(report["slices"].size()) + 1);
+  }
+  ASSERT_TRUE(report.contains("metrics"));
+  EXPECT_GT(report["metrics"]["lesion_slices"].get<int64_t>(), 0);
+  EXPECT_TRUE(report["metrics"].contains("pixel_auprc_small"));
+
+  // Bad input: a clear error naming the file or flag, and nothing written.
+  const auto refused = [&](DetectOptions bad, const std::string& needle) {
+    bad.out = (dir / "refused").string();
+    try {
+      run_detect_anomaly(bad);
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(dir / "refused")) << needle;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      EXPECT_EQ(entry.path().filename().string().find("refused.tmp"), std::string::npos) << "left " << entry.path();
+    }
+  };
+  DetectOptions no_model = o;
+  no_model.model = (dir / "no_such_run").string();
+  refused(no_model, "no_such_run");
+  DetectOptions not_a_run = o;
+  not_a_run.model = dir.string();  // a folder, but no checkpoints
+  refused(not_a_run, "--model");
+  // A lesion mask (and an organ mask) on another grid.
+  data::Phantom other = data::make_lung_phantom(99, data::phantom_options_for_grid({32, 32, 8}));
+  const std::string other_mask = (dir / "other_grid_mask.nii.gz").string();
+  data::write_nifti(other_mask, other.lungs, data::NiftiOut::Float32);
+  DetectOptions bad_lesions = o;
+  bad_lesions.lesions = other_mask;
+  refused(bad_lesions, "other_grid_mask.nii.gz");
+  DetectOptions bad_organ = o;
+  bad_organ.organ_mask = other_mask;
+  refused(bad_organ, "other_grid_mask.nii.gz");
+  // An MRI-like volume (no air) for a CT detector.
+  data::Volume mri = ph.ct;
+  for (float& v : mri.voxels) v += 1100.0f;
+  const std::string mri_path = (dir / "not_ct.nii.gz").string();
+  data::write_nifti(mri_path, mri, data::NiftiOut::Float32);
+  DetectOptions wrong_modality = o;
+  wrong_modality.input = mri_path;
+  refused(wrong_modality, "not_ct.nii.gz");
+  DetectOptions missing_input = o;
+  missing_input.input = (dir / "missing.nii.gz").string();
+  refused(missing_input, "missing.nii.gz");
+  // An existing output is kept unless --overwrite.
+  DetectOptions again = o;
+  try {
+    run_detect_anomaly(again);
+    ADD_FAILURE() << "overwrote " << o.out;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--overwrite"), std::string::npos) << e.what();
+  }
+  again.overwrite = true;
+  EXPECT_NO_THROW(run_detect_anomaly(again));
+  EXPECT_TRUE(fs::exists(fs::path(o.out) / "anomaly_map.nii.gz"));
 }
 
 }  // namespace
