@@ -436,6 +436,12 @@ std::vector<PhantomSubjectFiles> write_phantom_luna16(const std::string& dir, in
     files.mask_mhd = (root / "seg-lungs-LUNA16" / (files.uid + ".mhd")).string();
     write_metaimage(files.scan_mhd, ph.ct, MetaOut::Short, false);
     write_metaimage(files.mask_mhd, ph.lungs, MetaOut::UChar, true);
+    if (options.lesions > 0) {
+      fs::create_directories(root / "lesion-masks", ec);
+      RG_CHECK(!ec, "phantom: cannot create ", (root / "lesion-masks").string(), ": ", ec.message());
+      files.lesion_mhd = (root / "lesion-masks" / (files.uid + ".mhd")).string();
+      write_metaimage(files.lesion_mhd, ph.lesion_mask, MetaOut::UChar, true);
+    }
     for (const auto& f : ph.nodules) csv_row(ann, files.uid, f);
     for (const auto& f : ph.lesions) csv_row(les, files.uid, f);
     files.nodules = std::move(ph.nodules);

@@ -72,13 +72,15 @@ struct PhantomSubjectFiles {
   std::string uid;
   std::string scan_mhd;  // <dir>/subset0/<uid>.mhd (+ .raw, int16)
   std::string mask_mhd;  // <dir>/seg-lungs-LUNA16/<uid>.mhd (+ .zraw, uint8, zlib)
+  std::string lesion_mhd;  // options.lesions > 0: <dir>/lesion-masks/<uid>.mhd (0/1, uint8, zlib)
   std::vector<PhantomFinding> nodules, lesions;
 };
 
 // Writes `subjects` phantoms in LUNA16's layout under `dir`:
 //   subset0/<uid>.mhd/.raw, seg-lungs-LUNA16/<uid>.mhd/.zraw,
 //   annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm: nodules, LPS world mm as in
-//   LUNA16) and, when options.lesions > 0, lesions.csv (same columns).
+//   LUNA16) and, when options.lesions > 0, lesions.csv (same columns) and the lesion masks
+//   lesion-masks/<uid>.mhd/.zraw (Phantom::lesion_mask, on the scan's grid).
 // `on_subject(done, total)` is called after each subject (progress reporting); may be empty.
 std::vector<PhantomSubjectFiles> write_phantom_luna16(
     const std::string& dir, int subjects, uint64_t seed, const PhantomOptions& options = {},
