@@ -22,17 +22,13 @@
 #include <string>
 #include <vector>
 
+#include "apps/anomaly/anomaly_gan.h"  // the DCGAN networks (declared) and their steps
 #include "engine/device.h"
 #include "engine/nn/module.h"
 
 namespace rg::data {
 class SliceDataset;
 }
-namespace rg::models {
-class DcganGenerator;
-class DcganCritic;
-class DcganEncoder;
-}  // namespace rg::models
 
 namespace rg::app {
 

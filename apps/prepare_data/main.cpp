@@ -271,32 +271,26 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
-    if (phantom->parsed() && ph_anomaly) {
-      RG_CHECK(!ph_h5.empty(), "phantom --anomaly: --h5 FILE.h5 is required (the only output)");
-      RG_CHECK(ph_lesions > 0, "phantom --anomaly: --lesions must be > 0 (the val/test subjects need lesions)");
-      RG_CHECK(ph_subjects >= 3, "phantom --anomaly: --subjects must be >= 3 (train, val and test subjects), got ",
-               ph_subjects);
-      rd::PhantomOptions po;
-      po.dims = {ph_dims[0], ph_dims[1], ph_dims[2]};
-      po.spacing = {ph_spacing[0], ph_spacing[1], ph_spacing[2]};
-      po.noise_hu = ph_noise;
-      po.lesions = ph_lesions;
-      po.nodules = ph_nodules;
-      rd::PrepareOptions o = to_options(ph_conv, "mask");
-      o.labels = {3, 4};
-      o.source = "lung phantom for anomaly detection (seed " + std::to_string(ph_seed) + ", " +
-                 std::to_string(ph_lesions) + " lesions per val/test subject, none in train)";
-      o.source_kind = "phantom-anomaly";
-      return run_prepare(rd::phantom_anomaly_subjects(ph_subjects, ph_seed, po, o.fractions, o.seed), o, ph_h5);
-    }
     if (phantom->parsed()) {
-      RG_CHECK(!ph_out.empty(), "phantom: --out DIR is required (unless --anomaly)");
       rd::PhantomOptions po;
       po.dims = {ph_dims[0], ph_dims[1], ph_dims[2]};
       po.spacing = {ph_spacing[0], ph_spacing[1], ph_spacing[2]};
       po.noise_hu = ph_noise;
       po.lesions = ph_lesions;
       po.nodules = ph_nodules;
+      if (ph_anomaly) {
+        RG_CHECK(!ph_h5.empty(), "phantom --anomaly: --h5 FILE.h5 is required (the only output)");
+        RG_CHECK(ph_lesions > 0, "phantom --anomaly: --lesions must be > 0 (the val/test subjects need lesions)");
+        RG_CHECK(ph_subjects >= 3, "phantom --anomaly: --subjects must be >= 3 (train, val and test subjects), got ",
+                 ph_subjects);
+        rd::PrepareOptions o = to_options(ph_conv, "mask");
+        o.labels = {3, 4};
+        o.source = "lung phantom for anomaly detection (seed " + std::to_string(ph_seed) + ", " +
+                   std::to_string(ph_lesions) + " lesions per val/test subject, none in train)";
+        o.source_kind = "phantom-anomaly";
+        return run_prepare(rd::phantom_anomaly_subjects(ph_subjects, ph_seed, po, o.fractions, o.seed), o, ph_h5);
+      }
+      RG_CHECK(!ph_out.empty(), "phantom: --out DIR is required (unless --anomaly)");
       rd::ProgressBar bar("phantom", ph_subjects, "subjects", !ph_conv.no_progress);
       const auto files = rd::write_phantom_luna16(ph_out, ph_subjects, ph_seed, po,
                                                   [&](int done, int) { bar.update(done); });
