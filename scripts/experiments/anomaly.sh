@@ -6,7 +6,8 @@
 #   phantom   OUT/data/lung_phantom_anomaly_SIZE.h5: prepare_data phantom --anomaly (train
 #             subjects without lesions; val/test subjects with LESIONS phantom lesions each and
 #             their masks in /<split>/lesions); organ = lungs
-#   colin27   data/prepared_SIZE/colin27_skullstrip.h5 (scripts/prepare_defaults.sh --size SIZE);
+#   colin27   data/prepared_SIZE/colin27_skullstrip.h5 (as scripts/prepare_defaults.sh --size SIZE
+#             makes it);
 #             val/test get synthetic lesions (--lesion-seed); organ = brain
 # Methods per dataset and seed S (--seed S; the lesions do not depend on S):
 #   fanogan   train_anomaly --stage 1 (WGAN-GP, S1_EPOCHS) then --stage 2 (encoder, S2_EPOCHS)
@@ -60,7 +61,11 @@ dataset_file() {
     colin27)
       local f="data/prepared_$SIZE/colin27_skullstrip.h5"
       if [ ! -f "$f" ]; then
-        scripts/prepare_defaults.sh "$BUILD" "data/prepared_$SIZE" --size "$SIZE" >&2
+        # Only Colin27 of scripts/prepare_defaults.sh --size SIZE (its flags), not the phantom.
+        local colin=${COLIN27_DIR:-/usr/share/mricron/templates}
+        "$BUILD/bin/prepare_data" nifti --image "$colin/ch2.nii.gz" --mask "$colin/ch2bet.nii.gz" --mask-threshold 0 \
+          --modality mri --percentiles 0.5,99.5 --crop body --size "$SIZE" --split-by slab --slabs 10 \
+          --slab-gap 2 --seed 0 --no-progress --out "$f" >&2
       fi
       echo "$f" ;;
     *) echo "error: unknown dataset $1 (phantom, colin27)" >&2; exit 2 ;;
