@@ -211,9 +211,10 @@ class AnomalyTask final : public train::TrainTask {
   const AnomalyRunConfig& config() const { return c_; }
 
   void describe(std::ostream& out) const {
-    const auto lesions = [](const LesionSlices& s) {
+    const std::string kind = val_set_->has_lesions() ? "the dataset's own lesion" : "a synthetic lesion";
+    const auto lesions = [&](const LesionSlices& s) {
       return std::to_string(std::count(s.has_lesion.begin(), s.has_lesion.end(), uint8_t{1})) +
-             " of " + std::to_string(s.count) + " slices with a synthetic lesion";
+             " of " + std::to_string(s.count) + " slices with " + kind;
     };
     out << "train_anomaly " << anomaly_method_name(method_);
     if (method_ == AnomalyMethod::FAnoGan) out << " stage " << c_.stage;
