@@ -280,6 +280,24 @@ TEST(AnomalyRun, BothStagesResumeExactlyAndStageTwoScoresLesions) {
   const auto resumed_tests = lines_of_kind(out / "s2_resumed" / "metrics.jsonl", "test");
   ASSERT_EQ(resumed_tests.size(), 1u);
   EXPECT_EQ(tests[0]["image_auroc"].get<double>(), resumed_tests[0]["image_auroc"].get<double>());
+
+  // The trained stage 2 reloads as a detector and scores the test slices as the run did; a
+  // stage-1 run is no detector.
+  const LoadedAnomalyModel detector = load_anomaly_model(out / "s2", Device::cpu());
+  EXPECT_EQ(detector.nets.method, AnomalyMethod::FAnoGan);
+  data::SliceDataset test_split(tiny_dataset(), "test");
+  const LesionSlices test_slices = make_lesion_slices(test_split, s2.lesion_seed + 1);
+  const AnomalyMaps maps = score_slices(detector.nets, test_slices.images.data(), test_slices.organ.data(),
+                                        test_slices.count, 32, 32, 5, Device::cpu());
+  const AnomalyEvaluation again = evaluate_anomaly_maps(test_slices, maps, std::nullopt);
+  EXPECT_NEAR(again.metrics["image_auroc"].get<double>(), tests[0]["image_auroc"].get<double>(), 1e-9);
+  EXPECT_NEAR(again.metrics["pixel_auprc"].get<double>(), tests[0]["pixel_auprc"].get<double>(), 1e-6);
+  try {
+    load_anomaly_model(out / "s1", Device::cpu());
+    ADD_FAILURE() << "a stage-1 run was accepted as a detector";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("stage-1"), std::string::npos) << e.what();
+  }
 }
 
 TEST(AnomalyRun, BadInputIsRefusedAndWritesNothing) {
