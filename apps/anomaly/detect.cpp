@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "apps/anomaly/anomaly_model.h"
 #include "apps/seg/volume_inference.h"
 #include "data/nifti.h"
+#include "data/slice_dataset.h"
 #include "data/volume_io.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
@@ -89,25 +91,32 @@ std::optional<double> run_val_threshold(const fs::path& run_dir) {
   return j["test"]["val_threshold"].get<double>();
 }
 
-}  // namespace
+// What both inputs (a volume, a prepared file) produce before anything is written.
+struct Detection {
+  LesionSlices slices;
+  AnomalyMaps maps;
+  bool with_lesions = false;
+  std::optional<data::Volume> map;  // volumes only: the map on the input's grid
+  std::vector<std::string> csv_columns;
+  std::vector<std::vector<json>> csv_rows;  // per slice, the identifying columns
+  json report = json::object();
+};
 
-json run_detect_anomaly(const DetectOptions& o) {
-  // ---- check everything before computing anything
-  RG_CHECK(!o.model.empty(), "--model: no run directory given");
-  RG_CHECK(!o.input.empty(), "--input: no volume given");
-  RG_CHECK(!o.out.empty(), "--out: no output directory given");
-  RG_CHECK(o.batch_size > 0, "--batch-size must be > 0, got ", o.batch_size);
-  RG_CHECK(o.overlays >= 0, "--overlays must be >= 0, got ", o.overlays);
+void fill_lesion_sizes(LesionSlices& s) {
+  const int64_t hw = s.height * s.width;
+  s.has_lesion.assign(static_cast<size_t>(s.count), 0);
+  s.lesion_diameter_px.assign(static_cast<size_t>(s.count), 0.0);
+  for (int64_t k = 0; k < s.count; ++k) {
+    int64_t inside = 0;
+    for (int64_t p = k * hw; p < (k + 1) * hw; ++p) inside += s.lesion[static_cast<size_t>(p)] && s.organ[static_cast<size_t>(p)];
+    s.has_lesion[static_cast<size_t>(k)] = inside > 0;
+    s.lesion_diameter_px[static_cast<size_t>(k)] = 2.0 * std::sqrt(static_cast<double>(inside) / M_PI);
+  }
+}
+
+// A volume: sliced as the training file was prepared, scored, the maps put back on its grid.
+Detection detect_volume(const DetectOptions& o, const LoadedAnomalyModel& model, Device device) {
   std::error_code ec;
-  RG_CHECK(fs::is_directory(o.model, ec), "--model ", o.model, ": no such run directory");
-  RG_CHECK(fs::exists(o.input, ec), "--input ", o.input, ": does not exist");
-  const fs::path out = fs::path(o.out);
-  RG_CHECK(o.overwrite || !fs::exists(out, ec), "--out ", o.out, ": exists (pass --overwrite to replace it)");
-  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  RG_CHECK(fs::is_directory(parent, ec), "--out ", o.out, ": directory ", parent.string(), " does not exist");
-  const Device device = train::resolve_device(o.device);
-
-  LoadedAnomalyModel model = load_anomaly_model(o.model, device);
   std::string prepared = o.prepared;
   if (prepared.empty() && model.run.contains("data") && model.run["data"].is_string()) {
     prepared = model.run["data"].get<std::string>();
@@ -134,7 +143,6 @@ json run_detect_anomaly(const DetectOptions& o) {
     check_same_grid(image, lesions);
   }
 
-  // ---- slice as in training, score, map back
   std::vector<uint8_t> organ_voxels;
   if (!o.organ_mask.empty()) {
     organ_voxels.resize(organ.voxels.size());
@@ -143,7 +151,8 @@ json run_detect_anomaly(const DetectOptions& o) {
   const SliceGeometry g = plan_slices(image, pre, organ_voxels.empty() ? nullptr : &organ_voxels);
   RG_CHECK(g.num_slices() > 0, "--input ", o.input, ": no slice to score (crop ", g.crop_used, ")");
   const int64_t S = g.size, hw = S * S, n = g.num_slices();
-  LesionSlices slices;
+  Detection d;
+  LesionSlices& slices = d.slices;
   slices.count = n;
   slices.height = slices.width = S;
   slices.images.resize(static_cast<size_t>(n * hw));
@@ -155,25 +164,103 @@ json run_detect_anomaly(const DetectOptions& o) {
     slices.organ.resize(slices.images.size());
     for (size_t p = 0; p < slices.images.size(); ++p) slices.organ[p] = slices.images[p] > level;
   }
-  slices.lesion = o.lesions.empty() ? std::vector<uint8_t>(slices.images.size(), 0) : slice_mask(lesions, g);
-  slices.has_lesion.assign(static_cast<size_t>(n), 0);
-  slices.lesion_diameter_px.assign(static_cast<size_t>(n), 0.0);
-  for (int64_t k = 0; k < n; ++k) {
-    int64_t inside = 0;
-    for (int64_t p = k * hw; p < (k + 1) * hw; ++p) inside += slices.lesion[static_cast<size_t>(p)] && slices.organ[static_cast<size_t>(p)];
-    slices.has_lesion[static_cast<size_t>(k)] = inside > 0;
-    slices.lesion_diameter_px[static_cast<size_t>(k)] = 2.0 * std::sqrt(static_cast<double>(inside) / M_PI);
-  }
-  AnomalyMaps maps = score_slices(model.nets, slices.images.data(), slices.organ.data(), n, S, S, o.batch_size, device);
-  for (size_t p = 0; p < maps.maps.size(); ++p) {
-    if (!slices.organ[p]) maps.maps[p] = 0.0f;  // the map counts inside the organ region only
+  d.with_lesions = !o.lesions.empty();
+  slices.lesion = d.with_lesions ? slice_mask(lesions, g) : std::vector<uint8_t>(slices.images.size(), 0);
+  fill_lesion_sizes(slices);
+  d.maps = score_slices(model.nets, slices.images.data(), slices.organ.data(), n, S, S, o.batch_size, device);
+  for (size_t p = 0; p < d.maps.maps.size(); ++p) {
+    if (!slices.organ[p]) d.maps.maps[p] = 0.0f;  // the map counts inside the organ region only
   }
   data::Volume map;
   map.dims = image.dims;
   map.spacing = image.spacing;
   map.affine = image.affine;
   map.voxels.assign(static_cast<size_t>(image.voxel_count()), 0.0f);
-  for (int64_t k = 0; k < n; ++k) place_slice(g, g.slice_begin + k, maps.maps.data() + k * hw, map.voxels.data());
+  for (int64_t k = 0; k < n; ++k) place_slice(g, g.slice_begin + k, d.maps.maps.data() + k * hw, map.voxels.data());
+  d.map = std::move(map);
+
+  d.csv_columns = {"slice", "source_slice"};
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t s = g.slice_begin + k;
+    d.csv_rows.push_back({s, g.orientation.source_slice(s)});
+  }
+  d.report = {{"dims", image.dims},
+              {"spacing_mm", image.spacing},
+              {"preprocessing", pre.to_json()},
+              {"geometry", {{"crop", g.crop_used}, {"slices", {g.slice_begin, g.slice_end}}, {"size", S}}},
+              {"organ_region", o.organ_mask.empty() ? "body (normalized intensity above the body level)"
+                                                     : "--organ-mask " + o.organ_mask},
+              {"warnings", g.warnings}};
+  if (d.with_lesions) d.report["lesions"] = o.lesions;
+  return d;
+}
+
+// A prepared slices file (apps/prepare_data): the slices of one split as they are, the file's
+// masks as the organ region, its lesion masks (if any) as the ground truth. No voxel grid, so
+// no map NIfTI.
+Detection detect_prepared(const DetectOptions& o, const LoadedAnomalyModel& model, Device device) {
+  RG_CHECK(o.organ_mask.empty() && o.lesions.empty(), "--input ", o.input,
+           ": a prepared file brings its own masks and lesions; --organ-mask and --lesions are for volumes");
+  data::SliceDataset ds(o.input, o.split);
+  RG_CHECK(ds.size() > 0, "--input ", o.input, ": the ", o.split, " split is empty (--split)");
+  RG_CHECK(ds.height() == model.size && ds.width() == model.size, "--input ", o.input, ": its slices are ",
+           ds.height(), "x", ds.width(), " but the detector --model ", o.model, " takes ", model.size, "x",
+           model.size, " slices");
+  Detection d;
+  LesionSlices& slices = d.slices;
+  slices.count = ds.size();
+  slices.height = ds.height();
+  slices.width = ds.width();
+  const int64_t hw = slices.height * slices.width;
+  slices.images.resize(static_cast<size_t>(slices.count * hw));
+  slices.organ.resize(slices.images.size());
+  slices.lesion.assign(slices.images.size(), 0);
+  std::vector<float> mask(static_cast<size_t>(hw));
+  for (int64_t i = 0; i < slices.count; ++i) {
+    ds.read(i, slices.images.data() + i * hw, mask.data());
+    for (int64_t p = 0; p < hw; ++p) slices.organ[static_cast<size_t>(i * hw + p)] = mask[static_cast<size_t>(p)] >= 0.5f;
+    if (ds.has_lesions()) ds.read_lesions(i, slices.lesion.data() + i * hw);
+  }
+  d.with_lesions = ds.has_lesions();
+  fill_lesion_sizes(slices);
+  d.maps = score_slices(model.nets, slices.images.data(), slices.organ.data(), slices.count, slices.height,
+                        slices.width, o.batch_size, device);
+  for (size_t p = 0; p < d.maps.maps.size(); ++p) {
+    if (!slices.organ[p]) d.maps.maps[p] = 0.0f;
+  }
+  d.csv_columns = {"index", "subject", "slice"};
+  for (int64_t i = 0; i < slices.count; ++i) {
+    d.csv_rows.push_back({i, ds.subject_names().at(static_cast<size_t>(ds.subject(i))), ds.slice(i)});
+  }
+  d.report = {{"split", o.split},
+              {"organ_region", "the file's masks"},
+              {"lesion_masks", ds.has_lesions() ? "the file's /" + o.split + "/lesions" : "none in the file"}};
+  return d;
+}
+
+}  // namespace
+
+json run_detect_anomaly(const DetectOptions& o) {
+  // ---- check everything before computing anything
+  RG_CHECK(!o.model.empty(), "--model: no run directory given");
+  RG_CHECK(!o.input.empty(), "--input: no volume given");
+  RG_CHECK(!o.out.empty(), "--out: no output directory given");
+  RG_CHECK(o.batch_size > 0, "--batch-size must be > 0, got ", o.batch_size);
+  RG_CHECK(o.overlays >= 0, "--overlays must be >= 0, got ", o.overlays);
+  std::error_code ec;
+  RG_CHECK(fs::is_directory(o.model, ec), "--model ", o.model, ": no such run directory");
+  RG_CHECK(fs::exists(o.input, ec), "--input ", o.input, ": does not exist");
+  const fs::path out = fs::path(o.out);
+  RG_CHECK(o.overwrite || !fs::exists(out, ec), "--out ", o.out, ": exists (pass --overwrite to replace it)");
+  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  RG_CHECK(fs::is_directory(parent, ec), "--out ", o.out, ": directory ", parent.string(), " does not exist");
+  const Device device = train::resolve_device(o.device);
+  const LoadedAnomalyModel model = load_anomaly_model(o.model, device);
+
+  Detection d = data::is_hdf5_file(o.input) ? detect_prepared(o, model, device) : detect_volume(o, model, device);
+  const LesionSlices& slices = d.slices;
+  const AnomalyMaps& maps = d.maps;
+  const int64_t n = slices.count, hw = slices.height * slices.width;
 
   // ---- report
   std::optional<double> threshold = run_val_threshold(o.model);
@@ -184,39 +271,41 @@ json run_detect_anomaly(const DetectOptions& o) {
       if (slices.organ[p]) inside.push_back(maps.maps[p]);
     }
     threshold = inside.empty() ? 0.0 : data::percentile(inside, 99.0);
-    threshold_origin = "the 99th percentile of this volume's map (the run has no validation threshold)";
+    threshold_origin = "the 99th percentile of this input's map (the run has no validation threshold)";
   }
-  json report{{"model", o.model},
-              {"method", anomaly_method_name(model.nets.method)},
-              {"input", o.input},
-              {"dims", image.dims},
-              {"spacing_mm", image.spacing},
-              {"preprocessing", pre.to_json()},
-              {"geometry", {{"crop", g.crop_used}, {"slices", {g.slice_begin, g.slice_end}}, {"size", S}}},
-              {"organ_region", o.organ_mask.empty() ? "body (normalized intensity above the body level)"
-                                                     : "--organ-mask " + o.organ_mask},
-              {"threshold", *threshold},
-              {"threshold_origin", threshold_origin},
-              {"warnings", g.warnings}};
+  json report = d.report;
+  report["model"] = o.model;
+  report["method"] = anomaly_method_name(model.nets.method);
+  report["input"] = o.input;
+  report["threshold"] = *threshold;
+  report["threshold_origin"] = threshold_origin;
   std::ostringstream csv;
-  csv << "slice,source_slice,score,organ_pixels,lesion_pixels\n";
+  for (const auto& c : d.csv_columns) csv << c << ",";
+  csv << "score,organ_pixels,lesion_pixels\n";
   json per_slice = json::array();
   for (int64_t k = 0; k < n; ++k) {
-    const int64_t s = g.slice_begin + k;
     const auto count = [&](const std::vector<uint8_t>& v) {
       return std::accumulate(v.begin() + k * hw, v.begin() + (k + 1) * hw, int64_t{0});
     };
     const int64_t organ_px = count(slices.organ), lesion_px = count(slices.lesion);
     const double score = maps.slice_scores[static_cast<size_t>(k)];
-    csv << s << "," << g.orientation.source_slice(s) << "," << score << "," << organ_px << "," << lesion_px << "\n";
-    per_slice.push_back({{"slice", s}, {"source_slice", g.orientation.source_slice(s)}, {"score", score},
-                         {"organ_pixels", organ_px}, {"lesion_pixels", lesion_px}});
+    json row = json::object();
+    for (size_t c = 0; c < d.csv_columns.size(); ++c) {
+      const json& v = d.csv_rows[static_cast<size_t>(k)][c];
+      csv << (v.is_string() ? v.get<std::string>() : v.dump()) << ",";
+      row[d.csv_columns[c]] = v;
+    }
+    csv << score << "," << organ_px << "," << lesion_px << "\n";
+    row["score"] = score;
+    row["organ_pixels"] = organ_px;
+    row["lesion_pixels"] = lesion_px;
+    per_slice.push_back(row);
   }
   report["slices"] = per_slice;
-  if (!o.lesions.empty()) {
-    report["lesions"] = o.lesions;
+  if (d.with_lesions) {
     report["metrics"] = evaluate_anomaly_maps(slices, maps, threshold).metrics;
-    report["metrics_grid"] = "the model's " + std::to_string(S) + "x" + std::to_string(S) + " slices, inside the organ region";
+    report["metrics_grid"] = "the model's " + std::to_string(slices.height) + "x" + std::to_string(slices.width) +
+                             " slices, inside the organ region";
   }
 
   // Overlays of the highest-scoring slices.
@@ -229,7 +318,8 @@ json run_detect_anomaly(const DetectOptions& o) {
   for (int64_t r = 0; r < std::min(o.overlays, n); ++r) {
     const int64_t k = order[static_cast<size_t>(r)];
     train::SegGridRow row;
-    row.height = row.width = static_cast<int>(S);
+    row.height = static_cast<int>(slices.height);
+    row.width = static_cast<int>(slices.width);
     row.image.assign(slices.images.begin() + k * hw, slices.images.begin() + (k + 1) * hw);
     row.target.assign(slices.lesion.begin() + k * hw, slices.lesion.begin() + (k + 1) * hw);
     row.prob.assign(maps.maps.begin() + k * hw, maps.maps.begin() + (k + 1) * hw);
@@ -241,16 +331,21 @@ json run_detect_anomaly(const DetectOptions& o) {
   fs::remove_all(tmp.path, ec);
   fs::create_directories(tmp.path, ec);
   RG_CHECK(!ec, "--out ", o.out, ": cannot create ", tmp.path.string(), ": ", ec.message());
-  data::write_nifti((tmp.path / "anomaly_map.nii.gz").string(), map, data::NiftiOut::Float32);
+  report["outputs"] = json::array();
+  if (d.map) {
+    data::write_nifti((tmp.path / "anomaly_map.nii.gz").string(), *d.map, data::NiftiOut::Float32);
+    report["outputs"].push_back("anomaly_map.nii.gz");
+  }
   write_file_atomic((tmp.path / "scores.csv").string(), csv.str());
+  report["outputs"].push_back("scores.csv");
+  report["outputs"].push_back("report.json");
   if (!rows.empty()) {
     train::SegGridOptions go;
     go.column_titles = {"image", "lesion", "anomaly map"};
     go.threshold = static_cast<float>(*threshold);
     train::write_segmentation_grid_png((tmp.path / "overlays.png").string(), rows, go);
+    report["outputs"].push_back("overlays.png");
   }
-  report["outputs"] = {"anomaly_map.nii.gz", "scores.csv", "report.json"};
-  if (!rows.empty()) report["outputs"].push_back("overlays.png");
   write_file_atomic((tmp.path / "report.json").string(), report.dump(2) + "\n");
   if (fs::exists(out, ec)) {
     RG_CHECK(o.overwrite, "--out ", o.out, ": appeared while running");

@@ -17,6 +17,11 @@
 // data/prepare (CT -500 HU; MRI 5% of the range above its low end). Metrics against --lesions
 // are computed on the model's slice grid with apps/anomaly/anomaly_eval.h, the pixel threshold
 // being the run's validation threshold (summary.json) when it has one.
+//
+// A prepared slices file (apps/prepare_data) as --input: the slices of --split as they are (their
+// size must be the detector's), the file's masks as the organ region, its /<split>/lesions (if
+// any) as the ground truth; the same outputs but the map NIfTI (slices have no voxel grid), and
+// scores.csv names each slice by index, subject and slice.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +32,8 @@ namespace rg::app {
 
 struct DetectOptions {
   std::string model;       // run directory of train_anomaly: --method fanogan --stage 2, ae or threshold
-  std::string input;       // volume: NIfTI, MetaImage or DICOM directory
+  std::string input;       // volume: NIfTI, MetaImage or DICOM directory; or a prepared .h5
+  std::string split = "test";  // prepared .h5 input: which split
   std::string out;         // output directory (must not exist unless overwrite)
   std::string organ_mask;  // optional organ mask on the input's grid (> 0.5 inside)
   std::string lesions;     // optional lesion mask on the input's grid (> 0.5 inside): evaluation

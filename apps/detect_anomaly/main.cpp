@@ -12,7 +12,9 @@ int main(int argc, char** argv) {
   rg::app::DetectOptions o;
   CLI::App app{"detect_anomaly: anomaly maps and per-slice scores of a volume with a trained detector"};
   app.add_option("--model", o.model, "train_anomaly run directory (stage 2, ae or threshold)")->required();
-  app.add_option("--input,-i", o.input, "volume: NIfTI, MetaImage or DICOM directory")->required();
+  app.add_option("--input,-i", o.input, "volume (NIfTI, MetaImage, DICOM directory) or a prepared .h5")->required();
+  app.add_option("--split", o.split, "prepared .h5 input: which split")
+      ->check(CLI::IsMember({"train", "val", "test"}))->capture_default_str();
   app.add_option("--out,-o", o.out, "output directory (anomaly_map.nii.gz, scores.csv, report.json, overlays.png)")
       ->required();
   app.add_option("--organ-mask", o.organ_mask, "brain/lung mask on the input's grid: crop and region of the map");
@@ -27,8 +29,9 @@ int main(int argc, char** argv) {
   try {
     const nlohmann::json r = rg::app::run_detect_anomaly(o);
     std::cout << "detect_anomaly: " << r["method"].get<std::string>() << " on " << o.input << ": "
-              << r["slices"].size() << " slices scored; wrote " << o.out << "/{anomaly_map.nii.gz, scores.csv, report.json"
-              << (r["outputs"].size() > 3 ? ", overlays.png}" : "}") << "\n";
+              << r["slices"].size() << " slices scored; wrote";
+    for (const auto& f : r["outputs"]) std::cout << " " << o.out << "/" << f.get<std::string>();
+    std::cout << "\n";
     if (r.contains("metrics")) {
       const auto& m = r["metrics"];
       const auto show = [&](const char* k) { return m.contains(k) && !m[k].is_null() ? m[k].dump() : std::string("n/a"); };

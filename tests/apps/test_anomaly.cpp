@@ -747,6 +747,32 @@ TEST(AnomalyDetect, WritesAMapOnTheInputGridAndRefusesBadInput) {
   again.overwrite = true;
   EXPECT_NO_THROW(run_detect_anomaly(again));
   EXPECT_TRUE(fs::exists(fs::path(o.out) / "anomaly_map.nii.gz"));
+
+  // A prepared file as input: its test split, its own lesions; no voxel grid, so no NIfTI.
+  DetectOptions prepared;
+  prepared.model = o.model;
+  prepared.input = tiny_anomaly_phantom();
+  prepared.split = "test";
+  prepared.out = (dir / "detected_h5").string();
+  prepared.device = "cpu";
+  const nlohmann::json r = run_detect_anomaly(prepared);
+  EXPECT_FALSE(fs::exists(fs::path(prepared.out) / "anomaly_map.nii.gz"));
+  EXPECT_TRUE(fs::exists(fs::path(prepared.out) / "scores.csv"));
+  data::SliceDataset test_split(tiny_anomaly_phantom(), "test");
+  EXPECT_EQ(static_cast<int64_t>(r["slices"].size()), test_split.size());
+  ASSERT_TRUE(r.contains("metrics"));
+  // The same slices and lesions as the run's own test, so the same pixel AUPRC.
+  EXPECT_NEAR(r["metrics"]["pixel_auprc"].get<double>(), tests[0]["pixel_auprc"].get<double>(), 1e-9);
+  // Slices of another size than the detector's are refused, naming the file.
+  const std::string small = (dir / "slices16.h5").string();
+  data::PrepareOptions po16;
+  po16.size = 16;
+  po16.labels = {3, 4};
+  po16.progress = false;
+  data::prepare_slices(data::phantom_subjects(3, 7, data::phantom_options_for_grid({48, 48, 12})), po16, small);
+  DetectOptions wrong_size = prepared;
+  wrong_size.input = small;
+  refused(wrong_size, "slices16.h5");
 }
 
 }  // namespace
