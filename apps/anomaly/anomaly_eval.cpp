@@ -1,6 +1,7 @@
 #include "apps/anomaly/anomaly_eval.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 
 #include "engine/error.h"
@@ -56,6 +57,20 @@ void subset_metrics(const Subset& sub, const std::string& suffix, std::optional<
 }
 
 }  // namespace
+
+void set_lesion_sizes(LesionSlices& s) {
+  const int64_t hw = s.height * s.width;
+  s.has_lesion.assign(static_cast<size_t>(s.count), 0);
+  s.lesion_diameter_px.assign(static_cast<size_t>(s.count), 0.0);
+  for (int64_t k = 0; k < s.count; ++k) {
+    int64_t inside = 0;
+    for (int64_t p = k * hw; p < (k + 1) * hw; ++p) {
+      inside += s.lesion[static_cast<size_t>(p)] && s.organ[static_cast<size_t>(p)];
+    }
+    s.has_lesion[static_cast<size_t>(k)] = inside > 0;
+    s.lesion_diameter_px[static_cast<size_t>(k)] = 2.0 * std::sqrt(static_cast<double>(inside) / M_PI);
+  }
+}
 
 std::optional<double> best_dice_threshold(const LesionSlices& s, const AnomalyMaps& m) {
   const Subset all = collect(s, m, [](int64_t) { return true; });

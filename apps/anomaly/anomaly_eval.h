@@ -34,6 +34,10 @@ struct LesionSlices {
   std::vector<double> lesion_diameter_px;
 };
 
+// Sets has_lesion and lesion_diameter_px of every slice from its lesion pixels inside the organ
+// (a lesion slice has at least one; diameter = 2 sqrt(area / pi)).
+void set_lesion_sizes(LesionSlices& slices);
+
 struct AnomalyEvaluation {
   nlohmann::json metrics;
   double score = 0;     // image AUROC (or, without lesion slices, minus the mean slice score)

@@ -40,8 +40,7 @@ json anomaly_config_to_json(const AnomalyRunConfig& c) {
   return j;
 }
 
-LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
-                                int64_t min_organ_pixels) {
+LesionSlices read_lesion_slices(const data::SliceDataset& ds) {
   LesionSlices out;
   out.count = ds.size();
   out.height = ds.height();
@@ -50,35 +49,31 @@ LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
   out.images.resize(static_cast<size_t>(out.count * hw));
   out.organ.resize(out.images.size());
   out.lesion.assign(out.images.size(), 0);
-  out.has_lesion.assign(static_cast<size_t>(out.count), 0);
-  out.lesion_diameter_px.assign(static_cast<size_t>(out.count), 0.0);
   std::vector<float> mask(static_cast<size_t>(hw));
-  if (ds.has_lesions()) {
-    // The dataset's own lesions (the phantom's): nothing is inserted.
-    for (int64_t i = 0; i < out.count; ++i) {
-      float* image = out.images.data() + i * hw;
-      uint8_t* lesion = out.lesion.data() + i * hw;
-      ds.read(i, image, mask.data());
-      ds.read_lesions(i, lesion);
-      int64_t inside = 0;
-      for (int64_t p = 0; p < hw; ++p) {
-        const bool organ = mask[static_cast<size_t>(p)] >= 0.5f;
-        out.organ[static_cast<size_t>(i * hw + p)] = organ;
-        inside += organ && lesion[p];
-      }
-      out.has_lesion[static_cast<size_t>(i)] = inside > 0;
-      out.lesion_diameter_px[static_cast<size_t>(i)] = 2.0 * std::sqrt(static_cast<double>(inside) / M_PI);
-    }
-    return out;
+  for (int64_t i = 0; i < out.count; ++i) {
+    ds.read(i, out.images.data() + i * hw, mask.data());
+    for (int64_t p = 0; p < hw; ++p) out.organ[static_cast<size_t>(i * hw + p)] = mask[static_cast<size_t>(p)] >= 0.5f;
+    if (ds.has_lesions()) ds.read_lesions(i, out.lesion.data() + i * hw);
   }
+  set_lesion_sizes(out);
+  return out;
+}
+
+LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
+                                int64_t min_organ_pixels) {
+  // The slices as they are; the dataset's own lesions (the phantom's) are used as they are.
+  LesionSlices out = read_lesion_slices(ds);
+  if (ds.has_lesions()) return out;
+  const int64_t hw = out.height * out.width;
+  std::vector<float> mask(static_cast<size_t>(hw));
   const double side = static_cast<double>(std::min(out.height, out.width));
   for (int64_t i = 0; i < out.count; ++i) {
     float* image = out.images.data() + i * hw;
-    ds.read(i, image, mask.data());
     int64_t organ_pixels = 0;
     for (int64_t p = 0; p < hw; ++p) {
-      out.organ[static_cast<size_t>(i * hw + p)] = mask[static_cast<size_t>(p)] >= 0.5f;
-      organ_pixels += mask[static_cast<size_t>(p)] >= 0.5f;
+      const bool in = out.organ[static_cast<size_t>(i * hw + p)];
+      mask[static_cast<size_t>(p)] = in ? 1.0f : 0.0f;
+      organ_pixels += in;
     }
     // Odd slices stay normal: image-level AUROC needs normal validation slices too.
     if (i % 2 != 0 || organ_pixels < min_organ_pixels) continue;

@@ -68,5 +68,8 @@ nlohmann::json anomaly_config_to_json(const AnomalyRunConfig& config);
 // slice when a lesion pixel lies inside the organ mask.
 LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
                                 int64_t min_organ_pixels = 64);
+// The slices of a split as the file has them: images, organ masks and the file's own lesion
+// masks (none when it has none), lesion sizes set (set_lesion_sizes).
+LesionSlices read_lesion_slices(const data::SliceDataset& ds);
 
 }  // namespace rg::app

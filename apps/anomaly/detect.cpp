@@ -12,6 +12,7 @@
 
 #include "apps/anomaly/anomaly_eval.h"
 #include "apps/anomaly/anomaly_model.h"
+#include "apps/anomaly/anomaly_run.h"
 #include "apps/seg/volume_inference.h"
 #include "data/nifti.h"
 #include "data/slice_dataset.h"
@@ -102,15 +103,10 @@ struct Detection {
   json report = json::object();
 };
 
-void fill_lesion_sizes(LesionSlices& s) {
-  const int64_t hw = s.height * s.width;
-  s.has_lesion.assign(static_cast<size_t>(s.count), 0);
-  s.lesion_diameter_px.assign(static_cast<size_t>(s.count), 0.0);
-  for (int64_t k = 0; k < s.count; ++k) {
-    int64_t inside = 0;
-    for (int64_t p = k * hw; p < (k + 1) * hw; ++p) inside += s.lesion[static_cast<size_t>(p)] && s.organ[static_cast<size_t>(p)];
-    s.has_lesion[static_cast<size_t>(k)] = inside > 0;
-    s.lesion_diameter_px[static_cast<size_t>(k)] = 2.0 * std::sqrt(static_cast<double>(inside) / M_PI);
+// The map counts inside the organ region only.
+void zero_outside_organ(Detection& d) {
+  for (size_t p = 0; p < d.maps.maps.size(); ++p) {
+    if (!d.slices.organ[p]) d.maps.maps[p] = 0.0f;
   }
 }
 
@@ -166,11 +162,9 @@ Detection detect_volume(const DetectOptions& o, const LoadedAnomalyModel& model,
   }
   d.with_lesions = !o.lesions.empty();
   slices.lesion = d.with_lesions ? slice_mask(lesions, g) : std::vector<uint8_t>(slices.images.size(), 0);
-  fill_lesion_sizes(slices);
+  set_lesion_sizes(slices);
   d.maps = score_slices(model.nets, slices.images.data(), slices.organ.data(), n, S, S, o.batch_size, device);
-  for (size_t p = 0; p < d.maps.maps.size(); ++p) {
-    if (!slices.organ[p]) d.maps.maps[p] = 0.0f;  // the map counts inside the organ region only
-  }
+  zero_outside_organ(d);
   data::Volume map;
   map.dims = image.dims;
   map.spacing = image.spacing;
@@ -207,27 +201,12 @@ Detection detect_prepared(const DetectOptions& o, const LoadedAnomalyModel& mode
            ds.height(), "x", ds.width(), " but the detector --model ", o.model, " takes ", model.size, "x",
            model.size, " slices");
   Detection d;
+  d.slices = read_lesion_slices(ds);
   LesionSlices& slices = d.slices;
-  slices.count = ds.size();
-  slices.height = ds.height();
-  slices.width = ds.width();
-  const int64_t hw = slices.height * slices.width;
-  slices.images.resize(static_cast<size_t>(slices.count * hw));
-  slices.organ.resize(slices.images.size());
-  slices.lesion.assign(slices.images.size(), 0);
-  std::vector<float> mask(static_cast<size_t>(hw));
-  for (int64_t i = 0; i < slices.count; ++i) {
-    ds.read(i, slices.images.data() + i * hw, mask.data());
-    for (int64_t p = 0; p < hw; ++p) slices.organ[static_cast<size_t>(i * hw + p)] = mask[static_cast<size_t>(p)] >= 0.5f;
-    if (ds.has_lesions()) ds.read_lesions(i, slices.lesion.data() + i * hw);
-  }
   d.with_lesions = ds.has_lesions();
-  fill_lesion_sizes(slices);
   d.maps = score_slices(model.nets, slices.images.data(), slices.organ.data(), slices.count, slices.height,
                         slices.width, o.batch_size, device);
-  for (size_t p = 0; p < d.maps.maps.size(); ++p) {
-    if (!slices.organ[p]) d.maps.maps[p] = 0.0f;
-  }
+  zero_outside_organ(d);
   d.csv_columns = {"index", "subject", "slice"};
   for (int64_t i = 0; i < slices.count; ++i) {
     d.csv_rows.push_back({i, ds.subject_names().at(static_cast<size_t>(ds.subject(i))), ds.slice(i)});

@@ -505,6 +505,12 @@ TEST(AnomalyRun, BaselinesRunOnTheSameDataAndReloadForDetection) {
     }
   }
   EXPECT_EQ(lines_of_kind(out / "threshold" / "metrics.jsonl", "val").size(), 1u) << "one epoch";
+  // The same seed twice gives identical numbers.
+  AnomalyRunConfig ae_again = ae;
+  ae_again.name = "ae_again";
+  ASSERT_EQ(run_anomaly_training(ae_again), 0);
+  EXPECT_EQ(lines_of_kind(out / "ae" / "metrics.jsonl", "test")[0].dump(),
+            lines_of_kind(out / "ae_again" / "metrics.jsonl", "test")[0].dump());
   const auto ae_train = lines_of_kind(out / "ae" / "metrics.jsonl", "train");
   ASSERT_GE(ae_train.size(), 2u);
   EXPECT_LT(ae_train.back()["ae_l1"].get<double>(), ae_train.front()["ae_l1"].get<double>());
