@@ -14,8 +14,8 @@
 // Data: training = every slice of the prepared file's train split (the "normal" slices: the
 // default datasets hold no lesions). Validation and test = the val / test splits with synthetic
 // lesions inserted by data/lesions.h into every second slice whose organ mask is large enough
-// (LesionSlices), deterministically from --lesion-seed; the organ mask of the file bounds the
-// pixel metrics.
+// (LesionSlices), deterministically from --lesion-seed, or the file's own lesion masks when it
+// has them (prepare_data phantom --anomaly); the organ mask of the file bounds the pixel metrics.
 #pragma once
 
 #include <cstdint>
