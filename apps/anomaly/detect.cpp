@@ -185,6 +185,11 @@ Detection detect_volume(const DetectOptions& o, const LoadedAnomalyModel& model,
               {"organ_region", o.organ_mask.empty() ? "body (normalized intensity above the body level)"
                                                      : "--organ-mask " + o.organ_mask},
               {"warnings", g.warnings}};
+  if (pre.crop == data::CropMode::Mask && o.organ_mask.empty()) {
+    d.report["warnings"].push_back("the training file was cropped to its mask (" + pre.origin +
+                                   "); without --organ-mask the body crop is used, so the slices are scaled "
+                                   "unlike the training slices");
+  }
   if (d.with_lesions) d.report["lesions"] = o.lesions;
   return d;
 }

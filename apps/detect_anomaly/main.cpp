@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     const nlohmann::json r = rg::app::run_detect_anomaly(o);
+    if (r.contains("warnings")) {
+      for (const auto& w : r["warnings"]) std::cerr << "detect_anomaly: warning: " << w.get<std::string>() << "\n";
+    }
     std::cout << "detect_anomaly: " << r["method"].get<std::string>() << " on " << o.input << ": "
               << r["slices"].size() << " slices scored; wrote";
     for (const auto& f : r["outputs"]) std::cout << " " << o.out << "/" << f.get<std::string>();
