@@ -173,7 +173,7 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
   const Anatomy s = make_anatomy(rng, nx * sx, ny * sy);
 
   Phantom ph;
-  for (Volume* v : {&ph.ct, &ph.lungs, &ph.tissue}) {
+  for (Volume* v : {&ph.ct, &ph.lungs, &ph.tissue, &ph.lesion_mask}) {
     v->dims = {nx, ny, nz};
     v->spacing = opt.spacing;
     // RAS+ affine of an LPS volume with identity direction cosines (LUNA16 style), origin so
@@ -186,7 +186,9 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
   ph.ct.source_dtype = "int16";
   ph.lungs.source_dtype = "uint8";
   ph.tissue.source_dtype = "uint8";
+  ph.lesion_mask.source_dtype = "uint8";
   ph.ct.source = ph.lungs.source = ph.tissue.source = "phantom:" + std::to_string(seed);
+  ph.lesion_mask.source = ph.ct.source + " lesions";
 
   auto Xof = [&](double i) { return (i - 0.5 * (nx - 1)) * sx - s.cx; };
   auto Yof = [&](double j) { return (j - 0.5 * (ny - 1)) * sy - s.cy; };
@@ -302,9 +304,10 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
 
   // Paints a tube/sphere with partial-volume edges: value v blends towards `value` where the
   // distance to the shape is below its radius (only where `where(label)` holds); the tissue
-  // label becomes `tissue` where the shape covers at least half the voxel.
+  // label becomes `tissue` where the shape covers at least half the voxel. With `mark_lesion`,
+  // those voxels are also set in the lesion mask.
   auto paint = [&](auto&& distance, Vec3 lo, Vec3 hi, double radius, double value, int tissue,
-                   auto&& where) {
+                   auto&& where, bool mark_lesion = false) {
     const int64_t i0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(lo.x / sx)) - 1);
     const int64_t j0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(lo.y / sy)) - 1);
     const int64_t k0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(lo.z / sz)) - 1);
@@ -321,6 +324,7 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
                                                 static_cast<double>(k)));
           const double w = std::clamp(0.5 + (radius - d) / (2.0 * soft), 0.0, 1.0);
           if (w <= 0) continue;
+          if (mark_lesion && w >= 0.5) ph.lesion_mask.voxels[idx] = 1.0f;
           float& v = ph.ct.voxels[idx];
           v = static_cast<float>(v + w * (value - v));
           if (w >= 0.5) ph.tissue.voxels[idx] = static_cast<float>(tissue);
@@ -404,8 +408,8 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
     const double r = rng.uniform(5.0, 10.0), halo = r * rng.uniform(1.4, 1.8);
     auto dist = [&](const Vec3& p) { return std::sqrt(dot(p - c, p - c)); };
     paint(dist, c - Vec3{halo, halo, halo}, c + Vec3{halo, halo, halo}, halo, kLesionHalo,
-          kTissueLesion, [](float label) { return label > 0; });
-    paint(dist, c - Vec3{r, r, r}, c + Vec3{r, r, r}, r, kLesionCore, kTissueLesion, anywhere);
+          kTissueLesion, [](float label) { return label > 0; }, true);
+    paint(dist, c - Vec3{r, r, r}, c + Vec3{r, r, r}, r, kLesionCore, kTissueLesion, anywhere, true);
     ph.lesions.push_back(add_finding("lesion", c, r));
   }
 
@@ -453,6 +457,12 @@ std::vector<PhantomSubjectFiles> write_phantom_luna16(const std::string& dir, in
     files.mask_mhd = (root / "seg-lungs-LUNA16" / (files.uid + ".mhd")).string();
     write_metaimage(files.scan_mhd, ph.ct, MetaOut::Short, false);
     write_metaimage(files.mask_mhd, ph.lungs, MetaOut::UChar, true);
+    if (options.lesions > 0) {
+      fs::create_directories(root / "lesion-masks", ec);
+      RG_CHECK(!ec, "phantom: cannot create ", (root / "lesion-masks").string(), ": ", ec.message());
+      files.lesion_mhd = (root / "lesion-masks" / (files.uid + ".mhd")).string();
+      write_metaimage(files.lesion_mhd, ph.lesion_mask, MetaOut::UChar, true);
+    }
     for (const auto& f : ph.nodules) csv_row(ann, files.uid, f);
     for (const auto& f : ph.lesions) csv_row(les, files.uid, f);
     files.nodules = std::move(ph.nodules);

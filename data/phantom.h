@@ -72,6 +72,10 @@ struct Phantom {
   Volume tissue; // PhantomTissue per voxel (partial-volume shapes: the class covering >= half)
   std::vector<PhantomFinding> nodules;
   std::vector<PhantomFinding> lesions;
+  // 1 where a lesion (its ground-glass halo inside the lungs, or its solid core) covers the
+  // voxel at least half (the painted blend >= 0.5), 0 elsewhere; all 0 without lesions. Same grid
+  // as ct: the ground truth of anomaly detection.
+  Volume lesion_mask;
 };
 
 // Generates one subject. Same seed and options => bit-identical volumes.
@@ -103,13 +107,15 @@ struct PhantomSubjectFiles {
   std::string uid;
   std::string scan_mhd;  // <dir>/subset0/<uid>.mhd (+ .raw, int16)
   std::string mask_mhd;  // <dir>/seg-lungs-LUNA16/<uid>.mhd (+ .zraw, uint8, zlib)
+  std::string lesion_mhd;  // options.lesions > 0: <dir>/lesion-masks/<uid>.mhd (0/1, uint8, zlib)
   std::vector<PhantomFinding> nodules, lesions;
 };
 
 // Writes `subjects` phantoms in LUNA16's layout under `dir`:
 //   subset0/<uid>.mhd/.raw, seg-lungs-LUNA16/<uid>.mhd/.zraw,
 //   annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm: nodules, LPS world mm as in
-//   LUNA16) and, when options.lesions > 0, lesions.csv (same columns).
+//   LUNA16) and, when options.lesions > 0, lesions.csv (same columns) and the lesion masks
+//   lesion-masks/<uid>.mhd/.zraw (Phantom::lesion_mask, on the scan's grid).
 // `on_subject(done, total)` is called after each subject (progress reporting); may be empty.
 std::vector<PhantomSubjectFiles> write_phantom_luna16(
     const std::string& dir, int subjects, uint64_t seed, const PhantomOptions& options = {},

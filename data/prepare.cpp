@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <sstream>
 #include <unistd.h>
@@ -163,6 +164,32 @@ std::vector<SubjectSource> phantom_view_subjects(PhantomView view, int subjects,
       return std::make_pair(std::move(image), std::move(mask));
     };
     out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<SubjectSource> phantom_anomaly_subjects(int subjects, uint64_t seed,
+                                                    const PhantomOptions& options,
+                                                    const std::array<double, 3>& fractions,
+                                                    uint64_t split_seed) {
+  RG_CHECK(options.lesions > 0, "phantom for anomaly detection: --lesions must be > 0 (the validation "
+           "and test subjects need lesions)");
+  const std::vector<int> split = assign_subject_splits(subjects, fractions, split_seed);
+  std::vector<SubjectSource> out = phantom_subjects(subjects, seed, options);
+  for (int i = 0; i < subjects; ++i) {
+    PhantomOptions po = options;
+    if (split[static_cast<size_t>(i)] == 0) po.lesions = 0;  // train: normal anatomy only
+    // load() keeps the lesion mask here for load_lesions(), called right after it.
+    auto lesions = std::make_shared<Volume>();
+    SubjectSource& s = out[static_cast<size_t>(i)];
+    s.load = [seed, i, po, name = s.name, lesions] {
+      Phantom ph = make_lung_phantom(phantom_subject_seed(seed, i), po);
+      ph.ct.source = ph.lungs.source = "phantom:" + name;
+      ph.lesion_mask.source = "phantom:" + name + " lesions";
+      *lesions = std::move(ph.lesion_mask);
+      return std::make_pair(std::move(ph.ct), std::move(ph.lungs));
+    };
+    s.load_lesions = [lesions] { return std::move(*lesions); };
   }
   return out;
 }
@@ -508,6 +535,11 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
   const auto t_start = std::chrono::steady_clock::now();
   const int64_t S = opt.size;
   const int64_t nsub = static_cast<int64_t>(subjects.size());
+  const auto with_lesions_count = std::count_if(subjects.begin(), subjects.end(),
+                                                [](const SubjectSource& s) { return bool(s.load_lesions); });
+  const bool with_lesions = with_lesions_count > 0;
+  RG_CHECK(!with_lesions || with_lesions_count == nsub, "prepare: ", with_lesions_count, " of ", nsub,
+           " subjects have lesion masks (all or none)");
   PrepareSummary summary;
   summary.path = out_path;
   summary.size = S;
@@ -536,7 +568,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
     const std::vector<hsize_t> img_row{static_cast<hsize_t>(S), static_cast<hsize_t>(S)};
     struct SplitOut {
       h5::Handle group;
-      h5::RowWriter images, masks, subject, slice, source_slice;
+      h5::RowWriter images, masks, lesions, subject, slice, source_slice;
       std::vector<int64_t> subjects_seen;
       double mask_sum = 0;
     };
@@ -546,6 +578,8 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
       const hid_t G = so[s].group.get();
       so[s].images = h5::RowWriter(G, "images", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, img_row, opt.compression, guard.path);
       so[s].masks = h5::RowWriter(G, "masks", H5T_NATIVE_UINT8, H5T_STD_U8LE, img_row, opt.compression, guard.path);
+      if (with_lesions)
+        so[s].lesions = h5::RowWriter(G, "lesions", H5T_NATIVE_UINT8, H5T_STD_U8LE, img_row, opt.compression, guard.path);
       so[s].subject = h5::RowWriter(G, "subject", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, guard.path);
       so[s].slice = h5::RowWriter(G, "slice", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, guard.path);
       so[s].source_slice = h5::RowWriter(G, "source_slice", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, guard.path);
@@ -558,10 +592,12 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
 
     ProgressBar bar("prepare", static_cast<double>(nsub), "subjects", opt.progress);
     std::vector<float> slice_img, out_img(static_cast<size_t>(S * S));
-    std::vector<uint8_t> out_mask(static_cast<size_t>(S * S));
+    std::vector<uint8_t> out_mask(static_cast<size_t>(S * S)), out_lesion(static_cast<size_t>(S * S));
     for (int64_t si = 0; si < nsub; ++si) {
       const SubjectSource& src = subjects[static_cast<size_t>(si)];
       auto [image, mask] = src.load();
+      Volume lesions;
+      if (with_lesions) lesions = src.load_lesions();
       const std::string img_name = !src.image_path.empty() ? src.image_path : (image.source.empty() ? src.name : image.source);
       const std::string msk_name = !src.mask_path.empty() ? src.mask_path : (mask.source.empty() ? src.name : mask.source);
       RG_CHECK(image.voxel_count() > 0 && image.voxels.size() == static_cast<size_t>(image.voxel_count()),
@@ -570,6 +606,10 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
       RG_CHECK(mask.dims == image.dims && mask.voxels.size() == image.voxels.size(), "image/mask size mismatch: ",
                img_name, " is ", image.dims[0], "x", image.dims[1], "x", image.dims[2], " but ", msk_name, " is ",
                mask.dims[0], "x", mask.dims[1], "x", mask.dims[2]);
+      RG_CHECK(!with_lesions || (lesions.dims == image.dims && lesions.voxels.size() == image.voxels.size()),
+               "image/lesion mask size mismatch: ", img_name, " is ", image.dims[0], "x", image.dims[1], "x",
+               image.dims[2], " but its lesion mask ", lesions.source, " is ", lesions.dims[0], "x",
+               lesions.dims[1], "x", lesions.dims[2]);
 
       // 1-3: orientation, normalization range, binary mask.
       const SliceOrientation o = orientation_of(image, opt.reorient);
@@ -671,14 +711,19 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
             out_img[static_cast<size_t>(v * S + u)] = static_cast<float>(acc / (nsx * nsy));
             const int64_t mc = static_cast<int64_t>(std::floor(x0 + (static_cast<double>(u) + 0.5) * step_c - 0.5 + 0.5));
             const int64_t mr = static_cast<int64_t>(std::floor(y0 + (static_cast<double>(v) + 0.5) * step_r - 0.5 + 0.5));
-            uint8_t m = 0;
-            if (mc >= 0 && mr >= 0 && mc < W && mr < H) m = bm[static_cast<size_t>(o.index(mc, mr, s))];
+            uint8_t m = 0, l = 0;
+            if (mc >= 0 && mr >= 0 && mc < W && mr < H) {
+              m = bm[static_cast<size_t>(o.index(mc, mr, s))];
+              if (with_lesions) l = lesions.voxels[static_cast<size_t>(o.index(mc, mr, s))] >= 0.5f;
+            }
+            out_lesion[static_cast<size_t>(v * S + u)] = l;
             out_mask[static_cast<size_t>(v * S + u)] = m;
             mask_px += m;
           }
         SplitOut& dst = so[static_cast<size_t>(sp)];
         dst.images.append(out_img.data(), 1);
         dst.masks.append(out_mask.data(), 1);
+        if (with_lesions) dst.lesions.append(out_lesion.data(), 1);
         const int32_t sub32 = static_cast<int32_t>(si), slice32 = static_cast<int32_t>(s),
                       src32 = static_cast<int32_t>(o.source_slice(s));
         dst.subject.append(&sub32, 1);
@@ -741,6 +786,8 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
     h5::write_attr(F, "created_by", std::string("roentgen prepare_data"));
     h5::write_attr(F, "source", opt.source);
     h5::write_attr(F, "source_kind", opt.source_kind);
+    if (with_lesions)
+      h5::write_attr(F, "lesion_masks", std::string("/<split>/lesions: the subjects' lesion masks, resampled like the masks"));
     h5::write_attr(F, "modality", std::string(modality_name(opt.modality)));
     std::ostringstream norm;
     if (opt.modality == Modality::CT) {

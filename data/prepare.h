@@ -78,6 +78,10 @@ struct SubjectSource {
   std::string image_path;  // for metadata and messages ("" for generated data)
   std::string mask_path;
   std::function<std::pair<Volume, Volume>()> load;  // (image, mask)
+  // Optional: the subject's lesion mask on the image's grid (anomaly detection's ground truth),
+  // called right after load(). When the subjects have it, prepare_slices writes it resampled
+  // like the mask as /<split>/lesions (uint8 0/1) for every split; all subjects or none.
+  std::function<Volume()> load_lesions;
 };
 
 // LUNA16-style directories: every *.mhd under `scans_dir` (recursively, e.g. subset0..9; files
@@ -139,6 +143,15 @@ struct PrepareSummary {
 // the file and the problem on bad input (size mismatch image/mask, empty volumes, bad options).
 PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects,
                               const PrepareOptions& options, const std::string& out_path);
+
+// The phantom for anomaly detection: subjects that assign_subject_splits(subjects, fractions,
+// split_seed) puts in train are generated without lesions (normal anatomy to learn), the others
+// with options.lesions lesions each; every subject carries its lesion mask (load_lesions). Pass
+// the same fractions and split_seed to prepare_slices (split by subject) so the splits agree.
+std::vector<SubjectSource> phantom_anomaly_subjects(int subjects, uint64_t seed,
+                                                    const PhantomOptions& options,
+                                                    const std::array<double, 3>& fractions,
+                                                    uint64_t split_seed);
 
 // ---- building blocks (exposed for tests and other tools)
 

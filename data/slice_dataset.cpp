@@ -12,7 +12,7 @@
 namespace rg::data {
 
 struct SliceDataset::Impl {
-  h5::Handle file, group, images, masks;
+  h5::Handle file, group, images, masks, lesions;
 };
 
 namespace {
@@ -58,6 +58,12 @@ SliceDataset::SliceDataset(const std::string& path, const std::string& split)
   height_ = static_cast<int64_t>(idims[1]);
   width_ = static_cast<int64_t>(idims[2]);
   RG_CHECK(height_ > 0 && width_ > 0, path, ": ", split, "/images has an empty slice shape");
+  if (h5::exists(G, "lesions")) {
+    impl_->lesions = h5::open_dataset(G, "lesions", path);
+    const auto ldims = checked_dims(impl_->lesions.get(), path + ": " + split + "/lesions", 3);
+    RG_CHECK(ldims == idims, path, ": ", split, "/lesions and ", split, "/images have different shapes");
+    has_lesions_ = true;
+  }
   for (const char* name : {"subject", "slice"}) {
     h5::Handle d = h5::open_dataset(G, name, path);
     const auto dims = checked_dims(d.get(), path + ": " + split + "/" + name, 1);
@@ -96,6 +102,15 @@ void SliceDataset::preload() {
                 path_ + ": " + split_ + "/masks");
   images_ = std::move(images);
   masks_ = std::move(masks);
+}
+
+void SliceDataset::read_lesions(int64_t i, uint8_t* lesions) const {
+  RG_CHECK(has_lesions_, path_, ": no lesion masks (", split_, "/lesions); prepare the file with lesions "
+           "(prepare_data phantom --anomaly)");
+  RG_CHECK(i >= 0 && i < count_, path_, ": ", split_, " sample ", i, " out of range (", count_, " samples)");
+  std::lock_guard<std::mutex> lock(mutex_);
+  h5::read_rows(impl_->lesions.get(), H5T_NATIVE_UINT8, static_cast<hsize_t>(i), 1, lesions,
+                path_ + ": " + split_ + "/lesions");
 }
 
 void SliceDataset::read(int64_t i, float* image, float* mask) const {

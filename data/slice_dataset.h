@@ -33,6 +33,11 @@ class SliceDataset {
 
   // Copies sample i into image/mask (height*width floats each; mask may be null).
   void read(int64_t i, float* image, float* mask) const;
+  // Lesion masks (anomaly detection's ground truth, /<split>/lesions: 0/1 on the slice grid),
+  // present in files prepared with lesions (prepare_data phantom --anomaly). read_lesions throws
+  // naming the file when the file has none.
+  bool has_lesions() const { return has_lesions_; }
+  void read_lesions(int64_t i, uint8_t* lesions) const;
   // Loads the whole split into memory (later reads need no HDF5 and run in parallel).
   void preload();
   bool preloaded() const { return !images_.empty() || count_ == 0; }
@@ -47,6 +52,7 @@ class SliceDataset {
   std::unique_ptr<Impl> impl_;
   std::string path_, split_;
   int64_t count_ = 0, height_ = 0, width_ = 0;
+  bool has_lesions_ = false;
   std::vector<int32_t> subject_, slice_;
   std::vector<std::string> subject_names_;
   std::vector<std::pair<std::string, std::string>> attrs_;

@@ -102,4 +102,16 @@ train::StepLosses EncoderStep::step(const Tensor& x) {
   return losses;
 }
 
+AutoencoderStep::AutoencoderStep(models::DcganGenerator& g, models::DcganEncoder& e, optim::Optimizer& opt)
+    : g_(g), e_(e) {
+  RG_CHECK(g.config == e.config, "autoencoder: generator and encoder configurations differ");
+  player_ = {.name = "AE", .networks = {&e, &g}, .optimizer = &opt};
+}
+
+train::StepLosses AutoencoderStep::step(const Tensor& x) {
+  train::StepLosses losses;
+  train::update(player_, {}, [&] { return l1_loss(g_.forward(e_.forward(x)), x); }, losses, "ae_l1");
+  return losses;
+}
+
 }  // namespace rg::app

@@ -80,4 +80,19 @@ class EncoderStep {
   train::Player e_player_, g_player_, d_player_;
 };
 
+// The autoencoder baseline (issue 16): x -> G(E(x)) with the encoder and the generator of the
+// same DcganConfig trained together, one player "AE", on L1:  L = mean |x - G(E(x))|.
+class AutoencoderStep {
+ public:
+  // `opt` optimizes the parameters of both networks.
+  AutoencoderStep(models::DcganGenerator& g, models::DcganEncoder& e, optim::Optimizer& opt);
+  // Returns ae_l1.
+  train::StepLosses step(const Tensor& x);
+
+ private:
+  models::DcganGenerator& g_;
+  models::DcganEncoder& e_;
+  train::Player player_;
+};
+
 }  // namespace rg::app

@@ -26,7 +26,8 @@ using nlohmann::json;
 
 json anomaly_config_to_json(const AnomalyRunConfig& c) {
   json j = train::run_options_json(c);
-  j.update(json{{"stage", c.stage},
+  j.update(json{{"method", c.method},
+                 {"stage", c.stage},
                  {"stage1_run", c.stage1_run},
                  {"beta1", c.beta1},
                  {"beta2", c.beta2},
@@ -39,8 +40,7 @@ json anomaly_config_to_json(const AnomalyRunConfig& c) {
   return j;
 }
 
-LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
-                                int64_t min_organ_pixels) {
+LesionSlices read_lesion_slices(const data::SliceDataset& ds) {
   LesionSlices out;
   out.count = ds.size();
   out.height = ds.height();
@@ -49,17 +49,31 @@ LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
   out.images.resize(static_cast<size_t>(out.count * hw));
   out.organ.resize(out.images.size());
   out.lesion.assign(out.images.size(), 0);
-  out.has_lesion.assign(static_cast<size_t>(out.count), 0);
-  out.lesion_diameter_px.assign(static_cast<size_t>(out.count), 0.0);
+  std::vector<float> mask(static_cast<size_t>(hw));
+  for (int64_t i = 0; i < out.count; ++i) {
+    ds.read(i, out.images.data() + i * hw, mask.data());
+    for (int64_t p = 0; p < hw; ++p) out.organ[static_cast<size_t>(i * hw + p)] = mask[static_cast<size_t>(p)] >= 0.5f;
+    if (ds.has_lesions()) ds.read_lesions(i, out.lesion.data() + i * hw);
+  }
+  set_lesion_sizes(out);
+  return out;
+}
+
+LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
+                                int64_t min_organ_pixels) {
+  // The slices as they are; the dataset's own lesions (the phantom's) are used as they are.
+  LesionSlices out = read_lesion_slices(ds);
+  if (ds.has_lesions()) return out;
+  const int64_t hw = out.height * out.width;
   std::vector<float> mask(static_cast<size_t>(hw));
   const double side = static_cast<double>(std::min(out.height, out.width));
   for (int64_t i = 0; i < out.count; ++i) {
     float* image = out.images.data() + i * hw;
-    ds.read(i, image, mask.data());
     int64_t organ_pixels = 0;
     for (int64_t p = 0; p < hw; ++p) {
-      out.organ[static_cast<size_t>(i * hw + p)] = mask[static_cast<size_t>(p)] >= 0.5f;
-      organ_pixels += mask[static_cast<size_t>(p)] >= 0.5f;
+      const bool in = out.organ[static_cast<size_t>(i * hw + p)];
+      mask[static_cast<size_t>(p)] = in ? 1.0f : 0.0f;
+      organ_pixels += in;
     }
     // Odd slices stay normal: image-level AUROC needs normal validation slices too.
     if (i % 2 != 0 || organ_pixels < min_organ_pixels) continue;
@@ -94,41 +108,13 @@ LesionSlices make_lesion_slices(const data::SliceDataset& ds, uint64_t seed,
 
 namespace {
 
-Tensor slice_batch(const LesionSlices& s, int64_t start, int64_t count, Device device) {
-  const int64_t hw = s.height * s.width;
-  Tensor x = Tensor::empty({count, s.height, s.width, 1});
-  std::copy(s.images.begin() + start * hw, s.images.begin() + (start + count) * hw, x.data<float>());
-  return x.to(device);
-}
-
-// The metrics of anomaly maps against the inserted lesions (issue 16): image AUROC over slices
-// (score = the izi_f residual); pixel AUROC, AUPRC and Dice over the pixels inside the organ
-// mask (score = |x - G(E(x))|).
-struct PixelScores {
-  std::vector<double> scores;
-  std::vector<uint8_t> labels;
-  bool both_classes() const {
-    const auto pos = std::count(labels.begin(), labels.end(), uint8_t{1});
-    return pos > 0 && pos < static_cast<std::ptrdiff_t>(labels.size());
-  }
-};
-
-bool both_classes(const std::vector<uint8_t>& labels) {
-  const auto pos = std::count(labels.begin(), labels.end(), uint8_t{1});
-  return pos > 0 && pos < static_cast<std::ptrdiff_t>(labels.size());
-}
-
-struct Scored {
-  std::vector<double> slice_scores;  // izi_f score per slice
-  std::vector<float> maps;           // |x - G(E(x))| per pixel
-  double image_mse = 0;              // mean over slices of the pixel residual term
-  PixelScores pixels;                // inside the organ
-};
-
 class AnomalyTask final : public train::TrainTask {
  public:
-  AnomalyTask(const AnomalyRunConfig& c, const train::RunContext& ctx) : c_(c), ctx_(ctx) {
+  AnomalyTask(const AnomalyRunConfig& c, const train::RunContext& ctx)
+      : c_(c), ctx_(ctx), method_(parse_anomaly_method(c.method)) {
     RG_CHECK(c.stage == 1 || c.stage == 2, "--stage must be 1 or 2, got ", c.stage);
+    // The baselines have one stage; record it as the detecting one.
+    if (method_ != AnomalyMethod::FAnoGan) c_.stage = 2;
     RG_CHECK(ctx.world_size == 1, "train_anomaly runs in one process (no data parallelism yet)");
     RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
     val_set_ = std::make_unique<data::SliceDataset>(c.data, "val");
@@ -143,6 +129,32 @@ class AnomalyTask final : public train::TrainTask {
     }
 
     models::DcganConfig net{.size = h, .z_dim = c.z_dim, .width = c.width};
+    val_ = make_lesion_slices(*val_set_, c.lesion_seed);
+    test_ = make_lesion_slices(*test_set_, c.lesion_seed + 1);
+    nets_.method = method_;
+    nets_.kappa = c.kappa;
+    const optim::AdamOptions adam{.lr = c.lr, .beta1 = c.beta1, .beta2 = c.beta2};
+    if (method_ == AnomalyMethod::Threshold) {
+      threshold_ = std::make_unique<IntensityThreshold>();
+      fit_intensity_threshold(data::SliceDataset(c.data, "train"), *threshold_);
+      nets_.threshold = threshold_.get();
+      return;
+    }
+    Generator init_gen(c.seed);
+    if (method_ == AnomalyMethod::Autoencoder) {
+      net.validate();
+      g_ = std::make_unique<models::DcganGenerator>(net, init_gen);
+      e_ = std::make_unique<models::DcganEncoder>(net, init_gen);
+      g_->to(ctx.device);
+      e_->to(ctx.device);
+      std::vector<Tensor> params = e_->parameters();
+      for (const Tensor& p : g_->parameters()) params.push_back(p);
+      opt_e_ = std::make_unique<optim::Adam>(params, adam);
+      autoencoder_ = std::make_unique<AutoencoderStep>(*g_, *e_, *opt_e_);
+      nets_.g = g_.get();
+      nets_.e = e_.get();
+      return;
+    }
     if (c.stage == 2) {
       RG_CHECK(!c.stage1_run.empty(), "--stage 2 needs --stage1 RUN_DIR (a stage-1 run directory)");
       stage1_dir_ = fs::path(c.stage1_run) / "checkpoints";
@@ -163,11 +175,9 @@ class AnomalyTask final : public train::TrainTask {
       c_.width = net.width;
     }
     net.validate();
-    Generator init_gen(c.seed);
     g_ = std::make_unique<models::DcganGenerator>(net, init_gen);
     d_ = std::make_unique<models::DcganCritic>(net, init_gen);
     train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
-    const optim::AdamOptions adam{.lr = c.lr, .beta1 = c.beta1, .beta2 = c.beta2};
     if (c.stage == 2) {
       train::TrainState frozen;
       frozen.modules = {{"G", g_.get()}, {"D", d_.get()}};
@@ -186,24 +196,34 @@ class AnomalyTask final : public train::TrainTask {
       e_->to(ctx.device);
       opt_e_ = std::make_unique<optim::Adam>(e_->parameters(), adam);
       encoder_ = std::make_unique<EncoderStep>(*g_, *d_, *e_, *opt_e_, c.kappa);
+      nets_.g = g_.get();
+      nets_.d = d_.get();
+      nets_.e = e_.get();
     }
-    val_ = make_lesion_slices(*val_set_, c.lesion_seed);
-    test_ = make_lesion_slices(*test_set_, c.lesion_seed + 1);
   }
 
   // The configuration as run (stage 2: the network sizes of the stage-1 checkpoint).
   const AnomalyRunConfig& config() const { return c_; }
 
   void describe(std::ostream& out) const {
-    const auto lesions = [](const LesionSlices& s) {
+    const std::string kind = val_set_->has_lesions() ? "the dataset's own lesion" : "a synthetic lesion";
+    const auto lesions = [&](const LesionSlices& s) {
       return std::to_string(std::count(s.has_lesion.begin(), s.has_lesion.end(), uint8_t{1})) +
-             " of " + std::to_string(s.count) + " slices with a synthetic lesion";
+             " of " + std::to_string(s.count) + " slices with " + kind;
     };
-    out << "train_anomaly stage " << c_.stage << ": " << c_.data << " (" << g_->config.size << "x"
-        << g_->config.size << "), G " << g_->parameter_count() << " parameters, critic "
-        << d_->parameter_count();
-    if (e_) out << ", encoder " << e_->parameter_count() << " (G and critic frozen, from " << c_.stage1_run << ")";
-    else out << ", n_critic " << c_.n_critic << ", lambda " << c_.gp_weight;
+    out << "train_anomaly " << anomaly_method_name(method_);
+    if (method_ == AnomalyMethod::FAnoGan) out << " stage " << c_.stage;
+    out << ": " << c_.data << " (" << val_.height << "x" << val_.width << ")";
+    if (threshold_) {
+      out << ", normal intensity median " << threshold_->median() << ", 1.4826 MAD " << threshold_->scale()
+          << " (train split, inside the mask)";
+    } else if (!d_) {
+      out << ", autoencoder E + G " << e_->parameter_count() + g_->parameter_count() << " parameters, L1";
+    } else {
+      out << ", G " << g_->parameter_count() << " parameters, critic " << d_->parameter_count();
+      if (e_) out << ", encoder " << e_->parameter_count() << " (G and critic frozen, from " << c_.stage1_run << ")";
+      else out << ", n_critic " << c_.n_critic << ", lambda " << c_.gp_weight;
+    }
     out << ", batch " << c_.batch_size << ", Adam " << c_.lr << " (" << c_.beta1 << ", " << c_.beta2
         << "), " << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str()
         << "\n  validation: " << lesions(val_) << "; test: " << lesions(test_) << "\n";
@@ -211,6 +231,15 @@ class AnomalyTask final : public train::TrainTask {
 
   train::TrainState state() override {
     train::TrainState s;
+    if (threshold_) {
+      s.modules = {{"T", threshold_.get()}};
+      return s;
+    }
+    if (autoencoder_) {
+      s.modules = {{"G", g_.get()}, {"E", e_.get()}};
+      s.optimizers = {{"AE", opt_e_.get()}};
+      return s;
+    }
     s.modules = {{"G", g_.get()}, {"D", d_.get()}};
     if (e_) {
       s.modules.emplace_back("E", e_.get());
@@ -226,10 +255,14 @@ class AnomalyTask final : public train::TrainTask {
     train::CheckpointInfo info;
     info.kind = "anomaly";
     info.run = anomaly_config_to_json(c_);
+    info.extra["method"] = c_.method;
     info.extra["stage"] = c_.stage;
-    info.extra["dcgan"] = models::to_json(g_->config);
+    info.extra["size"] = val_.height;
     info.extra["kappa"] = c_.kappa;
-    info.metadata["dcgan_config"] = models::to_json(g_->config).dump();
+    if (g_) {
+      info.extra["dcgan"] = models::to_json(g_->config);
+      info.metadata["dcgan_config"] = models::to_json(g_->config).dump();
+    }
     return info;
   }
 
@@ -250,9 +283,19 @@ class AnomalyTask final : public train::TrainTask {
              " batches (lower --batch-size or --n-critic)");
   }
 
-  int64_t steps_per_epoch() const override { return loader_batches() / batches_per_step(); }
+  int64_t steps_per_epoch() const override {
+    if (threshold_) return 1;
+    return loader_batches() / batches_per_step();
+  }
 
   train::StepLosses step() override {
+    if (threshold_) {
+      // Nothing to learn: the statistics were fit on the whole train split at the start.
+      train::StepLosses l;
+      l.add("median", Tensor::scalar(threshold_->median()));
+      l.add("scale", Tensor::scalar(threshold_->scale()));
+      return l;
+    }
     std::vector<Tensor> real;
     for (int64_t k = 0; k < batches_per_step(); ++k) {
       std::optional<data::Batch> batch = loader_->next();
@@ -260,6 +303,7 @@ class AnomalyTask final : public train::TrainTask {
       real.push_back(batch->image.to(ctx_.device));
     }
     if (wgan_) return wgan_->step(real);
+    if (autoencoder_) return autoencoder_->step(real.front());
     return encoder_->step(real.front());
   }
 
@@ -275,13 +319,12 @@ class AnomalyTask final : public train::TrainTask {
   train::Evaluation test(const train::RunFiles& files) override {
     if (c_.stage == 1) return evaluate(test_, files.samples / "test.png", std::nullopt);
     // The pixel threshold is chosen on validation with the checkpoint under test.
-    const Scored val = score(val_);
-    std::optional<double> threshold;
-    if (val.pixels.both_classes()) threshold = train::best_dice(val.pixels.scores, val.pixels.labels).threshold;
-    return evaluate(test_, files.samples / "test.png", threshold);
+    return evaluate(test_, files.samples / "test.png", best_dice_threshold(val_, score(val_)));
   }
 
   std::vector<std::string> curve_losses() const override {
+    if (threshold_) return {"median", "scale"};
+    if (autoencoder_) return {"ae_l1"};
     if (c_.stage == 1) return {"d_loss", "g_loss", "w_distance", "d_penalty"};
     return {"e_loss", "e_image", "e_feature"};
   }
@@ -290,135 +333,39 @@ class AnomalyTask final : public train::TrainTask {
     return {"image_auroc", "pixel_auroc", "pixel_auprc", "best_dice"};
   }
 
+  AnomalyMethod method() const { return method_; }
+
  private:
-  int64_t batches_per_step() const { return c_.stage == 1 ? c_.n_critic : 1; }
+  int64_t batches_per_step() const { return wgan_ ? c_.n_critic : 1; }
   int64_t loader_batches() const {
     return c_.max_train_batches > 0 ? std::min(c_.max_train_batches, loader_->batches_per_epoch())
                                      : loader_->batches_per_epoch();
   }
 
-  // izi_f scores and residual maps of every slice, networks in eval mode.
-  Scored score(const LesionSlices& s) {
-    NoGradGuard no_grad;
-    g_->eval();
-    d_->eval();
-    e_->eval();
-    Scored out;
-    const int64_t hw = s.height * s.width;
-    out.maps.resize(s.images.size());
-    for (int64_t start = 0; start < s.count; start += c_.batch_size) {
-      const int64_t n = std::min(c_.batch_size, s.count - start);
-      const Tensor x = slice_batch(s, start, n, ctx_.device);
-      const Residuals r = izif_residuals(*g_, *d_, *e_, x, c_.kappa);
-      const auto sc = r.score.to(Device::cpu()).to_vector<float>();
-      const auto im = r.image.to(Device::cpu()).to_vector<float>();
-      const auto map = abs_diff(x, r.reconstruction);
-      for (int64_t i = 0; i < n; ++i) {
-        out.slice_scores.push_back(sc[static_cast<size_t>(i)]);
-        out.image_mse += im[static_cast<size_t>(i)];
-      }
-      std::copy(map.begin(), map.end(), out.maps.begin() + start * hw);
-    }
-    out.image_mse /= static_cast<double>(std::max<int64_t>(1, s.count));
-    for (size_t p = 0; p < s.organ.size(); ++p) {
-      if (!s.organ[p]) continue;
-      out.pixels.scores.push_back(out.maps[p]);
-      out.pixels.labels.push_back(s.lesion[p]);
-    }
-    e_->train();
-    return out;
-  }
-
-  static std::vector<float> abs_diff(const Tensor& a, const Tensor& b) {
-    const auto av = a.to(Device::cpu()).to_vector<float>(), bv = b.to(Device::cpu()).to_vector<float>();
-    std::vector<float> out(av.size());
-    for (size_t i = 0; i < av.size(); ++i) out[i] = std::fabs(av[i] - bv[i]);
-    return out;
+  // Slice scores and pixel maps of every slice (networks in eval mode).
+  AnomalyMaps score(const LesionSlices& s) const {
+    return score_slices(nets_, s.images.data(), s.organ.data(), s.count, s.height, s.width,
+                        c_.batch_size, ctx_.device);
   }
 
   train::Evaluation evaluate(const LesionSlices& s, const fs::path& picture,
                              std::optional<double> test_threshold) {
     if (c_.stage == 1) return evaluate_generator(s, picture);
-    const Scored sc = score(s);
-    json m;
-    m["slices"] = s.count;
-    m["lesion_slices"] = std::count(s.has_lesion.begin(), s.has_lesion.end(), uint8_t{1});
-    m["recon_mse"] = sc.image_mse;
-    double mean_score = 0;
-    for (double v : sc.slice_scores) mean_score += v;
-    mean_score /= static_cast<double>(std::max<size_t>(1, sc.slice_scores.size()));
-    m["mean_score"] = mean_score;
+    const AnomalyMaps maps = score(s);
+    const AnomalyEvaluation a = evaluate_anomaly_maps(s, maps, test_threshold);
+    std::optional<double> threshold = test_threshold;
+    if (!threshold && a.metrics.contains("best_dice_threshold")) threshold = a.metrics["best_dice_threshold"].get<double>();
+    write_lesion_grid(s, maps, threshold.value_or(0.5), picture);
     train::Evaluation e;
-    std::string summary;
-    if (both_classes(s.has_lesion)) {
-      const double auc = train::auroc(sc.slice_scores, s.has_lesion);
-      m["image_auroc"] = auc;
-      e.score = auc;
-      summary = "image AUROC " + train::fixed(auc);
-      // Image AUROC per lesion-size bucket: lesions of one bucket against all normal slices.
-      const double split = static_cast<double>(s.height) / 10;
-      for (int bucket = 0; bucket < 2; ++bucket) {
-        std::vector<double> scores;
-        std::vector<uint8_t> labels;
-        for (int64_t i = 0; i < s.count; ++i) {
-          const double d = s.lesion_diameter_px[static_cast<size_t>(i)];
-          const bool lesion = s.has_lesion[static_cast<size_t>(i)];
-          if (lesion && ((d < split) != (bucket == 0))) continue;
-          scores.push_back(sc.slice_scores[static_cast<size_t>(i)]);
-          labels.push_back(lesion);
-        }
-        const std::string key = bucket == 0 ? "image_auroc_small" : "image_auroc_large";
-        m[key] = both_classes(labels) ? json(train::auroc(scores, labels)) : json(nullptr);
-        // Pixel AUROC of the same slices, inside the organ.
-        std::vector<double> pixel_scores;
-        std::vector<uint8_t> pixel_labels;
-        const int64_t hw = s.height * s.width;
-        for (int64_t i = 0; i < s.count; ++i) {
-          const double d = s.lesion_diameter_px[static_cast<size_t>(i)];
-          if (s.has_lesion[static_cast<size_t>(i)] && ((d < split) != (bucket == 0))) continue;
-          for (int64_t p = i * hw; p < (i + 1) * hw; ++p) {
-            if (!s.organ[static_cast<size_t>(p)]) continue;
-            pixel_scores.push_back(sc.maps[static_cast<size_t>(p)]);
-            pixel_labels.push_back(s.lesion[static_cast<size_t>(p)]);
-          }
-        }
-        const std::string pkey = bucket == 0 ? "pixel_auroc_small" : "pixel_auroc_large";
-        m[pkey] = both_classes(pixel_labels) ? json(train::auroc(pixel_scores, pixel_labels)) : json(nullptr);
-      }
-      m["size_bucket_split_px"] = split;
-    } else {
-      // No lesion slices: the reconstruction error is all there is to compare epochs by.
-      e.score = -mean_score;
-      summary = "mean score " + train::fixed(mean_score) + " (no lesion slices)";
-    }
-    std::optional<double> threshold;
-    if (sc.pixels.both_classes()) {
-      const double pauc = train::auroc(sc.pixels.scores, sc.pixels.labels);
-      const double pap = train::auprc(sc.pixels.scores, sc.pixels.labels);
-      const train::ThresholdDice best = train::best_dice(sc.pixels.scores, sc.pixels.labels);
-      m["pixel_auroc"] = pauc;
-      m["pixel_auprc"] = pap;
-      m["best_dice"] = best.dice;
-      m["best_dice_threshold"] = best.threshold;
-      summary += " pixel AUROC " + train::fixed(pauc) + " AUPRC " + train::fixed(pap) +
-                 " best Dice " + train::fixed(best.dice);
-      threshold = best.threshold;
-      if (test_threshold) {
-        const double d = train::dice_at_threshold(sc.pixels.scores, sc.pixels.labels, *test_threshold);
-        m["dice_at_val_threshold"] = d;
-        m["val_threshold"] = *test_threshold;
-        summary += " Dice at the validation threshold " + train::fixed(d);
-        threshold = test_threshold;
-      }
-    }
-    write_lesion_grid(s, sc, threshold.value_or(0.5), picture);
-    e.metrics = m;
-    e.summary = summary + "; pictures " + picture.string();
+    e.score = a.score;
+    e.metrics = a.metrics;
+    e.metrics["method"] = c_.method;
+    e.summary = a.summary + "; pictures " + picture.string();
     return e;
   }
 
   // image | lesion | residual >= threshold, on the first sample_rows lesion slices.
-  void write_lesion_grid(const LesionSlices& s, const Scored& sc, double threshold,
+  void write_lesion_grid(const LesionSlices& s, const AnomalyMaps& sc, double threshold,
                          const fs::path& picture) const {
     const int64_t hw = s.height * s.width;
     std::vector<train::SegGridRow> rows;
@@ -434,7 +381,7 @@ class AnomalyTask final : public train::TrainTask {
     }
     if (rows.empty()) return;
     train::SegGridOptions o;
-    o.column_titles = {"image", "lesion", "|x-G(E(x))|"};
+    o.column_titles = {"image", "lesion", threshold_ ? "|x-median|/MAD" : "|x-G(E(x))|"};
     o.threshold = static_cast<float>(threshold);
     train::write_segmentation_grid_png(picture.string(), rows, o);
   }
@@ -507,6 +454,10 @@ class AnomalyTask final : public train::TrainTask {
 
   AnomalyRunConfig c_;
   train::RunContext ctx_;
+  AnomalyMethod method_;
+  AnomalyNets nets_;
+  std::unique_ptr<IntensityThreshold> threshold_;
+  std::unique_ptr<AutoencoderStep> autoencoder_;
   fs::path stage1_dir_;
   std::unique_ptr<data::SliceDataset> val_set_, test_set_;
   LesionSlices val_, test_;
@@ -532,7 +483,11 @@ int run_anomaly_training(const AnomalyRunConfig& c) {
 
   train::LoopConfig loop = train::loop_config(c);
   loop.app = "train_anomaly";
-  if (c.stage == 1) {
+  if (task.method() == AnomalyMethod::Threshold) {
+    loop.epochs = 1;  // nothing to train: one epoch of one step (see AnomalyRunConfig::method)
+    loop.epochs_decay = 0;
+  }
+  if (task.config().stage == 1) {
     loop.score_name = "epoch";
     loop.score_key = "epoch";
   } else {

@@ -2,6 +2,7 @@
 //
 //   prepare_data info FILE [--json]                 any volume, or a prepared .h5
 //   prepare_data phantom --out DIR --subjects N --seed S [--lesions K] [--h5 FILE.h5]
+//   prepare_data phantom --anomaly --lesions K --subjects N --h5 FILE.h5   (anomaly detection)
 //   prepare_data luna16 --scans DIR --masks DIR --out FILE.h5 [options]
 //   prepare_data nifti --image A.nii.gz --mask B.nii.gz --modality mri --split-by slab --out FILE.h5
 //   prepare_data translation --out DIR [--stem lung_translate] [--subjects N] [--seed S] [--size N]
@@ -207,7 +208,12 @@ int main(int argc, char** argv) {
   ph_conv.crop = "mask";
   ph_conv.labels = {3, 4};
   CLI::App* phantom = app.add_subcommand("phantom", "Write the procedural lung-CT phantom in LUNA16 layout");
-  phantom->add_option("--out,-o", ph_out, "Output directory (subset0/, seg-lungs-LUNA16/, annotations.csv)")->required();
+  bool ph_anomaly = false;
+  phantom->add_option("--out,-o", ph_out, "Output directory (subset0/, seg-lungs-LUNA16/, annotations.csv); "
+                      "required unless --anomaly");
+  phantom->add_flag("--anomaly", ph_anomaly,
+                    "Anomaly detection: write only --h5, from memory: train subjects without lesions, val/test "
+                    "subjects with --lesions each, lesion masks as /<split>/lesions");
   phantom->add_option("--subjects", ph_subjects, "Number of subjects")->check(CLI::Range(1, 100000));
   phantom->add_option("--seed", ph_seed, "Seed (same seed => identical files)");
   phantom->add_option("--lesions", ph_lesions, "Lesions to insert per subject (lesions.csv)")->check(CLI::NonNegativeNumber);
@@ -297,6 +303,19 @@ int main(int argc, char** argv) {
       po.noise_hu = ph_noise;
       po.lesions = ph_lesions;
       po.nodules = ph_nodules;
+      if (ph_anomaly) {
+        RG_CHECK(!ph_h5.empty(), "phantom --anomaly: --h5 FILE.h5 is required (the only output)");
+        RG_CHECK(ph_lesions > 0, "phantom --anomaly: --lesions must be > 0 (the val/test subjects need lesions)");
+        RG_CHECK(ph_subjects >= 3, "phantom --anomaly: --subjects must be >= 3 (train, val and test subjects), got ",
+                 ph_subjects);
+        rd::PrepareOptions o = to_options(ph_conv, "mask");
+        o.labels = {3, 4};
+        o.source = "lung phantom for anomaly detection (seed " + std::to_string(ph_seed) + ", " +
+                   std::to_string(ph_lesions) + " lesions per val/test subject, none in train)";
+        o.source_kind = "phantom-anomaly";
+        return run_prepare(rd::phantom_anomaly_subjects(ph_subjects, ph_seed, po, o.fractions, o.seed), o, ph_h5);
+      }
+      RG_CHECK(!ph_out.empty(), "phantom: --out DIR is required (unless --anomaly)");
       rd::ProgressBar bar("phantom", ph_subjects, "subjects", !ph_conv.no_progress);
       const auto files = rd::write_phantom_luna16(ph_out, ph_subjects, ph_seed, po,
                                                   [&](int done, int) { bar.update(done); });

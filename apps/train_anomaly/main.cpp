@@ -1,6 +1,7 @@
 // train_anomaly: f-AnoGAN unsupervised anomaly detection (issue 16) on a prepared HDF5 slices
 // file. --stage 1 trains a WGAN-GP generator and critic on the normal training slices; --stage 2
-// trains the izi_f encoder against them (--stage1 names the stage-1 run). docs/anomaly.md.
+// trains the izi_f encoder against them (--stage1 names the stage-1 run). --method ae|threshold
+// runs a baseline on the same data and evaluation instead. docs/anomaly.md.
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -33,6 +34,9 @@ int main(int argc, char** argv) {
   rg::app::AnomalyRunConfig c;
   CLI::App app{"f-AnoGAN anomaly detection: stage 1 WGAN-GP (G, critic), stage 2 encoder"};
   app.add_option("--data", c.data, "prepared HDF5 slices file (apps/prepare_data)");
+  app.add_option("--method", c.method, "fanogan (two stages), or a baseline on the same data: ae (convolutional "
+                 "autoencoder, L1) or threshold (intensity |x - median| / MAD inside the mask)")
+      ->check(CLI::IsMember({"fanogan", "ae", "threshold"}))->capture_default_str();
   app.add_option("--stage", c.stage, "1: WGAN-GP on normal slices; 2: encoder with G and critic frozen")
       ->check(CLI::IsMember({1, 2}))->capture_default_str();
   app.add_option("--stage1", c.stage1_run, "stage 2: the stage-1 run directory (uses its checkpoints/best)");
