@@ -32,4 +32,18 @@ LoopConfig loop_config(const RunOptions& o) {
   return loop;
 }
 
+data::LoaderOptions training_stream(const RunOptions& c, int64_t global_step) {
+  data::LoaderOptions lo;
+  lo.split = "train";
+  lo.batch_size = c.batch_size;
+  lo.shuffle = true;
+  lo.seed = c.seed;
+  lo.epochs = 0;
+  lo.workers = c.workers;
+  lo.drop_last = true;
+  lo.augment = false;
+  lo.start_batch = global_step;
+  return lo;
+}
+
 }  // namespace rg::train

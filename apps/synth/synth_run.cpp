@@ -6,13 +6,13 @@
 #include <iostream>
 #include <memory>
 
-#include "apps/synth/synth_gan.h"
 #include "data/loader.h"
 #include "data/slice_dataset.h"
 #include "engine/dist/communicator.h"
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/unet.h"
+#include "train/paired_gan.h"
 #include "train/plots.h"
 #include "train/train_loop.h"
 
@@ -167,9 +167,9 @@ class SynthTask final : public train::TrainTask {
     if (d_) opt_d_ = std::make_unique<optim::Adam>(d_->parameters(), adam);
     train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
     manual_seed(c.seed ^ 0xd50ed50eULL);
-    step_ = std::make_unique<SynthGanStep>(
+    step_ = std::make_unique<train::PairedGanStep>(
         *g_, d_.get(), *opt_g_, opt_d_.get(),
-        SynthGanConfig{.mode = c.gan_mode, .lambda_l1 = c.lambda_l1}, train_gen_);
+        train::PairedGanConfig{.mode = c.gan_mode, .lambda_l1 = c.lambda_l1}, train_gen_);
   }
 
   void describe(std::ostream& out) const {
@@ -187,14 +187,7 @@ class SynthTask final : public train::TrainTask {
   }
 
   train::TrainState state() override {
-    train::TrainState s;
-    s.modules.emplace_back("G", g_.get());
-    if (d_) s.modules.emplace_back("D", d_.get());
-    s.optimizers.emplace_back("G", opt_g_.get());
-    if (opt_d_) s.optimizers.emplace_back("D", opt_d_.get());
-    s.generators.emplace_back("train", &train_gen_);
-    s.generators.emplace_back("dropout", &default_generator());
-    return s;
+    return train::gan_pair_state(g_.get(), d_.get(), opt_g_.get(), opt_d_.get(), &train_gen_);
   }
 
   train::CheckpointInfo checkpoint_info() const override {
@@ -210,20 +203,12 @@ class SynthTask final : public train::TrainTask {
   }
 
   void start(int64_t global_step) override {
-    data::LoaderOptions lo;
-    lo.split = "train";
-    lo.batch_size = c_.batch_size;
-    lo.shuffle = true;
-    lo.seed = c_.seed;
-    lo.epochs = 0;  // endless: batch k depends only on (seed, k), so a resume starts at its step
-    lo.workers = c_.workers;
-    lo.drop_last = true;  // BatchNorm statistics of a 1-sample tail batch are degenerate
+    data::LoaderOptions lo = train::training_stream(c_, global_step);
     lo.augment = c_.augment;
     lo.augment_options.contrast = 0;
     lo.augment_options.brightness = 0;
     lo.augment_options.noise_sigma = 0;
     if (c_.train_fraction < 1) lo.subset = subset_;
-    lo.start_batch = global_step;
     loader_ = std::make_unique<data::Loader>(c_.data, lo);
   }
 
@@ -276,7 +261,7 @@ class SynthTask final : public train::TrainTask {
   std::unique_ptr<models::PatchDiscriminator> d_;
   std::unique_ptr<optim::Adam> opt_g_, opt_d_;
   Generator train_gen_{0};
-  std::unique_ptr<SynthGanStep> step_;
+  std::unique_ptr<train::PairedGanStep> step_;
   std::unique_ptr<data::Loader> loader_;
 };
 
