@@ -8,6 +8,26 @@
 
 namespace rg::train {
 
+PairedNetworks make_paired_networks(nn::Module& g, GanMode mode, int64_t d_in_channels, int64_t ndf,
+                                    int64_t n_layers, models::NormKind norm, double lr, double beta1,
+                                    Generator& init, Device device) {
+  PairedNetworks n;
+  if (mode != GanMode::None) {
+    models::PatchGanConfig dc;
+    dc.in_channels = d_in_channels;
+    dc.ndf = ndf;
+    dc.n_layers = n_layers;
+    dc.norm = norm;
+    n.d = std::make_unique<models::PatchDiscriminator>(dc, init);
+  }
+  g.to(device);
+  if (n.d) n.d->to(device);
+  const optim::AdamOptions adam{.lr = lr, .beta1 = beta1, .beta2 = 0.999};
+  n.opt_g = std::make_unique<optim::Adam>(g.parameters(), adam);
+  if (n.d) n.opt_d = std::make_unique<optim::Adam>(n.d->parameters(), adam);
+  return n;
+}
+
 PairedGanStep::PairedGanStep(nn::Module& generator, models::PatchDiscriminator* discriminator,
                              optim::Optimizer& opt_g, optim::Optimizer* opt_d, PairedGanConfig config,
                              Generator& rng)

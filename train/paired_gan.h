@@ -12,16 +12,19 @@
 // alternating update are the training layer's; this file only says what the pair step computes.
 #pragma once
 
+#include <memory>
+
+#include "engine/device.h"
+#include "engine/optim/optimizer.h"
 #include "engine/rng.h"
+#include "models/norm_kind.h"
+#include "models/patchgan.h"
 #include "engine/tensor.h"
 #include "train/alternating_update.h"
 #include "train/gan_loss.h"
 
 namespace rg::nn {
 class Module;
-}
-namespace rg::models {
-class PatchDiscriminator;
 }
 
 namespace rg::train {
@@ -33,6 +36,17 @@ struct PairedGanConfig {
   double lambda_mse = 0.0;   // weight of the mean squared error (0: none)
   double adv_weight = 1.0;   // weight of G's adversarial term (pix2pix: 1)
 };
+
+// The rest of a paired GAN around its generator: a PatchGAN on (input, image) pairs
+// (d_in_channels = G's input channels + 1) when the mode has an adversarial term, and Adam
+// (lr, beta1, 0.999) for G and D; G and D moved to `device`. D and opt_d are null in GanMode::None.
+struct PairedNetworks {
+  std::unique_ptr<models::PatchDiscriminator> d;
+  std::unique_ptr<optim::Adam> opt_g, opt_d;
+};
+PairedNetworks make_paired_networks(nn::Module& g, GanMode mode, int64_t d_in_channels, int64_t ndf,
+                                    int64_t n_layers, models::NormKind norm, double lr, double beta1,
+                                    Generator& init, Device device);
 
 class PairedGanStep {
  public:

@@ -1,5 +1,7 @@
 #include "train/run_options.h"
 
+#include <algorithm>
+
 namespace rg::train {
 
 nlohmann::json run_options_json(const RunOptions& o) {
@@ -44,6 +46,10 @@ data::LoaderOptions training_stream(const RunOptions& c, int64_t global_step) {
   lo.augment = false;
   lo.start_batch = global_step;
   return lo;
+}
+
+int64_t capped_steps_per_epoch(const RunOptions& c, int64_t batches_per_epoch) {
+  return c.max_train_batches > 0 ? std::min(c.max_train_batches, batches_per_epoch) : batches_per_epoch;
 }
 
 }  // namespace rg::train

@@ -152,19 +152,11 @@ class SynthTask final : public train::TrainTask {
              "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
     Generator init_gen(c.seed);
     g_ = std::make_unique<models::UnetGenerator>(gc, init_gen);
-    if (c.gan_mode != GanMode::None) {
-      models::PatchGanConfig dc;
-      dc.in_channels = gc.in_channels + 1;  // (mask, image) pairs
-      dc.ndf = c.ndf;
-      dc.n_layers = c.n_layers;
-      dc.norm = gc.norm;
-      d_ = std::make_unique<models::PatchDiscriminator>(dc, init_gen);
-    }
-    g_->to(ctx.device);
-    if (d_) d_->to(ctx.device);
-    const optim::AdamOptions adam{.lr = c.lr, .beta1 = c.beta1, .beta2 = 0.999};
-    opt_g_ = std::make_unique<optim::Adam>(g_->parameters(), adam);
-    if (d_) opt_d_ = std::make_unique<optim::Adam>(d_->parameters(), adam);
+    train::PairedNetworks nets = train::make_paired_networks(*g_, c.gan_mode, gc.in_channels + 1, c.ndf, c.n_layers,
+                                                             gc.norm, c.lr, c.beta1, init_gen, ctx.device);
+    d_ = std::move(nets.d);
+    opt_g_ = std::move(nets.opt_g);
+    opt_d_ = std::move(nets.opt_d);
     train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
     manual_seed(c.seed ^ 0xd50ed50eULL);
     step_ = std::make_unique<train::PairedGanStep>(
@@ -213,8 +205,7 @@ class SynthTask final : public train::TrainTask {
   }
 
   int64_t steps_per_epoch() const override {
-    return c_.max_train_batches > 0 ? std::min(c_.max_train_batches, loader_->batches_per_epoch())
-                                     : loader_->batches_per_epoch();
+    return train::capped_steps_per_epoch(c_, loader_->batches_per_epoch());
   }
 
   train::StepLosses step() override {
