@@ -1,6 +1,9 @@
 #include "train/run_options.h"
 
 #include <algorithm>
+#include <filesystem>
+
+#include "engine/error.h"
 
 namespace rg::train {
 
@@ -50,6 +53,13 @@ data::LoaderOptions training_stream(const RunOptions& c, int64_t global_step) {
 
 int64_t capped_steps_per_epoch(const RunOptions& c, int64_t batches_per_epoch) {
   return c.max_train_batches > 0 ? std::min(c.max_train_batches, batches_per_epoch) : batches_per_epoch;
+}
+
+void check_run_options(const RunOptions& c, const std::string& data_kind) {
+  RG_CHECK(!c.data.empty(), "--data: no ", data_kind, " given");
+  std::error_code ec;
+  RG_CHECK(std::filesystem::exists(c.data, ec), "--data: file ", c.data, " does not exist");
+  RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
 }
 
 }  // namespace rg::train

@@ -51,6 +51,9 @@ LoopConfig loop_config(const RunOptions& options);
 // "train", the options' batch size, seed and workers, shuffled, drop_last (batch-norm
 // statistics of a 1-sample tail batch are degenerate), no augmentation (the caller sets it).
 data::LoaderOptions training_stream(const RunOptions& options, int64_t global_step);
+// The checks every application makes before building anything: --data names an existing file
+// (`data_kind` says what it should be, for the message) and --batch-size is positive.
+void check_run_options(const RunOptions& options, const std::string& data_kind);
 // Steps per epoch: the loader's batches, capped by max_train_batches when it is > 0.
 int64_t capped_steps_per_epoch(const RunOptions& options, int64_t batches_per_epoch);
 

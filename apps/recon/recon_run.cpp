@@ -283,15 +283,12 @@ class ReconTaskRun final : public train::TrainTask {
     g_ = std::make_unique<models::ResidualGenerator>(gc, init_gen);
     const GanMode mode = c.adv_weight > 0 ? c.gan_mode : GanMode::None;
     // D sees (input, output or reference) pairs.
-    train::PairedNetworks nets = train::make_paired_networks(*g_, mode, 2, c.ndf, c.n_layers, gc.norm, c.lr, c.beta1,
+    nets_ = train::make_paired_networks(*g_, mode, 2, c.ndf, c.n_layers, gc.norm, c.lr, c.beta1,
                                                              init_gen, ctx.device);
-    d_ = std::move(nets.d);
-    opt_g_ = std::move(nets.opt_g);
-    opt_d_ = std::move(nets.opt_d);
     train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
     manual_seed(c.seed ^ 0xd50ed50eULL);
     step_ = std::make_unique<train::PairedGanStep>(
-        *g_, d_.get(), *opt_g_, opt_d_.get(),
+        *g_, nets_.d.get(), *nets_.opt_g, nets_.opt_d.get(),
         train::PairedGanConfig{.mode = mode, .lambda_l1 = c.lambda_l1, .lambda_mse = c.lambda_mse, .adv_weight = c.adv_weight},
         train_gen_);
   }
@@ -300,10 +297,10 @@ class ReconTaskRun final : public train::TrainTask {
     out << "train_recon: --task " << recon_task_name(c_.task) << " on " << c_.data << " (" << val_set_->height() << "x"
         << val_set_->width() << ", pairs '" << val_set_->attribute("pairs") << "'), G residual U-Net num_downs "
         << g_->config.num_downs << " ngf " << g_->config.ngf << " (" << g_->parameter_count() << " parameters)";
-    if (d_) out << ", D PatchGAN n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << d_->parameter_count() << ")";
+    if (nets_.d) out << ", D PatchGAN n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << nets_.d->parameter_count() << ")";
     out << ", losses " << c_.lambda_l1 << " L1";
     if (c_.lambda_mse > 0) out << " + " << c_.lambda_mse << " MSE";
-    if (d_) out << " + " << c_.adv_weight << " adversarial (" << train::gan_mode_name(c_.gan_mode) << ")";
+    if (nets_.d) out << " + " << c_.adv_weight << " adversarial (" << train::gan_mode_name(c_.gan_mode) << ")";
     else out << " (--adv-weight 0: supervised baseline, no discriminator)";
     out << ", batch " << c_.batch_size << ", " << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str()
         << " in " << train::precision_name(c_.precision);
@@ -313,7 +310,7 @@ class ReconTaskRun final : public train::TrainTask {
   }
 
   train::TrainState state() override {
-    return train::gan_pair_state(g_.get(), d_.get(), opt_g_.get(), opt_d_.get(), &train_gen_);
+    return train::gan_pair_state(g_.get(), nets_.d.get(), nets_.opt_g.get(), nets_.opt_d.get(), &train_gen_);
   }
 
   train::CheckpointInfo checkpoint_info() const override {
@@ -322,7 +319,7 @@ class ReconTaskRun final : public train::TrainTask {
     info.run = recon_config_to_json(c_);
     info.extra["generator"] = models::to_json(g_->config);
     info.extra["generator_kind"] = "residual";
-    if (d_) info.extra["discriminator"] = models::to_json(d_->config);
+    if (nets_.d) info.extra["discriminator"] = models::to_json(nets_.d->config);
     info.extra["slice_size"] = {val_set_->height(), val_set_->width()};
     info.extra["metrics"] = settings_.to_json();
     // What infer_recon needs to normalize a volume as the training file was.
@@ -361,7 +358,7 @@ class ReconTaskRun final : public train::TrainTask {
   train::Evaluation test(const train::RunFiles& files) override { return evaluate(*test_set_, files.samples / "test.png"); }
 
   std::vector<std::string> curve_losses() const override {
-    if (!d_) return {"g_l1"};
+    if (!nets_.d) return {"g_l1"};
     return {"g_l1", "d_loss", "g_adv"};
   }
   std::vector<std::string> curve_metrics() const override { return {"psnr", "ssim"}; }
@@ -384,8 +381,7 @@ class ReconTaskRun final : public train::TrainTask {
   ReconMetricSettings settings_;
   std::unique_ptr<data::SliceDataset> val_set_, test_set_;
   std::unique_ptr<models::ResidualGenerator> g_;
-  std::unique_ptr<models::PatchDiscriminator> d_;
-  std::unique_ptr<optim::Adam> opt_g_, opt_d_;
+  train::PairedNetworks nets_;  // D (null without an adversarial term), Adam for G and D
   Generator train_gen_{0};
   std::unique_ptr<train::PairedGanStep> step_;
   std::unique_ptr<data::Loader> loader_;
@@ -394,9 +390,7 @@ class ReconTaskRun final : public train::TrainTask {
 }  // namespace
 
 int run_recon_training(const ReconRunConfig& c) {
-  RG_CHECK(!c.data.empty(), "--data: no pair file given");
-  RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
-  RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+  train::check_run_options(c, "pair file");
   RG_CHECK(c.adv_weight >= 0, "--adv-weight must be >= 0, got ", c.adv_weight);
   if (c.conv_backend) set_conv_backend(*c.conv_backend);
   dist::LocalCommunicator local;

@@ -152,15 +152,12 @@ class SynthTask final : public train::TrainTask {
              "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
     Generator init_gen(c.seed);
     g_ = std::make_unique<models::UnetGenerator>(gc, init_gen);
-    train::PairedNetworks nets = train::make_paired_networks(*g_, c.gan_mode, gc.in_channels + 1, c.ndf, c.n_layers,
+    nets_ = train::make_paired_networks(*g_, c.gan_mode, gc.in_channels + 1, c.ndf, c.n_layers,
                                                              gc.norm, c.lr, c.beta1, init_gen, ctx.device);
-    d_ = std::move(nets.d);
-    opt_g_ = std::move(nets.opt_g);
-    opt_d_ = std::move(nets.opt_d);
     train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
     manual_seed(c.seed ^ 0xd50ed50eULL);
     step_ = std::make_unique<train::PairedGanStep>(
-        *g_, d_.get(), *opt_g_, opt_d_.get(),
+        *g_, nets_.d.get(), *nets_.opt_g, nets_.opt_d.get(),
         train::PairedGanConfig{.mode = c.gan_mode, .lambda_l1 = c.lambda_l1}, train_gen_);
   }
 
@@ -168,7 +165,7 @@ class SynthTask final : public train::TrainTask {
     out << "train_synth: " << c_.data << " (" << val_set_->height() << "x" << val_set_->width()
         << "), mask -> image, G unet num_downs " << g_->config.num_downs << " ngf "
         << g_->config.ngf << " tanh (" << g_->parameter_count() << " parameters)";
-    if (d_) out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << d_->parameter_count() << ")";
+    if (nets_.d) out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << nets_.d->parameter_count() << ")";
     out << ", GAN " << train::gan_mode_name(c_.gan_mode) << ", L1 weight " << c_.lambda_l1
         << ", batch " << c_.batch_size << ", " << c_.epochs + c_.epochs_decay << " epochs on "
         << ctx_.device.str() << " in " << train::precision_name(c_.precision);
@@ -179,7 +176,7 @@ class SynthTask final : public train::TrainTask {
   }
 
   train::TrainState state() override {
-    return train::gan_pair_state(g_.get(), d_.get(), opt_g_.get(), opt_d_.get(), &train_gen_);
+    return train::gan_pair_state(g_.get(), nets_.d.get(), nets_.opt_g.get(), nets_.opt_d.get(), &train_gen_);
   }
 
   train::CheckpointInfo checkpoint_info() const override {
@@ -187,7 +184,7 @@ class SynthTask final : public train::TrainTask {
     info.kind = "synth";
     info.run = synth_config_to_json(c_);
     info.extra["generator"] = models::to_json(g_->config);
-    if (d_) info.extra["discriminator"] = models::to_json(d_->config);
+    if (nets_.d) info.extra["discriminator"] = models::to_json(nets_.d->config);
     // The slice size G was trained on: synthesize refuses masks of another size.
     info.extra["slice_size"] = {val_set_->height(), val_set_->width()};
     info.metadata["generator_config"] = models::to_json(g_->config).dump();
@@ -224,7 +221,7 @@ class SynthTask final : public train::TrainTask {
   }
 
   std::vector<std::string> curve_losses() const override {
-    if (!d_) return {"g_l1"};
+    if (!nets_.d) return {"g_l1"};
     return {"g_l1", "d_loss", "g_adv"};
   }
   std::vector<std::string> curve_metrics() const override { return {"mae", "ssim"}; }
@@ -249,8 +246,7 @@ class SynthTask final : public train::TrainTask {
   std::vector<int64_t> subset_;
   std::unique_ptr<data::SliceDataset> val_set_, test_set_;
   std::unique_ptr<models::UnetGenerator> g_;
-  std::unique_ptr<models::PatchDiscriminator> d_;
-  std::unique_ptr<optim::Adam> opt_g_, opt_d_;
+  train::PairedNetworks nets_;  // D (null without an adversarial term), Adam for G and D
   Generator train_gen_{0};
   std::unique_ptr<train::PairedGanStep> step_;
   std::unique_ptr<data::Loader> loader_;
@@ -259,9 +255,7 @@ class SynthTask final : public train::TrainTask {
 }  // namespace
 
 int run_synth_training(const SynthRunConfig& c) {
-  RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
-  RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
-  RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+  train::check_run_options(c, "prepared HDF5 file");
   if (c.conv_backend) set_conv_backend(*c.conv_backend);
   dist::LocalCommunicator local;
   const train::RunContext ctx = train::make_run_context(local, train::resolve_device(c.device));
