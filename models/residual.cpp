@@ -1,5 +1,7 @@
 #include "models/residual.h"
 
+#include <cmath>
+
 #include "engine/error.h"
 #include "engine/ops/ops.h"
 
@@ -14,8 +16,10 @@ const UnetConfig& checked(const UnetConfig& c) {
 }
 }  // namespace
 
-ResidualGenerator::ResidualGenerator(const UnetConfig& config, Generator& gen)
-    : nn::Module("ResidualGenerator"), config(checked(config)) {
+ResidualGenerator::ResidualGenerator(const UnetConfig& config, Generator& gen, double residual_scale)
+    : nn::Module("ResidualGenerator"), config(checked(config)), scale_(residual_scale) {
+  RG_CHECK(residual_scale > 0 && std::isfinite(residual_scale), "residual generator: the residual scale must be > 0, got ",
+           residual_scale);
   net_ = register_module("net", std::make_shared<UnetGenerator>(config, gen));
   // The outermost layer starts at zero: G begins as the identity (the input baseline) and
   // learns only the correction; its gradients are nonzero, so the layer trains at once.
@@ -29,6 +33,9 @@ ResidualGenerator::ResidualGenerator(const UnetConfig& config, Generator& gen)
   RG_CHECK(zeroed > 0, "residual generator: the U-Net has no outermost layer up.0.conv");
 }
 
-Tensor ResidualGenerator::forward(const Tensor& x) { return add(x, net_->forward(x)); }
+Tensor ResidualGenerator::forward(const Tensor& x) {
+  const Tensor r = net_->forward(x);
+  return add(x, scale_ == 1.0 ? r : mul(r, scale_));
+}
 
 }  // namespace rg::models

@@ -81,7 +81,7 @@ ReconInferResult run_recon_inference(const ReconInferOptions& o) {
 
   const Device device = train::resolve_device(o.device);
   Generator init(0);
-  models::ResidualGenerator g(gc, init);
+  models::ResidualGenerator g(gc, init, meta.value("residual_scale", 1.0));
   train::TrainState state;
   state.modules.emplace_back("G", &g);
   train::load_checkpoint(dir, tag, state, "recon");

@@ -38,6 +38,7 @@ json recon_config_to_json(const ReconRunConfig& c) {
                  {"lambda_l1", c.lambda_l1},
                  {"lambda_mse", c.lambda_mse},
                  {"adv_weight", c.adv_weight},
+                 {"residual_scale", c.residual_scale},
                  {"gan_mode", train::gan_mode_name(c.adv_weight > 0 ? c.gan_mode : GanMode::None)},
                  {"norm", models::norm_kind_name(c.norm)},
                  {"ngf", c.ngf},
@@ -47,7 +48,7 @@ json recon_config_to_json(const ReconRunConfig& c) {
                  {"precision", train::precision_name(c.precision)},
                  {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
                  {"augment", c.augment},
-                 {"generator", "residual U-Net (x + U(x))"}});
+                 {"generator", "residual U-Net (x + residual_scale * U(x))"}});
   return j;
 }
 
@@ -280,7 +281,7 @@ class ReconTaskRun final : public train::TrainTask {
     RG_CHECK(gc.num_downs >= 1 && h % (int64_t{1} << gc.num_downs) == 0 && w % (int64_t{1} << gc.num_downs) == 0,
              "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
     Generator init_gen(c.seed);
-    g_ = std::make_unique<models::ResidualGenerator>(gc, init_gen);
+    g_ = std::make_unique<models::ResidualGenerator>(gc, init_gen, c.residual_scale);
     const GanMode mode = c.adv_weight > 0 ? c.gan_mode : GanMode::None;
     // D sees (input, output or reference) pairs.
     nets_ = train::make_paired_networks(*g_, mode, 2, c.ndf, c.n_layers, gc.norm, c.lr, c.beta1,
@@ -296,7 +297,8 @@ class ReconTaskRun final : public train::TrainTask {
   void describe(std::ostream& out) const {
     out << "train_recon: --task " << recon_task_name(c_.task) << " on " << c_.data << " (" << val_set_->height() << "x"
         << val_set_->width() << ", pairs '" << val_set_->attribute("pairs") << "'), G residual U-Net num_downs "
-        << g_->config.num_downs << " ngf " << g_->config.ngf << " (" << g_->parameter_count() << " parameters)";
+        << g_->config.num_downs << " ngf " << g_->config.ngf << " residual scale " << c_.residual_scale << " ("
+        << g_->parameter_count() << " parameters)";
     if (nets_.d) out << ", D PatchGAN n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << nets_.d->parameter_count() << ")";
     out << ", losses " << c_.lambda_l1 << " L1";
     if (c_.lambda_mse > 0) out << " + " << c_.lambda_mse << " MSE";
@@ -319,6 +321,7 @@ class ReconTaskRun final : public train::TrainTask {
     info.run = recon_config_to_json(c_);
     info.extra["generator"] = models::to_json(g_->config);
     info.extra["generator_kind"] = "residual";
+    info.extra["residual_scale"] = c_.residual_scale;
     if (nets_.d) info.extra["discriminator"] = models::to_json(nets_.d->config);
     info.extra["slice_size"] = {val_set_->height(), val_set_->width()};
     info.extra["metrics"] = settings_.to_json();

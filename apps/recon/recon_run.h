@@ -57,6 +57,7 @@ struct ReconRunConfig : train::RunOptions {
   double lambda_l1 = 100.0;
   double lambda_mse = 0.0;
   double adv_weight = 0.1;  // 0: no discriminator (the supervised baseline)
+  double residual_scale = 0.05;  // G = x + residual_scale * U(x) (models/residual.h)
   train::GanMode gan_mode = train::GanMode::Vanilla;
   models::NormKind norm = models::NormKind::Batch;
   int64_t ngf = 64, ndf = 64, n_layers = 3;

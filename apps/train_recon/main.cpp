@@ -49,6 +49,8 @@ int main(int argc, char** argv) {
   app.add_option("--lambda-mse", c.lambda_mse, "weight of the MSE term")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--adv-weight", c.adv_weight, "weight of the adversarial term (0: supervised baseline, no discriminator)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--residual-scale", c.residual_scale, "G = input + scale * U(input): the size of U's output unit")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   train::add_pix2pix_flags(app, c, f, "vanilla, lsgan, hinge or wgan-gp (the adversarial term's loss)");
   app.add_flag("--augment", c.augment, "flips/rotations/zoom of input and target alike");
   CLI11_PARSE(app, argc, argv);
