@@ -143,24 +143,33 @@ Batch Loader::build(int64_t job) {
   const rg::Shape shape{count, out_h_, out_w_, 1};
   b.image = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
   b.mask = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
+  const bool pairs = dataset_->has_targets();
+  if (pairs) b.target = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
   float* img_dst = b.image.data<float>();
   float* msk_dst = b.mask.data<float>();
+  float* tgt_dst = pairs ? b.target.data<float>() : nullptr;
   const int64_t H = dataset_->height(), W = dataset_->width();
   const size_t out_hw = static_cast<size_t>(out_h_ * out_w_);
-  Image2D img(H, W), msk(H, W);
+  Image2D img(H, W), msk(H, W), tgt(pairs ? H : 0, pairs ? W : 0), msk2;
   for (int64_t k = 0; k < count; ++k) {
     const int64_t idx = b.indices[static_cast<size_t>(k)];
     if (img.height != H || img.width != W) img = Image2D(H, W);
     if (msk.height != H || msk.width != W) msk = Image2D(H, W);
     const auto [source, sample] = samples_[static_cast<size_t>(idx)];
-    (source == 0 ? *dataset_ : *extra_).read(sample, img.data.data(), msk.data.data());
-    if (opt_.augment)
-      augment(img, msk, opt_.augment_options,
-              derive_seed(opt_.seed, {0x61756721ULL, static_cast<uint64_t>(b.epoch), static_cast<uint64_t>(idx)}));
+    if (pairs && (tgt.height != H || tgt.width != W)) tgt = Image2D(H, W);
+    (source == 0 ? *dataset_ : *extra_).read(sample, img.data.data(), msk.data.data(), pairs ? tgt.data.data() : nullptr);
+    const uint64_t aug_seed = derive_seed(opt_.seed, {0x61756721ULL, static_cast<uint64_t>(b.epoch), static_cast<uint64_t>(idx)});
+    if (opt_.augment && pairs) {
+      // The same seed draws the same geometry: the target moves with the image.
+      msk2 = msk;
+      augment(tgt, msk2, opt_.augment_options, aug_seed);
+    }
+    if (opt_.augment) augment(img, msk, opt_.augment_options, aug_seed);
     RG_CHECK(img.height == out_h_ && img.width == out_w_, "loader: augmented sample is ", img.height, "x",
              img.width, ", expected ", out_h_, "x", out_w_);
     std::memcpy(img_dst + k * out_hw, img.data.data(), out_hw * sizeof(float));
     std::memcpy(msk_dst + k * out_hw, msk.data.data(), out_hw * sizeof(float));
+    if (pairs) std::memcpy(tgt_dst + k * out_hw, tgt.data.data(), out_hw * sizeof(float));
   }
   return b;
 }

@@ -70,6 +70,9 @@ struct LoaderOptions {
 struct Batch {
   rg::Tensor image;              // [B, H, W, 1] float32 in [-1, 1]
   rg::Tensor mask;               // [B, H, W, 1] float32, 0 or 1
+  // Pair files (SliceDataset::has_targets): the references, [B, H, W, 1], augmented with the
+  // same geometry as the image; undefined otherwise.
+  rg::Tensor target;
   // Indices of the samples in batch order: dataset indices, or with `subset`/`extra_path`
   // positions in the loader's sample list (the subset's samples, then the extra file's).
   std::vector<int64_t> indices;

@@ -532,6 +532,12 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
     RG_CHECK(opt.slabs >= 1, "prepare: --slabs must be >= 1, got ", opt.slabs);
     RG_CHECK(opt.slab_gap >= 0, "prepare: --slab-gap must be >= 0, got ", opt.slab_gap);
   }
+  const bool paired = static_cast<bool>(opt.make_pair) ||
+                      std::any_of(subjects.begin(), subjects.end(), [](const SubjectSource& s) { return static_cast<bool>(s.load_input); });
+  if (paired && !opt.make_pair)
+    for (const SubjectSource& s : subjects)
+      RG_CHECK(static_cast<bool>(s.load_input), "prepare: subject ", s.name,
+               " has no input volume but others do; give an input for every reference");
   const auto t_start = std::chrono::steady_clock::now();
   const int64_t S = opt.size;
   const int64_t nsub = static_cast<int64_t>(subjects.size());
@@ -568,7 +574,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
     const std::vector<hsize_t> img_row{static_cast<hsize_t>(S), static_cast<hsize_t>(S)};
     struct SplitOut {
       h5::Handle group;
-      h5::RowWriter images, masks, lesions, subject, slice, source_slice;
+      h5::RowWriter images, masks, lesions, targets, subject, slice, source_slice;
       std::vector<int64_t> subjects_seen;
       double mask_sum = 0;
     };
@@ -580,18 +586,20 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
       so[s].masks = h5::RowWriter(G, "masks", H5T_NATIVE_UINT8, H5T_STD_U8LE, img_row, opt.compression, guard.path);
       if (with_lesions)
         so[s].lesions = h5::RowWriter(G, "lesions", H5T_NATIVE_UINT8, H5T_STD_U8LE, img_row, opt.compression, guard.path);
+      if (paired)
+        so[s].targets = h5::RowWriter(G, "targets", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, img_row, opt.compression, guard.path);
       so[s].subject = h5::RowWriter(G, "subject", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, guard.path);
       so[s].slice = h5::RowWriter(G, "slice", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, guard.path);
       so[s].source_slice = h5::RowWriter(G, "source_slice", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, guard.path);
     }
 
     // Per-subject metadata, written at the end.
-    std::vector<std::string> names, image_paths, mask_paths, split_names, orient_codes;
+    std::vector<std::string> names, image_paths, mask_paths, input_paths, split_names, orient_codes;
     std::vector<int64_t> dims_v, crop_v, axes_v;
     std::vector<double> spacing_v, affine_v, norm_v, pixel_v;
 
     ProgressBar bar("prepare", static_cast<double>(nsub), "subjects", opt.progress);
-    std::vector<float> slice_img, out_img(static_cast<size_t>(S * S));
+    std::vector<float> slice_img, out_img(static_cast<size_t>(S * S)), out_ref;
     std::vector<uint8_t> out_mask(static_cast<size_t>(S * S)), out_lesion(static_cast<size_t>(S * S));
     for (int64_t si = 0; si < nsub; ++si) {
       const SubjectSource& src = subjects[static_cast<size_t>(si)];
@@ -610,6 +618,19 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
                "image/lesion mask size mismatch: ", img_name, " is ", image.dims[0], "x", image.dims[1], "x",
                image.dims[2], " but its lesion mask ", lesions.source, " is ", lesions.dims[0], "x",
                lesions.dims[1], "x", lesions.dims[2]);
+      Volume input;
+      if (src.load_input) {
+        input = src.load_input();
+        const std::string in_name = !src.input_path.empty() ? src.input_path : input.source;
+        RG_CHECK(input.dims == image.dims && input.voxels.size() == image.voxels.size(), "input/reference grid mismatch: ",
+                 in_name, " is ", input.dims[0], "x", input.dims[1], "x", input.dims[2], " but the reference ", img_name,
+                 " is ", image.dims[0], "x", image.dims[1], "x", image.dims[2]);
+        for (int r = 0; r < 4; ++r)
+          for (int c = 0; c < 4; ++c)
+            RG_CHECK(std::fabs(input.affine[r][c] - image.affine[r][c]) <= 1e-3 * (1 + std::fabs(image.affine[r][c])),
+                     "input/reference grid mismatch: ", in_name, " and ", img_name,
+                     " have different voxel-to-world affines (same size, different position or spacing)");
+      }
 
       // 1-3: orientation, normalization range, binary mask.
       const SliceOrientation o = orientation_of(image, opt.reorient);
@@ -691,24 +712,46 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
           continue;
         }
         const int64_t s = z0 + zi;
-        for (int64_t r = 0; r < H; ++r)
-          for (int64_t c = 0; c < W; ++c) {
-            const float v = image.voxels[static_cast<size_t>(o.index(c, r, s))];
-            const double t = std::isfinite(v) ? (v - range[0]) * scale - 1.0 : -1.0;
-            slice_img[static_cast<size_t>(r * W + c)] = static_cast<float>(std::clamp(t, -1.0, 1.0));
+        // Normalize slice s of a volume and resample it to S x S (area-averaged bilinear).
+        auto resample = [&](const Volume& vol, std::vector<float>& dst) {
+          for (int64_t r = 0; r < H; ++r)
+            for (int64_t c = 0; c < W; ++c) {
+              const float v = vol.voxels[static_cast<size_t>(o.index(c, r, s))];
+              const double t = std::isfinite(v) ? (v - range[0]) * scale - 1.0 : -1.0;
+              slice_img[static_cast<size_t>(r * W + c)] = static_cast<float>(std::clamp(t, -1.0, 1.0));
+            }
+          for (int64_t v = 0; v < S; ++v)
+            for (int64_t u = 0; u < S; ++u) {
+              double acc = 0;
+              for (int qy = 0; qy < nsy; ++qy) {
+                const double y = y0 + (static_cast<double>(v) + (qy + 0.5) / nsy) * step_r - 0.5;
+                for (int qx = 0; qx < nsx; ++qx) {
+                  const double x = x0 + (static_cast<double>(u) + (qx + 0.5) / nsx) * step_c - 0.5;
+                  acc += sample_clamped(slice_img.data(), W, H, x, y, -1.0f);
+                }
+              }
+              dst[static_cast<size_t>(v * S + u)] = static_cast<float>(acc / (nsx * nsy));
+            }
+        };
+        resample(image, out_img);
+        if (paired) {
+          // The resampled image is the reference; the input comes from the user's volume or
+          // from the simulation.
+          out_ref = out_img;
+          if (src.load_input) {
+            resample(input, out_img);
+          } else {
+            PairSlice ps{.reference = &out_ref, .input = &out_img, .size = S, .pixel_mm = side_mm / static_cast<double>(S),
+                         .range = range, .seed = derive_seed(opt.seed, {0x70616972ULL, static_cast<uint64_t>(si), static_cast<uint64_t>(s)})};
+            opt.make_pair(ps);
+            RG_CHECK(out_img.size() == static_cast<size_t>(S * S) && out_ref.size() == static_cast<size_t>(S * S),
+                     "prepare: the pair simulation returned ", out_img.size(), " and ", out_ref.size(),
+                     " pixels for a ", S, "x", S, " slice");
           }
+        }
         int64_t mask_px = 0;
         for (int64_t v = 0; v < S; ++v)
           for (int64_t u = 0; u < S; ++u) {
-            double acc = 0;
-            for (int qy = 0; qy < nsy; ++qy) {
-              const double y = y0 + (static_cast<double>(v) + (qy + 0.5) / nsy) * step_r - 0.5;
-              for (int qx = 0; qx < nsx; ++qx) {
-                const double x = x0 + (static_cast<double>(u) + (qx + 0.5) / nsx) * step_c - 0.5;
-                acc += sample_clamped(slice_img.data(), W, H, x, y, -1.0f);
-              }
-            }
-            out_img[static_cast<size_t>(v * S + u)] = static_cast<float>(acc / (nsx * nsy));
             const int64_t mc = static_cast<int64_t>(std::floor(x0 + (static_cast<double>(u) + 0.5) * step_c - 0.5 + 0.5));
             const int64_t mr = static_cast<int64_t>(std::floor(y0 + (static_cast<double>(v) + 0.5) * step_r - 0.5 + 0.5));
             uint8_t m = 0, l = 0;
@@ -724,6 +767,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
         dst.images.append(out_img.data(), 1);
         dst.masks.append(out_mask.data(), 1);
         if (with_lesions) dst.lesions.append(out_lesion.data(), 1);
+        if (paired) dst.targets.append(out_ref.data(), 1);
         const int32_t sub32 = static_cast<int32_t>(si), slice32 = static_cast<int32_t>(s),
                       src32 = static_cast<int32_t>(o.source_slice(s));
         dst.subject.append(&sub32, 1);
@@ -740,6 +784,8 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
       names.push_back(src.name);
       image_paths.push_back(img_name);
       mask_paths.push_back(msk_name);
+      input_paths.push_back(src.load_input ? (!src.input_path.empty() ? src.input_path : input.source)
+                                           : std::string(paired ? "simulated" : ""));
       split_names.push_back(opt.split_by == SplitBy::Subject ? kSplitNames[subject_split[static_cast<size_t>(si)]] : split_by_name(opt.split_by));
       for (int a = 0; a < 3; ++a) {
         dims_v.push_back(image.dims[a]);
@@ -770,6 +816,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
       h5::write_strings(G, "name", names, guard.path);
       h5::write_strings(G, "image_path", image_paths, guard.path);
       h5::write_strings(G, "mask_path", mask_paths, guard.path);
+      if (paired) h5::write_strings(G, "input_path", input_paths, guard.path);
       h5::write_strings(G, "split", split_names, guard.path);
       h5::write_dataset(G, "dims", H5T_NATIVE_INT64, H5T_STD_I64LE, {n, 3}, dims_v.data(), guard.path);
       h5::write_dataset(G, "spacing", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, {n, 3}, spacing_v.data(), guard.path);
@@ -817,6 +864,11 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
     }
     h5::write_attr(F, "seed", static_cast<int64_t>(opt.seed));
     h5::write_attr(F, "num_subjects", nsub);
+    if (paired) {
+      h5::write_attr(F, "pairs", opt.pairs.empty() ? std::string("volume-pairs") : opt.pairs);
+      h5::write_attr(F, "pair_layout", std::string("images = degraded input, targets = reference, masks = region of the metrics"));
+      for (const auto& [k, v] : opt.pair_attributes) h5::write_attr(F, k, v);
+    }
     for (int s = 0; s < 3; ++s) {
       SplitOut& x = so[static_cast<size_t>(s)];
       SplitSummary& ss = summary.splits[static_cast<size_t>(s)];

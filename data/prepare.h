@@ -47,6 +47,19 @@ SplitBy parse_split_by(const std::string& s);
 // The three splits, in file order.
 inline constexpr const char* kSplitNames[3] = {"train", "val", "test"};
 
+// Paired data for reconstruction (docs/data_hdf5.md, "Pairs"): every written slice has a
+// degraded input in /<split>/images and its reference in /<split>/targets. A PairMaker makes the
+// input from the resampled slice (and may replace the reference, e.g. by the full-dose scan).
+struct PairSlice {
+  std::vector<float>* reference;   // in: the resampled slice, normalized; out: the reference
+  std::vector<float>* input;       // out: the degraded input, normalized
+  int64_t size = 0;                // slices are size x size
+  double pixel_mm = 0;             // output pixel size
+  std::array<double, 2> range{};   // source intensities mapped to -1 and +1
+  uint64_t seed = 0;               // for this slice's noise (from the options' seed)
+};
+using PairMaker = std::function<void(PairSlice&)>;
+
 struct PrepareOptions {
   Modality modality = Modality::CT;
   std::array<double, 2> window{-1000.0, 400.0};     // CT: HU mapped to -1 and +1
@@ -69,6 +82,12 @@ struct PrepareOptions {
   bool progress = true;           // progress bar on stderr
   std::string source;             // free text stored as the file's "source" attribute
   std::string source_kind;        // "luna16", "nifti", "phantom", ...
+  // Pairs: set make_pair to simulate the input from each slice, or give every subject a
+  // load_input volume (the user's own pairs). `pairs` names the kind (root attribute "pairs",
+  // e.g. "low-dose-ct"); pair_attributes describe the degradation (extra root attributes).
+  PairMaker make_pair;
+  std::string pairs;
+  std::vector<std::pair<std::string, std::string>> pair_attributes;
 };
 
 // One subject: a name and a way to load its volumes (called once, when its turn comes, so only
@@ -82,6 +101,9 @@ struct SubjectSource {
   // called right after load(). When the subjects have it, prepare_slices writes it resampled
   // like the mask as /<split>/lesions (uint8 0/1) for every split; all subjects or none.
   std::function<Volume()> load_lesions;
+  // Paired files only: the degraded input on the image's grid (the image is the reference).
+  std::function<Volume()> load_input;
+  std::string input_path;
 };
 
 // LUNA16-style directories: every *.mhd under `scans_dir` (recursively, e.g. subset0..9; files

@@ -12,7 +12,7 @@
 namespace rg::data {
 
 struct SliceDataset::Impl {
-  h5::Handle file, group, images, masks, lesions;
+  h5::Handle file, group, images, masks, lesions, targets;
 };
 
 namespace {
@@ -54,6 +54,12 @@ SliceDataset::SliceDataset(const std::string& path, const std::string& split)
   const auto idims = checked_dims(impl_->images.get(), path + ": " + split + "/images", 3);
   const auto mdims = checked_dims(impl_->masks.get(), path + ": " + split + "/masks", 3);
   RG_CHECK(idims == mdims, path, ": ", split, "/images and ", split, "/masks have different shapes");
+  has_targets_ = h5::exists(G, "targets");
+  if (has_targets_) {
+    impl_->targets = h5::open_dataset(G, "targets", path);
+    const auto tdims = checked_dims(impl_->targets.get(), path + ": " + split + "/targets", 3);
+    RG_CHECK(tdims == idims, path, ": ", split, "/targets and ", split, "/images have different shapes");
+  }
   count_ = static_cast<int64_t>(idims[0]);
   height_ = static_cast<int64_t>(idims[1]);
   width_ = static_cast<int64_t>(idims[2]);
@@ -96,12 +102,17 @@ void SliceDataset::preload() {
   const size_t n = static_cast<size_t>(count_ * height_ * width_);
   std::vector<float> images(n);
   std::vector<uint8_t> masks(n);
+  std::vector<float> targets(has_targets_ ? n : 0);
+  if (has_targets_)
+    h5::read_rows(impl_->targets.get(), H5T_NATIVE_FLOAT, 0, static_cast<hsize_t>(count_), targets.data(),
+                  path_ + ": " + split_ + "/targets");
   h5::read_rows(impl_->images.get(), H5T_NATIVE_FLOAT, 0, static_cast<hsize_t>(count_), images.data(),
                 path_ + ": " + split_ + "/images");
   h5::read_rows(impl_->masks.get(), H5T_NATIVE_UINT8, 0, static_cast<hsize_t>(count_), masks.data(),
                 path_ + ": " + split_ + "/masks");
   images_ = std::move(images);
   masks_ = std::move(masks);
+  targets_ = std::move(targets);
 }
 
 void SliceDataset::read_lesions(int64_t i, uint8_t* lesions) const {
@@ -113,11 +124,14 @@ void SliceDataset::read_lesions(int64_t i, uint8_t* lesions) const {
                 path_ + ": " + split_ + "/lesions");
 }
 
-void SliceDataset::read(int64_t i, float* image, float* mask) const {
+void SliceDataset::read(int64_t i, float* image, float* mask, float* target) const {
   RG_CHECK(i >= 0 && i < count_, path_, ": ", split_, " sample ", i, " out of range (", count_, " samples)");
+  RG_CHECK(!target || has_targets_, path_, ": not a pair file (no ", split_,
+           "/targets: prepare it with prepare_data lowdose-ct, superres or pairs)");
   const size_t hw = static_cast<size_t>(height_ * width_);
   if (!images_.empty()) {
     std::copy_n(images_.data() + i * hw, hw, image);
+    if (target) std::copy_n(targets_.data() + i * hw, hw, target);
     if (mask)
       for (size_t k = 0; k < hw; ++k) mask[k] = masks_[i * hw + k] ? 1.0f : 0.0f;
     return;
@@ -130,6 +144,9 @@ void SliceDataset::read(int64_t i, float* image, float* mask) const {
     if (mask)
       h5::read_rows(impl_->masks.get(), H5T_NATIVE_UINT8, static_cast<hsize_t>(i), 1, m.data(),
                     path_ + ": " + split_ + "/masks");
+    if (target)
+      h5::read_rows(impl_->targets.get(), H5T_NATIVE_FLOAT, static_cast<hsize_t>(i), 1, target,
+                    path_ + ": " + split_ + "/targets");
   }
   if (mask)
     for (size_t k = 0; k < hw; ++k) mask[k] = m[k] ? 1.0f : 0.0f;

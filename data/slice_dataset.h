@@ -31,8 +31,12 @@ class SliceDataset {
   int32_t slice(int64_t i) const { return slice_.at(static_cast<size_t>(i)); }
   const std::vector<std::string>& subject_names() const { return subject_names_; }
 
-  // Copies sample i into image/mask (height*width floats each; mask may be null).
-  void read(int64_t i, float* image, float* mask) const;
+  // Copies sample i into image/mask (height*width floats each; mask may be null). In a pair
+  // file (has_targets) the image is the degraded input and `target` (may be null) gets the
+  // reference; asking for a target in a file without one throws naming the file.
+  void read(int64_t i, float* image, float* mask, float* target = nullptr) const;
+  // Pair files (reconstruction, docs/data_hdf5.md "Pairs") have /<split>/targets.
+  bool has_targets() const { return has_targets_; }
   // Lesion masks (anomaly detection's ground truth, /<split>/lesions: 0/1 on the slice grid),
   // present in files prepared with lesions (prepare_data phantom --anomaly). read_lesions throws
   // naming the file when the file has none.
@@ -42,7 +46,9 @@ class SliceDataset {
   void preload();
   bool preloaded() const { return !images_.empty() || count_ == 0; }
   // Bytes the images and masks of this split take in memory as float.
-  uint64_t memory_bytes() const { return static_cast<uint64_t>(count_) * height_ * width_ * 2 * sizeof(float); }
+  uint64_t memory_bytes() const {
+    return static_cast<uint64_t>(count_) * height_ * width_ * (has_targets_ ? 3 : 2) * sizeof(float);
+  }
 
   // A root attribute rendered as text ("" if absent).
   std::string attribute(const std::string& name) const;
@@ -53,10 +59,11 @@ class SliceDataset {
   std::string path_, split_;
   int64_t count_ = 0, height_ = 0, width_ = 0;
   bool has_lesions_ = false;
+  bool has_targets_ = false;
   std::vector<int32_t> subject_, slice_;
   std::vector<std::string> subject_names_;
   std::vector<std::pair<std::string, std::string>> attrs_;
-  std::vector<float> images_;
+  std::vector<float> images_, targets_;
   std::vector<uint8_t> masks_;
   mutable std::mutex mutex_;
 };

@@ -24,6 +24,8 @@ void write_slices_file(const std::string& path, const SlicesFile& f) {
              ": split ", kSplitNames[s], " has ", x.images.size(), " image values, ",
              x.masks.size(), " mask values, ", n, " subject and ", x.slice.size(),
              " slice rows for ", f.height, " x ", f.width, " slices");
+    RG_CHECK(x.targets.size() == (f.pairs ? n * hw : 0), path, ": split ", kSplitNames[s], " has ",
+             x.targets.size(), " target values for ", n, " slices", f.pairs ? "" : " (not a pair file)");
     for (uint8_t m : x.masks) RG_CHECK(m <= 1, path, ": masks must be 0 or 1, got ", int{m});
     for (int32_t sub : x.subject)
       RG_CHECK(sub >= 0 && sub < nsub, path, ": subject row ", sub, " out of range (",
@@ -52,11 +54,14 @@ void write_slices_file(const std::string& path, const SlicesFile& f) {
         h5::RowWriter subject(G, "subject", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, tmp);
         h5::RowWriter slice(G, "slice", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, tmp);
         h5::RowWriter source_slice(G, "source_slice", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, tmp);
+        h5::RowWriter targets;
+        if (f.pairs) targets = h5::RowWriter(G, "targets", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, row, f.compression, tmp);
         std::vector<int64_t> seen;
         double mask_sum = 0;
         if (n > 0) {
           images.append(x.images.data(), n);
           masks.append(x.masks.data(), n);
+          if (f.pairs) targets.append(x.targets.data(), n);
           subject.append(x.subject.data(), n);
           slice.append(x.slice.data(), n);
           source_slice.append(x.slice.data(), n);
@@ -89,6 +94,10 @@ void write_slices_file(const std::string& path, const SlicesFile& f) {
       h5::write_attr(F, "source_kind", f.source_kind);
       h5::write_attr(F, "size", std::vector<int64_t>{f.height, f.width});
       h5::write_attr(F, "num_subjects", static_cast<int64_t>(nsub));
+      if (f.pairs) {
+        h5::write_attr(F, "pairs", f.pairs_kind);
+        h5::write_attr(F, "pair_layout", std::string("images = degraded input, targets = reference, masks = region of the metrics"));
+      }
       for (const auto& [k, v] : f.attributes) h5::write_attr(F, k, v);
       RG_CHECK(H5Fflush(F, H5F_SCOPE_GLOBAL) >= 0, tmp, ": flush failed (disk full?)");
     }

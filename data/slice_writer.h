@@ -24,6 +24,9 @@ struct SlicesSplit {
   std::vector<uint8_t> masks;   // same size, 0 or 1
   std::vector<int32_t> subject; // count rows of /subjects
   std::vector<int32_t> slice;   // count slice indices (also written as source_slice)
+  // Pair files (reconstruction): the references, count * height * width; images are then the
+  // degraded inputs. Either every split has targets (maybe none if empty) or none has.
+  std::vector<float> targets;
 };
 
 struct SlicesFile {
@@ -34,6 +37,8 @@ struct SlicesFile {
   std::string source, source_kind;
   std::vector<std::pair<std::string, std::string>> attributes;  // extra root attributes
   int compression = 4;
+  bool pairs = false;  // write /<split>/targets (and the root attribute "pairs" = pairs_kind)
+  std::string pairs_kind = "pairs";
 };
 
 // Throws rg::Error naming the path for inconsistent sizes, masks other than 0/1, subject rows

@@ -25,6 +25,7 @@
 #     (9 MiB), so both only come with RG_DEPS_WITH_ICU=1; without them DICOM support depends on
 #     the machine's own libxml2. libssl3/libwrap0/libnsl2 are needed only by DCMTK modules we
 #     do not link (dcmtls, dcmnet; the build drops a missing -lnsl), so they are left out.
+#   FFTW (data/fft.cpp, required): libfftw3-dev (header, libfftw3.so link), libfftw3-double3.
 #   Fallbacks in case the image lacks them (small): libgtest-dev, libgmock-dev, libbenchmark-dev,
 #     libbenchmark1debian (googletest, the sources that libgtest-dev depends on, is not needed).
 # Not fetched (large, many dependencies; expected on the image): HDF5, OpenMPI, CUDA, cuDNN, NCCL.
@@ -39,6 +40,7 @@ packages=(
   libpng-dev libpng16-16 zlib1g-dev
   libdcmtk-dev libdcmtk17 libtiff6 libjpeg62-turbo libwebp7 libjbig0 libdeflate0 liblerc4
   libgtest-dev libgmock-dev libbenchmark-dev libbenchmark1debian
+  libfftw3-dev libfftw3-double3
 )
 if [ "${RG_DEPS_WITH_ICU:-0}" = 1 ]; then
   packages+=(libxml2 libicu72)

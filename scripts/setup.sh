@@ -8,7 +8,7 @@ build_dir=${1:-build}
 
 packages=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libgtest-dev libgmock-dev
           libbenchmark-dev libhdf5-dev zlib1g-dev libpng-dev nlohmann-json3-dev libcli11-dev
-          libdcmtk-dev mricron-data clang libclang-rt-dev libopenmpi-dev openmpi-bin
+          libdcmtk-dev libfftw3-dev mricron-data clang libclang-rt-dev libopenmpi-dev openmpi-bin
           python3)  # python3: the CUDA emulation tests rewrite kernel launches with a script
 missing=()
 for p in "${packages[@]}"; do

@@ -178,4 +178,36 @@ void share_resumed_state(dist::Communicator& comm, LoopProgress& p, const TrainS
   }
 }
 
+std::pair<std::filesystem::path, std::string> checkpoint_location(const std::string& given,
+                                                                  const std::string& flag,
+                                                                  const std::string& app) {
+  namespace fs = std::filesystem;
+  RG_CHECK(!given.empty(), flag, ": no checkpoint given");
+  std::error_code ec;
+  fs::path p(given);
+  if (fs::is_directory(p, ec)) {
+    if (fs::exists(p / "checkpoints" / "best.json", ec)) return {p / "checkpoints", "best"};
+    if (fs::exists(p / "best.json", ec)) return {p, "best"};
+    RG_FAIL(flag, ": directory ", given, " holds no checkpoints/best.json (is it a ", app, " run?)");
+  }
+  if (p.extension() == ".safetensors" || p.extension() == ".json") p.replace_extension();
+  RG_CHECK(fs::exists(fs::path(p.string() + ".json"), ec) &&
+               fs::exists(fs::path(p.string() + ".safetensors"), ec),
+           flag, ": ", given, " does not exist (expected ", p.string(), ".json and ",
+           p.string(), ".safetensors)");
+  return {p.parent_path(), p.filename().string()};
+}
+
+TrainState gan_pair_state(nn::Module* g, nn::Module* d, optim::Optimizer* opt_g, optim::Optimizer* opt_d,
+                          Generator* train_gen) {
+  TrainState s;
+  s.modules.emplace_back("G", g);
+  if (d) s.modules.emplace_back("D", d);
+  s.optimizers.emplace_back("G", opt_g);
+  if (opt_d) s.optimizers.emplace_back("D", opt_d);
+  s.generators.emplace_back("train", train_gen);
+  s.generators.emplace_back("dropout", &default_generator());
+  return s;
+}
+
 }  // namespace rg::train

@@ -40,6 +40,12 @@ struct TrainState {
   std::vector<std::pair<std::string, Generator*>> generators;
 };
 
+// The state of a generator/discriminator application: modules and optimizers "G" and "D" (D and
+// opt_d may be null: no discriminator), generators "train" (the step's randomness) and "dropout"
+// (default_generator()). What train_seg, train_synth and train_recon checkpoint.
+TrainState gan_pair_state(nn::Module* g, nn::Module* d, optim::Optimizer* opt_g, optim::Optimizer* opt_d,
+                          Generator* train_gen);
+
 // Where the loop is. A run that resumes continues from here exactly.
 struct LoopProgress {
   int64_t epoch = 0;          // the epoch to run next (or in progress)
@@ -71,6 +77,13 @@ LoopProgress load_checkpoint(const std::filesystem::path& dir, const std::string
 // The checkpoint's JSON alone (validated as above), e.g. to read the run configuration.
 nlohmann::json read_checkpoint_json(const std::filesystem::path& dir, const std::string& tag,
                                     const std::string& kind);
+
+// Where a --checkpoint flag points: a run directory (its checkpoints/best), a checkpoints folder
+// (its best), or <dir>/<tag> with or without .json/.safetensors. Returns (folder, tag); throws
+// naming `flag` and what was expected (`app`: which application's run it should be).
+std::pair<std::filesystem::path, std::string> checkpoint_location(const std::string& given,
+                                                                  const std::string& flag,
+                                                                  const std::string& app);
 
 // Data parallelism: rank 0 read the checkpoint; every rank takes its progress, modules,
 // optimizer state and generator positions (the others may not even see its file system).

@@ -1,5 +1,10 @@
 #include "train/run_options.h"
 
+#include <algorithm>
+#include <filesystem>
+
+#include "engine/error.h"
+
 namespace rg::train {
 
 nlohmann::json run_options_json(const RunOptions& o) {
@@ -30,6 +35,31 @@ LoopConfig loop_config(const RunOptions& o) {
   loop.interrupt_after_steps = o.interrupt_after_steps;
   loop.max_steps = o.max_steps;
   return loop;
+}
+
+data::LoaderOptions training_stream(const RunOptions& c, int64_t global_step) {
+  data::LoaderOptions lo;
+  lo.split = "train";
+  lo.batch_size = c.batch_size;
+  lo.shuffle = true;
+  lo.seed = c.seed;
+  lo.epochs = 0;
+  lo.workers = c.workers;
+  lo.drop_last = true;
+  lo.augment = false;
+  lo.start_batch = global_step;
+  return lo;
+}
+
+int64_t capped_steps_per_epoch(const RunOptions& c, int64_t batches_per_epoch) {
+  return c.max_train_batches > 0 ? std::min(c.max_train_batches, batches_per_epoch) : batches_per_epoch;
+}
+
+void check_run_options(const RunOptions& c, const std::string& data_kind) {
+  RG_CHECK(!c.data.empty(), "--data: no ", data_kind, " given");
+  std::error_code ec;
+  RG_CHECK(std::filesystem::exists(c.data, ec), "--data: file ", c.data, " does not exist");
+  RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
 }
 
 }  // namespace rg::train

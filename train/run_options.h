@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "data/loader.h"
 #include "train/settings.h"
 #include "train/train_loop.h"
 
@@ -44,5 +45,16 @@ nlohmann::json run_options_json(const RunOptions& options);
 // The loop's configuration for these options: run directory out_dir/name, schedule, batch,
 // logging, resume and stop controls. The caller sets app, the score's names and config.
 LoopConfig loop_config(const RunOptions& options);
+
+// The training split as an endless, seeded stream of full batches starting at `global_step`
+// (batch k depends only on (seed, k), so a resumed run continues where it stopped): split
+// "train", the options' batch size, seed and workers, shuffled, drop_last (batch-norm
+// statistics of a 1-sample tail batch are degenerate), no augmentation (the caller sets it).
+data::LoaderOptions training_stream(const RunOptions& options, int64_t global_step);
+// The checks every application makes before building anything: --data names an existing file
+// (`data_kind` says what it should be, for the message) and --batch-size is positive.
+void check_run_options(const RunOptions& options, const std::string& data_kind);
+// Steps per epoch: the loader's batches, capped by max_train_batches when it is > 0.
+int64_t capped_steps_per_epoch(const RunOptions& options, int64_t batches_per_epoch);
 
 }  // namespace rg::train

@@ -1,5 +1,6 @@
 #include "train/synth_metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -101,6 +102,19 @@ FidelitySummary FidelityAccumulator::summary() const {
   mean_std(psnr_, s.psnr, s.psnr_std);
   mean_std(ssim_, s.ssim, s.ssim_std);
   return s;
+}
+
+FidelityMetrics windowed_fidelity(const float* output, const float* reference, const uint8_t* region,
+                                  int height, int width, double lo, double hi) {
+  RG_CHECK(hi > lo, "windowed_fidelity: window [", lo, ", ", hi, "] must have lo < hi");
+  const size_t n = static_cast<size_t>(height) * static_cast<size_t>(width);
+  std::vector<float> a(n), b(n);
+  const float l = static_cast<float>(lo), h = static_cast<float>(hi);
+  for (size_t i = 0; i < n; ++i) {
+    a[i] = std::clamp(output[i], l, h);
+    b[i] = std::clamp(reference[i], l, h);
+  }
+  return fidelity(a.data(), b.data(), region, height, width, hi - lo);
 }
 
 }  // namespace rg::train

@@ -36,6 +36,12 @@ struct FidelityMetrics {
 FidelityMetrics fidelity(const float* synthetic, const float* real, const uint8_t* region,
                          int height, int width, double data_range = kPreparedDataRange);
 
+// The same measures after clipping both images to [lo, hi] (a display window, e.g. CT's
+// [-160, 240] HU soft-tissue window), with data range hi - lo: the "PSNR in the window" of the
+// reconstruction literature. Values are in the window's units (MAE in HU for a HU window).
+FidelityMetrics windowed_fidelity(const float* output, const float* reference, const uint8_t* region,
+                                  int height, int width, double lo, double hi);
+
 // The body of a prepared slice: pixels above the background level (-1 after normalization,
 // also the crop's fill) by more than `margin`, united with the mask when one is given. Where a
 // scan's air inside the body is as dark as the background (lungs on a CT window), the mask

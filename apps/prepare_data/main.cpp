@@ -8,6 +8,11 @@
 //   prepare_data translation --out DIR [--stem lung_translate] [--subjects N] [--seed S] [--size N]
 //                                                   paired CT / MR / tissue files of the phantom
 //   prepare_data montage FILE.h5 --out grid.png [--split train] [--count 16]
+//   prepare_data lowdose-ct --out FILE.h5 [--image CT.nii.gz ...] [--photons 1e5 --dose-fraction 0.25]
+//   prepare_data superres --image T1.nii.gz [--mask BRAIN.nii.gz] --factor 4 --degradation kspace --out FILE.h5
+//   prepare_data pairs --input LOW.nii.gz --reference FULL.nii.gz [--mask M.nii.gz] --modality ct --out FILE.h5
+//   (the last three write pair files for reconstruction: images = degraded input, targets =
+//   reference, masks = the metrics' region; docs/data_hdf5.md "Pairs")
 //
 // Errors print "prepare_data: error: ..." and exit 1; outputs are written atomically, so a
 // failed run never leaves a half-written file.
@@ -26,6 +31,7 @@
 #include "data/png_io.h"
 #include "data/prepare.h"
 #include "data/progress.h"
+#include "data/recon_pairs.h"
 #include "data/slice_dataset.h"
 #include "data/transforms.h"
 #include "data/volume_info.h"
@@ -277,6 +283,56 @@ int main(int argc, char** argv) {
   montage->add_option("--cols", mo_cols, "Columns (default: square grid)")->check(CLI::NonNegativeNumber);
   montage->add_option("--tile", mo_tile, "Tile size in pixels (default: slice size)")->check(CLI::Range(0, 4096));
 
+  // lowdose-ct: the lung phantom (default) or the user's CT volumes in HU.
+  std::vector<std::string> ld_images;
+  int ld_subjects = 8;
+  uint64_t ld_phantom_seed = 0;
+  std::string ld_window = "hann";
+  rd::LowDoseOptions ld_opt;
+  ConvertArgs ld;
+  ld.crop = "body";
+  CLI::App* lowdose = app.add_subcommand("lowdose-ct", "Low-dose CT pairs: projection, Poisson noise at full and "
+                                                       "reduced dose, FBP (HU range [-1024, 3072] -> [-1, 1])");
+  lowdose->add_option("--image", ld_images, "CT volumes in HU (repeat; default: the lung phantom)");
+  lowdose->add_option("--phantom-subjects", ld_subjects, "Without --image: phantom subjects")->check(CLI::Range(1, 10000));
+  lowdose->add_option("--phantom-seed", ld_phantom_seed, "Without --image: phantom seed");
+  lowdose->add_option("--photons", ld_opt.photons, "I0: photons per ray at full dose")->check(CLI::PositiveNumber)->capture_default_str();
+  lowdose->add_option("--dose-fraction", ld_opt.dose_fraction, "Reduced dose as a fraction of the full dose")
+      ->check(CLI::Range(1e-6, 1.0))->capture_default_str();
+  lowdose->add_option("--fbp-window", ld_window, "Ramp window: ram-lak, shepp-logan, hann or hamming")
+      ->check(CLI::IsMember({"ram-lak", "shepp-logan", "hann", "hamming"}))->capture_default_str();
+  lowdose->add_option("--views", ld_opt.views, "Projection angles over 180 degrees (0: ceil(pi size / 2))")->check(CLI::NonNegativeNumber);
+  lowdose->add_option("--bins", ld_opt.bins, "Detector bins (0: ceil(size sqrt 2) + 2)")->check(CLI::NonNegativeNumber);
+  add_convert_options(lowdose, ld, false);
+
+  // superres: one or more MRI volumes (Colin27 by default in scripts).
+  std::vector<std::string> sr_images, sr_masks;
+  std::string sr_degradation = "kspace";
+  int sr_factor = 4;
+  double sr_sigma = 0;
+  ConvertArgs sr;
+  sr.modality = "mri";
+  sr.crop = "body";
+  CLI::App* superres = app.add_subcommand("superres", "Super-resolution pairs: k-space truncation or blur + "
+                                                      "downsampling, upsampled back by bicubic interpolation");
+  superres->add_option("--image", sr_images, "High-resolution volumes (repeat)")->required();
+  superres->add_option("--mask", sr_masks, "Region of the metrics, one per --image (default: body above --body-threshold)");
+  superres->add_option("--degradation", sr_degradation, "kspace (truncation) or blur (Gaussian + downsampling)")
+      ->check(CLI::IsMember({"kspace", "blur"}))->capture_default_str();
+  superres->add_option("--factor", sr_factor, "Downsampling factor per in-plane axis")->check(CLI::Range(2, 16))->capture_default_str();
+  superres->add_option("--sigma", sr_sigma, "blur: Gaussian sigma in fine pixels (0: factor / 2)")->check(CLI::NonNegativeNumber);
+  add_convert_options(superres, sr, true);
+
+  // pairs: the user's own (degraded, reference) volumes on one grid.
+  std::vector<std::string> pa_inputs, pa_refs, pa_masks;
+  ConvertArgs pa;
+  pa.crop = "body";
+  CLI::App* pairs = app.add_subcommand("pairs", "The user's own pairs: a degraded volume and its reference on the same grid");
+  pairs->add_option("--input", pa_inputs, "Degraded volume (repeat for several subjects)")->required();
+  pairs->add_option("--reference", pa_refs, "Reference volume, one per --input, on the same grid")->required();
+  pairs->add_option("--mask", pa_masks, "Region of the metrics, one per --reference (default: body above --body-threshold)");
+  add_convert_options(pairs, pa, true);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -377,6 +433,56 @@ int main(int argc, char** argv) {
       o.source = src;
       o.source_kind = "volume-pairs";
       return run_prepare(rd::volume_pair_subjects(ni_images, ni_masks), o, ni.out);
+    }
+    if (lowdose->parsed()) {
+      rd::PrepareOptions o = to_options(ld, "body");
+      o.modality = rd::Modality::CT;
+      o.window = {rd::kReconHuLow, rd::kReconHuHigh};
+      ld_opt.window = rd::parse_ramp_window(ld_window);
+      o.make_pair = rd::low_dose_ct_pairs(ld_opt);
+      o.pairs = "low-dose-ct";
+      o.pair_attributes = rd::low_dose_ct_attributes(ld_opt);
+      const double body = std::isnan(o.body_threshold) ? -500.0 : o.body_threshold;
+      std::vector<rd::SubjectSource> subjects;
+      if (ld_images.empty()) {
+        subjects = rd::phantom_subjects(ld_subjects, ld_phantom_seed);
+        o.source = "lung phantom, " + std::to_string(ld_subjects) + " subjects, seed " + std::to_string(ld_phantom_seed);
+        o.source_kind = "phantom";
+      } else {
+        std::vector<std::string> none(ld_images.size(), ld_images[0]);
+        subjects = rd::volume_pair_subjects(ld_images, none);
+        o.source_kind = "volumes";
+        for (size_t i = 0; i < ld_images.size(); ++i) o.source += (i ? "; " : "") + ld_images[i];
+      }
+      return run_prepare(rd::with_body_masks(std::move(subjects), body), o, ld.out);
+    }
+    if (superres->parsed()) {
+      rd::PrepareOptions o = to_options(sr, "body");
+      const rd::SrDegradation deg = rd::parse_sr_degradation(sr_degradation);
+      RG_CHECK(o.size % sr_factor == 0, "--size ", o.size, " is not divisible by --factor ", sr_factor);
+      o.make_pair = rd::superres_pairs(deg, sr_factor, sr_sigma);
+      o.pairs = "superres";
+      o.pair_attributes = rd::superres_attributes(deg, sr_factor, sr_sigma);
+      for (size_t i = 0; i < sr_images.size(); ++i) o.source += (i ? "; " : "") + sr_images[i];
+      o.source_kind = "volumes";
+      std::vector<rd::SubjectSource> subjects;
+      if (!sr_masks.empty()) {
+        subjects = rd::volume_pair_subjects(sr_images, sr_masks);
+      } else {
+        const double body = std::isnan(o.body_threshold) ? (o.modality == rd::Modality::CT ? -500.0 : 0.0) : o.body_threshold;
+        subjects = rd::with_body_masks(rd::volume_pair_subjects(sr_images, sr_images), body);
+      }
+      return run_prepare(subjects, o, sr.out);
+    }
+    if (pairs->parsed()) {
+      rd::PrepareOptions o = to_options(pa, "body");
+      if (o.modality == rd::Modality::CT) o.window = {rd::kReconHuLow, rd::kReconHuHigh};
+      o.pairs = "volume-pairs";
+      o.source_kind = "volume-pairs";
+      for (size_t i = 0; i < pa_refs.size(); ++i)
+        o.source += (i ? "; " : "") + (i < pa_inputs.size() ? pa_inputs[i] : std::string("?")) + " -> " + pa_refs[i];
+      const double body = std::isnan(o.body_threshold) ? (o.modality == rd::Modality::CT ? -500.0 : 0.0) : o.body_threshold;
+      return run_prepare(rd::paired_volume_subjects(pa_inputs, pa_refs, pa_masks, body), o, pa.out);
     }
     if (montage->parsed()) return run_montage(mo_file, mo_out, mo_split, mo_count, mo_cols, mo_tile);
   } catch (const std::exception& e) {

@@ -6,13 +6,13 @@
 #include <iostream>
 #include <memory>
 
-#include "apps/synth/synth_gan.h"
 #include "data/loader.h"
 #include "data/slice_dataset.h"
 #include "engine/dist/communicator.h"
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/unet.h"
+#include "train/paired_gan.h"
 #include "train/plots.h"
 #include "train/train_loop.h"
 
@@ -152,31 +152,20 @@ class SynthTask final : public train::TrainTask {
              "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
     Generator init_gen(c.seed);
     g_ = std::make_unique<models::UnetGenerator>(gc, init_gen);
-    if (c.gan_mode != GanMode::None) {
-      models::PatchGanConfig dc;
-      dc.in_channels = gc.in_channels + 1;  // (mask, image) pairs
-      dc.ndf = c.ndf;
-      dc.n_layers = c.n_layers;
-      dc.norm = gc.norm;
-      d_ = std::make_unique<models::PatchDiscriminator>(dc, init_gen);
-    }
-    g_->to(ctx.device);
-    if (d_) d_->to(ctx.device);
-    const optim::AdamOptions adam{.lr = c.lr, .beta1 = c.beta1, .beta2 = 0.999};
-    opt_g_ = std::make_unique<optim::Adam>(g_->parameters(), adam);
-    if (d_) opt_d_ = std::make_unique<optim::Adam>(d_->parameters(), adam);
+    nets_ = train::make_paired_networks(*g_, c.gan_mode, gc.in_channels + 1, c.ndf, c.n_layers,
+                                                             gc.norm, c.lr, c.beta1, init_gen, ctx.device);
     train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
     manual_seed(c.seed ^ 0xd50ed50eULL);
-    step_ = std::make_unique<SynthGanStep>(
-        *g_, d_.get(), *opt_g_, opt_d_.get(),
-        SynthGanConfig{.mode = c.gan_mode, .lambda_l1 = c.lambda_l1}, train_gen_);
+    step_ = std::make_unique<train::PairedGanStep>(
+        *g_, nets_.d.get(), *nets_.opt_g, nets_.opt_d.get(),
+        train::PairedGanConfig{.mode = c.gan_mode, .lambda_l1 = c.lambda_l1}, train_gen_);
   }
 
   void describe(std::ostream& out) const {
     out << "train_synth: " << c_.data << " (" << val_set_->height() << "x" << val_set_->width()
         << "), mask -> image, G unet num_downs " << g_->config.num_downs << " ngf "
         << g_->config.ngf << " tanh (" << g_->parameter_count() << " parameters)";
-    if (d_) out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << d_->parameter_count() << ")";
+    if (nets_.d) out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << nets_.d->parameter_count() << ")";
     out << ", GAN " << train::gan_mode_name(c_.gan_mode) << ", L1 weight " << c_.lambda_l1
         << ", batch " << c_.batch_size << ", " << c_.epochs + c_.epochs_decay << " epochs on "
         << ctx_.device.str() << " in " << train::precision_name(c_.precision);
@@ -187,14 +176,7 @@ class SynthTask final : public train::TrainTask {
   }
 
   train::TrainState state() override {
-    train::TrainState s;
-    s.modules.emplace_back("G", g_.get());
-    if (d_) s.modules.emplace_back("D", d_.get());
-    s.optimizers.emplace_back("G", opt_g_.get());
-    if (opt_d_) s.optimizers.emplace_back("D", opt_d_.get());
-    s.generators.emplace_back("train", &train_gen_);
-    s.generators.emplace_back("dropout", &default_generator());
-    return s;
+    return train::gan_pair_state(g_.get(), nets_.d.get(), nets_.opt_g.get(), nets_.opt_d.get(), &train_gen_);
   }
 
   train::CheckpointInfo checkpoint_info() const override {
@@ -202,7 +184,7 @@ class SynthTask final : public train::TrainTask {
     info.kind = "synth";
     info.run = synth_config_to_json(c_);
     info.extra["generator"] = models::to_json(g_->config);
-    if (d_) info.extra["discriminator"] = models::to_json(d_->config);
+    if (nets_.d) info.extra["discriminator"] = models::to_json(nets_.d->config);
     // The slice size G was trained on: synthesize refuses masks of another size.
     info.extra["slice_size"] = {val_set_->height(), val_set_->width()};
     info.metadata["generator_config"] = models::to_json(g_->config).dump();
@@ -210,26 +192,17 @@ class SynthTask final : public train::TrainTask {
   }
 
   void start(int64_t global_step) override {
-    data::LoaderOptions lo;
-    lo.split = "train";
-    lo.batch_size = c_.batch_size;
-    lo.shuffle = true;
-    lo.seed = c_.seed;
-    lo.epochs = 0;  // endless: batch k depends only on (seed, k), so a resume starts at its step
-    lo.workers = c_.workers;
-    lo.drop_last = true;  // BatchNorm statistics of a 1-sample tail batch are degenerate
+    data::LoaderOptions lo = train::training_stream(c_, global_step);
     lo.augment = c_.augment;
     lo.augment_options.contrast = 0;
     lo.augment_options.brightness = 0;
     lo.augment_options.noise_sigma = 0;
     if (c_.train_fraction < 1) lo.subset = subset_;
-    lo.start_batch = global_step;
     loader_ = std::make_unique<data::Loader>(c_.data, lo);
   }
 
   int64_t steps_per_epoch() const override {
-    return c_.max_train_batches > 0 ? std::min(c_.max_train_batches, loader_->batches_per_epoch())
-                                     : loader_->batches_per_epoch();
+    return train::capped_steps_per_epoch(c_, loader_->batches_per_epoch());
   }
 
   train::StepLosses step() override {
@@ -248,7 +221,7 @@ class SynthTask final : public train::TrainTask {
   }
 
   std::vector<std::string> curve_losses() const override {
-    if (!d_) return {"g_l1"};
+    if (!nets_.d) return {"g_l1"};
     return {"g_l1", "d_loss", "g_adv"};
   }
   std::vector<std::string> curve_metrics() const override { return {"mae", "ssim"}; }
@@ -273,19 +246,16 @@ class SynthTask final : public train::TrainTask {
   std::vector<int64_t> subset_;
   std::unique_ptr<data::SliceDataset> val_set_, test_set_;
   std::unique_ptr<models::UnetGenerator> g_;
-  std::unique_ptr<models::PatchDiscriminator> d_;
-  std::unique_ptr<optim::Adam> opt_g_, opt_d_;
+  train::PairedNetworks nets_;  // D (null without an adversarial term), Adam for G and D
   Generator train_gen_{0};
-  std::unique_ptr<SynthGanStep> step_;
+  std::unique_ptr<train::PairedGanStep> step_;
   std::unique_ptr<data::Loader> loader_;
 };
 
 }  // namespace
 
 int run_synth_training(const SynthRunConfig& c) {
-  RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
-  RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
-  RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+  train::check_run_options(c, "prepared HDF5 file");
   if (c.conv_backend) set_conv_backend(*c.conv_backend);
   dist::LocalCommunicator local;
   const train::RunContext ctx = train::make_run_context(local, train::resolve_device(c.device));

@@ -1,5 +1,5 @@
 // One mask -> image synthesis training run: the synthesis task (data, U-Net G with a tanh head,
-// PatchGAN D on (mask, image) pairs, the step of apps/synth/synth_gan.h, MAE/PSNR/SSIM
+// PatchGAN D on (mask, image) pairs, the paired step of train/paired_gan.h, MAE/PSNR/SSIM
 // evaluation and mask | real | synthetic pictures) run by the training layer's loop
 // (train/train_loop.h), which owns epochs, resume, Ctrl-C, logs, curves and checkpoints.
 // apps/train_synth is a thin flag parser over this; apps/synthesize reads its checkpoints.

@@ -27,24 +27,6 @@ using nlohmann::json;
 
 namespace {
 
-// The checkpoint's folder and tag from what --checkpoint names.
-std::pair<fs::path, std::string> checkpoint_location(const std::string& given) {
-  RG_CHECK(!given.empty(), "--checkpoint: no checkpoint given");
-  std::error_code ec;
-  fs::path p(given);
-  if (fs::is_directory(p, ec)) {
-    if (fs::exists(p / "checkpoints" / "best.json", ec)) return {p / "checkpoints", "best"};
-    if (fs::exists(p / "best.json", ec)) return {p, "best"};
-    RG_FAIL("--checkpoint: directory ", given, " holds no checkpoints/best.json (is it a train_synth run?)");
-  }
-  if (p.extension() == ".safetensors" || p.extension() == ".json") p.replace_extension();
-  RG_CHECK(fs::exists(fs::path(p.string() + ".json"), ec) &&
-               fs::exists(fs::path(p.string() + ".safetensors"), ec),
-           "--checkpoint: ", given, " does not exist (expected ", p.string(), ".json and ",
-           p.string(), ".safetensors)");
-  return {p.parent_path(), p.filename().string()};
-}
-
 struct MaskSource {
   std::string what;  // for messages
   int64_t height = 0, width = 0;
@@ -102,7 +84,7 @@ SynthesizeSummary synthesize(const SynthesizeConfig& c) {
   RG_CHECK(!c.out.empty(), "--out: no output file given");
   RG_CHECK(c.count >= 0, "--count must be >= 0, got ", c.count);
   RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
-  const auto [dir, tag] = checkpoint_location(c.checkpoint);
+  const auto [dir, tag] = train::checkpoint_location(c.checkpoint, "--checkpoint", "train_synth");
   const json meta = train::read_checkpoint_json(dir, tag, "synth");
   RG_CHECK(meta.contains("generator") && meta.contains("slice_size"), "--checkpoint: ",
            (dir / tag).string(), " lacks its generator configuration or slice size");

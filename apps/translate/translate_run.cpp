@@ -20,7 +20,7 @@
 #include "models/patchgan.h"
 #include "models/resnet_generator.h"
 #include "models/unet.h"
-#include "train/pix2pix_step.h"
+#include "train/paired_gan.h"
 #include "train/plots.h"
 #include "train/train_loop.h"
 
@@ -405,9 +405,9 @@ class TranslateTask final : public train::TrainTask {
     pool_gen_ = Generator(c.seed ^ 0x9001ULL);
     manual_seed(c.seed ^ 0xd50ed50eULL);
     if (c.model == TranslateModel::Pix2Pix) {
-      pix2pix_ = std::make_unique<train::Pix2PixStep>(
+      pix2pix_ = std::make_unique<train::PairedGanStep>(
           *g_, d_a_.get(), *opt_g_, opt_d_.get(),
-          train::Pix2PixConfig{.mode = c.gan_mode, .lambda_l1 = c.lambda_l1}, train_gen_);
+          train::PairedGanConfig{.mode = c.gan_mode, .lambda_l1 = c.lambda_l1}, train_gen_);
     } else {
       cyclegan_ = std::make_unique<CycleGanStep>(
           *g_, *g_b_, *d_a_, *d_b_, *opt_g_, *opt_d_,
@@ -573,7 +573,7 @@ class TranslateTask final : public train::TrainTask {
   std::unique_ptr<models::PatchDiscriminator> d_a_, d_b_;
   std::unique_ptr<optim::Adam> opt_g_, opt_d_;
   Generator train_gen_{0}, pool_gen_{0};
-  std::unique_ptr<train::Pix2PixStep> pix2pix_;
+  std::unique_ptr<train::PairedGanStep> pix2pix_;
   std::unique_ptr<CycleGanStep> cyclegan_;
   int64_t step_index_ = 0;
   int64_t channels_ = 1;

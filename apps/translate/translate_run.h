@@ -1,5 +1,5 @@
 // One modality translation training run (source -> target, e.g. MR -> CT): pix2pix (paired: U-Net
-// or ResNet G, PatchGAN on (source, target), L1; train/pix2pix_step.h), the plain supervised
+// or ResNet G, PatchGAN on (source, target), L1; train/paired_gan.h), the plain supervised
 // baseline (pix2pix with --gan-mode none: L1 alone), or CycleGAN (unpaired: two ResNet G, two
 // PatchGAN D, cycle and identity losses, image pools; apps/translate/cyclegan_step.h), run by
 // the training layer's loop (train/train_loop.h): epochs, resume, Ctrl-C, logs, curves and

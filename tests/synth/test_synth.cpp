@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/synth/synth_gan.h"
+#include "train/paired_gan.h"
 #include "apps/synth/synth_run.h"
 #include "apps/synth/synthesize.h"
 #include "data/loader.h"
@@ -65,7 +65,7 @@ struct TinySynth {
   models::PatchDiscriminator d;
   optim::Adam opt_g, opt_d;
   Generator rng{5};
-  SynthGanStep step;
+  rg::train::PairedGanStep step;
   static models::UnetConfig gconfig() {
     models::UnetConfig c;
     c.num_downs = 5;
@@ -86,7 +86,7 @@ struct TinySynth {
         opt_g(g.parameters(), {.lr = 2e-3, .beta1 = 0.5, .beta2 = 0.999}),
         opt_d(d.parameters(), {.lr = 2e-4, .beta1 = 0.5, .beta2 = 0.999}),
         step(g, mode == GanMode::None ? nullptr : &d, opt_g, mode == GanMode::None ? nullptr : &opt_d,
-             SynthGanConfig{.mode = mode, .lambda_l1 = 100.0}, rng) {}
+             rg::train::PairedGanConfig{.mode = mode, .lambda_l1 = 100.0}, rng) {}
 };
 
 TEST(SynthGan, TinyGanOverfitsAFewMasks) {

@@ -1,0 +1,80 @@
+// train_recon: reconstruction training on a pair file (apps/recon/recon_run.h): --task denoise
+// (low-dose CT) or superres (MRI), a residual U-Net generator with L1 (+ MSE) and a PatchGAN
+// adversarial term weighted by --adv-weight (0: the supervised baseline, no discriminator).
+// Without --data it takes the default pair file of the task from data/prepared (made by
+// prepare_data lowdose-ct / superres; the error says how).
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "apps/recon/recon_run.h"
+#include "engine/device.h"
+#include "engine/error.h"
+#include "train/run_flags.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string default_dataset(rg::app::ReconTask task) {
+  const char* env = std::getenv("RG_DATA_DIR");
+  const fs::path dir = env ? env : RG_DEFAULT_DATA_DIR;
+  const bool denoise = task == rg::app::ReconTask::Denoise;
+  const fs::path p = dir / (denoise ? "lowdose_ct_128.h5" : "colin27_sr4_128.h5");
+  if (fs::exists(p)) {
+    std::cerr << "train_recon: default dataset " << p.string() << "\n";
+    return p.string();
+  }
+  RG_FAIL("no default pair file ", p.string(), ": make it with ",
+          denoise ? "build/bin/prepare_data lowdose-ct --size 128 --out " + p.string()
+                  : "build/bin/prepare_data superres --image /usr/share/mricron/templates/ch2.nii.gz --mask "
+                    "/usr/share/mricron/templates/ch2bet.nii.gz --factor 4 --size 128 --split-by slab --out " + p.string(),
+          ", or pass --data FILE.h5");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace train = rg::train;
+  rg::app::ReconRunConfig c;
+  train::RunFlags f;
+  std::string task = "denoise";
+  CLI::App app{"Reconstruction training: residual U-Net (+ PatchGAN) on (degraded, reference) pairs"};
+  app.add_option("--task", task, "denoise (low-dose CT) or superres (MRI)")
+      ->check(CLI::IsMember({"denoise", "superres"}))->capture_default_str();
+  train::add_run_flags(app, c, f, "pair file (prepare_data lowdose-ct, superres or pairs)");
+  app.add_option("--beta1", c.beta1, "Adam beta1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  app.add_option("--lambda", c.lambda_l1, "weight of the L1 term")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--lambda-mse", c.lambda_mse, "weight of the MSE term")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--adv-weight", c.adv_weight, "weight of the adversarial term (0: supervised baseline, no discriminator)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--residual-scale", c.residual_scale, "G = input + scale * U(input): the size of U's output unit")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  train::add_pix2pix_flags(app, c, f, "vanilla, lsgan, hinge or wgan-gp (the adversarial term's loss)");
+  app.add_flag("--augment", c.augment, "flips/rotations/zoom of input and target alike");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    train::apply_pix2pix_flags(c, f);
+    c.task = rg::app::parse_recon_task(task);
+    const bool gpu = rg::cuda_device_count() > 0 && c.device != "cpu";
+    if (c.data.empty()) c.data = default_dataset(c.task);
+    if (gpu) {
+      std::cerr << "train_recon: GPU found: default configuration ngf 64, ndf 64, batch 8, 20 + 20 epochs\n";
+      if (!*f.epochs) c.epochs = 20;
+      if (!*f.epochs_decay) c.epochs_decay = 20;
+    } else {
+      std::cerr << "train_recon: no GPU: default CPU configuration (ngf 16, ndf 16, batch 8, 4 + 4 epochs); "
+                   "pass --ngf/--ndf/--batch-size/--epochs to change it\n";
+      if (!*f.ngf) c.ngf = 16;
+      if (!*f.ndf) c.ndf = 16;
+      if (!*f.epochs) c.epochs = 4;
+      if (!*f.epochs_decay) c.epochs_decay = 4;
+    }
+    return rg::app::run_recon_training(c);
+  } catch (const std::exception& e) {
+    std::cerr << "train_recon: error: " << e.what() << "\n";
+    return 1;
+  }
+}
