@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "tests/apps/tiny_phantom.h"
 #include "apps/seg/seg_run.h"
 #include "data/prepare.h"
 #include "engine/roentgen.h"
@@ -35,15 +36,7 @@ fs::path scratch_dir() {
 
 // 4 phantom subjects at 32x32, split 2/1/1 by subject (as tests/apps/test_seg_training.cpp).
 std::string golden_dataset(const fs::path& dir) {
-  const data::PhantomOptions po = data::phantom_options_for_grid({48, 48, 12});
-  data::PrepareOptions opts;
-  opts.size = 32;
-  opts.labels = {3, 4};
-  opts.fractions = {0.5, 0.25, 0.25};
-  opts.progress = false;
-  const std::string out = (dir / "golden.h5").string();
-  data::prepare_slices(data::phantom_subjects(4, 7, po), opts, out);
-  return out;
+  return test_data::write_tiny_phantom((dir / "golden.h5").string());
 }
 
 // The "train" lines of one run: every step's losses (log_every 1).

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tests/apps/tiny_phantom.h"
 #include "apps/seg/seg_gan.h"
 #include "train/seg_metrics.h"
 #include "apps/seg/seg_run.h"
@@ -173,15 +174,7 @@ const std::string& tiny_dataset() {
   static const std::string path = [] {
     const fs::path dir = fs::temp_directory_path() / ("rg_seg_training_" + std::to_string(getpid()));
     fs::create_directories(dir);
-    const data::PhantomOptions po = data::phantom_options_for_grid({48, 48, 12});
-    data::PrepareOptions opts;
-    opts.size = 32;
-    opts.labels = {3, 4};
-    opts.fractions = {0.5, 0.25, 0.25};
-    opts.progress = false;
-    const std::string out = (dir / "tiny.h5").string();
-    data::prepare_slices(data::phantom_subjects(4, 7, po), opts, out);
-    return out;
+    return test_data::write_tiny_phantom((dir / "tiny.h5").string());
   }();
   return path;
 }

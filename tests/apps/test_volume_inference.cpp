@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "train/seg_metrics.h"
+#include "tests/apps/tiny_phantom.h"
 #include "apps/seg/seg_run.h"
 #include "apps/seg/volume_inference.h"
 #include "data/nifti.h"
@@ -201,14 +202,8 @@ struct TinyRun {
 const TinyRun& tiny_run() {
   static const TinyRun run = [] {
     TinyRun t;
-    t.po = data::phantom_options_for_grid({48, 48, 12});
-    data::PrepareOptions opts;
-    opts.size = 32;
-    opts.labels = {3, 4};
-    opts.fractions = {0.5, 0.25, 0.25};
-    opts.progress = false;
-    t.data = (temp_dir() / "tiny.h5").string();
-    data::prepare_slices(data::phantom_subjects(4, 7, t.po), opts, t.data);
+    t.po = test_data::tiny_phantom_options();
+    t.data = test_data::write_tiny_phantom((temp_dir() / "tiny.h5").string());
     SegRunConfig c;
     c.data = t.data;
     c.name = "tiny";
@@ -232,7 +227,7 @@ const TinyRun& tiny_run() {
 
 TEST(VolumeInference, EndToEndOnATinyTrainedCheckpoint) {
   const TinyRun& run = tiny_run();
-  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(7, 0), run.po);
+  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(test_data::kTinyPhantomSeed, 0), run.po);
   const std::string input = (temp_dir() / "phantom.nii.gz").string();
   const std::string gt = (temp_dir() / "phantom_lungs.nii.gz").string();
   data::write_nifti(input, ph.ct, data::NiftiOut::Int16);
@@ -283,7 +278,7 @@ std::string error_of(const InferSegOptions& o) {
 
 TEST(VolumeInference, ErrorsNameTheFileAndLeaveNoOutput) {
   const TinyRun& run = tiny_run();
-  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(7, 1), run.po);
+  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(test_data::kTinyPhantomSeed, 1), run.po);
   const std::string input = (temp_dir() / "err_input.nii").string();
   data::write_nifti(input, ph.ct, data::NiftiOut::Int16);
   InferSegOptions base;

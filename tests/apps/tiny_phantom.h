@@ -1,0 +1,28 @@
+// The tiny prepared file the app tests train on: 4 lung-phantom subjects (seed 7) on a coarse
+// 48x48x12 grid that keeps the default field of view (so the slices show lung), prepared at
+// 32x32 with the lung labels as the mask and split 2/1/1 by subject.
+#pragma once
+
+#include <string>
+
+#include "data/phantom.h"
+#include "data/prepare.h"
+
+namespace rg::app::test_data {
+
+inline constexpr uint64_t kTinyPhantomSeed = 7;
+
+inline data::PhantomOptions tiny_phantom_options() { return data::phantom_options_for_grid({48, 48, 12}); }
+
+// Writes the file at `out` and returns `out`.
+inline std::string write_tiny_phantom(const std::string& out) {
+  data::PrepareOptions opts;
+  opts.size = 32;
+  opts.labels = {3, 4};
+  opts.fractions = {0.5, 0.25, 0.25};
+  opts.progress = false;
+  data::prepare_slices(data::phantom_subjects(4, kTinyPhantomSeed, tiny_phantom_options()), opts, out);
+  return out;
+}
+
+}  // namespace rg::app::test_data
