@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Ratio table of seg256: bench_seg256 (ours) against the best PyTorch mode of each row.
 
-Reads the JSON files written by `bench_seg256 --json` and `pytorch_seg256.py --json`, and for
-every (batch, precision) row of ours picks the PyTorch mode with the lowest median ms/step.
+Reads the JSON files written by `bench_seg256 --json` and `pytorch_seg256.py --json` (one or
+more: several PyTorch builds, e.g. Debian's 1.13 and a 2.x wheel), and for every (batch,
+precision) row of ours picks the PyTorch build and mode with the lowest median ms/step.
 ratio = ours / best PyTorch (ms; below 1 is faster), speedup = its inverse, memory ratio =
 our peak / that mode's peak. The targets are BENCHMARK.md's: speedup >= 5 at batch 1, >= 1.5
-at batch 16 and 64, peak memory <= PyTorch's. Standard library only.
+at batch 16 and 64, peak memory <= PyTorch's; --target-speedup X sets one target for every row
+(issue 20's CPU target is 2). Standard library only.
 
-Usage: compare_seg256.py OURS.json TORCH.json [--markdown FILE]
+Usage: compare_seg256.py OURS.json TORCH.json [TORCH2.json ...] [--target-speedup X] [--markdown FILE]
 """
 
 import argparse
@@ -17,7 +19,12 @@ import sys
 CONFIG_KEYS = ("size", "num_downs", "ngf", "ndf", "input_sets")
 
 
+TARGET_OVERRIDE = None
+
+
 def speedup_target(batch):
+    if TARGET_OVERRIDE is not None:
+        return TARGET_OVERRIDE
     return 5.0 if batch == 1 else 1.5
 
 
@@ -30,13 +37,16 @@ def measured(row):
     return row.get("ok") and isinstance(row.get("ms_median"), (int, float))
 
 
-def compare(ours, torch_doc):
-    """One dict per row of ours, in ours' order."""
+def compare(ours, torch_docs):
+    """One dict per row of ours, in ours' order; the best row over every PyTorch document."""
     out = []
     for row in ours["rows"]:
         key = (row["batch"], row["precision"])
         candidates = [
-            r for r in torch_doc["rows"] if (r["batch"], r["precision"]) == key and measured(r)
+            dict(r, mode=f"{r['mode']} ({doc.get('torch')})" if len(torch_docs) > 1 else r["mode"])
+            for doc in torch_docs
+            for r in doc["rows"]
+            if (r["batch"], r["precision"]) == key and measured(r)
         ]
         best = min(candidates, key=lambda r: r["ms_median"]) if candidates else None
         entry = {"batch": key[0], "precision": key[1], "ours": row, "torch": best}
@@ -119,19 +129,24 @@ def config_warnings(ours, torch_doc):
 def main():
     ap = argparse.ArgumentParser(description="seg256: ours / best PyTorch per row")
     ap.add_argument("ours", help="JSON from bench_seg256 --json")
-    ap.add_argument("torch", help="JSON from pytorch_seg256.py --json")
+    ap.add_argument("torch", nargs="+", help="JSON from pytorch_seg256.py --json (one per PyTorch build)")
+    ap.add_argument("--target-speedup", type=float, help="one speedup target for every row")
     ap.add_argument("--markdown", help="also write the table as Markdown to this file")
     args = ap.parse_args()
+    global TARGET_OVERRIDE
+    TARGET_OVERRIDE = args.target_speedup
 
-    ours, torch_doc = load(args.ours), load(args.torch)
-    entries = compare(ours, torch_doc)
+    ours, torch_docs = load(args.ours), [load(p) for p in args.torch]
+    entries = compare(ours, torch_docs)
+    builds = ", ".join(f"{d.get('torch')} on {d.get('device')}" for d in torch_docs)
     print(
         f"seg256 {ours.get('size')}x{ours.get('size')}, ngf {ours.get('ngf')}, ndf "
         f"{ours.get('ndf')}: ours on {ours.get('device')} (step {ours.get('step')}, conv backend "
-        f"{ours.get('conv_backend')}), PyTorch {torch_doc.get('torch')} on {torch_doc.get('device')}"
+        f"{ours.get('conv_backend')}), PyTorch {builds}"
     )
-    for w in config_warnings(ours, torch_doc):
-        print("warning: " + w)
+    for torch_doc in torch_docs:
+        for w in config_warnings(ours, torch_doc):
+            print(f"warning ({torch_doc.get('torch')}): " + w)
     print("\n".join(table_lines(entries, markdown=False)))
     if args.markdown:
         with open(args.markdown, "w") as f:

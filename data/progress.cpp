@@ -56,6 +56,16 @@ void ProgressBar::finish() {
   finished_ = true;
 }
 
+void ProgressBar::note(const std::string& line) {
+  if (enabled_ && tty_ && !finished_) {
+    std::fprintf(stderr, "\r\033[K%s\n", line.c_str());
+    draw(false);
+  } else {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  std::fflush(stderr);
+}
+
 void ProgressBar::draw(bool final_line) {
   const double el = elapsed_s();
   const double frac = done_ / total_;

@@ -15,6 +15,9 @@ class ProgressBar {
   ~ProgressBar();
   void update(double done);  // absolute progress in units
   void finish();             // final line (100%) and newline; idempotent
+  // A message on its own line; on a terminal the bar is redrawn below it. Printed whether or
+  // not the bar is enabled (it is news, not progress).
+  void note(const std::string& line);
   double elapsed_s() const;
 
  private:

@@ -5,7 +5,10 @@
 #   OUT_DIR/lung_phantom.h5          its prepared slices (LUNA16 path; lungs = labels 3,4;
 #                                    split by subject)
 #   OUT_DIR/colin27_skullstrip.h5    Colin27 T1 (mricron-data) with its brain mask
-#                                    (ch2bet > 0), MRI percentile normalization, split by slab
+#                                    (ch2bet > 0), MRI percentile normalization, split by
+#                                    interleaved slabs (validation and test each cover the whole
+#                                    brain; 4 slices dropped between slabs of different splits,
+#                                    see docs/results.md)
 #   OUT_DIR/*_128.h5                 the same at 128x128 (the CPU training default)
 #   OUT_DIR/lung_translate_128_{mr,ct,tissue}.h5
 #                                    modality translation (train_translate): 12 phantom subjects
@@ -73,8 +76,8 @@ if [ -f "$COLIN_DIR/ch2.nii.gz" ] && [ -f "$COLIN_DIR/ch2bet.nii.gz" ]; then
   T=$(now)
   for size in $SIZES; do
     "$PD" nifti --image "$COLIN_DIR/ch2.nii.gz" --mask "$COLIN_DIR/ch2bet.nii.gz" --mask-threshold 0 \
-      --modality mri --percentiles 0.5,99.5 --crop body --size "$size" --split-by slab --slabs 10 \
-      --slab-gap 2 --seed "$SEED" --out "$OUT_DIR/colin27_skullstrip$(suffix "$size").h5"
+      --modality mri --percentiles 0.5,99.5 --crop body --size "$size" --split-by interleaved --slabs 10 \
+      --slab-gap 4 --fractions 0.6,0.2,0.2 --seed "$SEED" --out "$OUT_DIR/colin27_skullstrip$(suffix "$size").h5"
   done
   "$PD" montage "$OUT_DIR/colin27_skullstrip.h5" --out "$OUT_DIR/colin27_montage.png" --count 16 --tile 128
   echo "   Colin27 done in $(elapsed "$T") s"

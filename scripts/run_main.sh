@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
 scripts/setup.sh "$build_dir"
+colin=data/prepared/colin27_skullstrip_128.h5
 if [ ! -f data/prepared/lung_phantom_128.h5 ]; then
+  scripts/prepare_defaults.sh "$build_dir" data/prepared
+elif [ -f "$colin" ] && ! "$build_dir/bin/prepare_data" info "$colin" | grep -q "split_by: interleaved"; then
+  # Files from before the interleaved split: their validation slab was the skull base only.
+  echo "run_main: $colin has the old slab split; preparing the default data again"
   scripts/prepare_defaults.sh "$build_dir" data/prepared
 fi
 run_name="default-$(date +%Y%m%d-%H%M%S)"

@@ -11,6 +11,7 @@
 #include "data/progress.h"
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
+#include "engine/cpu_threads.h"
 #include "engine/dist/communicator.h"
 #include "engine/dist/data_parallel.h"
 #include "engine/error.h"
@@ -232,6 +233,8 @@ int run_training(TrainTask& task, const LoopConfig& c, const RunContext& ctx) {
   auto save = [&](const std::string& tag) { save_checkpoint(files.checkpoints, tag, state, progress, info); };
 
   install_interrupt_handler();
+  // CPU runs: as many threads as other processes leave cores (engine/cpu_threads.h).
+  CpuThreadGovernor cpu_threads;
   bool interrupted = false, reached_max_steps = false;
   int64_t steps_this_run = 0;
   for (int64_t epoch = progress.epoch; epoch < total_epochs; ++epoch) {
@@ -244,6 +247,7 @@ int run_training(TrainTask& task, const LoopConfig& c, const RunContext& ctx) {
     bar.update(static_cast<double>(progress.step_in_epoch));
     LossAccumulator losses;
     while (progress.step_in_epoch < steps_per_epoch) {
+      if (const std::string note = cpu_threads.update(); !note.empty() && root) bar.note(note);
       losses.add(task.step());
       ++progress.step_in_epoch;
       ++progress.global_step;

@@ -24,6 +24,21 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using train::GanMode;
 
+const std::vector<std::string>& select_by_names() {
+  static const std::vector<std::string> names{"volume", "slice"};
+  return names;
+}
+
+const char* select_by_name(SelectBy select_by) {
+  return select_by == SelectBy::Volume ? "volume" : "slice";
+}
+
+SelectBy parse_select_by(const std::string& text, const std::string& source) {
+  if (text == "volume") return SelectBy::Volume;
+  if (text == "slice") return SelectBy::Slice;
+  RG_FAIL(source, ": unknown value '", text, "' (expected volume or slice)");
+}
+
 json seg_config_to_json(const SegRunConfig& c) {
   json j = train::run_options_json(c);
   j.update(json{{"beta1", c.beta1},
@@ -39,6 +54,7 @@ json seg_config_to_json(const SegRunConfig& c) {
                  {"precision", train::precision_name(c.precision)},
                  {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
                  {"augment", c.augment},
+                 {"select_by", select_by_name(c.select_by)},
                  {"train_fraction", c.train_fraction},
                  {"train_seed", c.train_seed},
                  {"extra_train", c.extra_train},
@@ -238,6 +254,25 @@ std::string evaluation_summary(const SegEvaluation& e) {
          std::to_string(e.volumes.items) + " volumes)";
 }
 
+// How prepare_data split the file, in words (its root attributes split_by, slabs, slab_gap), so
+// the reader of a run knows what the validation Dice stands for.
+std::string split_description(const data::SlicesFileInfo& info) {
+  std::map<std::string, std::string> attrs(info.attributes.begin(), info.attributes.end());
+  const std::string by = attrs.count("split_by") ? attrs["split_by"] : "";
+  const std::string slabs = attrs.count("slabs") ? attrs["slabs"] : "?";
+  const std::string gap = attrs.count("slab_gap") ? attrs["slab_gap"] : "?";
+  if (by == "subject") return "split by subject: validation and test are whole subjects unseen in training";
+  if (by == "interleaved") {
+    return "split by interleaved slabs (" + slabs + " slabs, " + gap + " slices dropped between "
+           "slabs of different splits): validation and test each cover the whole volume";
+  }
+  if (by == "slab") {
+    return "split by slab (" + slabs + " slabs, gap " + gap + "): validation and test are each "
+           "one contiguous part of the volume, so they may not predict each other";
+  }
+  return "split: not recorded in the file";
+}
+
 int64_t volumes_in(const data::SliceDataset& ds) {
   std::vector<int32_t> subjects;
   for (int64_t i = 0; i < ds.size(); ++i) subjects.push_back(ds.subject(i));
@@ -337,7 +372,10 @@ class SegTask final : public train::TrainTask {
     }
     out << "\n  validation: " << val_set_->size() << " slices of " << volumes_in(*val_set_)
         << " volume(s), test: " << test_set_->size() << " slices of " << volumes_in(*test_set_)
-        << " volume(s) (the splits prepare_data wrote into " << c_.data << ")\n";
+        << " volume(s) (the splits prepare_data wrote into " << c_.data << ")\n  "
+        << split_description(data::read_slices_info(c_.data)) << "; the best checkpoint is the "
+        << "epoch of the highest validation Dice per " << select_by_name(c_.select_by)
+        << " (--select-by)\n";
   }
 
   train::TrainState state() override {
@@ -440,7 +478,8 @@ class SegTask final : public train::TrainTask {
                                                   c_.sample_rows, *ctx_.comm);
     if (!ctx_.root()) return {};
     if (!e.samples.empty()) train::write_segmentation_grid_png(picture.string(), e.samples);
-    return {.score = e.slices.dice.mean, .metrics = evaluation_json(e),
+    const double score = c_.select_by == SelectBy::Volume ? e.volumes.dice.mean : e.slices.dice.mean;
+    return {.score = score, .metrics = evaluation_json(e),
             .summary = evaluation_summary(e) + "; pictures " + picture.string()};
   }
 
@@ -492,8 +531,8 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
 
   train::LoopConfig loop = train::loop_config(c);
   loop.app = "train_seg";
-  loop.score_name = "Dice";
-  loop.score_key = "dice";
+  loop.score_name = c.select_by == SelectBy::Volume ? "Dice per volume" : "Dice per slice";
+  loop.score_key = c.select_by == SelectBy::Volume ? "dice_volume" : "dice";
   loop.config = seg_config_to_json(c);
   return train::run_training(task, loop, ctx);
 }

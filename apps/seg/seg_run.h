@@ -38,6 +38,15 @@ class UnetGenerator;
 
 namespace rg::app {
 
+// Which validation Dice chooses the `best` checkpoint. Per volume (the default): each subject's
+// slices stacked back into a volume, the number reported for 3-D data, and stable on splits
+// with few subjects. Per slice: the mean over slices, where an empty or nearly empty slice
+// (vertex, lung base) weighs as much as a full one, so a few such slices swing the choice.
+enum class SelectBy { Volume, Slice };
+SelectBy parse_select_by(const std::string& text, const std::string& source = "--select-by");
+const char* select_by_name(SelectBy select_by);
+const std::vector<std::string>& select_by_names();  // {"volume", "slice"}
+
 struct SegRunConfig : train::RunOptions {
   // The shared options (train/run_options.h) with this application's defaults.
   SegRunConfig() { name = "seg"; }
@@ -63,6 +72,7 @@ struct SegRunConfig : train::RunOptions {
   std::string extra_train;
   double extra_fraction = 1.0;
   bool augment = true;
+  SelectBy select_by = SelectBy::Volume;
   // Data parallelism (world size > 1): synchronize batch-norm statistics over all ranks
   // (SyncBatchNorm). Ignored at world size 1 and for --norm instance/none. docs/scaling.md.
   bool sync_bn = true;

@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   // Settings arrive as names and become types once, through train/settings.h and
   // train/gan_loss.h, which also list the values the flags accept.
   std::string lr_policy = "linear", gan_mode = "vanilla", norm = "batch", precision = "fp32";
+  std::string select_by = "volume";
   std::string conv_backend;
   CLI::App app{"Adversarial segmentation training: U-Net generator + PatchGAN discriminator"};
   app.add_option("--data", c.data, "prepared HDF5 slices file (apps/prepare_data)");
@@ -97,6 +98,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the run in --out/--name from its latest checkpoint");
   app.add_flag("!--no-augment", c.augment, "turn off data augmentation");
+  app.add_option("--select-by", select_by,
+                 "validation Dice that chooses the best checkpoint: per volume or per slice mean")
+      ->check(CLI::IsMember(rg::app::select_by_names()))->capture_default_str();
   app.add_option("--workers", c.workers, "loader threads")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--log-every", c.log_every, "steps between logged training losses")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--max-train-batches", c.max_train_batches, "cap on batches per epoch (0 = all)")->check(CLI::NonNegativeNumber);
@@ -113,6 +117,7 @@ int main(int argc, char** argv) {
     c.gan_mode = train::parse_gan_mode(gan_mode);
     c.norm = train::parse_norm(norm);
     c.precision = train::parse_precision(precision);
+    c.select_by = rg::app::parse_select_by(select_by);
     if (!conv_backend.empty()) c.conv_backend = rg::parse_conv_backend(conv_backend, "--conv-backend");
     // Size the default configuration for the machine; explicit flags always win.
     const bool gpu = rg::cuda_device_count() > 0 && c.device != "cpu";

@@ -13,26 +13,28 @@
 // stays large enough for OpenBLAS to use all cores. The buffer is cached per thread (and per
 // element type) so repeated calls do not pay page faults on a fresh allocation.
 //
-// Threading: GEMMs are only called outside parallel regions (OpenBLAS threads internally).
-// im2col, col2im, bias fill and the bias reduction are OpenMP loops, but they only go parallel
-// when libgomp's idle workers do not busy-wait (see omp_workers_sleep): a spinning worker steals
-// a core from the GEMM that follows. Every reduction has a fixed order, so results do not depend
-// on the number of threads or on whether the loops ran in parallel.
+// Threading: OpenBLAS never threads here. Its own threads split a GEMM by the thread count, and
+// the rounding of an output element then depends on that count (OpenBLAS 0.3.21: 7% of a
+// 256x4096x2048 SGEMM's outputs differ between 1 and 2 threads). Instead each GEMM's output is
+// cut into blocks by its shape alone, each block is one single-threaded BLAS call over the whole
+// K, and OpenMP threads take the blocks dynamically (gemm_blocks below). Every output element then
+// gets the same arithmetic for any thread count, and a thread whose core another process takes
+// holds up one block instead of half of every GEMM. im2col, col2im, bias fill and the bias
+// reduction are OpenMP loops with fixed orders as well, so results do not depend on the number
+// of threads.
 #include "kernels/conv.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstddef>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <vector>
-
-#include <strings.h>  // strcasecmp
 
 namespace rg::kernels::cpu {
 
@@ -45,7 +47,7 @@ constexpr std::size_t kDefaultColBudgetBytes = std::size_t{16} << 20;
 // (4 MiB too; 1 MiB was slower).
 static std::atomic<std::size_t> g_col_budget_bytes{kDefaultColBudgetBytes};
 
-// 0: decide per loop (see omp_workers_sleep below); 1: never parallel; 2: always parallel.
+// 0: decide by size (loops_parallel below); 1: never parallel; 2: always parallel.
 static std::atomic<int> g_parallel_mode{0};
 
 // Test/benchmark hooks, not declared in a public header.
@@ -54,8 +56,8 @@ std::size_t set_conv_col_budget_bytes(std::size_t bytes) {
   if (bytes == 0) bytes = kDefaultColBudgetBytes;
   return g_col_budget_bytes.exchange(bytes);
 }
-// Sets the OpenMP mode of the im2col/col2im/bias loops (0 auto, 1 serial, 2 always parallel,
-// whatever the size); returns the previous one.
+// Sets the OpenMP mode of the blocked GEMMs and the im2col/col2im/bias loops (0 by size,
+// 1 serial, 2 always parallel whatever the size); returns the previous one.
 int set_conv_parallel_mode(int mode) { return g_parallel_mode.exchange(mode); }
 
 }  // namespace detail
@@ -90,6 +92,72 @@ void gemv(CBLAS_TRANSPOSE ta, int64_t m, int64_t n, const double* a, const doubl
               static_cast<int>(n), x, 1, 1.0, y, 1);
 }
 
+// ---- GEMM in shape-determined blocks ----------------------------------------------------
+
+// A block has at least this much work (about 20-50 us on one core) and this many rows or columns
+// (narrower blocks leave OpenBLAS's micro-kernels mostly edge handling); at most kGemmMaxBlocks.
+constexpr int64_t kGemmBlockMinMacs = int64_t{1} << 21;
+constexpr int64_t kGemmBlockMinWidth = 32;
+constexpr int64_t kGemmMaxBlocks = 64;
+
+// How C[m, n] is cut: along its rows when it is at least as tall as wide, else along its columns.
+struct GemmSplit {
+  bool rows = true;
+  int64_t blocks = 1;
+};
+
+GemmSplit gemm_split(int64_t m, int64_t n, int64_t k) {
+  GemmSplit sp;
+  sp.rows = m >= n;
+  const int64_t dim = sp.rows ? m : n;
+  const int64_t by_work = m * n * k / kGemmBlockMinMacs;
+  sp.blocks = std::clamp<int64_t>(std::min(by_work, dim / kGemmBlockMinWidth), 1, kGemmMaxBlocks);
+  return sp;
+}
+
+// [begin, end) of block b of `blocks` over [0, dim), boundaries on multiples of 16.
+void block_bounds(int64_t dim, int64_t blocks, int64_t b, int64_t& begin, int64_t& end) {
+  auto edge = [&](int64_t i) { return i == blocks ? dim : std::min(dim, (dim * i / blocks) / 16 * 16); };
+  begin = edge(b);
+  end = edge(b + 1);
+}
+
+bool loops_parallel(int64_t elems);
+
+// Runs fn(b) for every b in [0, blocks), on up to omp_get_max_threads() threads taking blocks
+// dynamically when `parallel`. OpenBLAS's OpenMP build sizes its team from omp_get_max_threads(),
+// so each task sets it to 1 first (the setting is scoped to the region): every BLAS call here is
+// single-threaded.
+template <typename Fn>
+void run_blocks(int64_t blocks, bool parallel, Fn&& fn) {
+  const int nt = parallel ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), blocks)) : 1;
+#pragma omp parallel num_threads(nt)
+  {
+    omp_set_num_threads(1);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < blocks; ++b) fn(b);
+  }
+}
+
+// C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C, row-major, in shape-determined blocks.
+template <typename T>
+void gemm_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, T alpha,
+                 const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  const GemmSplit sp = gemm_split(m, n, k);
+  run_blocks(sp.blocks, sp.blocks > 1 && loops_parallel(m * n * k), [&](int64_t blk) {
+    int64_t i0 = 0, i1 = 0;
+    block_bounds(sp.rows ? m : n, sp.blocks, blk, i0, i1);
+    if (i1 <= i0) return;
+    if (sp.rows) {  // rows [i0, i1) of C and of op(A)
+      const T* ab = ta == CblasNoTrans ? a + i0 * lda : a + i0;
+      gemm(ta, tb, i1 - i0, n, k, alpha, ab, lda, b, ldb, beta, c + i0 * ldc, ldc);
+    } else {  // columns [i0, i1) of C and of op(B)
+      const T* bb = tb == CblasNoTrans ? b + i0 : b + i0 * ldb;
+      gemm(ta, tb, m, i1 - i0, k, alpha, a, lda, bb, ldb, beta, c + i0, ldc);
+    }
+  });
+}
+
 // With only a few rows (the 2x2 -> 1x1 and 4x4 -> 2x2 layers of a U-Net at batch 1) OpenBLAS's
 // GEMM spends its time packing the weight; one GEMV per row measured 2.5-6x faster there.
 constexpr int64_t kGemvMaxRows = 4;
@@ -99,22 +167,26 @@ template <typename T>
 void rows_times_wt(int64_t rows, int64_t k, int64_t co, const T* a, const T* w, bool accumulate,
                    T* y) {
   if (rows > kGemvMaxRows) {
-    gemm(CblasNoTrans, CblasTrans, rows, co, k, T(1), a, k, w, k, accumulate ? T(1) : T(0), y, co);
+    gemm_blocks(CblasNoTrans, CblasTrans, rows, co, k, T(1), a, k, w, k, accumulate ? T(1) : T(0), y, co);
     return;
   }
   if (!accumulate) std::fill_n(y, rows * co, T(0));  // GEMV's beta = 0 may keep NaNs in some BLAS
-  for (int64_t p = 0; p < rows; ++p) gemv(CblasNoTrans, co, k, w, a + p * k, y + p * co);
+  run_blocks(1, false, [&](int64_t) {
+    for (int64_t p = 0; p < rows; ++p) gemv(CblasNoTrans, co, k, w, a + p * k, y + p * co);
+  });
 }
 
 // out[p][:] = dy[p][:] * W[co, k] for p < rows (overwritten).
 template <typename T>
 void rows_times_w(int64_t rows, int64_t co, int64_t k, const T* dy, const T* w, T* out) {
   if (rows > kGemvMaxRows) {
-    gemm(CblasNoTrans, CblasNoTrans, rows, k, co, T(1), dy, co, w, k, T(0), out, k);
+    gemm_blocks(CblasNoTrans, CblasNoTrans, rows, k, co, T(1), dy, co, w, k, T(0), out, k);
     return;
   }
   std::fill_n(out, rows * k, T(0));
-  for (int64_t p = 0; p < rows; ++p) gemv(CblasTrans, co, k, w, dy + p * co, out + p * k);
+  run_blocks(1, false, [&](int64_t) {
+    for (int64_t p = 0; p < rows; ++p) gemv(CblasTrans, co, k, w, dy + p * co, out + p * k);
+  });
 }
 
 // ---- Per-thread scratch buffer -----------------------------------------------------------
@@ -188,36 +260,19 @@ inline void valid_cols(const Geo& g, int64_t ow, int64_t& iw0, int64_t& j_lo, in
   j_hi = std::min<int64_t>(g.kw, g.w - iw0);
 }
 
-// OpenMP regions here always sit next to a multithreaded OpenBLAS GEMM. After a region, libgomp's
-// workers busy-wait for the next one (GOMP_SPINCOUNT, 300000 pause iterations by default: several
-// ms on this machine) unless OMP_WAIT_POLICY=passive; meanwhile they take cores away from the
-// OpenBLAS threads, which measured about 2x slower convolutions on 2 cores. The im2col/col2im
-// loops are memory-bound and cheap next to the GEMM, so they only go parallel when libgomp's
-// workers sleep promptly (OMP_WAIT_POLICY=passive, or GOMP_SPINCOUNT <= 10000) and the loop is
-// big enough to amortize waking them.
-bool omp_workers_sleep() {
-  static const bool sleep = [] {
-    if (const char* p = std::getenv("OMP_WAIT_POLICY"); p && strcasecmp(p, "passive") == 0)
-      return true;
-    if (const char* c = std::getenv("GOMP_SPINCOUNT"); c && *c) {
-      char* end = nullptr;
-      const long long v = std::strtoll(c, &end, 10);
-      return end != c && *end == '\0' && v >= 0 && v <= 10000;
-    }
-    return false;
-  }();
-  return sleep;
-}
+constexpr int64_t kParallelMinElems = int64_t{1} << 15;
 
-constexpr int64_t kParallelMinElems = int64_t{1} << 18;
-
-inline bool go_parallel(int64_t elems) {
+// Whether a loop (or a blocked GEMM) of `elems` elements of work uses the OpenMP threads: by size,
+// unless a test forces it (set_conv_parallel_mode). Results are the same either way.
+bool loops_parallel(int64_t elems) {
   switch (detail::g_parallel_mode.load(std::memory_order_relaxed)) {
     case 1: return false;
     case 2: return true;
-    default: return elems >= kParallelMinElems && omp_workers_sleep();
+    default: return elems >= kParallelMinElems;
   }
 }
+
+inline bool go_parallel(int64_t elems) { return loops_parallel(elems); }
 
 // ---- im2col / col2im ---------------------------------------------------------------------
 
@@ -395,8 +450,8 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* dy, T* dw
     const T* b = g.pointwise ? x + r0 * g.ow * g.c : col;
     if (!g.pointwise) im2col(g, x, r0, r1, col);
     // dw[co, K] (+)= dy_chunk[pixels, co]^T * col[pixels, K]; the first chunk overwrites.
-    gemm(CblasTrans, CblasNoTrans, g.co, g.k, pixels, T(1), dy + r0 * g.ow * g.co, g.co, b, g.k,
-         r0 == 0 ? T(0) : T(1), dw, g.k);
+    gemm_blocks(CblasTrans, CblasNoTrans, g.co, g.k, pixels, T(1), dy + r0 * g.ow * g.co, g.co, b,
+                g.k, r0 == 0 ? T(0) : T(1), dw, g.k);
   }
   if (dbias) bias_grad(dy, g.m, g.co, dbias);
 }

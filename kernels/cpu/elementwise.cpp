@@ -1,5 +1,7 @@
 #include "kernels/elementwise.h"
 
+#include "kernels/cpu/fixed_chunks.h"
+
 #include <omp.h>
 
 #include <cmath>
@@ -139,26 +141,16 @@ void sum_rows(int64_t rows, int64_t cols, const T* x, T* out) {
 
 template <typename T>
 void sum_columns(int64_t rows, int64_t cols, const T* x, T* out) {
-  // Each thread sums a block of rows into its own partial vector; partials are added in a
-  // fixed order, so the result does not depend on timing.
-  const int threads = rows * cols > kParallelGrain ? omp_get_max_threads() : 1;
-  std::vector<double> partial(static_cast<size_t>(threads) * cols, 0.0);
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
-    const int nt = omp_get_num_threads();
-    const int64_t begin = rows * t / nt, end = rows * (t + 1) / nt;
-    double* acc = partial.data() + static_cast<size_t>(t) * cols;
-    for (int64_t r = begin; r < end; ++r) {
+  // Chunks of rows summed into their own partials, added in chunk order: the same result for
+  // any thread count (kernels/cpu/fixed_chunks.h).
+  std::vector<double> sums(static_cast<size_t>(std::max<int64_t>(cols, 0)), 0.0);
+  chunked_row_sums(rows, cols, cols, sums.data(), [&](int64_t r0, int64_t r1, double* acc) {
+    for (int64_t r = r0; r < r1; ++r) {
       const T* p = x + r * cols;
       for (int64_t c = 0; c < cols; ++c) acc[c] += p[c];
     }
-  }
-  for (int64_t c = 0; c < cols; ++c) {
-    double acc = 0.0;
-    for (int t = 0; t < threads; ++t) acc += partial[static_cast<size_t>(t) * cols + c];
-    out[c] = static_cast<T>(acc);
-  }
+  });
+  for (int64_t c = 0; c < cols; ++c) out[c] = static_cast<T>(sums[static_cast<size_t>(c)]);
 }
 
 template <typename T>

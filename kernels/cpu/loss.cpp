@@ -1,6 +1,9 @@
 #include "kernels/loss.h"
 
+#include <array>
 #include <cmath>
+
+#include "kernels/cpu/fixed_chunks.h"
 
 namespace rg::kernels::cpu {
 
@@ -8,30 +11,30 @@ namespace {
 constexpr int64_t kParallelGrain = 1 << 15;
 }
 
+// Sums run in fixed chunks (kernels/cpu/fixed_chunks.h): the same value for any thread count.
 template <typename T>
 double pointwise_loss_forward(PointwiseLoss loss, int64_t n, const T* x, const T* t) {
-  double total = 0.0;
   switch (loss) {
     case PointwiseLoss::BceWithLogits:
-#pragma omp parallel for reduction(+ : total) schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) {
-        const double z = x[i];
-        total += std::max(z, 0.0) - z * static_cast<double>(t[i]) + std::log1p(std::exp(-std::abs(z)));
-      }
-      break;
+      return chunked_sums<1>(n, [&](int64_t b, int64_t e, double* acc) {
+        for (int64_t i = b; i < e; ++i) {
+          const double z = x[i];
+          acc[0] += std::max(z, 0.0) - z * static_cast<double>(t[i]) + std::log1p(std::exp(-std::abs(z)));
+        }
+      })[0];
     case PointwiseLoss::L1:
-#pragma omp parallel for reduction(+ : total) schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) total += std::abs(static_cast<double>(x[i]) - t[i]);
-      break;
+      return chunked_sums<1>(n, [&](int64_t b, int64_t e, double* acc) {
+        for (int64_t i = b; i < e; ++i) acc[0] += std::abs(static_cast<double>(x[i]) - t[i]);
+      })[0];
     case PointwiseLoss::Mse:
-#pragma omp parallel for reduction(+ : total) schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) {
-        const double d = static_cast<double>(x[i]) - t[i];
-        total += d * d;
-      }
-      break;
+      return chunked_sums<1>(n, [&](int64_t b, int64_t e, double* acc) {
+        for (int64_t i = b; i < e; ++i) {
+          const double d = static_cast<double>(x[i]) - t[i];
+          acc[0] += d * d;
+        }
+      })[0];
   }
-  return total;
+  return 0.0;
 }
 
 template <typename T>
@@ -72,16 +75,16 @@ void dice_sums(int64_t batch, int64_t per_sample, const T* p, const T* t, double
   for (int64_t b = 0; b < batch; ++b) {
     const T* pb = p + b * per_sample;
     const T* tb = t + b * per_sample;
-    double i_acc = 0, p_acc = 0, t_acc = 0;
-#pragma omp parallel for reduction(+ : i_acc, p_acc, t_acc) schedule(static) if (per_sample > kParallelGrain)
-    for (int64_t i = 0; i < per_sample; ++i) {
-      i_acc += static_cast<double>(pb[i]) * tb[i];
-      p_acc += pb[i];
-      t_acc += tb[i];
-    }
-    intersection[b] = i_acc;
-    p_sum[b] = p_acc;
-    t_sum[b] = t_acc;
+    const std::array<double, 3> sums = chunked_sums<3>(per_sample, [&](int64_t i0, int64_t i1, double* acc) {
+      for (int64_t i = i0; i < i1; ++i) {
+        acc[0] += static_cast<double>(pb[i]) * tb[i];
+        acc[1] += pb[i];
+        acc[2] += tb[i];
+      }
+    });
+    intersection[b] = sums[0];
+    p_sum[b] = sums[1];
+    t_sum[b] = sums[2];
   }
 }
 

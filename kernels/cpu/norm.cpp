@@ -7,12 +7,15 @@
 // update of Chan et al. This is as stable as a global two-pass computation but reads x from
 // memory only once for the statistics.
 //
-// Batch norm views the input as a [n*hw, c] matrix and parallelizes over its rows: each thread
-// reduces a contiguous block of rows into its own per-channel partials (inner loops run over the
-// contiguous channel axis so they vectorize), the partials are combined in thread order (results
-// depend on the thread count only through rounding), and each thread then writes its own rows.
-// Instance norm parallelizes over (image, channel block) work items.
+// Batch norm views the input as a [n*hw, c] matrix and parallelizes over its rows: the rows are
+// cut into chunks whose number depends only on the shape (kernels/cpu/fixed_chunks.h), each chunk
+// is reduced into its own per-channel partials (inner loops run over the contiguous channel axis
+// so they vectorize), and the partials are combined in chunk order, so the results are the same
+// for every thread count. Instance norm parallelizes over (image, channel block) work items;
+// a channel's arithmetic does not depend on the blocking.
 #include "kernels/norm.h"
+
+#include "kernels/cpu/fixed_chunks.h"
 
 #include <omp.h>
 
@@ -39,33 +42,6 @@ void split(int64_t total, int parts, int t, int64_t& begin, int64_t& end) {
   const int64_t q = total / parts, r = total % parts;
   begin = t * q + std::min<int64_t>(t, r);
   end = begin + q + (t < r ? 1 : 0);
-}
-
-// out[0, width) = sum over row blocks of fn(r0, r1, acc), where fn adds the contributions of rows
-// [r0, r1) into acc[0, width) (zero-initialized). Each thread owns a private accumulator; the
-// partials are added in thread order, so the result depends only on the thread count.
-template <typename Fn>
-void reduce_rows(int64_t rows, int64_t width, int nt, double* out, Fn&& fn) {
-  std::fill(out, out + width, 0.0);
-  if (nt <= 1) {
-    fn(int64_t{0}, rows, out);
-    return;
-  }
-  std::vector<double> partial(static_cast<size_t>(nt * width), 0.0);
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
-    const int nth = omp_get_num_threads();
-    int64_t r0 = 0, r1 = 0;
-    split(rows, nth, t, r0, r1);
-    std::vector<double> acc(static_cast<size_t>(width), 0.0);
-    if (r1 > r0) fn(r0, r1, acc.data());
-    std::copy(acc.begin(), acc.end(), partial.begin() + static_cast<ptrdiff_t>(t * width));
-  }
-  for (int t = 0; t < nt; ++t) {
-    const double* p = partial.data() + static_cast<ptrdiff_t>(t * width);
-    for (int64_t j = 0; j < width; ++j) out[j] += p[j];
-  }
 }
 
 // Calls fn(r0, r1) on contiguous row blocks covering [0, rows), one block per thread.
@@ -148,8 +124,10 @@ int64_t moments_rows(int64_t r0, int64_t r1, int64_t ld, int64_t w, const T* x, 
                      double* m2, double* scratch) {
   std::fill(mean, mean + w, 0.0);
   std::fill(m2, m2 + w, 0.0);
+  // The block length depends on the row stride, not on w, so a channel's moments come out the
+  // same however instance norm blocks the channels.
   const int64_t block =
-      std::max<int64_t>(4, (16 * 1024) / std::max<int64_t>(1, w * static_cast<int64_t>(sizeof(T))));
+      std::max<int64_t>(4, (16 * 1024) / std::max<int64_t>(1, ld * static_cast<int64_t>(sizeof(T))));
   double* bmean = scratch;
   double* bm2 = scratch + w;
   int64_t count = 0;
@@ -222,33 +200,38 @@ void batch_norm_forward_train(const NormShape& s, const T* x, const T* gamma, co
     finish_stats(0);
     return;
   }
-  // One parallel region: each thread takes the moments of its own block of rows, one thread
-  // merges them in thread order, then every thread normalizes its block.
-  const int nt = threads_for(M * C, M);
-  std::vector<double> part_mean(static_cast<size_t>(nt * C)), part_m2(part_mean.size());
-  std::vector<int64_t> part_count(static_cast<size_t>(nt), 0);
+  // One parallel region: the moments of each chunk of rows, merged in chunk order by one
+  // thread, then every thread normalizes its chunks.
+  const int64_t chunks = chunk_count(M, C);
+  const int nt = chunks > 1 ? threads_for(M * C, chunks) : 1;
+  std::vector<double> part_mean(static_cast<size_t>(chunks * C)), part_m2(part_mean.size());
+  std::vector<int64_t> part_count(static_cast<size_t>(chunks), 0);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    int64_t r0 = 0, r1 = 0;
-    split(M, nth, t, r0, r1);
-    {
-      std::vector<double> scratch(static_cast<size_t>(2 * C));
-      part_count[t] = moments_rows(r0, r1, C, C, x, part_mean.data() + t * C,
-                                   part_m2.data() + t * C, scratch.data());
+    std::vector<double> scratch(static_cast<size_t>(2 * C));
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      int64_t r0 = 0, r1 = 0;
+      chunk_bounds(M, chunks, c, r0, r1);
+      part_count[c] = moments_rows(r0, r1, C, C, x, part_mean.data() + c * C,
+                                   part_m2.data() + c * C, scratch.data());
     }
-#pragma omp barrier
 #pragma omp single
     {
       int64_t count = 0;
-      for (int u = 0; u < nth; ++u) {
-        merge_moments(count, mean.data(), m2.data(), part_count[u], part_mean.data() + u * C,
-                      part_m2.data() + u * C, C);
-        count += part_count[u];
+      for (int64_t c = 0; c < chunks; ++c) {
+        merge_moments(count, mean.data(), m2.data(), part_count[c], part_mean.data() + c * C,
+                      part_m2.data() + c * C, C);
+        count += part_count[c];
       }
       finish_stats(count);
     }
-    affine_rows(r0, r1, C, C, x, mean.data(), scale.data(), shift.data(), y);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      int64_t r0 = 0, r1 = 0;
+      chunk_bounds(M, chunks, c, r0, r1);
+      affine_rows(r0, r1, C, C, x, mean.data(), scale.data(), shift.data(), y);
+    }
   }
 }
 
@@ -296,27 +279,32 @@ void batch_norm_backward_train(const NormShape& s, const T* x, const T* dy, cons
     finish(zero.data(), zero.data());
     return;
   }
-  const int nt = threads_for(M * C, M);
-  std::vector<double> part(static_cast<size_t>(nt * 2 * C), 0.0);
+  // As the forward: per-chunk sums merged in chunk order, then dx chunk by chunk.
+  const int64_t chunks = chunk_count(M, C);
+  const int nt = chunks > 1 ? threads_for(M * C, chunks) : 1;
+  std::vector<double> part(static_cast<size_t>(chunks * 2 * C), 0.0);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    int64_t r0 = 0, r1 = 0;
-    split(M, nth, t, r0, r1);
-    {
-      std::vector<double> acc(static_cast<size_t>(2 * C), 0.0);
-      grad_sums_rows(r0, r1, C, C, x, dy, m.data(), acc.data(), acc.data() + C);
-      std::copy(acc.begin(), acc.end(), part.begin() + static_cast<ptrdiff_t>(t * 2 * C));
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      int64_t r0 = 0, r1 = 0;
+      chunk_bounds(M, chunks, c, r0, r1);
+      double* acc = part.data() + c * 2 * C;
+      grad_sums_rows(r0, r1, C, C, x, dy, m.data(), acc, acc + C);
     }
-#pragma omp barrier
 #pragma omp single
     {
       std::vector<double> sums(static_cast<size_t>(2 * C), 0.0);
-      for (int u = 0; u < nth; ++u)
-        for (int64_t j = 0; j < 2 * C; ++j) sums[j] += part[u * 2 * C + j];
+      for (int64_t c = 0; c < chunks; ++c)
+        for (int64_t j = 0; j < 2 * C; ++j) sums[j] += part[c * 2 * C + j];
       finish(sums.data(), sums.data() + C);
     }
-    grad_rows(r0, r1, C, C, x, dy, m.data(), a.data(), b.data(), k.data(), dx);
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      int64_t r0 = 0, r1 = 0;
+      chunk_bounds(M, chunks, c, r0, r1);
+      grad_rows(r0, r1, C, C, x, dy, m.data(), a.data(), b.data(), k.data(), dx);
+    }
   }
 }
 
@@ -349,7 +337,7 @@ void batch_norm_backward_eval(const NormShape& s, const T* x, const T* dy, const
   // One pass over x and dy computes dx and the sums for dgamma = sum(dy*xhat), dbeta = sum(dy).
   std::vector<double> sums(static_cast<size_t>(2 * C), 0.0);
   if (M > 0) {
-    reduce_rows(M, 2 * C, nt, sums.data(), [&](int64_t r0, int64_t r1, double* acc) {
+    chunked_row_sums(M, C, 2 * C, sums.data(), [&](int64_t r0, int64_t r1, double* acc) {
       grad_sums_rows(r0, r1, C, C, x, dy, m.data(), acc, acc + C);
       scale_rows(r0, r1);
     });

@@ -1,5 +1,6 @@
 // CPU convolution kernels (im2col + GEMM) against an obviously-correct direct-loop reference.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -344,3 +345,47 @@ TEST(CpuConvEdge, EmptyOutputGivesZeroGradients) {
 }
 
 }  // namespace
+
+// The GEMMs are cut into blocks by shape alone and OpenBLAS runs single-threaded in each, so the
+// thread count changes nothing: 1, 2 and 3 threads give bitwise identical outputs on shapes
+// large enough for several blocks in every direction (and they still match the reference).
+TEST(CpuConvThreads, ResultsDoNotDependOnTheThreadCount) {
+  std::mt19937 rng(31337);
+  const int saved = omp_get_max_threads();
+  for (const Conv2dShape& s : {make_shape(2, 32, 32, 32, 64, 4, 4, 2, 2, 1, 1),    // down-conv
+                               make_shape(1, 16, 16, 64, 128, 3, 3, 1, 1, 1, 1),   // 3x3 same
+                               make_shape(2, 32, 32, 64, 64, 1, 1, 1, 1, 0, 0)}) {  // pointwise
+    SCOPED_TRACE(describe(s));
+    const auto x = random_vec<float>(rng, s.n * s.h * s.w * s.c_in);
+    const auto w = random_vec<float>(rng, s.c_out * s.kh * s.kw * s.c_in);
+    const auto b = random_vec<float>(rng, s.c_out);
+    const auto dy = random_vec<float>(rng, s.n * s.out_h() * s.out_w() * s.c_out);
+    struct Out {
+      std::vector<float> y, dx, dw, db;
+    };
+    auto run = [&](int threads) {
+      omp_set_num_threads(threads);
+      Out o{std::vector<float>(dy.size()), std::vector<float>(x.size()), std::vector<float>(w.size()),
+            std::vector<float>(b.size())};
+      cpu::conv2d_forward<float>(s, x.data(), w.data(), b.data(), o.y.data());
+      cpu::conv2d_backward_data<float>(s, dy.data(), w.data(), o.dx.data());
+      cpu::conv2d_backward_weight<float>(s, x.data(), dy.data(), o.dw.data(), o.db.data());
+      // The blocks' single-threaded BLAS calls must not leave the caller's setting changed.
+      EXPECT_EQ(omp_get_max_threads(), threads);
+      return o;
+    };
+    const Out one = run(1), two = run(2), three = run(3);
+    omp_set_num_threads(saved);
+    for (const Out* o : {&two, &three}) {
+      EXPECT_EQ(one.y, o->y);
+      EXPECT_EQ(one.dx, o->dx);
+      EXPECT_EQ(one.dw, o->dw);
+      EXPECT_EQ(one.db, o->db);
+    }
+    expect_close(one.y, ref_forward(s, x, w, b.data()), "forward");
+    expect_close(one.dx, ref_backward_data(s, dy, w), "backward_data");
+    std::vector<double> dw_ref, db_ref;
+    ref_backward_weight(s, x, dy, dw_ref, db_ref);
+    expect_close(one.dw, dw_ref, "backward_weight");
+  }
+}
