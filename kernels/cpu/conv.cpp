@@ -94,10 +94,12 @@ void gemv(CBLAS_TRANSPOSE ta, int64_t m, int64_t n, const double* a, const doubl
 
 // ---- GEMM in shape-determined blocks ----------------------------------------------------
 
-// A block has at least this much work (about 20-50 us on one core) and this many rows or columns
-// (narrower blocks leave OpenBLAS's micro-kernels mostly edge handling); at most kGemmMaxBlocks.
-constexpr int64_t kGemmBlockMinMacs = int64_t{1} << 21;
-constexpr int64_t kGemmBlockMinWidth = 32;
+// A block has at least this much work (8 M multiply-adds, ~0.1-0.2 ms on one core) and this many
+// rows or columns: every block packs the whole shared operand again (the weights in the forward),
+// so small blocks spend their time packing. 2^23 and 128 measured fastest on the CPU default step
+// (2^21 and 32: +10%; 2^24/256 or 2^23/512: +5-15%; docs/performance.md). At most kGemmMaxBlocks.
+constexpr int64_t kGemmBlockMinMacs = int64_t{1} << 23;
+constexpr int64_t kGemmBlockMinWidth = 128;
 constexpr int64_t kGemmMaxBlocks = 64;
 
 // How C[m, n] is cut: along its rows when it is at least as tall as wide, else along its columns.
