@@ -43,7 +43,7 @@ json synth_config_to_json(const SynthRunConfig& c) {
 
 SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDataset& ds,
                                    int64_t batch_size, DType act_dtype, Device device,
-                                   int64_t sample_rows) {
+                                   int64_t sample_rows, bool distribution) {
   RG_CHECK(batch_size > 0, "evaluate_synthesis: batch size must be > 0, got ", batch_size);
   const int64_t n = ds.size(), h = ds.height(), w = ds.width(), hw = h * w;
   SynthEvaluation out;
@@ -63,6 +63,9 @@ SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDa
   NoGradGuard no_grad;
   g.eval();
   train::FidelityAccumulator body, inside;
+  std::optional<train::FeatureEncoder> encoder;
+  if (distribution && n >= 2 && h >= 16 && w >= 16) encoder.emplace();
+  std::vector<double> real_features, synthetic_features;
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t count = std::min(batch_size, n - start);
     Tensor x = Tensor::empty({count, h, w, 1});
@@ -71,6 +74,11 @@ SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDa
       ds.read(start + i, y.data<float>() + i * hw, x.data<float>() + i * hw);
     const Tensor fake =
         g.forward(x.to(device).to(act_dtype)).to(DType::F32).to(Device::cpu()).contiguous();
+    if (encoder) {
+      const std::vector<double> fr = encoder->features(y), fs = encoder->features(fake);
+      real_features.insert(real_features.end(), fr.begin(), fr.end());
+      synthetic_features.insert(synthetic_features.end(), fs.begin(), fs.end());
+    }
     const float* s = fake.data<float>();
     for (int64_t i = 0; i < count; ++i) {
       const float* si = s + i * hw;
@@ -91,17 +99,28 @@ SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDa
   g.train();
   out.body = body.summary();
   out.mask = inside.summary();
+  if (encoder) out.distribution = train::distribution_distance(real_features, synthetic_features);
   return out;
 }
 
 json synth_evaluation_json(const SynthEvaluation& e) {
-  return json{{"mae", e.body.mae},           {"mae_std", e.body.mae_std},
+  json j{{"mae", e.body.mae},           {"mae_std", e.body.mae_std},
               {"psnr", e.body.psnr},         {"psnr_std", e.body.psnr_std},
               {"ssim", e.body.ssim},         {"ssim_std", e.body.ssim_std},
               {"mask_mae", e.mask.mae},      {"mask_psnr", e.mask.psnr},
               {"mask_ssim", e.mask.ssim},    {"slices", e.body.slices},
               {"mask_slices", e.mask.slices}, {"region", "body"},
               {"intensity_range", "[-1, 1]"}, {"data_range", train::kPreparedDataRange}};
+  if (e.distribution) {
+    const train::DistributionDistance& d = *e.distribution;
+    j["fd"] = d.frechet;
+    j["kid"] = d.kid.mean;
+    j["kid_sd"] = d.kid.sd;
+    j["kid_subset_size"] = d.kid.subset_size;
+    j["kid_subsets"] = d.kid.subsets;
+    j["distribution_features"] = "fixed random conv net, 128 features (train/distribution_metrics.h)";
+  }
+  return j;
 }
 
 std::string synth_evaluation_summary(const SynthEvaluation& e) {
@@ -109,7 +128,10 @@ std::string synth_evaluation_summary(const SynthEvaluation& e) {
   return "body: MAE " + fixed(e.body.mae) + " PSNR " + fixed(e.body.psnr, 2) + " dB SSIM " +
          fixed(e.body.ssim) + " (" + std::to_string(e.body.slices) + " slices); mask: MAE " +
          fixed(e.mask.mae) + " PSNR " + fixed(e.mask.psnr, 2) + " dB SSIM " + fixed(e.mask.ssim) +
-         " (intensities in [-1, 1], data range 2)";
+         " (intensities in [-1, 1], data range 2)" +
+         (e.distribution ? "; FD " + fixed(e.distribution->frechet, 3) + " KID " +
+                               fixed(e.distribution->kid.mean, 5) + " (fixed random features)"
+                         : std::string());
 }
 
 void write_synthesis_grid(const std::string& path, const SynthEvaluation& e) {
@@ -214,10 +236,10 @@ class SynthTask final : public train::TrainTask {
   }
 
   train::Evaluation validate(int64_t epoch, const train::RunFiles& files) override {
-    return evaluate(*val_set_, files.epoch_sample("epoch_", epoch, ".png"));
+    return evaluate(*val_set_, files.epoch_sample("epoch_", epoch, ".png"), false);
   }
   train::Evaluation test(const train::RunFiles& files) override {
-    return evaluate(*test_set_, files.samples / "test.png");
+    return evaluate(*test_set_, files.samples / "test.png", true);
   }
 
   std::vector<std::string> curve_losses() const override {
@@ -227,12 +249,12 @@ class SynthTask final : public train::TrainTask {
   std::vector<std::string> curve_metrics() const override { return {"mae", "ssim"}; }
 
  private:
-  train::Evaluation evaluate(const data::SliceDataset& ds, const fs::path& picture) {
+  train::Evaluation evaluate(const data::SliceDataset& ds, const fs::path& picture, bool distribution) {
     if (ds.size() == 0) {
       return {.score = 0, .metrics = json{{"slices", 0}}, .summary = "no slices"};
     }
     const SynthEvaluation e = evaluate_synthesis(*g_, ds, c_.batch_size, act_dtype_, ctx_.device,
-                                                 c_.sample_rows);
+                                                 c_.sample_rows, distribution);
     write_synthesis_grid(picture.string(), e);
     // SSIM inside the body chooses the best checkpoint (higher is better).
     return {.score = e.body.ssim, .metrics = synth_evaluation_json(e),

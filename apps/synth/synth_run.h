@@ -26,6 +26,7 @@
 #include "models/norm_kind.h"
 #include "train/gan_loss.h"
 #include "train/settings.h"
+#include "train/distribution_metrics.h"
 #include "train/synth_metrics.h"
 #include "train/run_options.h"
 
@@ -71,16 +72,20 @@ nlohmann::json synth_config_to_json(const SynthRunConfig& config);
 
 // Fidelity of G's images against the real ones over a split, inside the body
 // (train::body_region: the real image above the background, plus the mask) and inside the
-// mask, on [-1, 1] intensities (data range 2); plus the picture rows.
+// mask, on [-1, 1] intensities (data range 2); plus the picture rows. With `distribution`, also
+// the Fréchet and kernel distances between the real and the synthetic images of the split on the
+// fixed feature network (train/distribution_metrics.h; the test split only: it costs a forward
+// of that network per image, and needs at least 2 slices).
 struct SynthEvaluation {
   train::FidelitySummary body, mask;
+  std::optional<train::DistributionDistance> distribution;
   // Cells per picture row: mask (as -1/1), real, synthetic.
   std::vector<std::vector<std::vector<float>>> rows;
   int64_t height = 0, width = 0;
 };
 SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDataset& ds,
                                    int64_t batch_size, DType act_dtype, Device device,
-                                   int64_t sample_rows);
+                                   int64_t sample_rows, bool distribution = false);
 // The metrics JSON of a "val"/"test" line and the terminal summary.
 nlohmann::json synth_evaluation_json(const SynthEvaluation& e);
 std::string synth_evaluation_summary(const SynthEvaluation& e);

@@ -49,7 +49,7 @@ for b in train_synth synthesize train_seg prepare_data; do
 done
 mkdir -p "$OUT"
 RESULTS="$OUT/results.tsv"
-printf 'dataset\tfraction\tseed\tarm\ttest_dice\tsynth_mae\tsynth_psnr\tsynth_ssim\n' > "$RESULTS"
+printf 'dataset\tfraction\tseed\tarm\ttest_dice\ttest_dice_volume\tsynth_mae\tsynth_psnr\tsynth_ssim\tsynth_fd\tsynth_kid\n' > "$RESULTS"
 
 # A field of summary.json's test metrics.
 test_metric() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["test"][sys.argv[2]])' "$1" "$2"; }
@@ -75,6 +75,8 @@ for data in "${DATASETS[@]}"; do
         --device cpu --no-progress $EXTRA_FLAGS
       sum="$OUT/runs/synth_$tag/summary.json"
       mae=$(test_metric "$sum" mae); psnr=$(test_metric "$sum" psnr); ssim=$(test_metric "$sum" ssim)
+      # Fréchet and kernel distances on the fixed random features (train/distribution_metrics.h).
+      fd=$(test_metric "$sum" fd); kid=$(test_metric "$sum" kid)
       "$BUILD/bin/synthesize" --checkpoint "$OUT/runs/synth_$tag" --out "$OUT/synthetic/$tag.h5" \
         --count "${SYNTH_COUNT:-$real}" --seed "$s" --device cpu --no-progress
       # Slices per arm: the subset has round(f * real) slices (at least 1; data::seeded_subset).
@@ -91,7 +93,9 @@ for data in "${DATASETS[@]}"; do
           --train-seed "$s" --seed "$s" --ngf "$NGF" --ndf "$NDF" --batch-size "$BATCH" \
           --epochs "$e1" --epochs-decay "$e2" --device cpu --no-progress $EXTRA_FLAGS
         dice=$(test_metric "$OUT/runs/$name/summary.json" dice)
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$f" "$s" "$arm" "$dice" "$mae" "$psnr" "$ssim" >> "$RESULTS"
+        dice_volume=$(test_metric "$OUT/runs/$name/summary.json" dice_volume)
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$f" "$s" "$arm" "$dice" "$dice_volume" \
+          "$mae" "$psnr" "$ssim" "$fd" "$kid" >> "$RESULTS"
       done
     done
   done
@@ -102,12 +106,17 @@ import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 groups = {}
 for r in rows:
-    groups.setdefault((r["dataset"], r["fraction"], r["arm"]), []).append(float(r["test_dice"]))
+    groups.setdefault((r["dataset"], r["fraction"], r["arm"]), []).append(r)
 def ms(v):
     return f"{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
-print("| dataset | real fraction | arm | test Dice (mean ± sd) | seeds |")
-print("|---|---|---|---|---|")
-for (d, f, a), v in sorted(groups.items()):
-    print(f"| {d} | {f} | {a} | {ms(v)} | {len(v)} |")
+print("| dataset | real fraction | arm | test Dice per volume | test Dice per slice | synthesis FD / KID (fixed random features) | seeds |")
+print("|---|---|---|---|---|---|---|")
+for (d, f, a), g in sorted(groups.items()):
+    vol = [float(r["test_dice_volume"]) for r in g]
+    sl = [float(r["test_dice"]) for r in g]
+    fd = [float(r["synth_fd"]) for r in g]
+    kid = [float(r["synth_kid"]) for r in g]
+    dist = "-" if a == "real" else f"{ms(fd)} / {ms(kid)}"
+    print(f"| {d} | {f} | {a} | {ms(vol)} | {ms(sl)} | {dist} | {len(g)} |")
 PY
 cat "$OUT/table.md"
