@@ -32,6 +32,7 @@
 #include "train/gan_loss.h"
 #include "train/run_options.h"
 #include "train/settings.h"
+#include "train/noise_power.h"
 #include "train/synth_metrics.h"
 
 namespace rg::data {
@@ -119,9 +120,17 @@ std::string recon_metrics_summary(const ReconMetricSettings& settings,
                                   const std::vector<train::FidelitySummary>& output,
                                   const std::vector<train::FidelitySummary>& input);
 
+// CT texture (train/noise_power.h): the NPS of output, input (low dose) and reference (full
+// dose) in the same uniform soft-tissue ROIs of every slice.
+struct ReconNoisePower {
+  train::NpsSummary output, input, reference;
+  int roi = 0;
+};
+
 struct ReconEvaluation {
   ReconMetricSettings settings;
   std::vector<train::FidelitySummary> output, input;  // per view
+  std::optional<ReconNoisePower> noise_power;         // CT only
   std::vector<std::vector<std::vector<float>>> rows;  // input | output | reference | error
   std::vector<std::string> titles;
   int64_t height = 0, width = 0;
