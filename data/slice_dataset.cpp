@@ -85,10 +85,28 @@ SliceDataset::SliceDataset(const std::string& path, const std::string& split)
   for (int32_t s : subject_)
     RG_CHECK(s >= 0 && static_cast<size_t>(s) < subject_names_.size(), path, ": ", split,
              "/subject refers to subject ", s, " but /subjects has ", subject_names_.size());
+  // Millimetres per pixel of the prepared slices and between slices, per subject (optional:
+  // files written before it have none).
+  if (h5::exists(subjects.get(), "pixel_spacing")) {
+    h5::Handle d = h5::open_dataset(subjects.get(), "pixel_spacing", path);
+    const auto dims = checked_dims(d.get(), path + ": subjects/pixel_spacing", 2);
+    RG_CHECK(dims[0] == subject_names_.size() && dims[1] == 3, path, ": subjects/pixel_spacing is ",
+             dims[0], " x ", dims[1], ", expected ", subject_names_.size(), " x 3");
+    pixel_spacing_.resize(static_cast<size_t>(dims[0]) * 3);
+    h5::read_rows(d.get(), H5T_NATIVE_DOUBLE, 0, dims[0], pixel_spacing_.data(), path + ": subjects/pixel_spacing");
+  }
   attrs_ = h5::all_attrs(F);
 }
 
 SliceDataset::~SliceDataset() = default;
+
+std::array<double, 3> SliceDataset::pixel_spacing_mm(int32_t subject) const {
+  if (pixel_spacing_.empty()) return {0, 0, 0};
+  RG_CHECK(subject >= 0 && static_cast<size_t>(subject) < subject_names_.size(), path_,
+           ": no subject ", subject, " (", subject_names_.size(), " subjects)");
+  const double* p = pixel_spacing_.data() + static_cast<size_t>(subject) * 3;
+  return {p[0], p[1], p[2]};
+}
 
 std::string SliceDataset::attribute(const std::string& name) const {
   for (const auto& [k, v] : attrs_)

@@ -1,6 +1,7 @@
 // Reading a prepared slices file (written by prepare_slices; layout in docs/data_hdf5.md).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -30,6 +31,9 @@ class SliceDataset {
   int32_t subject(int64_t i) const { return subject_.at(static_cast<size_t>(i)); }
   int32_t slice(int64_t i) const { return slice_.at(static_cast<size_t>(i)); }
   const std::vector<std::string>& subject_names() const { return subject_names_; }
+  // Millimetres per pixel of the prepared slices (rows, columns) and between slices, of one
+  // subject (/subjects/pixel_spacing); all 0 for files written without it.
+  std::array<double, 3> pixel_spacing_mm(int32_t subject) const;
 
   // Copies sample i into image/mask (height*width floats each; mask may be null). In a pair
   // file (has_targets) the image is the degraded input and `target` (may be null) gets the
@@ -62,6 +66,7 @@ class SliceDataset {
   bool has_targets_ = false;
   std::vector<int32_t> subject_, slice_;
   std::vector<std::string> subject_names_;
+  std::vector<double> pixel_spacing_;  // 3 per subject, or empty
   std::vector<std::pair<std::string, std::string>> attrs_;
   std::vector<float> images_, targets_;
   std::vector<uint8_t> masks_;

@@ -245,12 +245,17 @@ TranslationEvaluation evaluate_translation(nn::Module& g, const TranslationSplit
           }
         } else {
           ++out.lesion_free_slices;
+          int64_t invented = 0;
           for (int64_t k = 0; k < hw; ++k) {
             if (tissue_class(tissue[static_cast<size_t>(k)]) != data::kTissueLung) continue;
             ++out.lesion_free_lung_pixels;
-            out.invented_pixels += fi[k] > thr;
+            invented += fi[k] > thr;
             out.real_false_pixels += ri[k] > thr;
           }
+          out.invented_pixels += invented;
+          // A prepared pixel of this subject is (rows x columns mm) x the slice spacing.
+          const std::array<double, 3> mm = split.target->pixel_spacing_mm(split.target->subject(start + i));
+          out.invented_mm3 += static_cast<double>(invented) * mm[0] * mm[1] * mm[2];
         }
       }
       if ((start + i) % stride == 0 && static_cast<int64_t>(out.rows.size()) < sample_rows) {
@@ -309,6 +314,9 @@ json translation_evaluation_json(const TranslationEvaluation& e, const HuScale& 
     j["lesion_threshold_hu"] = kLesionHu;
     j["lesion_free_slices"] = e.lesion_free_slices;
     j["invented_lesion_pixels"] = e.invented_pixels;
+    // Volume: pixels x the prepared pixel size x the slice spacing (0 for files without
+    // /subjects/pixel_spacing).
+    j["invented_lesion_mm3"] = e.invented_mm3;
     j["real_ct_lesion_pixels_in_lung"] = e.real_false_pixels;
     j["lesion_free_lung_pixels"] = e.lesion_free_lung_pixels;
     j["invented_lesion_fraction"] =
@@ -323,7 +331,7 @@ std::string translation_evaluation_summary(const TranslationEvaluation& e) {
                   fixed(e.body.ssim) + " (" + std::to_string(e.body.slices) + " slices, range 2)";
   if (e.has_tissue)
     s += "; lesion Dice " + fixed(e.lesion_dice) + ", invented lesion px " + std::to_string(e.invented_pixels) +
-         " of " + std::to_string(e.lesion_free_lung_pixels) + " lung px";
+         " (" + fixed(e.invented_mm3 / 1000.0, 2) + " mL) of " + std::to_string(e.lesion_free_lung_pixels) + " lung px";
   return s;
 }
 

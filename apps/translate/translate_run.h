@@ -138,6 +138,7 @@ struct TranslationEvaluation {
   double lesion_dice = 0;
   int64_t lesion_slices = 0, lesion_free_slices = 0;
   int64_t invented_pixels = 0, real_false_pixels = 0, lesion_free_lung_pixels = 0;
+  double invented_mm3 = 0;  // the invented pixels' volume (pixel size x slice spacing)
   // Picture rows: source, translated, target, error map.
   std::vector<std::vector<std::vector<float>>> rows;
   int64_t height = 0, width = 0;

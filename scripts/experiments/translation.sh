@@ -33,7 +33,7 @@ for m in mr ct tissue; do
 done
 mkdir -p "$OUT"
 RESULTS="$OUT/results.tsv"
-printf 'arm\tseed\tmae_hu\tpsnr\tssim\tlesion_dice\tinvented_px\tlung_px\treal_ct_px\tmae_fat\tmae_soft\tmae_bone\tmae_blood\tmae_lung\tmae_lesion\tseconds\n' > "$RESULTS"
+printf 'arm\tseed\tmae_hu\tpsnr\tssim\tlesion_dice\tinvented_px\tinvented_ml\tlung_px\treal_ct_px\tmae_fat\tmae_soft\tmae_bone\tmae_blood\tmae_lung\tmae_lesion\tseconds\n' > "$RESULTS"
 
 for s in $SEEDS; do
   for arm in $ARMS; do
@@ -55,7 +55,7 @@ t = json.load(open(sys.argv[1]))["test"]
 tm = t.get("tissue_mae_hu", {})
 f = lambda v: "nan" if v is None else f"{v:.4f}"
 print("\t".join([sys.argv[2], sys.argv[3], f(t["mae_hu"]), f(t["psnr"]), f(t["ssim"]), f(t["lesion_dice"]),
-                 str(t["invented_lesion_pixels"]), str(t["lesion_free_lung_pixels"]),
+                 str(t["invented_lesion_pixels"]), f(t.get("invented_lesion_mm3", 0) / 1000), str(t["lesion_free_lung_pixels"]),
                  str(t["real_ct_lesion_pixels_in_lung"])] +
                 [f(tm.get(k)) for k in ["fat", "soft", "bone", "blood", "lung", "lesion"]] + [sys.argv[4]]))
 PY
@@ -73,7 +73,7 @@ def ms(v, d):
     v = [float(x) for x in v]
     return f"{statistics.mean(v):.{d}f} ± {statistics.stdev(v):.{d}f}" if len(v) > 1 else f"{v[0]:.{d}f}"
 cols = [("mae_hu", "MAE (HU)", 1), ("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("lesion_dice", "lesion Dice", 4),
-        ("invented_px", "invented lesion px", 1), ("mae_bone", "bone MAE (HU)", 1), ("mae_lung", "lung MAE (HU)", 1),
+        ("invented_px", "invented lesion px", 1), ("invented_ml", "invented lesion mL", 2), ("mae_bone", "bone MAE (HU)", 1), ("mae_lung", "lung MAE (HU)", 1),
         ("mae_lesion", "lesion MAE (HU)", 1), ("seconds", "train s", 0)]
 print("| arm | seeds | " + " | ".join(c[1] for c in cols) + " |")
 print("|---|---|" + "---|" * len(cols))

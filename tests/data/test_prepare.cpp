@@ -141,6 +141,12 @@ TEST(Prepare, RoundTripIsExactWithoutResampling) {
   EXPECT_EQ(ds.attribute("modality"), "ct");
   EXPECT_EQ(ds.attribute("format"), "roentgen-slices");
   EXPECT_EQ(ds.subject_names(), std::vector<std::string>{"vol"});
+  // No resampling: a prepared pixel is a voxel (1 mm), the slices 1 mm apart.
+  const std::array<double, 3> mm = ds.pixel_spacing_mm(0);
+  EXPECT_NEAR(mm[0], 1.0, 1e-9);
+  EXPECT_NEAR(mm[1], 1.0, 1e-9);
+  EXPECT_NEAR(mm[2], 1.0, 1e-9);
+  EXPECT_THROW(ds.pixel_spacing_mm(1), rg::Error);
   std::vector<float> a(W * H), m(W * H);
   for (int64_t s = 0; s < D; ++s) {
     ds.read(s, a.data(), m.data());

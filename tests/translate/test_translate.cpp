@@ -188,6 +188,11 @@ void expect_run_directory(const fs::path& run) {
     EXPECT_LT(j.at("mae_hu").get<double>(), 2000.0);
     EXPECT_TRUE(j.contains("lesion_dice"));
     EXPECT_TRUE(j.contains("invented_lesion_pixels"));
+    // The volume: pixels x a positive voxel volume (0 exactly when no pixel was invented).
+    const double mm3 = j.at("invented_lesion_mm3").get<double>();
+    const int64_t px = j.at("invented_lesion_pixels").get<int64_t>();
+    EXPECT_GE(mm3, 0.0);
+    EXPECT_EQ(mm3 > 0, px > 0);
     EXPECT_TRUE(j.at("tissue_mae_hu").contains("bone"));
   }
   EXPECT_TRUE(test);
