@@ -318,17 +318,25 @@ std::vector<int> assign_interleaved_splits(int64_t n, int slabs, int gap,
   check_slab_options(slabs, gap);
   if (n <= 0) return {};
   const int64_t S = std::min<int64_t>(slabs, n);
-  const auto counts = split_counts(S, normalized_fractions(fractions));
-  // Each split's ideal positions, (j + 0.5) * S / c_s; slabs go to the splits in the order of
-  // those positions. The seed offsets validation's and test's positions by up to half a
-  // spacing (train fills what is left), so seeds give different but still even layouts.
+  auto counts = split_counts(S, normalized_fractions(fractions));
+  // Both end slabs are training slabs whenever train has two: the ends of a volume are where
+  // the anatomy starts and stops (the vertex above the brain, the lung bases), and a model that
+  // never saw such slices would be tested on extrapolation (measured on Colin27: a test slab at
+  // the vertex, with its brain-free slices, cost 0.03-0.06 Dice per volume).
+  const bool ends_train = counts[0] >= 2 && S >= 3;
+  const int64_t interior = ends_train ? S - 2 : S;
+  if (ends_train) counts[0] -= 2;
+  // Each split's ideal positions over the interior slabs, (j + 0.5) * S' / c_s; slabs go to the
+  // splits in the order of those positions. The seed offsets validation's and test's positions
+  // by up to half a spacing (train fills what is left), so seeds give different but still even
+  // layouts.
   Rng rng(derive_seed(seed, {0x696e746cULL}));
   std::vector<std::pair<double, int>> wanted;
   for (int s = 0; s < 3; ++s) {
     const double c = static_cast<double>(counts[s]);
     const double shift = s == 0 ? 0.5 : 0.25 + 0.5 * rng.uniform();
     for (int64_t j = 0; j < counts[s]; ++j) {
-      wanted.emplace_back((static_cast<double>(j) + shift) * static_cast<double>(S) / c, s);
+      wanted.emplace_back((static_cast<double>(j) + shift) * static_cast<double>(interior) / c, s);
     }
   }
   // Validation and test first at equal positions: they are the scarce ones.
@@ -336,7 +344,9 @@ std::vector<int> assign_interleaved_splits(int64_t n, int slabs, int gap,
     return a.first < b.first || (a.first == b.first && a.second > b.second);
   });
   std::vector<int> label;
+  if (ends_train) label.push_back(0);
   for (const auto& w : wanted) label.push_back(w.second);
+  if (ends_train) label.push_back(0);
   return slabs_to_slices(n, label, gap);
 }
 

@@ -188,9 +188,11 @@ std::vector<int> assign_subject_splits(int64_t n, const std::array<double, 3>& f
 // Returns the split index (0, 1, 2, or -1 = dropped) per slice.
 std::vector<int> assign_slab_splits(int64_t n, int slabs, int gap,
                                     const std::array<double, 3>& fractions, uint64_t seed);
-// Split by interleaved slabs: the same slabs and gaps, but split s's c_s slabs sit near the
-// evenly spaced positions (j + 0.5) * slabs / c_s, so every split spans the whole volume (ties
-// broken by a seeded shuffle, so different seeds shift which slabs are validation and test).
+// Split by interleaved slabs: the same slabs and gaps, but the first and the last slab are
+// training slabs (when train has at least two: no split is tested on the volume's ends unseen in
+// training) and split s's c_s slabs sit near evenly spaced positions over the slabs between
+// them, so validation and test each span the volume from near its bottom to near its top (a
+// seed shifts which slabs are validation and test).
 std::vector<int> assign_interleaved_splits(int64_t n, int slabs, int gap,
                                            const std::array<double, 3>& fractions, uint64_t seed);
 

@@ -6,8 +6,8 @@
 # predicts test).
 #
 # usage: scripts/experiments/segmentation.sh BUILD_DIR OUT
-# env:   SEEDS ("1 2 3"), ARMS ("colin27 colin27_noadv colin27_fine phantom"; colin27_slab is the
-#        old split),
+# env:   SEEDS ("1 2 3"), ARMS ("colin27 colin27_noadv phantom"; also colin27_fine: 16 slabs,
+#        colin27_slab: the old split),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data)
 # Writes OUT/data/*.h5, OUT/runs/<arm>_s<seed>/, OUT/results.tsv (one line per run) and
@@ -23,7 +23,7 @@ set -euo pipefail
 BUILD=$1
 OUT=$2
 SEEDS=${SEEDS:-"1 2 3"}
-ARMS=${ARMS:-"colin27 colin27_noadv colin27_fine phantom"}
+ARMS=${ARMS:-"colin27 colin27_noadv phantom"}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 read -r -a TRAIN_FLAGS <<<"${TRAIN_FLAGS:-}"
@@ -43,7 +43,7 @@ colin_common=(--image "$COLIN/ch2.nii.gz" --mask "$COLIN/ch2bet.nii.gz" --mask-t
 [ -f "$OUT/data/colin27_interleaved.h5" ] || "$PD" nifti "${colin_common[@]}" --split-by interleaved \
   --slabs 10 --slab-gap 4 --fractions 0.6,0.2,0.2 --out "$OUT/data/colin27_interleaved.h5"
 # Finer interleaving: 16 slabs of ~9 slices, the same 4-slice gaps (test slices lie closer to
-# training slices; more slices are dropped: 88/22/23 instead of 93/28/28).
+# training slices; more slices are dropped: 95/21/21 instead of 101/28/28).
 [ -f "$OUT/data/colin27_interleaved16.h5" ] || "$PD" nifti "${colin_common[@]}" --split-by interleaved \
   --slabs 16 --slab-gap 4 --fractions 0.6,0.2,0.2 --out "$OUT/data/colin27_interleaved16.h5"
 # The split the default datasets used before (one validation and one test slab position each).

@@ -337,8 +337,9 @@ TEST(Prepare, ReadingBadFilesNamesTheFile) {
   fs::remove_all(dir);
 }
 
-// Interleaved slabs: validation and test each reach into both ends of the volume, different
-// splits never touch (a gap of dropped slices between them), and the seed decides the layout.
+// Interleaved slabs: validation and test each reach from the lower third to the upper third of
+// the volume, the end slabs are training slabs, different splits never touch (a gap of dropped
+// slices between them), and the seed decides the layout.
 TEST(Prepare, InterleavedSplitsSpreadValidationAndTestOverTheVolume) {
   const int64_t n = 150;
   const auto split = assign_interleaved_splits(n, 20, 4, {0.7, 0.15, 0.15}, 3);
@@ -360,6 +361,12 @@ TEST(Prepare, InterleavedSplitsSpreadValidationAndTestOverTheVolume) {
     EXPECT_FALSE(a >= 0 && b >= 0 && a != b) << "splits " << a << " and " << b << " touch at " << z;
   }
   EXPECT_EQ(split, assign_interleaved_splits(n, 20, 4, {0.7, 0.15, 0.15}, 3));
+  // The volume's ends are training slices, for every seed.
+  for (uint64_t seed = 0; seed < 10; ++seed) {
+    const auto sp = assign_interleaved_splits(n, 10, 4, {0.6, 0.2, 0.2}, seed);
+    EXPECT_EQ(sp.front(), 0) << "seed " << seed;
+    EXPECT_EQ(sp.back(), 0) << "seed " << seed;
+  }
   EXPECT_THROW(assign_interleaved_splits(n, 0, 4, {0.7, 0.15, 0.15}, 3), rg::Error);
   EXPECT_EQ(parse_split_by("interleaved"), SplitBy::Interleaved);
   EXPECT_STREQ(split_by_name(SplitBy::Interleaved), "interleaved");
