@@ -167,6 +167,10 @@ ReconInferResult run_recon_inference(const ReconInferOptions& o) {
     result.report["reference"] = o.reference;
     result.report["metrics"] = recon_metrics_json(st, scorer.output(), scorer.input());
     result.summary += "\n" + recon_metrics_summary(st, scorer.output(), scorer.input());
+    if (const std::optional<ReconNoisePower> nps = scorer.noise_power()) {
+      result.report["metrics"]["nps"] = noise_power_json(*nps);
+      result.summary += "\n" + noise_power_summary(*nps);
+    }
   }
   data::write_nifti(o.output, out, data::NiftiOut::Float32);
   if (!o.report.empty()) write_file_atomic(o.report, result.report.dump(2) + "\n");

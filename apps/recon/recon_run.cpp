@@ -128,6 +128,23 @@ void ReconScorer::add(const float* output, const float* input, const float* refe
     out_[v].add(train::windowed_fidelity(output, reference, region, height, width, view.lo, view.hi));
     in_[v].add(train::windowed_fidelity(input, reference, region, height, width, view.lo, view.hi));
   }
+  if (!settings_.ct) return;
+  if (!nps_options_) {
+    nps_options_.emplace();
+    nps_options_->roi = std::max(height, width) >= 256 ? 32 : 16;
+    nps_out_.emplace(*nps_options_);
+    nps_in_.emplace(*nps_options_);
+    nps_ref_.emplace(*nps_options_);
+  }
+  const std::vector<train::Roi> rois = train::uniform_rois(reference, region, height, width, *nps_options_);
+  nps_out_->add(output, height, width, rois);
+  nps_in_->add(input, height, width, rois);
+  nps_ref_->add(reference, height, width, rois);
+}
+
+std::optional<ReconNoisePower> ReconScorer::noise_power() const {
+  if (!nps_options_) return std::nullopt;
+  return ReconNoisePower{nps_out_->summary(), nps_in_->summary(), nps_ref_->summary(), nps_options_->roi};
 }
 
 std::vector<train::FidelitySummary> ReconScorer::output() const {
@@ -198,11 +215,6 @@ ReconEvaluation evaluate_recon(nn::Module& g, const data::SliceDataset& ds, int6
   const int64_t stride = std::max<int64_t>(1, n / std::max<int64_t>(1, sample_rows));
 
   ReconScorer scorer(st);
-  // ROIs of 16 px on slices up to 128 px (about 40 mm on the phantom's crop: the size of the
-  // heart), 32 px on larger ones; HU thresholds of train/noise_power.h.
-  train::NpsOptions nps_options;
-  nps_options.roi = std::max<int64_t>(h, w) >= 256 ? 32 : 16;
-  train::NpsAccumulator nps_out(nps_options), nps_in(nps_options), nps_ref(nps_options);
   NoGradGuard no_grad;
   g.eval();
   std::vector<float> ou(static_cast<size_t>(hw)), iu(static_cast<size_t>(hw)), ru(static_cast<size_t>(hw));
@@ -227,13 +239,6 @@ ReconEvaluation evaluate_recon(nn::Module& g, const data::SliceDataset& ds, int6
         region[static_cast<size_t>(k)] = mi[k] >= 0.5f;
       }
       scorer.add(ou.data(), iu.data(), ru.data(), region.data(), static_cast<int>(h), static_cast<int>(w));
-      if (st.ct) {
-        const std::vector<train::Roi> rois =
-            train::uniform_rois(ru.data(), region.data(), static_cast<int>(h), static_cast<int>(w), nps_options);
-        nps_out.add(ou.data(), static_cast<int>(h), static_cast<int>(w), rois);
-        nps_in.add(iu.data(), static_cast<int>(h), static_cast<int>(w), rois);
-        nps_ref.add(ru.data(), static_cast<int>(h), static_cast<int>(w), rois);
-      }
       if ((start + i) % stride == 0 && static_cast<int64_t>(out.rows.size()) < sample_rows) {
         std::vector<std::vector<float>> row(4, std::vector<float>(static_cast<size_t>(hw)));
         for (int64_t k = 0; k < hw; ++k) {
@@ -250,7 +255,7 @@ ReconEvaluation evaluate_recon(nn::Module& g, const data::SliceDataset& ds, int6
   g.train();
   out.output = scorer.output();
   out.input = scorer.input();
-  if (st.ct) out.noise_power = ReconNoisePower{nps_out.summary(), nps_in.summary(), nps_ref.summary(), nps_options.roi};
+  out.noise_power = scorer.noise_power();
   return out;
 }
 
@@ -264,37 +269,40 @@ json nps_json(const train::NpsSummary& s, const train::NpsSummary* reference) {
 
 }  // namespace
 
+json noise_power_json(const ReconNoisePower& n) {
+  std::vector<double> freq;
+  for (size_t k = 1; k <= n.reference.radial.size(); ++k) freq.push_back(static_cast<double>(k) / n.roi);
+  return json{{"rois", n.reference.rois},
+              {"roi_px", n.roi},
+              {"settings", "uniform soft-tissue ROIs of the full-dose reference (train/noise_power.h); "
+                           "variance in HU^2, frequencies in cycles/pixel, radial NPS in HU^2 px^2"},
+              {"radial_frequency", freq},
+              {"output", nps_json(n.output, &n.reference)},
+              {"input", nps_json(n.input, &n.reference)},
+              {"full_dose", nps_json(n.reference, nullptr)}};
+}
+
+std::string noise_power_summary(const ReconNoisePower& n) {
+  using train::fixed;
+  if (n.reference.rois == 0) return "NPS: no uniform soft-tissue ROI";
+  auto one = [&](const char* name, const train::NpsSummary& x) {
+    return std::string(name) + " SD " + fixed(std::sqrt(x.variance), 1) + " HU, mean frequency " +
+           fixed(x.mean_frequency, 3);
+  };
+  return "NPS in " + std::to_string(n.reference.rois) + " uniform ROIs: " + one("output", n.output) +
+         " (distance to full dose " + fixed(train::nps_distance(n.output, n.reference), 2) + "), " +
+         one("full dose", n.reference) + ", " + one("low dose", n.input);
+}
+
 json recon_evaluation_json(const ReconEvaluation& e) {
   json j = recon_metrics_json(e.settings, e.output, e.input);
-  if (e.noise_power) {
-    const ReconNoisePower& n = *e.noise_power;
-    std::vector<double> freq;
-    for (size_t k = 1; k <= n.reference.radial.size(); ++k) freq.push_back(static_cast<double>(k) / n.roi);
-    j["nps"] = json{{"rois", n.reference.rois},
-                    {"roi_px", n.roi},
-                    {"settings", "uniform soft-tissue ROIs of the full-dose reference (train/noise_power.h); "
-                                 "variance in HU^2, frequencies in cycles/pixel, radial NPS in HU^2 px^2"},
-                    {"radial_frequency", freq},
-                    {"output", nps_json(n.output, &n.reference)},
-                    {"input", nps_json(n.input, &n.reference)},
-                    {"full_dose", nps_json(n.reference, nullptr)}};
-  }
+  if (e.noise_power) j["nps"] = noise_power_json(*e.noise_power);
   return j;
 }
 
 std::string recon_evaluation_summary(const ReconEvaluation& e) {
   std::string s = recon_metrics_summary(e.settings, e.output, e.input);
-  if (e.noise_power && e.noise_power->reference.rois > 0) {
-    using train::fixed;
-    const ReconNoisePower& n = *e.noise_power;
-    auto one = [&](const char* name, const train::NpsSummary& x) {
-      return std::string(name) + " SD " + fixed(std::sqrt(x.variance), 1) + " HU, mean frequency " +
-             fixed(x.mean_frequency, 3);
-    };
-    s += "; NPS in " + std::to_string(n.reference.rois) + " uniform ROIs: " + one("output", n.output) + " (distance to full dose " +
-         fixed(train::nps_distance(n.output, n.reference), 2) + "), " + one("full dose", n.reference) + ", " +
-         one("low dose", n.input);
-  }
+  if (e.noise_power) s += "; " + noise_power_summary(*e.noise_power);
   return s;
 }
 

@@ -96,8 +96,18 @@ ReconMetricSettings mri_metric_settings(std::string units, std::string region);
 // From the file's attributes (modality, window); throws naming the file if it is no pair file.
 ReconMetricSettings recon_metric_settings(const data::SliceDataset& ds);
 
-// Per-view accumulation of output-vs-reference and input-vs-reference measures; slices are in
-// the settings' units (ReconMetricSettings::to_units), `region` nonzero = inside.
+// CT texture (train/noise_power.h): the NPS of output, input (low dose) and reference (full
+// dose) in the same uniform soft-tissue ROIs of every slice.
+struct ReconNoisePower {
+  train::NpsSummary output, input, reference;
+  int roi = 0;
+};
+nlohmann::json noise_power_json(const ReconNoisePower& n);
+std::string noise_power_summary(const ReconNoisePower& n);
+
+// Per-view accumulation of output-vs-reference and input-vs-reference measures, and for CT the
+// noise power spectra; slices are in the settings' units (ReconMetricSettings::to_units),
+// `region` nonzero = inside.
 class ReconScorer {
  public:
   explicit ReconScorer(ReconMetricSettings settings);
@@ -105,11 +115,16 @@ class ReconScorer {
            int height, int width);
   std::vector<train::FidelitySummary> output() const;
   std::vector<train::FidelitySummary> input() const;
+  // CT only (empty for MRI). ROIs of 16 px on slices up to 128 px (about 40 mm on the phantom's
+  // crop: the size of the heart), 32 px on larger ones, fixed by the first slice added.
+  std::optional<ReconNoisePower> noise_power() const;
   const ReconMetricSettings& settings() const { return settings_; }
 
  private:
   ReconMetricSettings settings_;
   std::vector<train::FidelityAccumulator> out_, in_;
+  std::optional<train::NpsOptions> nps_options_;
+  std::optional<train::NpsAccumulator> nps_out_, nps_in_, nps_ref_;
 };
 // {"settings": ..., "<view>": {"psnr", "ssim", "mae", "*_std", "input_psnr", ..., "psnr_gain"}}
 // plus the primary view's psnr/ssim/mae/psnr_gain at the top level (the curves' keys).
@@ -119,13 +134,6 @@ nlohmann::json recon_metrics_json(const ReconMetricSettings& settings,
 std::string recon_metrics_summary(const ReconMetricSettings& settings,
                                   const std::vector<train::FidelitySummary>& output,
                                   const std::vector<train::FidelitySummary>& input);
-
-// CT texture (train/noise_power.h): the NPS of output, input (low dose) and reference (full
-// dose) in the same uniform soft-tissue ROIs of every slice.
-struct ReconNoisePower {
-  train::NpsSummary output, input, reference;
-  int roi = 0;
-};
 
 struct ReconEvaluation {
   ReconMetricSettings settings;

@@ -212,6 +212,11 @@ TEST(ReconRun, TrainsResumesAndStatesItsMetricSettings) {
   EXPECT_TRUE(train_lines.front().contains("d_loss"));
   const auto test = lines(run, "test");
   ASSERT_EQ(test.size(), 1u);
+  // CT: the noise power spectra of output, low dose and full dose in the same ROIs.
+  const auto& nps = test[0].at("nps");
+  EXPECT_GE(nps.at("rois").get<int64_t>(), 0);
+  for (const char* k : {"output", "input", "full_dose"}) EXPECT_TRUE(nps.contains(k)) << k;
+  EXPECT_EQ(nps.at("radial_frequency").size(), nps.at("full_dose").at("radial").size());
   const auto meta = train::read_checkpoint_json(run / "checkpoints", "best", "recon");
   EXPECT_EQ(meta.at("modality"), "ct");
   EXPECT_EQ(meta.at("generator_kind"), "residual");
@@ -312,6 +317,7 @@ TEST(ReconInfer, OutputsOnTheInputGridAndReportsAgainstAReference) {
   const auto rep = nlohmann::json::parse(std::ifstream(o.report));
   EXPECT_EQ(rep.at("metrics").at("settings").at("views").at(0).at("data_range"), 400.0);
   EXPECT_TRUE(std::isfinite(rep.at("metrics").at("window").at("input_psnr").get<double>()));
+  EXPECT_TRUE(rep.at("metrics").contains("nps"));  // CT volumes: the noise power spectra too
   EXPECT_NE(r.summary.find("window [-160, 240]"), std::string::npos) << r.summary;
 
   // Bad inputs: a clear error naming the file, and nothing written.
