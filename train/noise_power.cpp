@@ -12,35 +12,31 @@ namespace rg::train {
 
 namespace {
 
-// Separable Gaussian blur (sigma px, radius 3 sigma) with the kernel renormalized where it leaves
-// the image, so flat regions stay flat up to the border.
+// One 1-D Gaussian pass along `len` samples `step` apart, for `lines` lines starting `stride`
+// apart, with the kernel renormalized where it leaves the image (flat stays flat at borders).
+template <typename In>
+void blur_pass(const In* src, double* dst, int lines, int len, int64_t stride, int64_t step,
+               const std::vector<double>& k) {
+  const int r = static_cast<int>(k.size() / 2);
+  for (int l = 0; l < lines; ++l)
+    for (int i = 0; i < len; ++i) {
+      double s = 0, ws = 0;
+      for (int j = std::max(0, i - r); j <= std::min(len - 1, i + r); ++j) {
+        s += k[static_cast<size_t>(j - i + r)] * src[l * stride + j * step];
+        ws += k[static_cast<size_t>(j - i + r)];
+      }
+      dst[l * stride + i * step] = s / ws;
+    }
+}
+
+// Separable Gaussian blur (sigma px, radius 3 sigma) of an h x w image.
 std::vector<double> gaussian_blur(const float* x, int h, int w, double sigma) {
   const int r = std::max(1, static_cast<int>(std::ceil(3 * sigma)));
   std::vector<double> k(static_cast<size_t>(2 * r + 1));
   for (int i = -r; i <= r; ++i) k[static_cast<size_t>(i + r)] = std::exp(-0.5 * i * i / (sigma * sigma));
-  std::vector<double> tmp(static_cast<size_t>(h) * w), out(static_cast<size_t>(h) * w);
-  for (int y = 0; y < h; ++y)
-    for (int xx = 0; xx < w; ++xx) {
-      double s = 0, ws = 0;
-      for (int i = -r; i <= r; ++i) {
-        const int c = xx + i;
-        if (c < 0 || c >= w) continue;
-        s += k[static_cast<size_t>(i + r)] * x[static_cast<size_t>(y) * w + c];
-        ws += k[static_cast<size_t>(i + r)];
-      }
-      tmp[static_cast<size_t>(y) * w + xx] = s / ws;
-    }
-  for (int y = 0; y < h; ++y)
-    for (int xx = 0; xx < w; ++xx) {
-      double s = 0, ws = 0;
-      for (int i = -r; i <= r; ++i) {
-        const int c = y + i;
-        if (c < 0 || c >= h) continue;
-        s += k[static_cast<size_t>(i + r)] * tmp[static_cast<size_t>(c) * w + xx];
-        ws += k[static_cast<size_t>(i + r)];
-      }
-      out[static_cast<size_t>(y) * w + xx] = s / ws;
-    }
+  std::vector<double> tmp(static_cast<size_t>(h) * w), out(tmp.size());
+  blur_pass(x, tmp.data(), h, w, w, 1, k);           // along rows
+  blur_pass(tmp.data(), out.data(), w, h, 1, w, k);  // along columns
   return out;
 }
 
