@@ -264,7 +264,8 @@ std::string split_description(const data::SlicesFileInfo& info) {
   if (by == "subject") return "split by subject: validation and test are whole subjects unseen in training";
   if (by == "interleaved") {
     return "split by interleaved slabs (" + slabs + " slabs, " + gap + " slices dropped between "
-           "slabs of different splits): validation and test each cover the whole volume";
+           "slabs of different splits; the end slabs train): validation and test each spread from "
+           "low to high in the volume";
   }
   if (by == "slab") {
     return "split by slab (" + slabs + " slabs, gap " + gap + "): validation and test are each "
