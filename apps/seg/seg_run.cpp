@@ -256,11 +256,10 @@ std::string evaluation_summary(const SegEvaluation& e) {
 
 // How prepare_data split the file, in words (its root attributes split_by, slabs, slab_gap), so
 // the reader of a run knows what the validation Dice stands for.
-std::string split_description(const data::SlicesFileInfo& info) {
-  std::map<std::string, std::string> attrs(info.attributes.begin(), info.attributes.end());
-  const std::string by = attrs.count("split_by") ? attrs["split_by"] : "";
-  const std::string slabs = attrs.count("slabs") ? attrs["slabs"] : "?";
-  const std::string gap = attrs.count("slab_gap") ? attrs["slab_gap"] : "?";
+std::string split_description(const data::SliceDataset& ds) {
+  const std::string by = ds.attribute("split_by");
+  const std::string slabs = ds.attribute("slabs").empty() ? "?" : ds.attribute("slabs");
+  const std::string gap = ds.attribute("slab_gap").empty() ? "?" : ds.attribute("slab_gap");
   if (by == "subject") return "split by subject: validation and test are whole subjects unseen in training";
   if (by == "interleaved") {
     return "split by interleaved slabs (" + slabs + " slabs, " + gap + " slices dropped between "
@@ -374,7 +373,7 @@ class SegTask final : public train::TrainTask {
     out << "\n  validation: " << val_set_->size() << " slices of " << volumes_in(*val_set_)
         << " volume(s), test: " << test_set_->size() << " slices of " << volumes_in(*test_set_)
         << " volume(s) (the splits prepare_data wrote into " << c_.data << ")\n  "
-        << split_description(data::read_slices_info(c_.data)) << "; the best checkpoint is the "
+        << split_description(*val_set_) << "; the best checkpoint is the "
         << "epoch of the highest validation Dice per " << select_by_name(c_.select_by)
         << " (--select-by)\n";
   }

@@ -274,8 +274,6 @@ bool loops_parallel(int64_t elems) {
   }
 }
 
-inline bool go_parallel(int64_t elems) { return loops_parallel(elems); }
-
 // ---- im2col / col2im ---------------------------------------------------------------------
 
 // col[(r - r0)*ow + ow][kh][kw][c] for output rows r in [r0, r1); zero where the patch is padding.
@@ -283,7 +281,7 @@ template <typename T>
 void im2col(const Geo& g, const T* x, int64_t r0, int64_t r1, T* col) {
   const int64_t pixels = (r1 - r0) * g.ow;
   const int64_t seg = g.kw * g.c;  // one kernel row of the patch
-#pragma omp parallel for schedule(static) if (go_parallel(pixels * g.k))
+#pragma omp parallel for schedule(static) if (loops_parallel(pixels * g.k))
   for (int64_t p = 0; p < pixels; ++p) {
     const int64_t r = r0 + p / g.ow, ow = p % g.ow;
     const int64_t n = r / g.oh, oh = r % g.oh;
@@ -312,7 +310,7 @@ void col2im_add(const Geo& g, const T* dcol, int64_t r0, int64_t r1, T* dx) {
   const int64_t n_first = r0 / g.oh, n_last = (r1 - 1) / g.oh;
   const int64_t q0 = n_first * g.h, q1 = (n_last + 1) * g.h;  // input rows (n, ih) flattened
   const int64_t seg = g.kw * g.c;
-  const bool par = go_parallel((r1 - r0) * g.ow * g.k);
+  const bool par = loops_parallel((r1 - r0) * g.ow * g.k);
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t q = q0; q < q1; ++q) {
     const int64_t n = q / g.h, ih = q % g.h;
@@ -342,7 +340,7 @@ void col2im_add(const Geo& g, const T* dcol, int64_t r0, int64_t r1, T* dx) {
 
 template <typename T>
 void fill_zero(T* p, int64_t count) {
-#pragma omp parallel for schedule(static) if (go_parallel(count))
+#pragma omp parallel for schedule(static) if (loops_parallel(count))
   for (int64_t b = 0; b < count; b += 4096) {
     std::fill_n(p + b, std::min<int64_t>(4096, count - b), T(0));
   }
@@ -351,7 +349,7 @@ void fill_zero(T* p, int64_t count) {
 // y[p][:] = bias for p in [0, pixels).
 template <typename T>
 void fill_bias(T* y, const T* bias, int64_t pixels, int64_t co) {
-#pragma omp parallel for schedule(static) if (go_parallel(pixels * co))
+#pragma omp parallel for schedule(static) if (loops_parallel(pixels * co))
   for (int64_t p = 0; p < pixels; ++p) std::memcpy(y + p * co, bias, sizeof(T) * co);
 }
 
@@ -371,7 +369,7 @@ void bias_grad(const T* dy, int64_t pixels, int64_t co, T* dbias) {
   }
   std::vector<T> partial(static_cast<std::size_t>(blocks * co), T(0));
   const int64_t per = (pixels + blocks - 1) / blocks;
-#pragma omp parallel for schedule(static) if (go_parallel(pixels * co))
+#pragma omp parallel for schedule(static) if (loops_parallel(pixels * co))
   for (int64_t b = 0; b < blocks; ++b) {
     T* acc = partial.data() + b * co;
     const int64_t p_end = std::min(pixels, (b + 1) * per);
