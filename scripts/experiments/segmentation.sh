@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Issue 21's segmentation table: the CPU default on Colin27 (whole-brain interleaved split), its
 # ablation without the adversarial term, the old slab split for comparison, and the lung phantom
-# (15 + 15 epochs); each over SEEDS, with the validation Dice of the chosen checkpoint (per
+# (15 + 15 epochs) with the same ablation; each over SEEDS, with the validation Dice of the chosen checkpoint (per
 # volume, train_seg's --select-by default) next to the test Dice (the gap says whether validation
 # predicts test).
 #
 # usage: scripts/experiments/segmentation.sh BUILD_DIR OUT
-# env:   SEEDS ("1 2 3"), ARMS ("colin27 colin27_noadv phantom"; also colin27_fine: 16 slabs,
-#        colin27_slab: the old split),
+# env:   SEEDS ("1 2 3"), ARMS ("colin27 colin27_noadv phantom phantom_noadv"; also
+#        colin27_fine: 16 slabs, colin27_slab: the old split),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data)
 # Writes OUT/data/*.h5, OUT/runs/<arm>_s<seed>/, OUT/results.tsv (one line per run) and
@@ -23,7 +23,7 @@ set -euo pipefail
 BUILD=$1
 OUT=$2
 SEEDS=${SEEDS:-"1 2 3"}
-ARMS=${ARMS:-"colin27 colin27_noadv phantom"}
+ARMS=${ARMS:-"colin27 colin27_noadv phantom phantom_noadv"}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 read -r -a TRAIN_FLAGS <<<"${TRAIN_FLAGS:-}"
@@ -64,6 +64,7 @@ arm_flags() {
     colin27_fine) echo "--data $OUT/data/colin27_interleaved16.h5" ;;
     colin27_slab) echo "--data $OUT/data/colin27_slab.h5" ;;
     phantom) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15" ;;
+    phantom_noadv) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15 --gan-mode none" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }
