@@ -4,7 +4,9 @@
 #   supervised  the same U-Net trained on L1 alone (--gan-mode none): the plain baseline
 #   cyclegan    unpaired: MR and CT from disjoint training subjects, two ResNet G (6 blocks),
 #               two PatchGAN D, lsgan, cycle 10, identity 0.5, pool 50
-# each with train_translate's CPU defaults (ngf/ndf 16, 3 + 3 epochs, linear decay), per seed.
+# each at train_translate's CPU network sizes (ngf/ndf 16) with a schedule of about ten minutes
+# per run on one core: the U-Net arms 15 + 15 epochs of all 128 batches (3840 steps, batch 4),
+# CycleGAN 3 + 2 epochs of all 128 batches (640 steps, batch 2; its step costs about 7 U-Net steps).
 # Metrics (test split, the checkpoint chosen on validation MAE): MAE in HU inside the body (the
 # CT file's mask), PSNR and SSIM inside the body on the prepared scale [-1, 1] = window
 # [-1000, 1000] HU (data range 2, 7x7 uniform SSIM window), MAE per tissue class, lesion Dice
@@ -16,7 +18,12 @@
 #        STEM: the translation files STEM_mr.h5, STEM_ct.h5, STEM_tissue.h5 (default
 #        data/prepared/lung_translate_128; prepare_data translation writes them, and so does
 #        scripts/prepare_defaults.sh)
-# env:   SEEDS ("1 2 3"), ARMS ("pix2pix supervised cyclegan"), EXTRA_FLAGS (every run)
+# env:   SEEDS ("1 2 3"), ARMS ("pix2pix supervised cyclegan"), EXTRA_FLAGS (every run),
+#        UNET_FLAGS (the pix2pix and supervised arms' schedule), CYCLEGAN_FLAGS (the cyclegan arm's),
+#        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1)
+# A run whose summary.json exists is not run again, so an interrupted table resumes. The numbers
+# do not depend on the thread count (kernels/cpu/conv.cpp), so JOBS one-thread runs side by side
+# give the table of the same runs made one after the other with two threads.
 set -euo pipefail
 
 usage() { echo "usage: $0 BUILD_DIR OUT [STEM]" >&2; exit 2; }
@@ -26,29 +33,62 @@ OUT=$2
 STEM=${3:-data/prepared/lung_translate_128}
 SEEDS=${SEEDS:-"1 2 3"}
 ARMS=${ARMS:-"pix2pix supervised cyclegan"}
-EXTRA_FLAGS=${EXTRA_FLAGS:-}
+read -r -a EXTRA_FLAGS <<<"${EXTRA_FLAGS:-}"
+UNET_FLAGS=${UNET_FLAGS:-"--epochs 15 --epochs-decay 15 --max-train-batches 0"}
+CYCLEGAN_FLAGS=${CYCLEGAN_FLAGS:-"--epochs 3 --epochs-decay 2 --max-train-batches 0"}
+JOBS=${JOBS:-2}
+THREADS=${THREADS:-1}
 [ -x "$BUILD/bin/train_translate" ] || { echo "error: $BUILD/bin/train_translate not built" >&2; exit 1; }
 for m in mr ct tissue; do
   [ -f "${STEM}_$m.h5" ] || { echo "error: ${STEM}_$m.h5 missing (prepare_data translation --out DIR --stem NAME)" >&2; exit 1; }
 done
-mkdir -p "$OUT"
-RESULTS="$OUT/results.tsv"
-printf 'arm\tseed\tmae_hu\tpsnr\tssim\tlesion_dice\tinvented_px\tinvented_ml\tlung_px\treal_ct_px\tmae_fat\tmae_soft\tmae_bone\tmae_blood\tmae_lung\tmae_lesion\tseconds\n' > "$RESULTS"
+mkdir -p "$OUT/runs"
 
+arm_flags() {
+  case "$1" in
+    pix2pix) echo "--model pix2pix $UNET_FLAGS" ;;
+    supervised) echo "--model pix2pix --gan-mode none $UNET_FLAGS" ;;
+    cyclegan) echo "--model cyclegan $CYCLEGAN_FLAGS" ;;
+    *) echo "error: unknown arm $1" >&2; return 1 ;;
+  esac
+}
+
+# One training run; its wall time goes to runs/NAME.seconds.
+run_one() {
+  local arm=$1 s=$2 name="${1}_s$2"
+  [ -f "$OUT/runs/$name/summary.json" ] && return 0
+  local flags
+  read -r -a flags <<<"$(arm_flags "$arm")"
+  rm -rf "$OUT/runs/$name"
+  local t0
+  t0=$(date +%s)
+  OMP_NUM_THREADS=$THREADS "$BUILD/bin/train_translate" "${flags[@]}" --source "${STEM}_mr.h5" \
+    --target "${STEM}_ct.h5" --tissue "${STEM}_tissue.h5" --out "$OUT/runs" --name "$name" --seed "$s" \
+    --device cpu --no-progress "${EXTRA_FLAGS[@]}" >"$OUT/runs/$name.log" 2>&1 ||
+    { echo "error: $name failed, see $OUT/runs/$name.log" >&2; return 1; }
+  echo $(( $(date +%s) - t0 )) >"$OUT/runs/$name.seconds"
+  grep -E "^train_translate: test" "$OUT/runs/$name.log" | sed "s/^/$name: /"
+}
+
+pids=()
 for s in $SEEDS; do
   for arm in $ARMS; do
-    case "$arm" in
-      pix2pix) flags=(--model pix2pix) ;;
-      supervised) flags=(--model pix2pix --gan-mode none) ;;
-      cyclegan) flags=(--model cyclegan) ;;
-      *) echo "error: unknown arm $arm" >&2; exit 1 ;;
-    esac
+    arm_flags "$arm" >/dev/null
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+    run_one "$arm" "$s" &
+    pids+=($!)
+  done
+done
+failed=0
+for p in "${pids[@]}"; do wait "$p" || failed=1; done
+[ $failed -eq 0 ] || { echo "error: some runs failed" >&2; exit 1; }
+
+RESULTS="$OUT/results.tsv"
+printf 'arm\tseed\tmae_hu\tpsnr\tssim\tlesion_dice\tinvented_px\tinvented_ml\tlung_px\treal_ct_px\tmae_fat\tmae_soft\tmae_bone\tmae_blood\tmae_lung\tmae_lesion\tseconds\n' > "$RESULTS"
+for s in $SEEDS; do
+  for arm in $ARMS; do
     name="${arm}_s$s"
-    t0=$(date +%s)
-    "$BUILD/bin/train_translate" "${flags[@]}" --source "${STEM}_mr.h5" --target "${STEM}_ct.h5" \
-      --tissue "${STEM}_tissue.h5" --out "$OUT/runs" --name "$name" --seed "$s" --device cpu \
-      --no-progress $EXTRA_FLAGS
-    secs=$(( $(date +%s) - t0 ))
+    secs=$(cat "$OUT/runs/$name.seconds" 2>/dev/null || echo nan)
     python3 - "$OUT/runs/$name/summary.json" "$arm" "$s" "$secs" >> "$RESULTS" <<'PY'
 import json, sys
 t = json.load(open(sys.argv[1]))["test"]
