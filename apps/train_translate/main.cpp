@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", c.seed, "random seed")->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the run in --out/--name from its latest checkpoint");
   app.add_option("--log-every", c.log_every, "steps between logged training losses")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--max-train-batches", c.max_train_batches, "cap on batches per epoch (0 = all)")->check(CLI::NonNegativeNumber);
+  auto* max_batches =
+      app.add_option("--max-train-batches", c.max_train_batches, "cap on batches per epoch (0 = all)")->check(CLI::NonNegativeNumber);
   app.add_option("--max-steps", c.max_steps, "stop after this many steps (resumable; 0 = no limit)")->check(CLI::NonNegativeNumber);
   app.add_option("--sample-rows", c.sample_rows, "slices in each sample grid")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_flag("!--no-progress", c.progress, "no progress bar");
@@ -100,7 +101,8 @@ int main(int argc, char** argv) {
       if (!*batch) c.batch_size = cyclegan ? 2 : 4;
       if (!*epochs) c.epochs = 3;
       if (!*epochs_decay) c.epochs_decay = 3;
-      if (c.max_train_batches == 0) c.max_train_batches = cyclegan ? 80 : 100;
+      // Only when the flag is absent: an explicit 0 means every batch, as the help says.
+      if (!*max_batches) c.max_train_batches = cyclegan ? 80 : 100;
     }
     c.data = c.target;
     return rg::app::run_translate_training(c);

@@ -5,8 +5,8 @@
 #   cyclegan    unpaired: MR and CT from disjoint training subjects, two ResNet G (6 blocks),
 #               two PatchGAN D, lsgan, cycle 10, identity 0.5, pool 50
 # each at train_translate's CPU network sizes (ngf/ndf 16) with a schedule of about ten minutes
-# per run on one core: the U-Net arms 15 + 15 epochs of all 128 batches (3840 steps, batch 4),
-# CycleGAN 3 + 2 epochs of all 128 batches (640 steps, batch 2; its step costs about 7 U-Net steps).
+# per run on one core: the U-Net arms 15 + 15 epochs of 100 batches (3000 steps, batch 4),
+# CycleGAN 3 + 2 epochs of 80 batches (400 steps, batch 2; its step costs about ten pix2pix steps).
 # Metrics (test split, the checkpoint chosen on validation MAE): MAE in HU inside the body (the
 # CT file's mask), PSNR and SSIM inside the body on the prepared scale [-1, 1] = window
 # [-1000, 1000] HU (data range 2, 7x7 uniform SSIM window), MAE per tissue class, lesion Dice
@@ -34,8 +34,8 @@ STEM=${3:-data/prepared/lung_translate_128}
 SEEDS=${SEEDS:-"1 2 3"}
 ARMS=${ARMS:-"pix2pix supervised cyclegan"}
 read -r -a EXTRA_FLAGS <<<"${EXTRA_FLAGS:-}"
-UNET_FLAGS=${UNET_FLAGS:-"--epochs 15 --epochs-decay 15 --max-train-batches 0"}
-CYCLEGAN_FLAGS=${CYCLEGAN_FLAGS:-"--epochs 3 --epochs-decay 2 --max-train-batches 0"}
+UNET_FLAGS=${UNET_FLAGS:-"--epochs 15 --epochs-decay 15 --max-train-batches 100"}
+CYCLEGAN_FLAGS=${CYCLEGAN_FLAGS:-"--epochs 3 --epochs-decay 2 --max-train-batches 80"}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 [ -x "$BUILD/bin/train_translate" ] || { echo "error: $BUILD/bin/train_translate not built" >&2; exit 1; }
