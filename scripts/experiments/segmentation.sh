@@ -19,6 +19,8 @@
 # the thread count (kernels/cpu/conv.cpp, kernels/cpu/fixed_chunks.h): a run with THREADS=2, or
 # the README's train_seg command, gives the same numbers as the table.
 set -euo pipefail
+# shellcheck source=scripts/experiments/table_runs.sh
+source "$(dirname "$0")/table_runs.sh"
 [ $# -eq 2 ] || { echo "usage: $0 BUILD_DIR OUT" >&2; exit 2; }
 BUILD=$1
 OUT=$2
@@ -69,31 +71,15 @@ arm_flags() {
   esac
 }
 
-# One training run (skipped when its summary exists: an interrupted table resumes).
-run_one() {
-  local arm=$1 s=$2 name="${1}_s$2"
-  [ -f "$OUT/runs/$name/summary.json" ] && return 0
-  local flags
-  read -r -a flags <<<"$(arm_flags "$arm")"
-  rm -rf "$OUT/runs/$name"
-  OMP_NUM_THREADS=$THREADS "$BUILD/bin/train_seg" "${flags[@]}" --device cpu --seed "$s" --name "$name" \
-    --out "$OUT/runs" --no-progress "${TRAIN_FLAGS[@]}" >"$OUT/runs/$name.log" 2>&1 ||
-    { echo "error: $name failed, see $OUT/runs/$name.log" >&2; return 1; }
-  grep -E "^train_seg: test" "$OUT/runs/$name.log" | sed "s/^/$name: /"
-}
-
-pids=()
 for arm in $ARMS; do
   arm_flags "$arm" >/dev/null
   for s in $SEEDS; do
-    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
-    run_one "$arm" "$s" &
-    pids+=($!)
+    read -r -a flags <<<"$(arm_flags "$arm")"
+    table_run "${arm}_s$s" "train_seg: test" "$BUILD/bin/train_seg" "${flags[@]}" --device cpu --seed "$s" \
+      --name "${arm}_s$s" --out "$OUT/runs" --no-progress "${TRAIN_FLAGS[@]}"
   done
 done
-failed=0
-for p in "${pids[@]}"; do wait "$p" || failed=1; done
-[ $failed -eq 0 ] || { echo "error: some runs failed" >&2; exit 1; }
+table_wait
 
 RESULTS="$OUT/results.tsv"
 printf 'arm\tseed\tbest_epoch\tval_dice\ttest_dice\ttest_dice_volume\tworst_test_slices\n' >"$RESULTS"
@@ -107,8 +93,8 @@ t = s["test"]
 # --select-by slice).
 val = s.get("best_val_dice_volume", s.get("best_val_dice"))
 worst = ", ".join(f"h{w['height']:.2f}:{w['dice']:.2f}" for w in t.get("worst_slices", [])[:4])
-print("\t".join([sys.argv[2], sys.argv[3], str(s["best_epoch"]), f"{val:.4f}",
-                 f"{t['dice']:.4f}", f"{t['dice_volume']:.4f}", worst]))
+print("\t".join([sys.argv[2], sys.argv[3], str(s["best_epoch"]), f"{val:.6f}",
+                 f"{t['dice']:.6f}", f"{t['dice_volume']:.6f}", worst]))
 PY
   done
 done

@@ -25,6 +25,8 @@
 # do not depend on the thread count (kernels/cpu/conv.cpp), so JOBS one-thread runs side by side
 # give the table of the same runs made one after the other with two threads.
 set -euo pipefail
+# shellcheck source=scripts/experiments/table_runs.sh
+source "$(dirname "$0")/table_runs.sh"
 
 usage() { echo "usage: $0 BUILD_DIR OUT [STEM]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
@@ -53,35 +55,16 @@ arm_flags() {
   esac
 }
 
-# One training run; its wall time goes to runs/NAME.seconds.
-run_one() {
-  local arm=$1 s=$2 name="${1}_s$2"
-  [ -f "$OUT/runs/$name/summary.json" ] && return 0
-  local flags
-  read -r -a flags <<<"$(arm_flags "$arm")"
-  rm -rf "$OUT/runs/$name"
-  local t0
-  t0=$(date +%s)
-  OMP_NUM_THREADS=$THREADS "$BUILD/bin/train_translate" "${flags[@]}" --source "${STEM}_mr.h5" \
-    --target "${STEM}_ct.h5" --tissue "${STEM}_tissue.h5" --out "$OUT/runs" --name "$name" --seed "$s" \
-    --device cpu --no-progress "${EXTRA_FLAGS[@]}" >"$OUT/runs/$name.log" 2>&1 ||
-    { echo "error: $name failed, see $OUT/runs/$name.log" >&2; return 1; }
-  echo $(( $(date +%s) - t0 )) >"$OUT/runs/$name.seconds"
-  grep -E "^train_translate: test" "$OUT/runs/$name.log" | sed "s/^/$name: /"
-}
-
-pids=()
 for s in $SEEDS; do
   for arm in $ARMS; do
     arm_flags "$arm" >/dev/null
-    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
-    run_one "$arm" "$s" &
-    pids+=($!)
+    read -r -a flags <<<"$(arm_flags "$arm")"
+    table_run "${arm}_s$s" "train_translate: test" "$BUILD/bin/train_translate" "${flags[@]}" \
+      --source "${STEM}_mr.h5" --target "${STEM}_ct.h5" --tissue "${STEM}_tissue.h5" --out "$OUT/runs" \
+      --name "${arm}_s$s" --seed "$s" --device cpu --no-progress "${EXTRA_FLAGS[@]}"
   done
 done
-failed=0
-for p in "${pids[@]}"; do wait "$p" || failed=1; done
-[ $failed -eq 0 ] || { echo "error: some runs failed" >&2; exit 1; }
+table_wait
 
 RESULTS="$OUT/results.tsv"
 printf 'arm\tseed\tmae_hu\tpsnr\tssim\tlesion_dice\tinvented_px\tinvented_ml\tlung_px\treal_ct_px\tmae_fat\tmae_soft\tmae_bone\tmae_blood\tmae_lung\tmae_lesion\tseconds\n' > "$RESULTS"
