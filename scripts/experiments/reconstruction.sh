@@ -24,9 +24,9 @@
 #        ADV_WEIGHT (0.1), PHANTOM_SUBJECTS (24), DENOISE_FLAGS, SUPERRES_FLAGS (schedules),
 #        EXTRA_FLAGS (every run), JOBS (runs at once, default 2), THREADS (OpenMP threads per
 #        run, default 1), COLIN27_DIR (Debian's mricron-data)
-# A run whose summary.json exists is not run again, so an interrupted table resumes; the numbers
-# do not depend on the thread count (kernels/cpu/conv.cpp).
 set -euo pipefail
+# shellcheck source=scripts/experiments/table_runs.sh
+source "$(dirname "$0")/table_runs.sh"
 
 usage() { echo "usage: $0 BUILD_DIR OUT" >&2; exit 2; }
 [ $# -eq 2 ] || usage
@@ -74,38 +74,22 @@ task_flags() {
   esac
 }
 
-# One training run; its wall time goes to runs/NAME.seconds.
-run_one() {
-  local task=$1 arm=$2 seed=$3 data=$4 name="${1}_${2}_s${3}"
-  [ -f "$OUT/runs/$name/summary.json" ] && return 0
-  local adv=$ADV_WEIGHT flags t0
-  [ "$arm" = supervised ] && adv=0
-  read -r -a flags <<<"$(task_flags "$task")"
-  rm -rf "$OUT/runs/$name"
-  t0=$(date +%s)
-  OMP_NUM_THREADS=$THREADS "$BUILD/bin/train_recon" --task "$task" --data "$data" --out "$OUT/runs" --name "$name" \
-    --seed "$seed" --adv-weight "$adv" --ngf "$NGF" --ndf "$NDF" --batch-size "$BATCH" "${flags[@]}" \
-    --device cpu --no-progress "${EXTRA_FLAGS[@]}" >"$OUT/runs/$name.log" 2>&1 ||
-    { echo "error: $name failed, see $OUT/runs/$name.log" >&2; return 1; }
-  echo $(( $(date +%s) - t0 )) >"$OUT/runs/$name.seconds"
-  grep -E "^train_recon: test" "$OUT/runs/$name.log" | cut -c1-160 | sed "s/^/$name: /"
-}
-
 declare -A DATA
 for task in $TASKS; do DATA[$task]=$(data_for "$task"); done
-pids=()
 for seed in $SEEDS; do
   for task in $TASKS; do
+    read -r -a flags <<<"$(task_flags "$task")"
     for arm in supervised gan; do
-      while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
-      run_one "$task" "$arm" "$seed" "${DATA[$task]}" &
-      pids+=($!)
+      adv=$ADV_WEIGHT
+      [ "$arm" = supervised ] && adv=0
+      name="${task}_${arm}_s${seed}"
+      table_run "$name" "train_recon: test" "$BUILD/bin/train_recon" --task "$task" --data "${DATA[$task]}" \
+        --out "$OUT/runs" --name "$name" --seed "$seed" --adv-weight "$adv" --ngf "$NGF" --ndf "$NDF" \
+        --batch-size "$BATCH" "${flags[@]}" --device cpu --no-progress "${EXTRA_FLAGS[@]}"
     done
   done
 done
-failed=0
-for p in "${pids[@]}"; do wait "$p" || failed=1; done
-[ $failed -eq 0 ] || { echo "error: some runs failed" >&2; exit 1; }
+table_wait
 
 RESULTS="$OUT/results.tsv"
 printf 'task\tseed\tarm\tview\tpsnr\tssim\tmae\tinput_psnr\tinput_ssim\tinput_mae\tnps_sd\tnps_freq\tnps_distance\tinput_nps_sd\tinput_nps_distance\tfull_nps_sd\tfull_nps_freq\tseconds\n' >"$RESULTS"
@@ -149,7 +133,9 @@ for task, view in keys:
     sel = [r for r in rows if r["task"] == task and r["view"] == view]
     base = [r for r in sel if r["arm"] == "supervised"] or sel
     name = "low-dose input (FBP)" if task == "denoise" else "bicubic input"
-    full = f"{ms([r['input_nps_sd'] for r in base], 1)} (full dose {ms([r['full_nps_sd'] for r in base], 1)})"
+    full = ms([r['input_nps_sd'] for r in base], 1)
+    if full != "—":
+        full += f" (full dose {ms([r['full_nps_sd'] for r in base], 1)})"
     out.append(f"| {task} | {view} | {name} | {len(base)} | {ms([r['input_psnr'] for r in base])} | 0 | "
                f"{ms([r['input_ssim'] for r in base], 4)} | {ms([r['input_mae'] for r in base], 4)} | {full} | "
                f"{ms([r['input_nps_distance'] for r in base])} | |")
