@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the experiment scripts: the bookkeeping of a table's training runs.
 #   table_run NAME TEST_PREFIX COMMAND...  starts COMMAND in the background once fewer than JOBS
 #       runs are going, with OMP_NUM_THREADS=THREADS, its output in OUT/runs/NAME.log and its wall
