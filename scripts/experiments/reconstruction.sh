@@ -97,7 +97,7 @@ for task in $TASKS; do
   for seed in $SEEDS; do
     for arm in supervised gan; do
       name="${task}_${arm}_s${seed}"
-      python3 - "$OUT/runs/$name/summary.json" "$task" "$seed" "$arm" "$(cat "$OUT/runs/$name.seconds")" >>"$RESULTS" <<'PY'
+      python3 - "$OUT/runs/$name/summary.json" "$task" "$seed" "$arm" "$(table_seconds "$name")" >>"$RESULTS" <<'PY'
 import json, math, sys
 path, task, seed, arm, secs = sys.argv[1:]
 t = json.load(open(path))["test"]

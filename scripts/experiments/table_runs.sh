@@ -6,6 +6,7 @@
 #       TEST_PREFIX. COMMAND must write OUT/runs/NAME/summary.json: a run that has one is not
 #       started again, so an interrupted table resumes where it stopped.
 #   table_wait  waits for every started run; exits with an error if any failed.
+#   table_seconds NAME  the run's wall time in seconds, or nan when it was not recorded.
 # The caller sets OUT, JOBS and THREADS. Running JOBS one-thread runs side by side is safe for
 # the numbers: they do not depend on the thread count (kernels/cpu/conv.cpp).
 
@@ -32,4 +33,8 @@ table_wait() {
   for p in "${TABLE_PIDS[@]}"; do wait "$p" || failed=1; done
   TABLE_PIDS=()
   [ $failed -eq 0 ] || { echo "error: some runs failed" >&2; exit 1; }
+}
+
+table_seconds() {
+  cat "$OUT/runs/$1.seconds" 2>/dev/null || echo nan
 }

@@ -21,9 +21,7 @@
 # env:   SEEDS ("1 2 3"), ARMS ("pix2pix supervised cyclegan"), EXTRA_FLAGS (every run),
 #        UNET_FLAGS (the pix2pix and supervised arms' schedule), CYCLEGAN_FLAGS (the cyclegan arm's),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1)
-# A run whose summary.json exists is not run again, so an interrupted table resumes. The numbers
-# do not depend on the thread count (kernels/cpu/conv.cpp), so JOBS one-thread runs side by side
-# give the table of the same runs made one after the other with two threads.
+# Runs are resumable and go JOBS at a time (scripts/experiments/table_runs.sh).
 set -euo pipefail
 # shellcheck source=scripts/experiments/table_runs.sh
 source "$(dirname "$0")/table_runs.sh"
@@ -71,8 +69,7 @@ printf 'arm\tseed\tmae_hu\tpsnr\tssim\tlesion_dice\tinvented_px\tinvented_ml\tlu
 for s in $SEEDS; do
   for arm in $ARMS; do
     name="${arm}_s$s"
-    secs=$(cat "$OUT/runs/$name.seconds" 2>/dev/null || echo nan)
-    python3 - "$OUT/runs/$name/summary.json" "$arm" "$s" "$secs" >> "$RESULTS" <<'PY'
+    python3 - "$OUT/runs/$name/summary.json" "$arm" "$s" "$(table_seconds "$name")" >> "$RESULTS" <<'PY'
 import json, sys
 t = json.load(open(sys.argv[1]))["test"]
 tm = t.get("tissue_mae_hu", {})
