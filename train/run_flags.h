@@ -25,8 +25,15 @@ struct RunFlags {
   std::string lr_policy = "linear", gan_mode = "vanilla", norm = "batch", precision = "fp32", conv_backend;
 };
 
+// --epoch-steps, for the applications that declare their other run flags themselves.
+inline void add_epoch_steps_flag(CLI::App& app, RunOptions& c) {
+  app.add_option("--epoch-steps", c.epoch_steps,
+                 "steps per epoch whatever the training set's size (0 = one pass over it)")
+      ->check(CLI::NonNegativeNumber);
+}
+
 // --data --name --out --epochs --epochs-decay --lr-policy --batch-size --lr --device --seed
-// --resume --workers --log-every --max-train-batches --max-steps --sample-rows --no-progress.
+// --resume --workers --log-every --max-train-batches --epoch-steps --max-steps --sample-rows --no-progress.
 inline void add_run_flags(CLI::App& app, RunOptions& c, RunFlags& f, const std::string& data_help) {
   app.add_option("--data", c.data, data_help);
   app.add_option("--name", c.name, "run name (folder under --out)")->capture_default_str();
@@ -42,6 +49,7 @@ inline void add_run_flags(CLI::App& app, RunOptions& c, RunFlags& f, const std::
   app.add_option("--workers", c.workers, "loader threads")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--log-every", c.log_every, "steps between logged training losses")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--max-train-batches", c.max_train_batches, "cap on batches per epoch (0 = all)")->check(CLI::NonNegativeNumber);
+  add_epoch_steps_flag(app, c);
   app.add_option("--max-steps", c.max_steps, "stop after this many steps (saving a resumable checkpoint; 0 = no limit)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--sample-rows", c.sample_rows, "slices in each sample grid")->check(CLI::PositiveNumber)->capture_default_str();

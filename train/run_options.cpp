@@ -18,7 +18,8 @@ nlohmann::json run_options_json(const RunOptions& o) {
                         {"lr", o.lr},
                         {"device", o.device},
                         {"seed", o.seed},
-                        {"max_train_batches", o.max_train_batches}};
+                        {"max_train_batches", o.max_train_batches},
+                        {"epoch_steps", o.epoch_steps}};
 }
 
 LoopConfig loop_config(const RunOptions& o) {
@@ -52,6 +53,7 @@ data::LoaderOptions training_stream(const RunOptions& c, int64_t global_step) {
 }
 
 int64_t capped_steps_per_epoch(const RunOptions& c, int64_t batches_per_epoch) {
+  if (c.epoch_steps > 0) return c.epoch_steps;
   return c.max_train_batches > 0 ? std::min(c.max_train_batches, batches_per_epoch) : batches_per_epoch;
 }
 
@@ -60,6 +62,8 @@ void check_run_options(const RunOptions& c, const std::string& data_kind) {
   std::error_code ec;
   RG_CHECK(std::filesystem::exists(c.data, ec), "--data: file ", c.data, " does not exist");
   RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+  RG_CHECK(c.epoch_steps == 0 || c.max_train_batches == 0,
+           "--epoch-steps and --max-train-batches both set the length of an epoch: give one");
 }
 
 }  // namespace rg::train

@@ -30,6 +30,9 @@ struct RunOptions {
   int64_t log_every = 10;      // steps between "train" lines in metrics.jsonl
   int64_t sample_rows = 4;     // rows of each picture grid
   int64_t max_train_batches = 0;  // cap on batches per epoch (0 = the whole split)
+  // Steps per epoch whatever the training set's size (0 = the loader's batches): runs on
+  // training sets of different sizes then get the same number of steps and of validations.
+  int64_t epoch_steps = 0;
   bool progress = true;        // progress bar on stderr
   // Acts as if Ctrl-C arrived after this many steps of this invocation (0 = never); tests use
   // it to interrupt and resume at a chosen point.
@@ -54,7 +57,9 @@ data::LoaderOptions training_stream(const RunOptions& options, int64_t global_st
 // The checks every application makes before building anything: --data names an existing file
 // (`data_kind` says what it should be, for the message) and --batch-size is positive.
 void check_run_options(const RunOptions& options, const std::string& data_kind);
-// Steps per epoch: the loader's batches, capped by max_train_batches when it is > 0.
+// Steps per epoch: epoch_steps when it is > 0 (the training stream is endless, so an epoch may
+// be longer or shorter than one pass over the data); otherwise the loader's batches, capped by
+// max_train_batches when that is > 0.
 int64_t capped_steps_per_epoch(const RunOptions& options, int64_t batches_per_epoch);
 
 }  // namespace rg::train

@@ -16,6 +16,7 @@
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/unet.h"
+#include "train/run_options.h"
 #include "train/train_loop.h"
 
 namespace rg::app {
@@ -408,8 +409,9 @@ class SegTask final : public train::TrainTask {
     lo.shuffle = true;
     lo.seed = c_.seed;
     // The loader runs endlessly over its own epochs; a training epoch is steps_per_epoch
-    // batches (fewer than a loader epoch with --max-train-batches). Batch k of the stream
-    // depends only on (seed, k), so a resumed run starts the stream at its global step.
+    // batches (fewer than a loader epoch with --max-train-batches, any number with
+    // --epoch-steps). Batch k of the stream depends only on (seed, k), so a resumed run starts
+    // the stream at its global step.
     lo.epochs = 0;
     lo.workers = c_.workers;
     lo.drop_last = true;  // BatchNorm statistics of a 1-sample tail batch are degenerate
@@ -436,8 +438,7 @@ class SegTask final : public train::TrainTask {
   }
 
   int64_t steps_per_epoch() const override {
-    return c_.max_train_batches > 0 ? std::min(c_.max_train_batches, loader_->batches_per_epoch())
-                                     : loader_->batches_per_epoch();
+    return train::capped_steps_per_epoch(c_, loader_->batches_per_epoch());
   }
 
   train::StepLosses step() override {
@@ -506,9 +507,7 @@ int run_seg_training(const SegRunConfig& c) {
 }
 
 int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
-  RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
-  RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
-  RG_CHECK(c.batch_size > 0, "--batch-size must be > 0, got ", c.batch_size);
+  train::check_run_options(c, "prepared HDF5 file");
   RG_CHECK(c.train_fraction >= 0 && c.train_fraction <= 1, "--train-fraction must be in [0, 1], got ",
            c.train_fraction);
   RG_CHECK(c.train_fraction > 0 || !c.extra_train.empty(),

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "apps/seg/seg_run.h"
+#include "train/run_flags.h"
 #include "train/settings.h"
 #include "engine/device.h"
 #include "engine/dist/communicator.h"
@@ -104,6 +105,7 @@ int main(int argc, char** argv) {
   app.add_option("--workers", c.workers, "loader threads")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--log-every", c.log_every, "steps between logged training losses")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--max-train-batches", c.max_train_batches, "cap on batches per epoch (0 = all)")->check(CLI::NonNegativeNumber);
+  rg::train::add_epoch_steps_flag(app, c);
   app.add_option("--max-steps", c.max_steps,
                  "stop after this many steps (saving a resumable checkpoint; 0 = no limit)")
       ->check(CLI::NonNegativeNumber);

@@ -356,6 +356,15 @@ TEST(SegTraining, TrainFractionAndExtraTrainingFile) {
   only.extra_train = extra;
   EXPECT_EQ(steps_per_epoch(only), 8 / only.batch_size);
 
+  // --epoch-steps: the same number of steps per epoch whatever the training set's size, longer
+  // than one pass over the 8 extra slices (the stream runs on into the next loader epoch).
+  SegRunConfig fixed = only;
+  fixed.name = "fixed_epoch";
+  fixed.epoch_steps = 5;
+  EXPECT_EQ(steps_per_epoch(fixed), 5);
+  const auto fixed_config = nlohmann::json::parse(std::ifstream(out / "fixed_epoch" / "config.json"));
+  EXPECT_EQ(fixed_config.at("epoch_steps").get<int64_t>(), 5);
+
   auto message = [](const SegRunConfig& c) {
     try {
       run_seg_training(c);
@@ -372,6 +381,10 @@ TEST(SegTraining, TrainFractionAndExtraTrainingFile) {
   missing.name = "missing";
   missing.extra_train = (out / "absent.h5").string();
   EXPECT_NE(message(missing).find("absent.h5"), std::string::npos);
+  SegRunConfig both = fixed;
+  both.name = "both_epoch_lengths";
+  both.max_train_batches = 1;
+  EXPECT_NE(message(both).find("--epoch-steps"), std::string::npos);
   f.height = f.width = 16;
   f.splits[0].images.resize(8 * 16 * 16);
   f.splits[0].masks.assign(8 * 16 * 16, 0);
@@ -383,6 +396,7 @@ TEST(SegTraining, TrainFractionAndExtraTrainingFile) {
   EXPECT_NE(message(wrong).find("small.h5"), std::string::npos);
   EXPECT_FALSE(fs::exists(out / "wrong_size")) << "refused before the run folder is written";
   EXPECT_FALSE(fs::exists(out / "missing"));
+  EXPECT_FALSE(fs::exists(out / "both_epoch_lengths"));
   fs::remove_all(out);
 }
 
