@@ -4,24 +4,31 @@
 # For each dataset, real-data fraction F and seed S:
 #   1. train_synth on the seeded subset F of the real training slices (--train-fraction F
 #      --train-seed S): no leakage, the synthesis GAN sees only what the segmenter sees;
-#      its test fidelity (MAE / PSNR / SSIM inside the body, [-1, 1], data range 2) is kept;
+#      its test fidelity (MAE / PSNR / SSIM inside the body, [-1, 1], data range 2) and the
+#      Fréchet distance / KID on fixed random features (train/distribution_metrics.h) are kept;
 #   2. synthesize SYNTH_COUNT pairs (default: as many as the whole real training split holds)
 #      from the same subset's masks, deformed with seed S;
-#   3. train_seg three ways, all with the classic augmentation on and the same schedule:
-#      real (the subset F), real + synthetic (--extra-train), synthetic only
-#      (--train-fraction 0 --extra-train); the test Dice of each run's best checkpoint is kept.
-# Writes OUT/results.tsv (one line per run) and OUT/table.md (mean +- sd over seeds).
+#   3. train_seg three ways, all with the classic augmentation on and the same budget of
+#      SEG_STEPS optimizer steps in SEG_EPOCHS epochs (--epoch-steps, so every arm also gets the
+#      same number of validations): real (the subset F), real + synthetic (--extra-train),
+#      synthetic only (--train-fraction 0 --extra-train); the test Dice of each run's
+#      best-on-validation checkpoint is kept. Validation and test are real slices only.
+# Writes OUT/results.tsv (one line per segmentation run) and OUT/table.md (mean ± sd over seeds).
 #
 # usage: scripts/experiments/synthesis.sh BUILD_DIR OUT [DATASET.h5 ...]
-# env:   FRACTIONS ("0.1 0.25"), SEEDS ("1 2 3"), SEG_EPOCHS (10: epochs + decay each),
-#        SEG_STEPS (0; > 0: every train_seg arm runs about this many optimizer steps, its
-#        epochs scaled to its number of training slices, so the arms get the same budget;
-#        with 0 the arms run SEG_EPOCHS each and the larger training sets take more steps),
-#        SYNTH_EPOCHS (5), SYNTH_COUNT (the real train split's size), NGF (16), NDF (16),
-#        BATCH (8), EXTRA_FLAGS (passed to every run)
-# Defaults are sized for the CPU; the whole grid (2 datasets x 2 fractions x 3 seeds x 4 runs)
-# takes hours on 2 cores.
+#        (default datasets: data/prepared/colin27_skullstrip_128.h5 and lung_phantom_128.h5, as
+#        scripts/prepare_defaults.sh BUILD_DIR data/prepared --size 128 makes them)
+# env:   FRACTIONS ("0.1 0.25"), SEEDS ("1 2 3"),
+#        SEG_STEPS (400), SEG_EPOCHS (10: half at the initial learning rate, half decaying),
+#        SYNTH_STEPS (600), SYNTH_EPOCHS (10), SYNTH_COUNT (the real train split's size),
+#        NGF (16), NDF (16), BATCH (8), EXTRA_FLAGS (passed to every training run),
+#        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1)
+# Runs are resumable and go JOBS at a time (scripts/experiments/table_runs.sh). At the defaults
+# the whole grid (2 datasets x 2 fractions x 3 seeds: 12 synthesis and 36 segmentation runs)
+# takes about 70 minutes on 2 cores.
 set -euo pipefail
+# shellcheck source=scripts/experiments/table_runs.sh
+source "$(dirname "$0")/table_runs.sh"
 
 usage() { echo "usage: $0 BUILD_DIR OUT [DATASET.h5 ...]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
@@ -35,67 +42,96 @@ if [ ${#DATASETS[@]} -eq 0 ]; then
   done
 fi
 [ ${#DATASETS[@]} -gt 0 ] || { echo "error: no dataset (run scripts/prepare_defaults.sh)" >&2; exit 1; }
-FRACTIONS=${FRACTIONS:-"0.1 0.25"}
-SEEDS=${SEEDS:-"1 2 3"}
+read -r -a FRACTIONS <<<"${FRACTIONS:-0.1 0.25}"
+read -r -a SEEDS <<<"${SEEDS:-1 2 3}"
+SEG_STEPS=${SEG_STEPS:-400}
 SEG_EPOCHS=${SEG_EPOCHS:-10}
-SEG_STEPS=${SEG_STEPS:-0}
-SYNTH_EPOCHS=${SYNTH_EPOCHS:-5}
+SYNTH_STEPS=${SYNTH_STEPS:-600}
+SYNTH_EPOCHS=${SYNTH_EPOCHS:-10}
 NGF=${NGF:-16}
 NDF=${NDF:-16}
 BATCH=${BATCH:-8}
-EXTRA_FLAGS=${EXTRA_FLAGS:-}
+read -r -a EXTRA_FLAGS <<<"${EXTRA_FLAGS:-}"
+JOBS=${JOBS:-2}
+THREADS=${THREADS:-1}
 for b in train_synth synthesize train_seg prepare_data; do
   [ -x "$BUILD/bin/$b" ] || { echo "error: $BUILD/bin/$b not built" >&2; exit 1; }
 done
-mkdir -p "$OUT"
-RESULTS="$OUT/results.tsv"
-printf 'dataset\tfraction\tseed\tarm\ttest_dice\ttest_dice_volume\tsynth_mae\tsynth_psnr\tsynth_ssim\tsynth_fd\tsynth_kid\n' > "$RESULTS"
+for d in "${DATASETS[@]}"; do [ -f "$d" ] || { echo "error: dataset $d not found" >&2; exit 1; }; done
+mkdir -p "$OUT/runs" "$OUT/synthetic"
 
-# A field of summary.json's test metrics.
-test_metric() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["test"][sys.argv[2]])' "$1" "$2"; }
-
-# "EPOCHS DECAY" for an arm of N training slices: SEG_EPOCHS split in half, or with SEG_STEPS
-# enough epochs of N / BATCH steps (drop_last) to reach SEG_STEPS.
-seg_epochs() {
-  python3 -c 'import math,sys
-n, batch, steps, epochs = map(int, sys.argv[1:])
-if steps > 0:
-    epochs = max(2, math.ceil(steps / max(1, n // batch)))
-print((epochs + 1) // 2, epochs // 2)' "$1" "$BATCH" "$SEG_STEPS" "$SEG_EPOCHS"
+# "--epochs E --epochs-decay D --epoch-steps K" for STEPS steps in EPOCHS epochs.
+schedule() {
+  local steps=$1 epochs=$2
+  local per_epoch=$(((steps + epochs - 1) / epochs))
+  echo "--epochs $(((epochs + 1) / 2)) --epochs-decay $((epochs / 2)) --epoch-steps $per_epoch"
 }
+read -r -a SEG_SCHEDULE <<<"$(schedule "$SEG_STEPS" "$SEG_EPOCHS")"
+read -r -a SYNTH_SCHEDULE <<<"$(schedule "$SYNTH_STEPS" "$SYNTH_EPOCHS")"
+common=(--ngf "$NGF" --ndf "$NDF" --batch-size "$BATCH" --device cpu --no-progress --workers 1)
+
+train_split_size() {
+  "$BUILD/bin/prepare_data" info "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["splits"]["train"])'
+}
+
+# 1. The synthesis GANs, each on its own real subset.
 for data in "${DATASETS[@]}"; do
   ds=$(basename "$data" .h5)
-  real=$("$BUILD/bin/prepare_data" info "$data" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["splits"]["train"])')
-  for f in $FRACTIONS; do
-    for s in $SEEDS; do
+  for f in "${FRACTIONS[@]}"; do
+    for s in "${SEEDS[@]}"; do
       tag="${ds}_f${f}_s${s}"
-      "$BUILD/bin/train_synth" --data "$data" --out "$OUT/runs" --name "synth_$tag" \
-        --train-fraction "$f" --train-seed "$s" --seed "$s" --ngf "$NGF" --ndf "$NDF" \
-        --batch-size "$BATCH" --epochs "$SYNTH_EPOCHS" --epochs-decay "$SYNTH_EPOCHS" \
-        --device cpu --no-progress $EXTRA_FLAGS
-      sum="$OUT/runs/synth_$tag/summary.json"
-      mae=$(test_metric "$sum" mae); psnr=$(test_metric "$sum" psnr); ssim=$(test_metric "$sum" ssim)
-      # Fréchet and kernel distances on the fixed random features (train/distribution_metrics.h).
-      fd=$(test_metric "$sum" fd); kid=$(test_metric "$sum" kid)
-      "$BUILD/bin/synthesize" --checkpoint "$OUT/runs/synth_$tag" --out "$OUT/synthetic/$tag.h5" \
-        --count "${SYNTH_COUNT:-$real}" --seed "$s" --device cpu --no-progress
-      # Slices per arm: the subset has round(f * real) slices (at least 1; data::seeded_subset).
-      nreal=$(python3 -c 'import sys; n, f = int(sys.argv[1]), float(sys.argv[2]); print(max(1, int(f * n + 0.5)))' "$real" "$f")
-      nsyn=${SYNTH_COUNT:-$real}
+      table_run "synth_$tag" "train_synth: test" "$BUILD/bin/train_synth" --data "$data" --out "$OUT/runs" \
+        --name "synth_$tag" --train-fraction "$f" --train-seed "$s" --seed "$s" "${SYNTH_SCHEDULE[@]}" \
+        "${common[@]}" "${EXTRA_FLAGS[@]}"
+    done
+  done
+done
+table_wait
+
+# 2. The synthetic pairs (seconds each), then 3. the segmenters.
+for data in "${DATASETS[@]}"; do
+  ds=$(basename "$data" .h5)
+  count=${SYNTH_COUNT:-$(train_split_size "$data")}
+  for f in "${FRACTIONS[@]}"; do
+    for s in "${SEEDS[@]}"; do
+      tag="${ds}_f${f}_s${s}"
+      synthetic="$OUT/synthetic/$tag.h5"
+      [ -f "$synthetic" ] || "$BUILD/bin/synthesize" --checkpoint "$OUT/runs/synth_$tag" --out "$synthetic" \
+        --count "$count" --seed "$s" --device cpu --no-progress
       for arm in real real+synthetic synthetic; do
-        flags=(--train-fraction "$f")
-        n=$nreal
-        [ "$arm" = real+synthetic ] && flags+=(--extra-train "$OUT/synthetic/$tag.h5") && n=$(( nreal + nsyn ))
-        [ "$arm" = synthetic ] && flags=(--train-fraction 0 --extra-train "$OUT/synthetic/$tag.h5") && n=$nsyn
-        read -r e1 e2 < <(seg_epochs "$n")
+        case $arm in
+          real) flags=(--train-fraction "$f") ;;
+          real+synthetic) flags=(--train-fraction "$f" --extra-train "$synthetic") ;;
+          synthetic) flags=(--train-fraction 0 --extra-train "$synthetic") ;;
+        esac
         name="seg_${tag}_${arm/+/_}"
-        "$BUILD/bin/train_seg" --data "$data" --out "$OUT/runs" --name "$name" "${flags[@]}" \
-          --train-seed "$s" --seed "$s" --ngf "$NGF" --ndf "$NDF" --batch-size "$BATCH" \
-          --epochs "$e1" --epochs-decay "$e2" --device cpu --no-progress $EXTRA_FLAGS
-        dice=$(test_metric "$OUT/runs/$name/summary.json" dice)
-        dice_volume=$(test_metric "$OUT/runs/$name/summary.json" dice_volume)
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$f" "$s" "$arm" "$dice" "$dice_volume" \
-          "$mae" "$psnr" "$ssim" "$fd" "$kid" >> "$RESULTS"
+        table_run "$name" "train_seg: test" "$BUILD/bin/train_seg" --data "$data" --out "$OUT/runs" \
+          --name "$name" "${flags[@]}" --train-seed "$s" --seed "$s" "${SEG_SCHEDULE[@]}" "${common[@]}" \
+          "${EXTRA_FLAGS[@]}"
+      done
+    done
+  done
+done
+table_wait
+
+RESULTS="$OUT/results.tsv"
+printf 'dataset\tfraction\tseed\tarm\ttest_dice\ttest_dice_volume\tbest_epoch\tsynth_mae\tsynth_psnr\tsynth_ssim\tsynth_fd\tsynth_kid\tseg_seconds\tsynth_seconds\n' > "$RESULTS"
+for data in "${DATASETS[@]}"; do
+  ds=$(basename "$data" .h5)
+  for f in "${FRACTIONS[@]}"; do
+    for s in "${SEEDS[@]}"; do
+      tag="${ds}_f${f}_s${s}"
+      for arm in real real+synthetic synthetic; do
+        name="seg_${tag}_${arm/+/_}"
+        python3 - "$OUT/runs/$name/summary.json" "$OUT/runs/synth_$tag/summary.json" "$ds" "$f" "$s" "$arm" \
+          "$(table_seconds "$name")" "$(table_seconds "synth_$tag")" >> "$RESULTS" <<'PY'
+import json, sys
+seg, synth = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+t, y = seg["test"], synth["test"]
+print("\t".join(sys.argv[3:7] + [f"{t['dice']:.4f}", f"{t['dice_volume']:.4f}", str(seg.get("best_epoch", "nan")),
+                 f"{y['mae']:.4f}", f"{y['psnr']:.3f}", f"{y['ssim']:.4f}", f"{y['fd']:.4f}", f"{y['kid']:.5f}"]
+                + sys.argv[7:9]))
+PY
       done
     done
   done
@@ -104,19 +140,29 @@ done
 python3 - "$RESULTS" > "$OUT/table.md" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+def ms(v, digits=4):
+    return f"{statistics.mean(v):.{digits}f} ± {statistics.stdev(v):.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
 groups = {}
 for r in rows:
     groups.setdefault((r["dataset"], r["fraction"], r["arm"]), []).append(r)
-def ms(v):
-    return f"{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
-print("| dataset | real fraction | arm | test Dice per volume | test Dice per slice | synthesis FD / KID (fixed random features) | seeds |")
-print("|---|---|---|---|---|---|---|")
+print("| dataset | real fraction | arm | test Dice per volume | test Dice per slice | seeds |")
+print("|---|---|---|---|---|---|")
 for (d, f, a), g in sorted(groups.items()):
-    vol = [float(r["test_dice_volume"]) for r in g]
-    sl = [float(r["test_dice"]) for r in g]
-    fd = [float(r["synth_fd"]) for r in g]
-    kid = [float(r["synth_kid"]) for r in g]
-    dist = "-" if a == "real" else f"{ms(fd)} / {ms(kid)}"
-    print(f"| {d} | {f} | {a} | {ms(vol)} | {ms(sl)} | {dist} | {len(g)} |")
+    print(f"| {d} | {f} | {a} | {ms([float(r['test_dice_volume']) for r in g])} | "
+          f"{ms([float(r['test_dice']) for r in g])} | {len(g)} |")
+print()
+print("Synthesis GANs (test split, inside the body, intensities in [-1, 1], data range 2; FD / KID on")
+print("fixed random features, real vs synthetic test images):")
+print()
+print("| dataset | real fraction | MAE | PSNR dB | SSIM | FD | KID | seeds |")
+print("|---|---|---|---|---|---|---|---|")
+synth = {}
+for r in rows:
+    if r["arm"] == "real":
+        synth.setdefault((r["dataset"], r["fraction"]), []).append(r)
+for (d, f), g in sorted(synth.items()):
+    col = lambda k, digits=4: ms([float(r[k]) for r in g], digits)
+    print(f"| {d} | {f} | {col('synth_mae')} | {col('synth_psnr', 2)} | {col('synth_ssim')} | "
+          f"{col('synth_fd', 2)} | {col('synth_kid', 4)} | {len(g)} |")
 PY
 cat "$OUT/table.md"
