@@ -85,6 +85,11 @@ Loader::Loader(const std::string& path, LoaderOptions options) : opt_(std::move(
   } else {
     RG_CHECK(!opt_.extra_subset, "loader: extra_subset given without extra_path");
   }
+  if (opt_.labels) {
+    RG_CHECK(dataset_->has_labels(), path, ": no label maps (", opt_.split, "/labels); prepare it with --label-map");
+    RG_CHECK(!extra_ || extra_->label_classes() == dataset_->label_classes(), opt_.extra_path,
+             ": its label maps do not have the classes of ", path, "'s (", extra_->has_labels() ? "other classes" : "none", ")");
+  }
   const int64_t n = static_cast<int64_t>(samples_.size());
   RG_CHECK(n > 0, path, ": split '", opt_.split, "' has no samples",
            !opt_.subset && opt_.extra_path.empty() ? "" : " (after subset / extra file)");
@@ -145,12 +150,14 @@ Batch Loader::build(int64_t job) {
   b.mask = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
   const bool pairs = dataset_->has_targets();
   if (pairs) b.target = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
+  if (opt_.labels) b.labels = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
   float* img_dst = b.image.data<float>();
   float* msk_dst = b.mask.data<float>();
   float* tgt_dst = pairs ? b.target.data<float>() : nullptr;
   const int64_t H = dataset_->height(), W = dataset_->width();
   const size_t out_hw = static_cast<size_t>(out_h_ * out_w_);
-  Image2D img(H, W), msk(H, W), tgt(pairs ? H : 0, pairs ? W : 0), msk2;
+  Image2D img(H, W), msk(H, W), tgt(pairs ? H : 0, pairs ? W : 0), msk2, lbl, img2;
+  std::vector<uint8_t> lbl8(opt_.labels ? static_cast<size_t>(H * W) : 0);
   for (int64_t k = 0; k < count; ++k) {
     const int64_t idx = b.indices[static_cast<size_t>(k)];
     if (img.height != H || img.width != W) img = Image2D(H, W);
@@ -164,12 +171,23 @@ Batch Loader::build(int64_t job) {
       msk2 = msk;
       augment(tgt, msk2, opt_.augment_options, aug_seed);
     }
+    if (opt_.labels) {
+      (source == 0 ? *dataset_ : *extra_).read_labels(sample, lbl8.data());
+      lbl = Image2D(H, W);
+      std::copy(lbl8.begin(), lbl8.end(), lbl.data.begin());
+      if (opt_.augment) {
+        // As the mask of a copy of the image: nearest-neighbour, the same geometry.
+        img2 = img;
+        augment(img2, lbl, opt_.augment_options, aug_seed);
+      }
+    }
     if (opt_.augment) augment(img, msk, opt_.augment_options, aug_seed);
     RG_CHECK(img.height == out_h_ && img.width == out_w_, "loader: augmented sample is ", img.height, "x",
              img.width, ", expected ", out_h_, "x", out_w_);
     std::memcpy(img_dst + k * out_hw, img.data.data(), out_hw * sizeof(float));
     std::memcpy(msk_dst + k * out_hw, msk.data.data(), out_hw * sizeof(float));
     if (pairs) std::memcpy(tgt_dst + k * out_hw, tgt.data.data(), out_hw * sizeof(float));
+    if (opt_.labels) std::memcpy(b.labels.data<float>() + k * out_hw, lbl.data.data(), out_hw * sizeof(float));
   }
   return b;
 }

@@ -48,6 +48,9 @@ struct LoaderOptions {
   int world_size = 1;
   bool drop_last = false; // drop the last partial batch (and the uneven shard tail)
   bool augment = false;   // apply augment_options to every sample
+  // Also deliver each sample's label map (Batch::labels), with the mask's geometry. Every file
+  // the loader reads must have labels, with the same classes (SliceDataset::label_classes).
+  bool labels = false;
   AugmentOptions augment_options;
   // Load the whole split into memory first: -1 = when it needs less than 1 GiB, 0 = never
   // (read slices from the file on demand), 1 = always.
@@ -73,6 +76,9 @@ struct Batch {
   // Pair files (SliceDataset::has_targets): the references, [B, H, W, 1], augmented with the
   // same geometry as the image; undefined otherwise.
   rg::Tensor target;
+  // With LoaderOptions::labels: the label maps, [B, H, W, 1] float32 class ids (0, 1, 2, ...;
+  // data/label_map.h), augmented with the same geometry as the mask; undefined otherwise.
+  rg::Tensor labels;
   // Indices of the samples in batch order: dataset indices, or with `subset`/`extra_path`
   // positions in the loader's sample list (the subset's samples, then the extra file's).
   std::vector<int64_t> indices;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "data/h5.h"
+#include "data/label_map.h"
 #include "data/progress.h"
 #include "data/rng.h"
 #include "data/volume_io.h"
@@ -544,6 +545,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
   }
   const bool paired = static_cast<bool>(opt.make_pair) ||
                       std::any_of(subjects.begin(), subjects.end(), [](const SubjectSource& s) { return static_cast<bool>(s.load_input); });
+  RG_CHECK(!(paired && opt.label_map), "prepare: --label-map is for (image, mask) files, not pair files");
   if (paired && !opt.make_pair)
     for (const SubjectSource& s : subjects)
       RG_CHECK(static_cast<bool>(s.load_input), "prepare: subject ", s.name,
@@ -584,7 +586,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
     const std::vector<hsize_t> img_row{static_cast<hsize_t>(S), static_cast<hsize_t>(S)};
     struct SplitOut {
       h5::Handle group;
-      h5::RowWriter images, masks, lesions, targets, subject, slice, source_slice;
+      h5::RowWriter images, masks, lesions, labels, targets, subject, slice, source_slice;
       std::vector<int64_t> subjects_seen;
       double mask_sum = 0;
     };
@@ -596,6 +598,8 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
       so[s].masks = h5::RowWriter(G, "masks", H5T_NATIVE_UINT8, H5T_STD_U8LE, img_row, opt.compression, guard.path);
       if (with_lesions)
         so[s].lesions = h5::RowWriter(G, "lesions", H5T_NATIVE_UINT8, H5T_STD_U8LE, img_row, opt.compression, guard.path);
+      if (opt.label_map)
+        so[s].labels = h5::RowWriter(G, "labels", H5T_NATIVE_UINT8, H5T_STD_U8LE, img_row, opt.compression, guard.path);
       if (paired)
         so[s].targets = h5::RowWriter(G, "targets", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, img_row, opt.compression, guard.path);
       so[s].subject = h5::RowWriter(G, "subject", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, guard.path);
@@ -610,7 +614,8 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
 
     ProgressBar bar("prepare", static_cast<double>(nsub), "subjects", opt.progress);
     std::vector<float> slice_img, out_img(static_cast<size_t>(S * S)), out_ref;
-    std::vector<uint8_t> out_mask(static_cast<size_t>(S * S)), out_lesion(static_cast<size_t>(S * S));
+    std::vector<uint8_t> out_mask(static_cast<size_t>(S * S)), out_lesion(static_cast<size_t>(S * S)),
+        out_labels(static_cast<size_t>(S * S));
     for (int64_t si = 0; si < nsub; ++si) {
       const SubjectSource& src = subjects[static_cast<size_t>(si)];
       auto [image, mask] = src.load();
@@ -672,10 +677,10 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
           box = b;
         }
       }
+      double body_thr = opt.body_threshold;
+      if (std::isnan(body_thr)) body_thr = opt.modality == Modality::CT ? -500.0 : range[0] + 0.05 * (range[1] - range[0]);
       if (crop == CropMode::Body) {
-        double thr = opt.body_threshold;
-        if (std::isnan(thr)) thr = opt.modality == Modality::CT ? -500.0 : range[0] + 0.05 * (range[1] - range[0]);
-        CropBox b = body_box(image, o, thr);
+        CropBox b = body_box(image, o, body_thr);
         if (b.empty()) summary.warnings.push_back(src.name + ": no body found above threshold, not cropped");
         else box = b;
       }
@@ -774,6 +779,13 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
             mask_px += m;
           }
         SplitOut& dst = so[static_cast<size_t>(sp)];
+        if (opt.label_map) {
+          // On the prepared slice's scale, as the network sees it.
+          const float thr = static_cast<float>(std::clamp((body_thr - range[0]) * scale - 1.0, -1.0, 1.0));
+          make_label_map(out_img.data(), thr, out_mask.data(), with_lesions ? out_lesion.data() : nullptr, S, S,
+                         out_labels.data());
+          dst.labels.append(out_labels.data(), 1);
+        }
         dst.images.append(out_img.data(), 1);
         dst.masks.append(out_mask.data(), 1);
         if (with_lesions) dst.lesions.append(out_lesion.data(), 1);
@@ -843,6 +855,12 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
     h5::write_attr(F, "created_by", std::string("roentgen prepare_data"));
     h5::write_attr(F, "source", opt.source);
     h5::write_attr(F, "source_kind", opt.source_kind);
+    if (opt.label_map) {
+      h5::write_attr(F, "label_classes", join_label_classes(label_class_names(with_lesions)));
+      h5::write_attr(F, "label_map", std::string("/<split>/labels: 0 outside the body, 1 body (prepared slice above the body "
+                                                 "threshold, holes filled), 2 mask") +
+                                         (with_lesions ? ", 3 lesion" : "") + " (data/label_map.h)");
+    }
     if (with_lesions)
       h5::write_attr(F, "lesion_masks", std::string("/<split>/lesions: the subjects' lesion masks, resampled like the masks"));
     h5::write_attr(F, "modality", std::string(modality_name(opt.modality)));

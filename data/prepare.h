@@ -71,6 +71,9 @@ struct PrepareOptions {
   // Body detection: raw value > body_threshold; NaN = default (CT: -500 HU; MRI: 5% of the
   // normalization range above its low end).
   double body_threshold = std::numeric_limits<double>::quiet_NaN();
+  // Also write /<split>/labels, a label map per slice (background, body, mask and, with lesion
+  // masks, lesion; data/label_map.h), for generators conditioned on more than the mask.
+  bool label_map = false;
   bool reorient = true;           // to the display convention above; false keeps voxel order
   int64_t size = 256;             // output slices are size x size
   SplitBy split_by = SplitBy::Subject;

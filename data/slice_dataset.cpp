@@ -7,12 +7,13 @@
 #include <sstream>
 
 #include "data/h5.h"
+#include "data/label_map.h"
 #include "engine/error.h"
 
 namespace rg::data {
 
 struct SliceDataset::Impl {
-  h5::Handle file, group, images, masks, lesions, targets;
+  h5::Handle file, group, images, masks, lesions, labels, targets;
 };
 
 namespace {
@@ -96,6 +97,14 @@ SliceDataset::SliceDataset(const std::string& path, const std::string& split)
     h5::read_rows(d.get(), H5T_NATIVE_DOUBLE, 0, dims[0], pixel_spacing_.data(), path + ": subjects/pixel_spacing");
   }
   attrs_ = h5::all_attrs(F);
+  if (h5::exists(G, "labels")) {
+    impl_->labels = h5::open_dataset(G, "labels", path);
+    const auto ldims = checked_dims(impl_->labels.get(), path + ": " + split + "/labels", 3);
+    RG_CHECK(ldims == idims, path, ": ", split, "/labels and ", split, "/images have different shapes");
+    const std::string classes = attribute("label_classes");
+    RG_CHECK(!classes.empty(), path, ": ", split, "/labels without the root attribute label_classes");
+    label_classes_ = parse_label_classes(classes, path);
+  }
 }
 
 SliceDataset::~SliceDataset() = default;
@@ -128,6 +137,12 @@ void SliceDataset::preload() {
                 path_ + ": " + split_ + "/images");
   h5::read_rows(impl_->masks.get(), H5T_NATIVE_UINT8, 0, static_cast<hsize_t>(count_), masks.data(),
                 path_ + ": " + split_ + "/masks");
+  if (has_labels()) {
+    std::vector<uint8_t> labels(n);
+    h5::read_rows(impl_->labels.get(), H5T_NATIVE_UINT8, 0, static_cast<hsize_t>(count_), labels.data(),
+                  path_ + ": " + split_ + "/labels");
+    labels_ = std::move(labels);
+  }
   images_ = std::move(images);
   masks_ = std::move(masks);
   targets_ = std::move(targets);
@@ -140,6 +155,24 @@ void SliceDataset::read_lesions(int64_t i, uint8_t* lesions) const {
   std::lock_guard<std::mutex> lock(mutex_);
   h5::read_rows(impl_->lesions.get(), H5T_NATIVE_UINT8, static_cast<hsize_t>(i), 1, lesions,
                 path_ + ": " + split_ + "/lesions");
+}
+
+void SliceDataset::read_labels(int64_t i, uint8_t* labels) const {
+  RG_CHECK(has_labels(), path_, ": no label maps (", split_, "/labels); prepare the file with "
+           "prepare_data ... --label-map");
+  RG_CHECK(i >= 0 && i < count_, path_, ": ", split_, " sample ", i, " out of range (", count_, " samples)");
+  const size_t hw = static_cast<size_t>(height_ * width_);
+  if (!labels_.empty()) {
+    std::copy_n(labels_.data() + static_cast<size_t>(i) * hw, hw, labels);
+  } else {
+    std::lock_guard<std::mutex> lock(mutex_);
+    h5::read_rows(impl_->labels.get(), H5T_NATIVE_UINT8, static_cast<hsize_t>(i), 1, labels,
+                  path_ + ": " + split_ + "/labels");
+  }
+  const size_t classes = label_classes_.size();
+  for (size_t p = 0; p < hw; ++p)
+    RG_CHECK(labels[p] < classes, path_, ": ", split_, "/labels sample ", i, " has class ",
+             int(labels[p]), " but label_classes names ", classes, " classes");
 }
 
 void SliceDataset::read(int64_t i, float* image, float* mask, float* target) const {

@@ -46,6 +46,13 @@ class SliceDataset {
   // naming the file when the file has none.
   bool has_lesions() const { return has_lesions_; }
   void read_lesions(int64_t i, uint8_t* lesions) const;
+  // Label maps (/<split>/labels: one class per pixel, data/label_map.h), present in files
+  // prepared with --label-map and in synthesize's output from them. label_classes() names the
+  // classes in order (the root attribute label_classes; empty without labels). read_labels
+  // throws naming the file when it has none, or when a pixel's class is not one of them.
+  bool has_labels() const { return !label_classes_.empty(); }
+  const std::vector<std::string>& label_classes() const { return label_classes_; }
+  void read_labels(int64_t i, uint8_t* labels) const;
   // Loads the whole split into memory (later reads need no HDF5 and run in parallel).
   void preload();
   bool preloaded() const { return !images_.empty() || count_ == 0; }
@@ -69,7 +76,8 @@ class SliceDataset {
   std::vector<double> pixel_spacing_;  // 3 per subject, or empty
   std::vector<std::pair<std::string, std::string>> attrs_;
   std::vector<float> images_, targets_;
-  std::vector<uint8_t> masks_;
+  std::vector<uint8_t> masks_, labels_;
+  std::vector<std::string> label_classes_;
   mutable std::mutex mutex_;
 };
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "data/h5.h"
+#include "data/label_map.h"
 #include "data/prepare.h"
 #include "engine/error.h"
 
@@ -27,6 +28,11 @@ void write_slices_file(const std::string& path, const SlicesFile& f) {
     RG_CHECK(x.targets.size() == (f.pairs ? n * hw : 0), path, ": split ", kSplitNames[s], " has ",
              x.targets.size(), " target values for ", n, " slices", f.pairs ? "" : " (not a pair file)");
     for (uint8_t m : x.masks) RG_CHECK(m <= 1, path, ": masks must be 0 or 1, got ", int{m});
+    const size_t classes = f.label_classes.size();
+    RG_CHECK(x.labels.size() == (classes ? n * hw : 0), path, ": split ", kSplitNames[s], " has ",
+             x.labels.size(), " label values for ", n, " slices", classes ? "" : " (no label_classes)");
+    for (uint8_t c : x.labels)
+      RG_CHECK(c < classes, path, ": label class ", int{c}, " but label_classes names ", classes, " classes");
     for (int32_t sub : x.subject)
       RG_CHECK(sub >= 0 && sub < nsub, path, ": subject row ", sub, " out of range (",
                nsub, " subjects)");
@@ -56,12 +62,16 @@ void write_slices_file(const std::string& path, const SlicesFile& f) {
         h5::RowWriter source_slice(G, "source_slice", H5T_NATIVE_INT32, H5T_STD_I32LE, {}, 0, tmp);
         h5::RowWriter targets;
         if (f.pairs) targets = h5::RowWriter(G, "targets", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, row, f.compression, tmp);
+        h5::RowWriter labels;
+        if (!f.label_classes.empty())
+          labels = h5::RowWriter(G, "labels", H5T_NATIVE_UINT8, H5T_STD_U8LE, row, f.compression, tmp);
         std::vector<int64_t> seen;
         double mask_sum = 0;
         if (n > 0) {
           images.append(x.images.data(), n);
           masks.append(x.masks.data(), n);
           if (f.pairs) targets.append(x.targets.data(), n);
+          if (!f.label_classes.empty()) labels.append(x.labels.data(), n);
           subject.append(x.subject.data(), n);
           slice.append(x.slice.data(), n);
           source_slice.append(x.slice.data(), n);
@@ -98,6 +108,7 @@ void write_slices_file(const std::string& path, const SlicesFile& f) {
         h5::write_attr(F, "pairs", f.pairs_kind);
         h5::write_attr(F, "pair_layout", std::string("images = degraded input, targets = reference, masks = region of the metrics"));
       }
+      if (!f.label_classes.empty()) h5::write_attr(F, "label_classes", join_label_classes(f.label_classes));
       for (const auto& [k, v] : f.attributes) h5::write_attr(F, k, v);
       RG_CHECK(H5Fflush(F, H5F_SCOPE_GLOBAL) >= 0, tmp, ": flush failed (disk full?)");
     }

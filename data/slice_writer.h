@@ -27,6 +27,9 @@ struct SlicesSplit {
   // Pair files (reconstruction): the references, count * height * width; images are then the
   // degraded inputs. Either every split has targets (maybe none if empty) or none has.
   std::vector<float> targets;
+  // Label maps (data/label_map.h): count * height * width class ids, written as /<split>/labels
+  // when the file's label_classes is not empty (then every split has them).
+  std::vector<uint8_t> labels;
 };
 
 struct SlicesFile {
@@ -39,10 +42,11 @@ struct SlicesFile {
   int compression = 4;
   bool pairs = false;  // write /<split>/targets (and the root attribute "pairs" = pairs_kind)
   std::string pairs_kind = "pairs";
+  std::vector<std::string> label_classes;  // non-empty: write the labels and this attribute
 };
 
-// Throws rg::Error naming the path for inconsistent sizes, masks other than 0/1, subject rows
-// out of range, or a write failure.
+// Throws rg::Error naming the path for inconsistent sizes, masks other than 0/1, classes not
+// in label_classes, subject rows out of range, or a write failure.
 void write_slices_file(const std::string& path, const SlicesFile& file);
 
 }  // namespace rg::data

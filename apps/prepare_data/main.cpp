@@ -63,7 +63,14 @@ struct ConvertArgs {
   int compression = 4;
   bool no_progress = false;
   bool no_reorient = false;
+  bool label_map = false;
 };
+
+void add_label_map_flag(CLI::App* sub, ConvertArgs& a) {
+  sub->add_flag("--label-map", a.label_map,
+                "Also store a label map per slice (/<split>/labels: background, body, mask, lesion), "
+                "for train_synth --condition labels");
+}
 
 void add_convert_options(CLI::App* sub, ConvertArgs& a, bool with_modality) {
   sub->add_option("--out,-o", a.out, "Output HDF5 file (written atomically)")->required();
@@ -94,6 +101,7 @@ void add_convert_options(CLI::App* sub, ConvertArgs& a, bool with_modality) {
   sub->add_option("--compression", a.compression, "Deflate level 0..9")->check(CLI::Range(0, 9));
   sub->add_flag("--no-progress", a.no_progress, "No progress bar");
   sub->add_flag("--no-reorient", a.no_reorient, "Keep voxel order instead of the display orientation");
+  add_label_map_flag(sub, a);
 }
 
 rd::PrepareOptions to_options(const ConvertArgs& a, const std::string& default_crop) {
@@ -115,6 +123,7 @@ rd::PrepareOptions to_options(const ConvertArgs& a, const std::string& default_c
   o.seed = a.seed;
   o.compression = a.compression;
   o.progress = !a.no_progress;
+  o.label_map = a.label_map;
   return o;
 }
 
@@ -231,6 +240,7 @@ int main(int argc, char** argv) {
   phantom->add_option("--size", ph_conv.size, "With --h5: output slice size")->check(CLI::Range(8, 4096));
   phantom->add_option("--split-seed", ph_conv.seed, "With --h5: seed of the subject split");
   phantom->add_flag("--no-progress", ph_conv.no_progress, "No progress bar");
+  add_label_map_flag(phantom, ph_conv);
 
   // translation (phantom CT + MR rendering + tissue map)
   std::string tr_out, tr_stem = "lung_translate";

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <memory>
 
+#include "data/label_map.h"
 #include "data/loader.h"
 #include "data/slice_dataset.h"
 #include "engine/dist/communicator.h"
@@ -37,16 +38,31 @@ json synth_config_to_json(const SynthRunConfig& c) {
                  {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
                  {"train_fraction", c.train_fraction},
                  {"train_seed", c.train_seed},
-                 {"augment", c.augment}});
+                 {"augment", c.augment},
+                 {"condition", c.label_condition ? "labels" : "mask"}});
   return j;
+}
+
+Tensor synth_condition(const Tensor& masks_or_labels, int label_classes) {
+  if (label_classes == 0) return masks_or_labels;
+  const Tensor labels = masks_or_labels.to(Device::cpu()).to(DType::F32).contiguous();
+  const Shape& s = labels.shape();
+  RG_CHECK(s.size() == 4 && s[3] == 1, "synth_condition: label maps must be [B, H, W, 1]");
+  Tensor out = Tensor::empty({s[0], s[1], s[2], label_classes});
+  data::one_hot(labels.data<float>(), s[0] * s[1] * s[2], label_classes, out.data<float>());
+  return out;
 }
 
 SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDataset& ds,
                                    int64_t batch_size, DType act_dtype, Device device,
-                                   int64_t sample_rows, bool distribution) {
+                                   int64_t sample_rows, bool distribution, int label_classes) {
   RG_CHECK(batch_size > 0, "evaluate_synthesis: batch size must be > 0, got ", batch_size);
+  RG_CHECK(label_classes == 0 || static_cast<int>(ds.label_classes().size()) == label_classes, ds.path(),
+           ": G is conditioned on ", label_classes, " label classes but the ", ds.split(), " split has ",
+           ds.has_labels() ? std::to_string(ds.label_classes().size()) + " classes" : std::string("no label maps"));
   const int64_t n = ds.size(), h = ds.height(), w = ds.width(), hw = h * w;
   SynthEvaluation out;
+  out.label_condition = label_classes > 0;
   out.height = h;
   out.width = w;
   // Picture rows: the first sample_rows slices with foreground among every stride-th slice
@@ -70,10 +86,17 @@ SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDa
     const int64_t count = std::min(batch_size, n - start);
     Tensor x = Tensor::empty({count, h, w, 1});
     Tensor y = Tensor::empty({count, h, w, 1});
-    for (int64_t i = 0; i < count; ++i)
+    Tensor labels = label_classes ? Tensor::empty({count, h, w, 1}) : x;
+    std::vector<uint8_t> lbl(label_classes ? static_cast<size_t>(hw) : 0);
+    for (int64_t i = 0; i < count; ++i) {
       ds.read(start + i, y.data<float>() + i * hw, x.data<float>() + i * hw);
-    const Tensor fake =
-        g.forward(x.to(device).to(act_dtype)).to(DType::F32).to(Device::cpu()).contiguous();
+      if (label_classes) {
+        ds.read_labels(start + i, lbl.data());
+        std::copy(lbl.begin(), lbl.end(), labels.data<float>() + i * hw);
+      }
+    }
+    const Tensor fake = g.forward(synth_condition(labels, label_classes).to(device).to(act_dtype))
+                            .to(DType::F32).to(Device::cpu()).contiguous();
     if (encoder) {
       const std::vector<double> fr = encoder->features(y), fs = encoder->features(fake);
       real_features.insert(real_features.end(), fr.begin(), fr.end());
@@ -92,6 +115,7 @@ SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDa
       if (std::find(picture.begin(), picture.end(), start + i) != picture.end()) {
         std::vector<float> m(mi, mi + hw);
         for (float& v : m) v = v >= 0.5f ? 1.0f : -1.0f;
+        if (label_classes) m = data::label_picture(labels.data<float>() + i * hw, hw, label_classes);
         out.rows.push_back({std::move(m), std::vector<float>(ri, ri + hw), std::vector<float>(si, si + hw)});
       }
     }
@@ -137,7 +161,7 @@ std::string synth_evaluation_summary(const SynthEvaluation& e) {
 void write_synthesis_grid(const std::string& path, const SynthEvaluation& e) {
   if (e.rows.empty()) return;
   train::write_image_grid_png(path, e.rows, static_cast<int>(e.height), static_cast<int>(e.width),
-                              {"mask", "real", "synthetic"});
+                              {e.label_condition ? "labels" : "mask", "real", "synthetic"});
 }
 
 namespace {
@@ -160,9 +184,14 @@ class SynthTask final : public train::TrainTask {
     const int64_t train_slices = data::read_slices_info(c.data).counts[0];
     subset_ = data::seeded_subset(train_slices, c.train_fraction, c.train_seed);
 
+    if (c.label_condition) {
+      RG_CHECK(val_set_->has_labels(), "--condition labels: ", c.data, " has no label maps; prepare it "
+               "with prepare_data ... --label-map, or use --condition mask");
+      label_classes_ = static_cast<int>(val_set_->label_classes().size());
+    }
     const int64_t h = val_set_->height(), w = val_set_->width();
     models::UnetConfig gc;
-    gc.in_channels = 1;  // the binary mask (see synth_run.h on multi-class masks)
+    gc.in_channels = label_classes_ ? label_classes_ : 1;  // one-hot classes, or the binary mask
     gc.out_channels = 1;
     gc.head = models::UnetConfig::Head::Tanh;
     gc.num_downs = c.num_downs > 0 ? c.num_downs : models::auto_num_downs(h, w);
@@ -185,7 +214,8 @@ class SynthTask final : public train::TrainTask {
 
   void describe(std::ostream& out) const {
     out << "train_synth: " << c_.data << " (" << val_set_->height() << "x" << val_set_->width()
-        << "), mask -> image, G unet num_downs " << g_->config.num_downs << " ngf "
+        << "), " << (label_classes_ ? "label map (" + data::join_label_classes(val_set_->label_classes()) + ")" : std::string("mask"))
+        << " -> image, G unet num_downs " << g_->config.num_downs << " ngf "
         << g_->config.ngf << " tanh (" << g_->parameter_count() << " parameters)";
     if (nets_.d) out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << nets_.d->parameter_count() << ")";
     out << ", GAN " << train::gan_mode_name(c_.gan_mode) << ", L1 weight " << c_.lambda_l1
@@ -209,6 +239,9 @@ class SynthTask final : public train::TrainTask {
     if (nets_.d) info.extra["discriminator"] = models::to_json(nets_.d->config);
     // The slice size G was trained on: synthesize refuses masks of another size.
     info.extra["slice_size"] = {val_set_->height(), val_set_->width()};
+    // What G is conditioned on: synthesize feeds it the same.
+    info.extra["condition"] = label_classes_ ? "labels" : "mask";
+    if (label_classes_) info.extra["label_classes"] = val_set_->label_classes();
     info.metadata["generator_config"] = models::to_json(g_->config).dump();
     return info;
   }
@@ -220,6 +253,7 @@ class SynthTask final : public train::TrainTask {
     lo.augment_options.brightness = 0;
     lo.augment_options.noise_sigma = 0;
     if (c_.train_fraction < 1) lo.subset = subset_;
+    lo.labels = label_classes_ > 0;
     loader_ = std::make_unique<data::Loader>(c_.data, lo);
   }
 
@@ -231,8 +265,8 @@ class SynthTask final : public train::TrainTask {
     std::optional<data::Batch> batch = loader_->next();
     RG_CHECK(batch.has_value(), "loader ended early");
     const Tensor image = batch->image.to(ctx_.device).to(act_dtype_);
-    const Tensor mask = batch->mask.to(ctx_.device).to(act_dtype_);
-    return step_->step(mask, image);
+    const Tensor condition = synth_condition(label_classes_ ? batch->labels : batch->mask, label_classes_);
+    return step_->step(condition.to(ctx_.device).to(act_dtype_), image);
   }
 
   train::Evaluation validate(int64_t epoch, const train::RunFiles& files) override {
@@ -254,7 +288,7 @@ class SynthTask final : public train::TrainTask {
       return {.score = 0, .metrics = json{{"slices", 0}}, .summary = "no slices"};
     }
     const SynthEvaluation e = evaluate_synthesis(*g_, ds, c_.batch_size, act_dtype_, ctx_.device,
-                                                 c_.sample_rows, distribution);
+                                                 c_.sample_rows, distribution, label_classes_);
     write_synthesis_grid(picture.string(), e);
     // SSIM inside the body chooses the best checkpoint (higher is better).
     return {.score = e.body.ssim, .metrics = synth_evaluation_json(e),
@@ -266,6 +300,7 @@ class SynthTask final : public train::TrainTask {
   DType act_dtype_ = DType::F32;
   std::string precision_note_;
   std::vector<int64_t> subset_;
+  int label_classes_ = 0;  // 0: conditioned on the mask
   std::unique_ptr<data::SliceDataset> val_set_, test_set_;
   std::unique_ptr<models::UnetGenerator> g_;
   train::PairedNetworks nets_;  // D (null without an adversarial term), Adam for G and D

@@ -9,9 +9,10 @@
 //   samples/test.png         the same on test slices, with the best checkpoint
 // and its checkpoints (kind "synth") carry "generator_config" and "discriminator".
 //
-// Masks: prepared files hold binary masks (data/prepare.h binarizes the label volume), so G
-// has one input channel of 0/1. Multi-class label maps would need prepare_data to keep the
-// labels and G to take one one-hot channel per class (UnetConfig::in_channels).
+// Conditioning (--condition): "mask", the binary mask as G's one input channel; or "labels",
+// the slice's label map (prepare_data --label-map: background, body, mask, lesion;
+// data/label_map.h) one-hot, one input channel per class. D sees the same channels plus the
+// image.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,7 @@
 #include "engine/conv_backend.h"
 #include "engine/device.h"
 #include "engine/dtype.h"
+#include "engine/tensor.h"
 #include "models/norm_kind.h"
 #include "train/gan_loss.h"
 #include "train/settings.h"
@@ -62,7 +64,13 @@ struct SynthRunConfig : train::RunOptions {
   // Geometric augmentation only (flip, rotation, zoom, applied to mask and image alike): an
   // intensity jitter of the target image would teach G random contrasts.
   bool augment = true;
+  // Condition G on the label maps (one-hot) instead of the binary mask; the file must have them.
+  bool label_condition = false;
 };
+
+// G's input for a batch: the masks themselves ([B, H, W, 1], 0/1) with label_classes 0; with
+// label_classes K > 0, the label maps ([B, H, W, 1] class ids) one-hot as [B, H, W, K].
+Tensor synth_condition(const Tensor& masks_or_labels, int label_classes);
 
 // Runs training; returns the process exit code (0 done, 130 interrupted after saving). Single
 // process only for now (data parallelism throws). Throws rg::Error for bad configuration/data.
@@ -79,13 +87,17 @@ nlohmann::json synth_config_to_json(const SynthRunConfig& config);
 struct SynthEvaluation {
   train::FidelitySummary body, mask;
   std::optional<train::DistributionDistance> distribution;
-  // Cells per picture row: mask (as -1/1), real, synthetic.
+  // Cells per picture row: mask (as -1/1) or label map (classes as grey levels), real, synthetic.
   std::vector<std::vector<std::vector<float>>> rows;
   int64_t height = 0, width = 0;
+  bool label_condition = false;
 };
+// label_classes: 0 for a mask-conditioned G, else its number of label classes (the split must
+// have label maps with them).
 SynthEvaluation evaluate_synthesis(models::UnetGenerator& g, const data::SliceDataset& ds,
                                    int64_t batch_size, DType act_dtype, Device device,
-                                   int64_t sample_rows, bool distribution = false);
+                                   int64_t sample_rows, bool distribution = false,
+                                   int label_classes = 0);
 // The metrics JSON of a "val"/"test" line and the terminal summary.
 nlohmann::json synth_evaluation_json(const SynthEvaluation& e);
 std::string synth_evaluation_summary(const SynthEvaluation& e);

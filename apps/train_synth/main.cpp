@@ -48,10 +48,16 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--train-seed", c.train_seed, "seed of the --train-fraction subset")->capture_default_str();
   app.add_flag("!--no-augment", c.augment, "turn off the geometric augmentation");
+  std::string condition = "mask";
+  app.add_option("--condition", condition,
+                 "what G is conditioned on: mask (binary) or labels (the file's label maps, one-hot; "
+                 "prepare_data --label-map)")
+      ->check(CLI::IsMember({"mask", "labels"}))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   try {
     train::apply_pix2pix_flags(c, f);
+    c.label_condition = condition == "labels";
     const bool gpu = rg::cuda_device_count() > 0 && c.device != "cpu";
     if (c.data.empty()) c.data = default_dataset(gpu);
     if (gpu) {

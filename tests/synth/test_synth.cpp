@@ -16,6 +16,7 @@
 #include "train/paired_gan.h"
 #include "apps/synth/synth_run.h"
 #include "apps/synth/synthesize.h"
+#include "data/label_map.h"
 #include "data/loader.h"
 #include "data/png_io.h"
 #include "data/prepare.h"
@@ -128,36 +129,46 @@ TEST(SynthGan, BadShapesAreRefused) {
 }
 
 // A tiny prepared file of disc masks and their images (32x32; 16 train, 4 val, 4 test slices),
-// written with data/slice_writer.h. (The 48x48x12 phantom the segmentation tests prepare has
-// empty lung masks at 32x32, useless for synthesis.)
-const std::string& tiny_dataset() {
-  static const std::string path = [] {
-    const fs::path dir = fs::temp_directory_path() / ("rg_synth_" + std::to_string(getpid()));
-    fs::create_directories(dir);
-    data::SlicesFile f;
-    f.height = f.width = 32;
-    f.subjects = {"discs"};
-    const int counts[3] = {16, 4, 4};
-    int k = 0;
-    for (int s = 0; s < 3; ++s) {
-      data::SlicesSplit& x = f.splits[static_cast<size_t>(s)];
-      for (int i = 0; i < counts[s]; ++i, ++k) {
-        const double cx = 8 + (k * 5) % 16, cy = 8 + (k * 3) % 16, r = 4 + k % 4;
-        for (int y = 0; y < 32; ++y)
-          for (int xx = 0; xx < 32; ++xx) {
-            const bool in = (xx - cx) * (xx - cx) + (y - cy) * (y - cy) <= r * r;
-            const bool body = xx >= 2 && xx < 30 && y >= 2 && y < 30;
-            x.masks.push_back(in ? 1 : 0);
-            x.images.push_back(in ? 0.2f + 0.02f * static_cast<float>(xx) : (body ? -0.5f : -1.0f));
-          }
-        x.subject.push_back(0);
-        x.slice.push_back(k);
-      }
+// written with data/slice_writer.h, optionally with label maps (background, body, mask). (The
+// 48x48x12 phantom the segmentation tests prepare has empty lung masks at 32x32, useless for
+// synthesis.)
+std::string write_discs(const std::string& name, bool with_labels) {
+  const fs::path dir = fs::temp_directory_path() / ("rg_synth_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  data::SlicesFile f;
+  f.height = f.width = 32;
+  f.subjects = {"discs"};
+  if (with_labels) f.label_classes = data::label_class_names(false);
+  const int counts[3] = {16, 4, 4};
+  int k = 0;
+  for (int s = 0; s < 3; ++s) {
+    data::SlicesSplit& x = f.splits[static_cast<size_t>(s)];
+    for (int i = 0; i < counts[s]; ++i, ++k) {
+      const double cx = 8 + (k * 5) % 16, cy = 8 + (k * 3) % 16, r = 4 + k % 4;
+      for (int y = 0; y < 32; ++y)
+        for (int xx = 0; xx < 32; ++xx) {
+          const bool in = (xx - cx) * (xx - cx) + (y - cy) * (y - cy) <= r * r;
+          const bool body = xx >= 2 && xx < 30 && y >= 2 && y < 30;
+          x.masks.push_back(in ? 1 : 0);
+          x.images.push_back(in ? 0.2f + 0.02f * static_cast<float>(xx) : (body ? -0.5f : -1.0f));
+          if (with_labels) x.labels.push_back(in ? data::kLabelMask : body ? data::kLabelBody : data::kLabelBackground);
+        }
+      x.subject.push_back(0);
+      x.slice.push_back(k);
     }
-    const std::string out = (dir / "tiny.h5").string();
-    data::write_slices_file(out, f);
-    return out;
-  }();
+  }
+  const std::string out = (dir / name).string();
+  data::write_slices_file(out, f);
+  return out;
+}
+
+const std::string& tiny_dataset() {
+  static const std::string path = write_discs("tiny.h5", false);
+  return path;
+}
+
+const std::string& tiny_labeled_dataset() {
+  static const std::string path = write_discs("tiny_labels.h5", true);
   return path;
 }
 
@@ -406,6 +417,82 @@ TEST(SynthRun, ResumeReproducesAnUninterruptedRun) {
   }
   EXPECT_EQ(lines_of_kind(out / "straight" / "metrics.jsonl", "test").at(0).at("mae"),
             lines_of_kind(out / "resumed" / "metrics.jsonl", "test").at(0).at("mae"));
+}
+
+TEST(SynthRun, LabelConditionedRunAndSynthesizeCarryTheLabelMaps) {
+  const fs::path out = scratch("labels");
+  SynthRunConfig c = tiny_run("labels", out);
+  c.data = tiny_labeled_dataset();
+  c.label_condition = true;
+  ASSERT_EQ(run_synth_training(c), 0);
+  const auto meta = train::read_checkpoint_json(out / "labels" / "checkpoints", "best", "synth");
+  EXPECT_EQ(meta.at("condition"), "labels");
+  EXPECT_EQ(meta.at("label_classes"), nlohmann::json(data::label_class_names(false)));
+  EXPECT_EQ(meta.at("generator").at("in_channels"), 3);
+  EXPECT_EQ(lines_of_kind(out / "labels" / "metrics.jsonl", "val").size(), 2u);
+
+  SynthesizeConfig sc;
+  sc.checkpoint = (out / "labels").string();
+  sc.count = 12;
+  sc.seed = 3;
+  sc.device = "cpu";
+  sc.progress = false;
+  sc.out = (out / "a.h5").string();
+  synthesize(sc);
+  sc.out = (out / "b.h5").string();
+  synthesize(sc);
+  data::SliceDataset a((out / "a.h5").string(), "train"), b((out / "b.h5").string(), "train");
+  ASSERT_EQ(a.label_classes(), data::label_class_names(false));
+  ASSERT_EQ(a.size(), 12);
+  std::vector<float> image(32 * 32), mask(32 * 32), image_b(32 * 32);
+  std::vector<uint8_t> la(32 * 32), lb(32 * 32);
+  int64_t classes_seen[3] = {0, 0, 0};
+  for (int64_t i = 0; i < a.size(); ++i) {
+    a.read(i, image.data(), mask.data());
+    a.read_labels(i, la.data());
+    b.read(i, image_b.data(), nullptr);
+    b.read_labels(i, lb.data());
+    EXPECT_EQ(la, lb) << "same seed, same label maps";
+    EXPECT_EQ(image, image_b) << "same seed, same images";
+    for (size_t p = 0; p < la.size(); ++p) {
+      ASSERT_EQ(la[p] == data::kLabelMask, mask[p] == 1.0f) << "pair " << i << " pixel " << p;
+      ++classes_seen[la[p]];
+    }
+  }
+  for (int64_t n : classes_seen) EXPECT_GT(n, 0);
+  // The synthetic file feeds a label-conditioned run in turn (train_seg reads it as any file).
+  data::LoaderOptions lo;
+  lo.batch_size = 4;
+  lo.workers = 0;
+  lo.labels = true;
+  EXPECT_EQ(data::Loader((out / "a.h5").string(), lo).dataset_size(), 12);
+
+  // A PNG mask cannot condition a label-map generator: refused, nothing written.
+  data::Image8 png;
+  png.width = png.height = 32;
+  png.channels = 1;
+  png.pixels.assign(32 * 32, 255);
+  sc.masks = (out / "mask.png").string();
+  data::write_png(sc.masks, png);
+  sc.out = (out / "from_png.h5").string();
+  expect_error_naming(sc, "label maps");
+  // Nor can a prepared file without label maps.
+  sc.masks = tiny_dataset();
+  expect_error_naming(sc, "no label maps");
+}
+
+TEST(SynthRun, LabelConditionNeedsAFileWithLabelMaps) {
+  const fs::path out = scratch("labels_missing");
+  SynthRunConfig c = tiny_run("no_labels", out);
+  c.label_condition = true;  // tiny_dataset() has none
+  try {
+    run_synth_training(c);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--condition labels"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(tiny_dataset()), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(out / "no_labels"));
 }
 
 TEST(SynthRun, BadConfigurationIsRefused) {
