@@ -9,6 +9,8 @@
 #                                    interleaved slabs (validation and test each cover the whole
 #                                    brain; 4 slices dropped between slabs of different splits,
 #                                    see docs/results.md)
+#   (both with label maps, /<split>/labels: background, body, lungs or brain; train_synth
+#   --condition labels)
 #   OUT_DIR/*_128.h5                 the same at 128x128 (the CPU training default)
 #   OUT_DIR/lung_translate_128_{mr,ct,tissue}.h5
 #                                    modality translation (train_translate): 12 phantom subjects
@@ -59,7 +61,7 @@ rm -rf "$OUT_DIR/lung_phantom"
 "$PD" phantom --out "$OUT_DIR/lung_phantom" --subjects "$SUBJECTS" --seed "$SEED"
 for size in $SIZES; do
   "$PD" luna16 --scans "$OUT_DIR/lung_phantom/subset0" --masks "$OUT_DIR/lung_phantom/seg-lungs-LUNA16" \
-    --labels 3,4 --window -1000,400 --crop mask --size "$size" --split-by subject --seed "$SEED" \
+    --labels 3,4 --window -1000,400 --crop mask --size "$size" --split-by subject --seed "$SEED" --label-map \
     --out "$OUT_DIR/lung_phantom$(suffix "$size").h5"
 done
 "$PD" montage "$OUT_DIR/lung_phantom.h5" --out "$OUT_DIR/lung_phantom_montage.png" --count 16 --tile 128
@@ -77,7 +79,7 @@ if [ -f "$COLIN_DIR/ch2.nii.gz" ] && [ -f "$COLIN_DIR/ch2bet.nii.gz" ]; then
   for size in $SIZES; do
     "$PD" nifti --image "$COLIN_DIR/ch2.nii.gz" --mask "$COLIN_DIR/ch2bet.nii.gz" --mask-threshold 0 \
       --modality mri --percentiles 0.5,99.5 --crop body --size "$size" --split-by interleaved --slabs 10 \
-      --slab-gap 4 --fractions 0.6,0.2,0.2 --seed "$SEED" --out "$OUT_DIR/colin27_skullstrip$(suffix "$size").h5"
+      --slab-gap 4 --fractions 0.6,0.2,0.2 --seed "$SEED" --label-map --out "$OUT_DIR/colin27_skullstrip$(suffix "$size").h5"
   done
   "$PD" montage "$OUT_DIR/colin27_skullstrip.h5" --out "$OUT_DIR/colin27_montage.png" --count 16 --tile 128
   echo "   Colin27 done in $(elapsed "$T") s"

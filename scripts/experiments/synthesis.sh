@@ -13,7 +13,8 @@
 #      same number of validations): real (the subset F), real + synthetic (--extra-train),
 #      synthetic only (--train-fraction 0 --extra-train); the test Dice of each run's
 #      best-on-validation checkpoint is kept. Validation and test are real slices only.
-# Writes OUT/results.tsv (one line per segmentation run) and OUT/table.md (mean ± sd over seeds).
+# Writes OUT/results.tsv (one line per segmentation run) and OUT/table.md (mean ± sd over seeds);
+# with CONDITION=labels OUT/results_labels.tsv and OUT/table_labels.md.
 #
 # usage: scripts/experiments/synthesis.sh BUILD_DIR OUT [DATASET.h5 ...]
 #        (default datasets: data/prepared/colin27_skullstrip_128.h5 and lung_phantom_128.h5, as
@@ -21,6 +22,9 @@
 # env:   FRACTIONS ("0.1 0.25"), SEEDS ("1 2 3"),
 #        SEG_STEPS (400), SEG_EPOCHS (10: half at the initial learning rate, half decaying),
 #        SYNTH_STEPS (600), SYNTH_EPOCHS (10), SYNTH_COUNT (the real train split's size),
+#        CONDITION (mask: train_synth --condition; labels needs files prepared with --label-map,
+#        and names the synthesis and synthetic-data runs *_labels, so the real-only arms are
+#        shared with a mask-conditioned table in the same OUT),
 #        NGF (16), NDF (16), BATCH (8), EXTRA_FLAGS (passed to every training run),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1)
 # Runs are resumable and go JOBS at a time (scripts/experiments/table_runs.sh). At the defaults
@@ -48,6 +52,12 @@ SEG_STEPS=${SEG_STEPS:-400}
 SEG_EPOCHS=${SEG_EPOCHS:-10}
 SYNTH_STEPS=${SYNTH_STEPS:-600}
 SYNTH_EPOCHS=${SYNTH_EPOCHS:-10}
+CONDITION=${CONDITION:-mask}
+case $CONDITION in
+  mask) SUFFIX= ;;
+  labels) SUFFIX=_labels ;;
+  *) echo "error: CONDITION must be mask or labels, got '$CONDITION'" >&2; exit 2 ;;
+esac
 NGF=${NGF:-16}
 NDF=${NDF:-16}
 BATCH=${BATCH:-8}
@@ -80,9 +90,9 @@ for data in "${DATASETS[@]}"; do
   for f in "${FRACTIONS[@]}"; do
     for s in "${SEEDS[@]}"; do
       tag="${ds}_f${f}_s${s}"
-      table_run "synth_$tag" "train_synth: test" "$BUILD/bin/train_synth" --data "$data" --out "$OUT/runs" \
-        --name "synth_$tag" --train-fraction "$f" --train-seed "$s" --seed "$s" "${SYNTH_SCHEDULE[@]}" \
-        "${common[@]}" "${EXTRA_FLAGS[@]}"
+      table_run "synth_$tag$SUFFIX" "train_synth: test" "$BUILD/bin/train_synth" --data "$data" --out "$OUT/runs" \
+        --name "synth_$tag$SUFFIX" --train-fraction "$f" --train-seed "$s" --seed "$s" --condition "$CONDITION" \
+        "${SYNTH_SCHEDULE[@]}" "${common[@]}" "${EXTRA_FLAGS[@]}"
     done
   done
 done
@@ -95,8 +105,8 @@ for data in "${DATASETS[@]}"; do
   for f in "${FRACTIONS[@]}"; do
     for s in "${SEEDS[@]}"; do
       tag="${ds}_f${f}_s${s}"
-      synthetic="$OUT/synthetic/$tag.h5"
-      [ -f "$synthetic" ] || "$BUILD/bin/synthesize" --checkpoint "$OUT/runs/synth_$tag" --out "$synthetic" \
+      synthetic="$OUT/synthetic/$tag$SUFFIX.h5"
+      [ -f "$synthetic" ] || "$BUILD/bin/synthesize" --checkpoint "$OUT/runs/synth_$tag$SUFFIX" --out "$synthetic" \
         --count "$count" --seed "$s" --device cpu --no-progress
       for arm in real real+synthetic synthetic; do
         case $arm in
@@ -105,6 +115,7 @@ for data in "${DATASETS[@]}"; do
           synthetic) flags=(--train-fraction 0 --extra-train "$synthetic") ;;
         esac
         name="seg_${tag}_${arm/+/_}"
+        [ "$arm" = real ] || name+=$SUFFIX
         table_run "$name" "train_seg: test" "$BUILD/bin/train_seg" --data "$data" --out "$OUT/runs" \
           --name "$name" "${flags[@]}" --train-seed "$s" --seed "$s" "${SEG_SCHEDULE[@]}" "${common[@]}" \
           "${EXTRA_FLAGS[@]}"
@@ -114,7 +125,7 @@ for data in "${DATASETS[@]}"; do
 done
 table_wait
 
-RESULTS="$OUT/results.tsv"
+RESULTS="$OUT/results$SUFFIX.tsv"
 printf 'dataset\tfraction\tseed\tarm\ttest_dice\ttest_dice_volume\tbest_epoch\tsynth_mae\tsynth_psnr\tsynth_ssim\tsynth_fd\tsynth_kid\tseg_seconds\tsynth_seconds\n' > "$RESULTS"
 for data in "${DATASETS[@]}"; do
   ds=$(basename "$data" .h5)
@@ -123,8 +134,9 @@ for data in "${DATASETS[@]}"; do
       tag="${ds}_f${f}_s${s}"
       for arm in real real+synthetic synthetic; do
         name="seg_${tag}_${arm/+/_}"
-        python3 - "$OUT/runs/$name/summary.json" "$OUT/runs/synth_$tag/summary.json" "$ds" "$f" "$s" "$arm" \
-          "$(table_seconds "$name")" "$(table_seconds "synth_$tag")" >> "$RESULTS" <<'PY'
+        [ "$arm" = real ] || name+=$SUFFIX
+        python3 - "$OUT/runs/$name/summary.json" "$OUT/runs/synth_$tag$SUFFIX/summary.json" "$ds" "$f" "$s" "$arm" \
+          "$(table_seconds "$name")" "$(table_seconds "synth_$tag$SUFFIX")" >> "$RESULTS" <<'PY'
 import json, sys
 seg, synth = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 t, y = seg["test"], synth["test"]
@@ -137,7 +149,7 @@ PY
   done
 done
 
-python3 - "$RESULTS" > "$OUT/table.md" <<'PY'
+python3 - "$RESULTS" > "$OUT/table$SUFFIX.md" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 def ms(v, digits=4):
@@ -165,4 +177,4 @@ for (d, f), g in sorted(synth.items()):
     print(f"| {d} | {f} | {col('synth_mae')} | {col('synth_psnr', 2)} | {col('synth_ssim')} | "
           f"{col('synth_fd', 2)} | {col('synth_kid', 4)} | {len(g)} |")
 PY
-cat "$OUT/table.md"
+cat "$OUT/table$SUFFIX.md"
