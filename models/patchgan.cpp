@@ -24,7 +24,9 @@ PatchDiscriminator::PatchDiscriminator(const PatchGanConfig& cfg, Generator& gen
   auto add_block = [&](int64_t in, int64_t out, const nn::ConvOptions& opts, bool normed) {
     auto holder = blocks->add(std::to_string(blocks_.size()), std::make_shared<ModuleList>());
     Block b;
-    b.conv = holder->add("conv", std::make_shared<nn::Conv2d>(in, out, opts, gen));
+    nn::ConvOptions o = opts;
+    o.spectral_norm = config.spectral_norm;
+    b.conv = holder->add("conv", std::make_shared<nn::Conv2d>(in, out, o, gen));
     if (normed) {
       b.norm = make_norm(config.norm, out);
       if (b.norm) holder->add("norm", b.norm);
@@ -37,10 +39,12 @@ PatchDiscriminator::PatchDiscriminator(const PatchGanConfig& cfg, Generator& gen
     k1n.bias = bias;
     add_block(config.in_channels, config.ndf, k1, false);
     add_block(config.ndf, 2 * config.ndf, k1n, true);
+    k1n.spectral_norm = config.spectral_norm;
     head_ = register_module("head", std::make_shared<nn::Conv2d>(2 * config.ndf, 1, k1n, gen));
   } else {
-    auto opts = [](int64_t stride, bool b) {
-      return nn::ConvOptions{.kernel = 4, .stride = stride, .padding = 1, .output_padding = 0, .bias = b};
+    auto opts = [&](int64_t stride, bool b) {
+      return nn::ConvOptions{.kernel = 4, .stride = stride, .padding = 1, .output_padding = 0, .bias = b,
+                             .spectral_norm = config.spectral_norm};
     };
     auto mult = [](int64_t k) { return std::min<int64_t>(int64_t{1} << std::min<int64_t>(k, 3), 8); };
     add_block(config.in_channels, config.ndf, opts(2, true), false);
@@ -52,6 +56,11 @@ PatchDiscriminator::PatchDiscriminator(const PatchGanConfig& cfg, Generator& gen
         "head", std::make_shared<nn::Conv2d>(config.ndf * mult(config.n_layers), 1, opts(1, true), gen));
   }
   nn::init::pix2pix(*this, 0.02, gen);
+  // The power iteration's vectors, re-estimated for the weights the init just drew.
+  if (config.spectral_norm) {
+    for (const Block& b : blocks_) b.conv->reset_spectral_norm();
+    head_->reset_spectral_norm();
+  }
 }
 
 Tensor PatchDiscriminator::forward(const Tensor& x) {
@@ -78,7 +87,8 @@ Tensor PatchDiscriminator::forward(const Tensor& image, const Tensor& mask_or_ta
 void to_json(nlohmann::json& j, const PatchGanConfig& c) {
   j = nlohmann::json{{"model", "patchgan"},       {"in_channels", c.in_channels},
                      {"ndf", c.ndf},              {"n_layers", c.n_layers},
-                     {"norm", norm_kind_name(c.norm)}, {"pixel", c.pixel}};
+                     {"norm", norm_kind_name(c.norm)}, {"pixel", c.pixel},
+                     {"spectral_norm", c.spectral_norm}};
 }
 
 nlohmann::json to_json(const PatchGanConfig& config) {
@@ -105,6 +115,8 @@ void from_json(const nlohmann::json& j, PatchGanConfig& c) {
         out.norm = norm_kind_from_name(value.get<std::string>());
       } else if (key == "pixel") {
         out.pixel = value.get<bool>();
+      } else if (key == "spectral_norm") {
+        out.spectral_norm = value.get<bool>();
       } else {
         RG_FAIL("PatchGanConfig JSON: unknown key '", key, "'");
       }

@@ -28,6 +28,9 @@ struct PatchGanConfig {
   int64_t in_channels = 2, ndf = 64, n_layers = 3;
   NormKind norm = NormKind::Batch;
   bool pixel = false;  // pix2pix PixelDiscriminator (1x1 convs) instead of NLayerDiscriminator
+  // Spectral normalization of every convolution (nn::ConvOptions::spectral_norm; SN-GAN's
+  // Lipschitz constraint on D, as SPADE and many medical GANs use it with a patch critic).
+  bool spectral_norm = false;
   void validate() const;  // throws rg::Error naming the bad field
   bool operator==(const PatchGanConfig&) const = default;
 };
@@ -57,7 +60,7 @@ class PatchDiscriminator final : public nn::Module {
 };
 
 // JSON form: {"model":"patchgan","in_channels":2,"ndf":64,"n_layers":3,"norm":"batch",
-// "pixel":false}. Reading: missing keys keep their defaults; unknown keys, a different "model",
+// "pixel":false,"spectral_norm":false}. Reading: missing keys keep their defaults; unknown keys, a different "model",
 // or bad values throw rg::Error.
 nlohmann::json to_json(const PatchGanConfig& config);
 void to_json(nlohmann::json& j, const PatchGanConfig& config);

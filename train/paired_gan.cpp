@@ -10,7 +10,7 @@ namespace rg::train {
 
 PairedNetworks make_paired_networks(nn::Module& g, GanMode mode, int64_t d_in_channels, int64_t ndf,
                                     int64_t n_layers, models::NormKind norm, double lr, double beta1,
-                                    Generator& init, Device device) {
+                                    Generator& init, Device device, bool spectral_norm) {
   PairedNetworks n;
   if (mode != GanMode::None) {
     models::PatchGanConfig dc;
@@ -18,6 +18,7 @@ PairedNetworks make_paired_networks(nn::Module& g, GanMode mode, int64_t d_in_ch
     dc.ndf = ndf;
     dc.n_layers = n_layers;
     dc.norm = norm;
+    dc.spectral_norm = spectral_norm;
     n.d = std::make_unique<models::PatchDiscriminator>(dc, init);
   }
   g.to(device);

@@ -40,13 +40,14 @@ struct PairedGanConfig {
 // The rest of a paired GAN around its generator: a PatchGAN on (input, image) pairs
 // (d_in_channels = G's input channels + 1) when the mode has an adversarial term, and Adam
 // (lr, beta1, 0.999) for G and D; G and D moved to `device`. D and opt_d are null in GanMode::None.
+// spectral_norm: every convolution of D spectrally normalized (models::PatchGanConfig).
 struct PairedNetworks {
   std::unique_ptr<models::PatchDiscriminator> d;
   std::unique_ptr<optim::Adam> opt_g, opt_d;
 };
 PairedNetworks make_paired_networks(nn::Module& g, GanMode mode, int64_t d_in_channels, int64_t ndf,
                                     int64_t n_layers, models::NormKind norm, double lr, double beta1,
-                                    Generator& init, Device device);
+                                    Generator& init, Device device, bool spectral_norm = false);
 
 class PairedGanStep {
  public:

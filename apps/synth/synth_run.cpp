@@ -39,7 +39,8 @@ json synth_config_to_json(const SynthRunConfig& c) {
                  {"train_fraction", c.train_fraction},
                  {"train_seed", c.train_seed},
                  {"augment", c.augment},
-                 {"condition", c.label_condition ? "labels" : "mask"}});
+                 {"condition", c.label_condition ? "labels" : "mask"},
+                 {"spectral_norm", c.spectral_norm}});
   return j;
 }
 
@@ -174,6 +175,8 @@ class SynthTask final : public train::TrainTask {
              "train_synth: data parallelism (mpirun) is not supported yet; run one process");
     RG_CHECK(c.train_fraction > 0 && c.train_fraction <= 1, "--train-fraction must be in (0, 1], got ",
              c.train_fraction);
+    RG_CHECK(!c.spectral_norm || c.gan_mode != GanMode::None,
+             "--spectral-norm normalizes D, and --gan-mode none has no D");
     act_dtype_ = train::apply_precision(c.precision, ctx.device, &precision_note_);
     val_set_ = std::make_unique<data::SliceDataset>(c.data, "val");
     test_set_ = std::make_unique<data::SliceDataset>(c.data, "test");
@@ -203,8 +206,8 @@ class SynthTask final : public train::TrainTask {
              "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
     Generator init_gen(c.seed);
     g_ = std::make_unique<models::UnetGenerator>(gc, init_gen);
-    nets_ = train::make_paired_networks(*g_, c.gan_mode, gc.in_channels + 1, c.ndf, c.n_layers,
-                                                             gc.norm, c.lr, c.beta1, init_gen, ctx.device);
+    nets_ = train::make_paired_networks(*g_, c.gan_mode, gc.in_channels + 1, c.ndf, c.n_layers, gc.norm, c.lr,
+                                        c.beta1, init_gen, ctx.device, c.spectral_norm);
     train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
     manual_seed(c.seed ^ 0xd50ed50eULL);
     step_ = std::make_unique<train::PairedGanStep>(
@@ -217,7 +220,9 @@ class SynthTask final : public train::TrainTask {
         << "), " << (label_classes_ ? "label map (" + data::join_label_classes(val_set_->label_classes()) + ")" : std::string("mask"))
         << " -> image, G unet num_downs " << g_->config.num_downs << " ngf "
         << g_->config.ngf << " tanh (" << g_->parameter_count() << " parameters)";
-    if (nets_.d) out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << nets_.d->parameter_count() << ")";
+    if (nets_.d)
+      out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << (c_.spectral_norm ? " spectral norm" : "") << " ("
+          << nets_.d->parameter_count() << ")";
     out << ", GAN " << train::gan_mode_name(c_.gan_mode) << ", L1 weight " << c_.lambda_l1
         << ", batch " << c_.batch_size << ", " << c_.epochs + c_.epochs_decay << " epochs on "
         << ctx_.device.str() << " in " << train::precision_name(c_.precision);

@@ -66,6 +66,8 @@ struct SynthRunConfig : train::RunOptions {
   bool augment = true;
   // Condition G on the label maps (one-hot) instead of the binary mask; the file must have them.
   bool label_condition = false;
+  // Spectral normalization of every convolution of D (models::PatchGanConfig::spectral_norm).
+  bool spectral_norm = false;
 };
 
 // G's input for a batch: the masks themselves ([B, H, W, 1], 0/1) with label_classes 0; with
@@ -91,6 +93,8 @@ struct SynthEvaluation {
   std::vector<std::vector<std::vector<float>>> rows;
   int64_t height = 0, width = 0;
   bool label_condition = false;
+  // Spectral normalization of every convolution of D (models::PatchGanConfig::spectral_norm).
+  bool spectral_norm = false;
 };
 // label_classes: 0 for a mask-conditioned G, else its number of label classes (the split must
 // have label maps with them).

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--train-seed", c.train_seed, "seed of the --train-fraction subset")->capture_default_str();
   app.add_flag("!--no-augment", c.augment, "turn off the geometric augmentation");
+  app.add_flag("--spectral-norm", c.spectral_norm, "spectral normalization of every convolution of D");
   std::string condition = "mask";
   app.add_option("--condition", condition,
                  "what G is conditioned on: mask (binary) or labels (the file's label maps, one-hot; "

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "engine/autograd.h"
 #include "engine/dist/sync_batch_norm.h"
 
 namespace rg::nn {
@@ -14,6 +15,9 @@ Tensor uniform_fan_in(const Shape& shape, int64_t fan_in, Generator& gen) {
   uniform_(t, -bound, bound, gen);
   return t;
 }
+
+// x / (|x| + 1e-12), on x's device (nothing is read back to the host).
+Tensor unit(const Tensor& x) { return div(x, add(sqrt(sum(square(x))), 1e-12)); }
 }  // namespace
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, ConvOptions opts, Generator& gen)
@@ -27,10 +31,55 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, ConvOptions opts, Gene
     bias = uniform_fan_in({out_channels}, fan_in, gen);
     register_parameter("bias", &bias);
   }
+  if (opts.spectral_norm) {
+    // Random unit vectors, drawn after the weight and bias so that those do not change.
+    weight_u = Tensor::empty({out_channels});
+    weight_v = Tensor::empty({fan_in});
+    normal_(weight_u, 0.0, 1.0, gen);
+    normal_(weight_v, 0.0, 1.0, gen);
+    weight_u.copy_(unit(weight_u.reshape({1, -1})).reshape({-1}));
+    weight_v.copy_(unit(weight_v.reshape({1, -1})).reshape({-1}));
+    register_buffer("weight_u", &weight_u);
+    register_buffer("weight_v", &weight_v);
+    reset_spectral_norm();
+  }
 }
 
 Tensor Conv2d::forward(const Tensor& x) {
-  return conv2d(x, weight, bias, Conv2dParams::make(options.stride, options.padding));
+  if (!options.spectral_norm) return conv2d(x, weight, bias, Conv2dParams::make(options.stride, options.padding));
+  if (is_training()) power_iteration();
+  return conv2d(x, normalized_weight(), bias, Conv2dParams::make(options.stride, options.padding));
+}
+
+void Conv2d::power_iteration() {
+  NoGradGuard no_grad;
+  const int64_t out = weight.size(0);
+  const Tensor w = weight.detach().reshape({out, -1});                   // [out, K]
+  const Tensor wt = w.permute({1, 0}).contiguous();                      // [K, out]
+  const Tensor v = unit(linear(weight_u.reshape({1, out}), wt, Tensor()));  // (W^T u)^T
+  const Tensor u = unit(linear(v, w, Tensor()));                         // (W v)^T
+  weight_v.copy_(v.reshape({-1}));
+  weight_u.copy_(u.reshape({-1}));
+}
+
+Tensor Conv2d::normalized_weight() const {
+  const int64_t out = weight.size(0);
+  const Tensor wv = linear(weight_v.reshape({1, -1}), weight.reshape({out, -1}), Tensor());  // (W v)^T
+  const Tensor sigma = sum(mul(weight_u.reshape({1, out}), wv));
+  return div(weight, sigma);
+}
+
+void Conv2d::reset_spectral_norm(int iterations) {
+  if (!options.spectral_norm) return;
+  for (int i = 0; i < iterations; ++i) power_iteration();
+}
+
+double Conv2d::spectral_sigma() const {
+  RG_CHECK(options.spectral_norm, "Conv2d::spectral_sigma: no spectral normalization");
+  NoGradGuard no_grad;
+  const int64_t out = weight.size(0);
+  const Tensor wv = linear(weight_v.reshape({1, -1}), weight.reshape({out, -1}), Tensor());
+  return sum(mul(weight_u.reshape({1, out}), wv)).item();
 }
 
 ConvTranspose2d::ConvTranspose2d(int64_t in_channels, int64_t out_channels, ConvOptions opts,

@@ -21,6 +21,10 @@ struct ConvOptions {
   int64_t padding = 0;
   int64_t output_padding = 0;  // ConvTranspose2d only
   bool bias = true;
+  // Conv2d only: spectral normalization (Miyato et al. 2018, as PyTorch's spectral_norm): the
+  // convolution uses weight / sigma, sigma the largest singular value of the weight as an
+  // [out, kh*kw*in] matrix, estimated by one power iteration per training forward.
+  bool spectral_norm = false;
 };
 
 // Weights and bias start uniform in +-1/sqrt(fan_in) (PyTorch's default); pix2pix re-initializes
@@ -32,6 +36,20 @@ class Conv2d final : public Module {
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias;  // bias undefined when options.bias is false
   const ConvOptions options;
+  // Spectral normalization's power-iteration vectors (buffers "weight_u" [out] and "weight_v"
+  // [kh*kw*in], unit length; undefined without it). In training mode every forward first does
+  // one iteration (v = W^T u / |W^T u|, u = W v / |W v|, no gradient); eval mode uses them as
+  // they are. sigma = u^T W v carries the gradient to the weight, with u and v constants.
+  Tensor weight_u, weight_v;
+  // Runs `iterations` power iterations now (e.g. after re-initializing the weight, so that the
+  // first forward starts from a good estimate). No-op without spectral normalization.
+  void reset_spectral_norm(int iterations = 15);
+  // The current estimate of sigma (u^T W v), without updating u and v.
+  double spectral_sigma() const;
+
+ private:
+  void power_iteration();
+  Tensor normalized_weight() const;
 };
 
 class ConvTranspose2d final : public Module {
