@@ -75,6 +75,10 @@ std::vector<Pix2PixName> pix2pix_names(const UnetConfig& config) {
 
 std::vector<Pix2PixName> pix2pix_names(const PatchGanConfig& config) {
   config.validate();
+  // PyTorch's spectral_norm stores weight_orig, weight_u and a weight_v flattened in OIHW order:
+  // a mapping of its own, not written yet.
+  RG_CHECK(!config.spectral_norm, "pix2pix export: a spectrally normalized discriminator has no "
+           "pix2pix state_dict counterpart yet; export the generator only (export --generator-only)");
   Builder b;
   const bool bias = conv_bias_before_norm(config.norm);
   const int64_t ndf = config.ndf;
