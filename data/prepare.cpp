@@ -169,17 +169,16 @@ std::vector<SubjectSource> phantom_view_subjects(PhantomView view, int subjects,
   return out;
 }
 
-std::vector<SubjectSource> phantom_anomaly_subjects(int subjects, uint64_t seed,
-                                                    const PhantomOptions& options,
-                                                    const std::array<double, 3>& fractions,
-                                                    uint64_t split_seed) {
-  RG_CHECK(options.lesions > 0, "phantom for anomaly detection: --lesions must be > 0 (the validation "
-           "and test subjects need lesions)");
-  const std::vector<int> split = assign_subject_splits(subjects, fractions, split_seed);
+namespace {
+
+// Phantom subjects carrying their lesion masks; lesion_free(i) says which get none.
+std::vector<SubjectSource> phantom_subjects_with_lesion_masks(int subjects, uint64_t seed,
+                                                              const PhantomOptions& options,
+                                                              const std::function<bool(int)>& lesion_free) {
   std::vector<SubjectSource> out = phantom_subjects(subjects, seed, options);
   for (int i = 0; i < subjects; ++i) {
     PhantomOptions po = options;
-    if (split[static_cast<size_t>(i)] == 0) po.lesions = 0;  // train: normal anatomy only
+    if (lesion_free(i)) po.lesions = 0;
     // load() keeps the lesion mask here for load_lesions(), called right after it.
     auto lesions = std::make_shared<Volume>();
     SubjectSource& s = out[static_cast<size_t>(i)];
@@ -193,6 +192,25 @@ std::vector<SubjectSource> phantom_anomaly_subjects(int subjects, uint64_t seed,
     s.load_lesions = [lesions] { return std::move(*lesions); };
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<SubjectSource> phantom_anomaly_subjects(int subjects, uint64_t seed,
+                                                    const PhantomOptions& options,
+                                                    const std::array<double, 3>& fractions,
+                                                    uint64_t split_seed) {
+  RG_CHECK(options.lesions > 0, "phantom for anomaly detection: --lesions must be > 0 (the validation "
+           "and test subjects need lesions)");
+  const std::vector<int> split = assign_subject_splits(subjects, fractions, split_seed);
+  // Train: normal anatomy only.
+  return phantom_subjects_with_lesion_masks(subjects, seed, options,
+                                            [split](int i) { return split[static_cast<size_t>(i)] == 0; });
+}
+
+std::vector<SubjectSource> phantom_lesion_subjects(int subjects, uint64_t seed, const PhantomOptions& options) {
+  RG_CHECK(options.lesions > 0, "phantom with lesion masks: --lesions must be > 0");
+  return phantom_subjects_with_lesion_masks(subjects, seed, options, [](int) { return false; });
 }
 
 TranslationFiles translation_file_names(const std::string& dir, const std::string& stem) {

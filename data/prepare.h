@@ -177,6 +177,9 @@ std::vector<SubjectSource> phantom_anomaly_subjects(int subjects, uint64_t seed,
                                                     const PhantomOptions& options,
                                                     const std::array<double, 3>& fractions,
                                                     uint64_t split_seed);
+// The phantom with lesions in every subject (options.lesions each) and their lesion masks
+// (load_lesions), e.g. for label maps with a lesion class (prepare_data phantom --lesion-masks).
+std::vector<SubjectSource> phantom_lesion_subjects(int subjects, uint64_t seed, const PhantomOptions& options);
 
 // ---- building blocks (exposed for tests and other tools)
 

@@ -229,6 +229,10 @@ int main(int argc, char** argv) {
   phantom->add_flag("--anomaly", ph_anomaly,
                     "Anomaly detection: write only --h5, from memory: train subjects without lesions, val/test "
                     "subjects with --lesions each, lesion masks as /<split>/lesions");
+  bool ph_lesion_masks = false;
+  phantom->add_flag("--lesion-masks", ph_lesion_masks,
+                    "Write only --h5, from memory: every subject with --lesions lesions, lesion masks as "
+                    "/<split>/lesions (with --label-map: a lesion class)");
   phantom->add_option("--subjects", ph_subjects, "Number of subjects")->check(CLI::Range(1, 100000));
   phantom->add_option("--seed", ph_seed, "Seed (same seed => identical files)");
   phantom->add_option("--lesions", ph_lesions, "Lesions to insert per subject (lesions.csv)")->check(CLI::NonNegativeNumber);
@@ -376,6 +380,7 @@ int main(int argc, char** argv) {
       po.noise_hu = ph_noise;
       po.lesions = ph_lesions;
       po.nodules = ph_nodules;
+      RG_CHECK(!(ph_anomaly && ph_lesion_masks), "phantom: --lesion-masks and --anomaly make two different files; give one");
       if (ph_anomaly) {
         RG_CHECK(!ph_h5.empty(), "phantom --anomaly: --h5 FILE.h5 is required (the only output)");
         RG_CHECK(ph_lesions > 0, "phantom --anomaly: --lesions must be > 0 (the val/test subjects need lesions)");
@@ -388,7 +393,17 @@ int main(int argc, char** argv) {
         o.source_kind = "phantom-anomaly";
         return run_prepare(rd::phantom_anomaly_subjects(ph_subjects, ph_seed, po, o.fractions, o.seed), o, ph_h5);
       }
-      RG_CHECK(!ph_out.empty(), "phantom: --out DIR is required (unless --anomaly)");
+      if (ph_lesion_masks) {
+        RG_CHECK(!ph_h5.empty(), "phantom --lesion-masks: --h5 FILE.h5 is required (the only output)");
+        RG_CHECK(ph_lesions > 0, "phantom --lesion-masks: --lesions must be > 0");
+        rd::PrepareOptions o = to_options(ph_conv, "mask");
+        o.labels = {3, 4};
+        o.source = "lung phantom with lesion masks (seed " + std::to_string(ph_seed) + ", " +
+                   std::to_string(ph_lesions) + " lesions per subject)";
+        o.source_kind = "phantom-lesions";
+        return run_prepare(rd::phantom_lesion_subjects(ph_subjects, ph_seed, po), o, ph_h5);
+      }
+      RG_CHECK(!ph_out.empty(), "phantom: --out DIR is required (unless --anomaly or --lesion-masks)");
       rd::ProgressBar bar("phantom", ph_subjects, "subjects", !ph_conv.no_progress);
       const auto files = rd::write_phantom_luna16(ph_out, ph_subjects, ph_seed, po,
                                                   [&](int done, int) { bar.update(done); });

@@ -114,6 +114,44 @@ TEST(LabelMap, PreparedPhantomLabelsAgreeWithTheMask) {
   fs::remove_all(dir);
 }
 
+TEST(LabelMap, PhantomWithLesionMasksHasALesionClass) {
+  const fs::path dir = temp_dir("lesions");
+  PhantomOptions po;
+  po.dims = {96, 96, 24};
+  po.spacing = {3.6, 3.6, 10.0};
+  po.lesions = 3;
+  PrepareOptions o;
+  o.progress = false;
+  o.compression = 1;
+  o.labels = {3, 4};
+  o.size = 48;
+  o.label_map = true;
+  const std::string out = (dir / "p.h5").string();
+  prepare_slices(phantom_lesion_subjects(3, 7, po), o, out);
+  int64_t lesion_px = 0;
+  for (const char* split : {"train", "val", "test"}) {
+    SliceDataset ds(out, split);
+    EXPECT_EQ(ds.label_classes(), label_class_names(true));
+    ASSERT_TRUE(ds.has_lesions());
+    std::vector<float> image(48 * 48), mask(48 * 48);
+    std::vector<uint8_t> labels(48 * 48), lesions(48 * 48);
+    for (int64_t i = 0; i < ds.size(); ++i) {
+      ds.read(i, image.data(), mask.data());
+      ds.read_labels(i, labels.data());
+      ds.read_lesions(i, lesions.data());
+      for (size_t p = 0; p < labels.size(); ++p) {
+        ASSERT_EQ(labels[p] == kLabelLesion, lesions[p] == 1) << split << " slice " << i << " pixel " << p;
+        if (labels[p] == kLabelMask) {
+          ASSERT_EQ(mask[p], 1.0f);
+        }
+        lesion_px += labels[p] == kLabelLesion;
+      }
+    }
+  }
+  EXPECT_GT(lesion_px, 0);
+  fs::remove_all(dir);
+}
+
 TEST(LabelMap, WriterChecksClassesAndTheLoaderAugmentsLabelsWithTheMask) {
   const fs::path dir = temp_dir("loader");
   SlicesFile f;
