@@ -24,6 +24,17 @@ fs::path temp_dir(const std::string& name) {
   return p;
 }
 
+// Quiet, fast preparation of the phantom's lungs (labels 3, 4) with label maps.
+PrepareOptions label_map_options(int64_t size) {
+  PrepareOptions o;
+  o.progress = false;
+  o.compression = 1;
+  o.labels = {3, 4};
+  o.size = size;
+  o.label_map = true;
+  return o;
+}
+
 }  // namespace
 
 TEST(LabelMap, HolesInTheBodyAreBodyAndMaskAndLesionWin) {
@@ -69,12 +80,7 @@ TEST(LabelMap, PreparedPhantomLabelsAgreeWithTheMask) {
   PhantomOptions po;
   po.dims = {64, 64, 10};
   po.spacing = {5.0, 5.0, 12.0};
-  PrepareOptions o;
-  o.progress = false;
-  o.compression = 1;
-  o.labels = {3, 4};
-  o.size = 32;
-  o.label_map = true;
+  PrepareOptions o = label_map_options(32);
   const std::string out = (dir / "p.h5").string();
   prepare_slices(phantom_subjects(3, 5, po), o, out);
   for (const char* split : {"train", "val", "test"}) {
@@ -120,12 +126,7 @@ TEST(LabelMap, PhantomWithLesionMasksHasALesionClass) {
   po.dims = {96, 96, 24};
   po.spacing = {3.6, 3.6, 10.0};
   po.lesions = 3;
-  PrepareOptions o;
-  o.progress = false;
-  o.compression = 1;
-  o.labels = {3, 4};
-  o.size = 48;
-  o.label_map = true;
+  const PrepareOptions o = label_map_options(48);
   const std::string out = (dir / "p.h5").string();
   prepare_slices(phantom_lesion_subjects(3, 7, po), o, out);
   int64_t lesion_px = 0;
