@@ -166,7 +166,7 @@ SynthesizeSummary synthesize(const SynthesizeConfig& c) {
   deform.elastic_alpha = 4.0;
   deform.elastic_sigma = 12.0;
   // The mask (or the label map, with the mask alongside) travels as the "image": nearest keeps
-  // 0/1 and class ids exact.
+  // 0/1 and class ids exact, and none() leaves intensities alone (no jitter, no clamp).
   deform.image_interp = data::Interp::Nearest;
   deform.image_fill = 0.0f;
 

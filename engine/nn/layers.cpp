@@ -62,12 +62,13 @@ void Conv2d::power_iteration() {
   weight_u.copy_(u.reshape({-1}));
 }
 
-Tensor Conv2d::normalized_weight() const {
+Tensor Conv2d::sigma() const {
   const int64_t out = weight.size(0);
   const Tensor wv = linear(weight_v.reshape({1, -1}), weight.reshape({out, -1}), Tensor());  // (W v)^T
-  const Tensor sigma = sum(mul(weight_u.reshape({1, out}), wv));
-  return div(weight, sigma);
+  return sum(mul(weight_u.reshape({1, out}), wv));
 }
+
+Tensor Conv2d::normalized_weight() const { return div(weight, sigma()); }
 
 void Conv2d::reset_spectral_norm(int iterations) {
   if (!options.spectral_norm) return;
@@ -77,9 +78,7 @@ void Conv2d::reset_spectral_norm(int iterations) {
 double Conv2d::spectral_sigma() const {
   RG_CHECK(options.spectral_norm, "Conv2d::spectral_sigma: no spectral normalization");
   NoGradGuard no_grad;
-  const int64_t out = weight.size(0);
-  const Tensor wv = linear(weight_v.reshape({1, -1}), weight.reshape({out, -1}), Tensor());
-  return sum(mul(weight_u.reshape({1, out}), wv)).item();
+  return sigma().item();
 }
 
 ConvTranspose2d::ConvTranspose2d(int64_t in_channels, int64_t out_channels, ConvOptions opts,

@@ -49,6 +49,7 @@ class Conv2d final : public Module {
 
  private:
   void power_iteration();
+  Tensor sigma() const;  // u^T W v, differentiable in W
   Tensor normalized_weight() const;
 };
 
