@@ -157,11 +157,16 @@ def ms(v, digits=4):
 groups = {}
 for r in rows:
     groups.setdefault((r["dataset"], r["fraction"], r["arm"]), []).append(r)
-print("| dataset | real fraction | arm | test Dice per volume | test Dice per slice | seeds |")
-print("|---|---|---|---|---|---|")
+# The change against the real-only arm of the same seed (same real subset, same budget).
+real = {(r["dataset"], r["fraction"], r["seed"]): float(r["test_dice_volume"]) for r in rows if r["arm"] == "real"}
+print("| dataset | real fraction | arm | test Dice per volume | test Dice per slice | change per volume vs real, same seed | seeds |")
+print("|---|---|---|---|---|---|---|")
 for (d, f, a), g in sorted(groups.items()):
+    delta = "-"
+    if a != "real" and all((d, f, r["seed"]) in real for r in g):
+        delta = ms([float(r["test_dice_volume"]) - real[(d, f, r["seed"])] for r in g])
     print(f"| {d} | {f} | {a} | {ms([float(r['test_dice_volume']) for r in g])} | "
-          f"{ms([float(r['test_dice']) for r in g])} | {len(g)} |")
+          f"{ms([float(r['test_dice']) for r in g])} | {delta} | {len(g)} |")
 print()
 print("Synthesis GANs (test split, inside the body, intensities in [-1, 1], data range 2; FD / KID on")
 print("fixed random features, real vs synthetic test images):")
