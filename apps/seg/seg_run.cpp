@@ -55,6 +55,7 @@ json seg_config_to_json(const SegRunConfig& c) {
                  {"precision", train::precision_name(c.precision)},
                  {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
                  {"augment", c.augment},
+                 {"elastic", c.elastic},
                  {"select_by", select_by_name(c.select_by)},
                  {"train_fraction", c.train_fraction},
                  {"train_seed", c.train_seed},
@@ -416,6 +417,7 @@ class SegTask final : public train::TrainTask {
     lo.workers = c_.workers;
     lo.drop_last = true;  // BatchNorm statistics of a 1-sample tail batch are degenerate
     lo.augment = c_.augment;
+    lo.augment_options.p_elastic = c_.elastic;
     lo.start_batch = global_step;
     if (c_.train_fraction < 1) {
       lo.subset = data::seeded_subset(data::read_slices_info(c_.data).counts[0], c_.train_fraction,
@@ -508,6 +510,7 @@ int run_seg_training(const SegRunConfig& c) {
 
 int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
   train::check_run_options(c, "prepared HDF5 file");
+  RG_CHECK(c.elastic >= 0 && c.elastic <= 1, "--elastic must be a probability in [0, 1], got ", c.elastic);
   RG_CHECK(c.train_fraction >= 0 && c.train_fraction <= 1, "--train-fraction must be in [0, 1], got ",
            c.train_fraction);
   RG_CHECK(c.train_fraction > 0 || !c.extra_train.empty(),

@@ -72,6 +72,10 @@ struct SegRunConfig : train::RunOptions {
   std::string extra_train;
   double extra_fraction = 1.0;
   bool augment = true;
+  // Probability of an elastic deformation in the augmentation (data::AugmentOptions: RMS
+  // displacement 4 px, smoothness 12 px, as synthesize deforms masks); 0 = the classic
+  // flip / rotation / zoom / intensity augmentation only.
+  double elastic = 0.0;
   SelectBy select_by = SelectBy::Volume;
   // Data parallelism (world size > 1): synchronize batch-norm statistics over all ranks
   // (SyncBatchNorm). Ignored at world size 1 and for --norm instance/none. docs/scaling.md.

@@ -99,6 +99,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_flag("--resume", c.resume, "continue the run in --out/--name from its latest checkpoint");
   app.add_flag("!--no-augment", c.augment, "turn off data augmentation");
+  app.add_option("--elastic", c.elastic,
+                 "probability of an elastic deformation in the augmentation (as synthesize deforms masks)")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--select-by", select_by,
                  "validation Dice that chooses the best checkpoint: per volume or per slice mean")
       ->check(CLI::IsMember(rg::app::select_by_names()))->capture_default_str();

@@ -8,10 +8,12 @@
 #      Fréchet distance / KID on fixed random features (train/distribution_metrics.h) are kept;
 #   2. synthesize SYNTH_COUNT pairs (default: as many as the whole real training split holds)
 #      from the same subset's masks, deformed with seed S;
-#   3. train_seg three ways, all with the classic augmentation on and the same budget of
-#      SEG_STEPS optimizer steps in SEG_EPOCHS epochs (--epoch-steps, so every arm also gets the
-#      same number of validations): real (the subset F), real + synthetic (--extra-train),
-#      synthetic only (--train-fraction 0 --extra-train); the test Dice of each run's
+#   3. train_seg on each arm of ARMS, all with the classic augmentation on and the same budget
+#      of SEG_STEPS optimizer steps in SEG_EPOCHS epochs (--epoch-steps, so every arm also gets
+#      the same number of validations): real (the subset F), real+elastic (the subset with
+#      every sample also elastically deformed as synthesize deforms masks: does the gain come
+#      from the GAN's images or from the new mask shapes?), real+synthetic (--extra-train),
+#      synthetic (--train-fraction 0 --extra-train); the test Dice of each run's
 #      best-on-validation checkpoint is kept. Validation and test are real slices only.
 # Writes OUT/results.tsv (one line per segmentation run) and OUT/table.md (mean ± sd over seeds);
 # with CONDITION=labels OUT/results_labels.tsv and OUT/table_labels.md.
@@ -19,11 +21,12 @@
 # usage: scripts/experiments/synthesis.sh BUILD_DIR OUT [DATASET.h5 ...]
 #        (default datasets: data/prepared/colin27_skullstrip_128.h5 and lung_phantom_128.h5, as
 #        scripts/prepare_defaults.sh BUILD_DIR data/prepared --size 128 makes them)
-# env:   FRACTIONS ("0.1 0.25"), SEEDS ("1 2 3"),
+# env:   FRACTIONS ("0.1 0.25"), SEEDS ("1 2 3"), ARMS ("real real+synthetic synthetic"; also
+#        real+elastic),
 #        SEG_STEPS (400), SEG_EPOCHS (10: half at the initial learning rate, half decaying),
 #        SYNTH_STEPS (600), SYNTH_EPOCHS (10), SYNTH_COUNT (the real train split's size),
 #        CONDITION (mask: train_synth --condition; labels needs files prepared with --label-map,
-#        and names the synthesis and synthetic-data runs *_labels, so the real-only arms are
+#        and names the synthesis and synthetic-data runs *_labels, so the real and real+elastic arms are
 #        shared with a mask-conditioned table in the same OUT),
 #        NGF (16), NDF (16), BATCH (8), EXTRA_FLAGS (passed to every training run),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1)
@@ -48,6 +51,7 @@ fi
 [ ${#DATASETS[@]} -gt 0 ] || { echo "error: no dataset (run scripts/prepare_defaults.sh)" >&2; exit 1; }
 read -r -a FRACTIONS <<<"${FRACTIONS:-0.1 0.25}"
 read -r -a SEEDS <<<"${SEEDS:-1 2 3}"
+read -r -a ARMS <<<"${ARMS:-real real+synthetic synthetic}"
 SEG_STEPS=${SEG_STEPS:-400}
 SEG_EPOCHS=${SEG_EPOCHS:-10}
 SYNTH_STEPS=${SYNTH_STEPS:-600}
@@ -108,14 +112,16 @@ for data in "${DATASETS[@]}"; do
       synthetic="$OUT/synthetic/$tag$SUFFIX.h5"
       [ -f "$synthetic" ] || "$BUILD/bin/synthesize" --checkpoint "$OUT/runs/synth_$tag$SUFFIX" --out "$synthetic" \
         --count "$count" --seed "$s" --device cpu --no-progress
-      for arm in real real+synthetic synthetic; do
+      for arm in "${ARMS[@]}"; do
         case $arm in
           real) flags=(--train-fraction "$f") ;;
+          real+elastic) flags=(--train-fraction "$f" --elastic 1) ;;
           real+synthetic) flags=(--train-fraction "$f" --extra-train "$synthetic") ;;
           synthetic) flags=(--train-fraction 0 --extra-train "$synthetic") ;;
+          *) echo "error: unknown arm $arm" >&2; exit 2 ;;
         esac
         name="seg_${tag}_${arm/+/_}"
-        [ "$arm" = real ] || name+=$SUFFIX
+        [[ $arm == real* ]] || name+=$SUFFIX
         table_run "$name" "train_seg: test" "$BUILD/bin/train_seg" --data "$data" --out "$OUT/runs" \
           --name "$name" "${flags[@]}" --train-seed "$s" --seed "$s" "${SEG_SCHEDULE[@]}" "${common[@]}" \
           "${EXTRA_FLAGS[@]}"
@@ -132,9 +138,9 @@ for data in "${DATASETS[@]}"; do
   for f in "${FRACTIONS[@]}"; do
     for s in "${SEEDS[@]}"; do
       tag="${ds}_f${f}_s${s}"
-      for arm in real real+synthetic synthetic; do
+      for arm in "${ARMS[@]}"; do
         name="seg_${tag}_${arm/+/_}"
-        [ "$arm" = real ] || name+=$SUFFIX
+        [[ $arm == real* ]] || name+=$SUFFIX
         python3 - "$OUT/runs/$name/summary.json" "$OUT/runs/synth_$tag$SUFFIX/summary.json" "$ds" "$f" "$s" "$arm" \
           "$(table_seconds "$name")" "$(table_seconds "synth_$tag$SUFFIX")" >> "$RESULTS" <<'PY'
 import json, sys
