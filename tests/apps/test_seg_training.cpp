@@ -303,6 +303,10 @@ TEST(SegRun, BadConfigurationAndDataAreRefusedClearly) {
   SegRunConfig no_resume = tiny_run("nothing_here", out);
   no_resume.resume = true;
   EXPECT_NE(message(no_resume).find("latest.json"), std::string::npos);
+  SegRunConfig bad_elastic = tiny_run("bad_elastic", out);
+  bad_elastic.elastic = 1.5;
+  EXPECT_NE(message(bad_elastic).find("--elastic"), std::string::npos);
+  EXPECT_FALSE(fs::exists(out / "bad_elastic"));
 }
 
 // --train-fraction / --extra-train: a seeded subset of the real slices plus a second file's
