@@ -21,18 +21,17 @@
 # usage: scripts/experiments/synthesis.sh BUILD_DIR OUT [DATASET.h5 ...]
 #        (default datasets: data/prepared/colin27_skullstrip_128.h5 and lung_phantom_128.h5, as
 #        scripts/prepare_defaults.sh BUILD_DIR data/prepared --size 128 makes them)
-# env:   FRACTIONS ("0.1 0.25"), SEEDS ("1 2 3"), ARMS ("real real+synthetic synthetic"; also
-#        real+elastic),
+# env:   FRACTIONS ("0.1 0.25"), SEEDS ("1 2 3"), ARMS ("real real+elastic real+synthetic synthetic"),
 #        SEG_STEPS (400), SEG_EPOCHS (10: half at the initial learning rate, half decaying),
 #        SYNTH_STEPS (600), SYNTH_EPOCHS (10), SYNTH_COUNT (the real train split's size),
 #        CONDITION (mask: train_synth --condition; labels needs files prepared with --label-map,
-#        and names the synthesis and synthetic-data runs *_labels, so the real and real+elastic arms are
-#        shared with a mask-conditioned table in the same OUT),
+#        and names the synthesis and synthetic-data runs *_labels, so the real and real+elastic
+#        arms are shared with a mask-conditioned table in the same OUT),
 #        NGF (16), NDF (16), BATCH (8), EXTRA_FLAGS (passed to every training run),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1)
 # Runs are resumable and go JOBS at a time (scripts/experiments/table_runs.sh). At the defaults
-# the whole grid (2 datasets x 2 fractions x 3 seeds: 12 synthesis and 36 segmentation runs)
-# takes about 70 minutes on 2 cores.
+# the whole grid (2 datasets x 2 fractions x 3 seeds: 12 synthesis and 48 segmentation runs of
+# about 300 s and 180 s on one core) takes about 100 minutes on 2 cores.
 set -euo pipefail
 # shellcheck source=scripts/experiments/table_runs.sh
 source "$(dirname "$0")/table_runs.sh"
@@ -51,7 +50,7 @@ fi
 [ ${#DATASETS[@]} -gt 0 ] || { echo "error: no dataset (run scripts/prepare_defaults.sh)" >&2; exit 1; }
 read -r -a FRACTIONS <<<"${FRACTIONS:-0.1 0.25}"
 read -r -a SEEDS <<<"${SEEDS:-1 2 3}"
-read -r -a ARMS <<<"${ARMS:-real real+synthetic synthetic}"
+read -r -a ARMS <<<"${ARMS:-real real+elastic real+synthetic synthetic}"
 SEG_STEPS=${SEG_STEPS:-400}
 SEG_EPOCHS=${SEG_EPOCHS:-10}
 SYNTH_STEPS=${SYNTH_STEPS:-600}
@@ -121,7 +120,7 @@ for data in "${DATASETS[@]}"; do
           *) echo "error: unknown arm $arm" >&2; exit 2 ;;
         esac
         name="seg_${tag}_${arm/+/_}"
-        [[ $arm == real* ]] || name+=$SUFFIX
+        [ "$arm" = real ] || [ "$arm" = real+elastic ] || name+=$SUFFIX
         table_run "$name" "train_seg: test" "$BUILD/bin/train_seg" --data "$data" --out "$OUT/runs" \
           --name "$name" "${flags[@]}" --train-seed "$s" --seed "$s" "${SEG_SCHEDULE[@]}" "${common[@]}" \
           "${EXTRA_FLAGS[@]}"
@@ -140,7 +139,7 @@ for data in "${DATASETS[@]}"; do
       tag="${ds}_f${f}_s${s}"
       for arm in "${ARMS[@]}"; do
         name="seg_${tag}_${arm/+/_}"
-        [[ $arm == real* ]] || name+=$SUFFIX
+        [ "$arm" = real ] || [ "$arm" = real+elastic ] || name+=$SUFFIX
         python3 - "$OUT/runs/$name/summary.json" "$OUT/runs/synth_$tag$SUFFIX/summary.json" "$ds" "$f" "$s" "$arm" \
           "$(table_seconds "$name")" "$(table_seconds "synth_$tag$SUFFIX")" >> "$RESULTS" <<'PY'
 import json, sys
