@@ -28,7 +28,8 @@
 #        and names the synthesis and synthetic-data runs *_labels, so the real and real+elastic
 #        arms are shared with a mask-conditioned table in the same OUT),
 #        NGF (16), NDF (16), BATCH (8), EXTRA_FLAGS (passed to every training run),
-#        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1)
+#        DEVICE (cpu; cuda for a GPU build), JOBS (runs at once, default 2), THREADS (OpenMP threads
+#        per run, default 1)
 # Runs are resumable and go JOBS at a time (scripts/experiments/table_runs.sh). At the defaults
 # the whole grid (2 datasets x 2 fractions x 3 seeds: 12 synthesis and 48 segmentation runs of
 # about 300 s and 180 s on one core) takes about 100 minutes on 2 cores.
@@ -65,6 +66,7 @@ NGF=${NGF:-16}
 NDF=${NDF:-16}
 BATCH=${BATCH:-8}
 read -r -a EXTRA_FLAGS <<<"${EXTRA_FLAGS:-}"
+DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 for b in train_synth synthesize train_seg prepare_data; do
@@ -81,7 +83,7 @@ schedule() {
 }
 read -r -a SEG_SCHEDULE <<<"$(schedule "$SEG_STEPS" "$SEG_EPOCHS")"
 read -r -a SYNTH_SCHEDULE <<<"$(schedule "$SYNTH_STEPS" "$SYNTH_EPOCHS")"
-common=(--ngf "$NGF" --ndf "$NDF" --batch-size "$BATCH" --device cpu --no-progress --workers 1)
+common=(--ngf "$NGF" --ndf "$NDF" --batch-size "$BATCH" --device "$DEVICE" --no-progress --workers 1)
 
 train_split_size() {
   "$BUILD/bin/prepare_data" info "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["splits"]["train"])'
@@ -110,7 +112,7 @@ for data in "${DATASETS[@]}"; do
       tag="${ds}_f${f}_s${s}"
       synthetic="$OUT/synthetic/$tag$SUFFIX.h5"
       [ -f "$synthetic" ] || "$BUILD/bin/synthesize" --checkpoint "$OUT/runs/synth_$tag$SUFFIX" --out "$synthetic" \
-        --count "$count" --seed "$s" --device cpu --no-progress
+        --count "$count" --seed "$s" --device "$DEVICE" --no-progress
       for arm in "${ARMS[@]}"; do
         case $arm in
           real) flags=(--train-fraction "$f") ;;
