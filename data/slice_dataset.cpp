@@ -141,6 +141,9 @@ void SliceDataset::preload() {
     std::vector<uint8_t> labels(n);
     h5::read_rows(impl_->labels.get(), H5T_NATIVE_UINT8, 0, static_cast<hsize_t>(count_), labels.data(),
                   path_ + ": " + split_ + "/labels");
+    // Checked once here, so that reads from memory need not check again.
+    const size_t hw = static_cast<size_t>(height_ * width_);
+    for (int64_t i = 0; i < count_; ++i) check_label_classes(i, labels.data() + static_cast<size_t>(i) * hw);
     labels_ = std::move(labels);
   }
   images_ = std::move(images);
@@ -163,13 +166,19 @@ void SliceDataset::read_labels(int64_t i, uint8_t* labels) const {
   RG_CHECK(i >= 0 && i < count_, path_, ": ", split_, " sample ", i, " out of range (", count_, " samples)");
   const size_t hw = static_cast<size_t>(height_ * width_);
   if (!labels_.empty()) {
-    std::copy_n(labels_.data() + static_cast<size_t>(i) * hw, hw, labels);
-  } else {
+    std::copy_n(labels_.data() + static_cast<size_t>(i) * hw, hw, labels);  // checked by preload()
+    return;
+  }
+  {
     std::lock_guard<std::mutex> lock(mutex_);
     h5::read_rows(impl_->labels.get(), H5T_NATIVE_UINT8, static_cast<hsize_t>(i), 1, labels,
                   path_ + ": " + split_ + "/labels");
   }
-  const size_t classes = label_classes_.size();
+  check_label_classes(i, labels);
+}
+
+void SliceDataset::check_label_classes(int64_t i, const uint8_t* labels) const {
+  const size_t hw = static_cast<size_t>(height_ * width_), classes = label_classes_.size();
   for (size_t p = 0; p < hw; ++p)
     RG_CHECK(labels[p] < classes, path_, ": ", split_, "/labels sample ", i, " has class ",
              int(labels[p]), " but label_classes names ", classes, " classes");

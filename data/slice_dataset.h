@@ -76,6 +76,9 @@ class SliceDataset {
   std::vector<double> pixel_spacing_;  // 3 per subject, or empty
   std::vector<std::pair<std::string, std::string>> attrs_;
   std::vector<float> images_, targets_;
+  // Throws naming the file, split and sample when a pixel's class is not in label_classes_.
+  void check_label_classes(int64_t i, const uint8_t* labels) const;
+
   std::vector<uint8_t> masks_, labels_;
   std::vector<std::string> label_classes_;
   mutable std::mutex mutex_;

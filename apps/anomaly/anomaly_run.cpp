@@ -225,7 +225,9 @@ class AnomalyTask final : public train::TrainTask {
       else out << ", n_critic " << c_.n_critic << ", lambda " << c_.gp_weight;
     }
     out << ", batch " << c_.batch_size << ", Adam " << c_.lr << " (" << c_.beta1 << ", " << c_.beta2
-        << "), " << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str()
+        << "), " << c_.epochs + c_.epochs_decay << " epochs";
+    if (c_.epoch_steps > 0) out << " of " << c_.epoch_steps << " steps";
+    out << " on " << ctx_.device.str()
         << "\n  validation: " << lesions(val_) << "; test: " << lesions(test_) << "\n";
   }
 
@@ -285,6 +287,9 @@ class AnomalyTask final : public train::TrainTask {
 
   int64_t steps_per_epoch() const override {
     if (threshold_) return 1;
+    // --epoch-steps: the stream is endless, so an epoch of K steps is the same length on every
+    // dataset (a stage-1 step takes --n-critic batches).
+    if (c_.epoch_steps > 0) return c_.epoch_steps;
     return loader_batches() / batches_per_step();
   }
 
@@ -474,8 +479,7 @@ class AnomalyTask final : public train::TrainTask {
 }  // namespace
 
 int run_anomaly_training(const AnomalyRunConfig& c) {
-  RG_CHECK(!c.data.empty(), "--data: no prepared HDF5 file given");
-  RG_CHECK(fs::exists(c.data), "--data: file ", c.data, " does not exist");
+  train::check_run_options(c, "prepared HDF5 slices file");
   dist::LocalCommunicator local;
   const train::RunContext ctx = train::make_run_context(local, train::resolve_device(c.device));
   AnomalyTask task(c, ctx);

@@ -101,7 +101,6 @@ void add_convert_options(CLI::App* sub, ConvertArgs& a, bool with_modality) {
   sub->add_option("--compression", a.compression, "Deflate level 0..9")->check(CLI::Range(0, 9));
   sub->add_flag("--no-progress", a.no_progress, "No progress bar");
   sub->add_flag("--no-reorient", a.no_reorient, "Keep voxel order instead of the display orientation");
-  add_label_map_flag(sub, a);
 }
 
 rd::PrepareOptions to_options(const ConvertArgs& a, const std::string& default_crop) {
@@ -277,6 +276,7 @@ int main(int argc, char** argv) {
   luna->add_option("--masks", lu_masks, "Directory with <uid>.mhd lung masks (labels 3/4)")->required();
   luna->add_option("--max-subjects", lu_max, "Use only the first N scans (by name)")->check(CLI::NonNegativeNumber);
   add_convert_options(luna, lu, false);
+  add_label_map_flag(luna, lu);  // (image, mask) files only: the pair subcommands have no masks to label
 
   // nifti (any readable pair, really)
   std::vector<std::string> ni_images, ni_masks;
@@ -285,6 +285,7 @@ int main(int argc, char** argv) {
   nifti->add_option("--image", ni_images, "Image volume (repeat for several subjects)")->required();
   nifti->add_option("--mask", ni_masks, "Mask volume, one per --image")->required();
   add_convert_options(nifti, ni, true);
+  add_label_map_flag(nifti, ni);
 
   // montage
   std::string mo_file, mo_out, mo_split = "train";

@@ -9,6 +9,7 @@
 
 #include "apps/anomaly/anomaly_run.h"
 #include "engine/error.h"
+#include "train/run_flags.h"
 
 namespace fs = std::filesystem;
 
@@ -33,45 +34,29 @@ std::string default_dataset() {
 int main(int argc, char** argv) {
   rg::app::AnomalyRunConfig c;
   CLI::App app{"f-AnoGAN anomaly detection: stage 1 WGAN-GP (G, critic), stage 2 encoder"};
-  app.add_option("--data", c.data, "prepared HDF5 slices file (apps/prepare_data)");
+  rg::train::RunFlags f;
+  rg::train::add_run_flags(app, c, f, "prepared HDF5 slices file (apps/prepare_data)");
   app.add_option("--method", c.method, "fanogan (two stages), or a baseline on the same data: ae (convolutional "
                  "autoencoder, L1) or threshold (intensity |x - median| / MAD inside the mask)")
       ->check(CLI::IsMember({"fanogan", "ae", "threshold"}))->capture_default_str();
   app.add_option("--stage", c.stage, "1: WGAN-GP on normal slices; 2: encoder with G and critic frozen")
       ->check(CLI::IsMember({1, 2}))->capture_default_str();
   app.add_option("--stage1", c.stage1_run, "stage 2: the stage-1 run directory (uses its checkpoints/best)");
-  app.add_option("--name", c.name, "run name (folder under --out)")->capture_default_str();
-  app.add_option("--out", c.out_dir, "output directory")->capture_default_str();
-  app.add_option("--epochs", c.epochs, "epochs at the initial learning rate")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--epochs-decay", c.epochs_decay, "epochs of linear learning-rate decay after them")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--batch-size", c.batch_size, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--lr", c.lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--beta1", c.beta1, "Adam beta1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
   app.add_option("--beta2", c.beta2, "Adam beta2")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
-  app.add_option("--n-critic", c.n_critic, "stage 1: critic updates per generator update")
+  app.add_option("--n-critic", c.n_critic, "stage 1: critic updates per generator update (each on its own batch)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--gp-weight", c.gp_weight, "stage 1: WGAN-GP lambda")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--kappa", c.kappa, "stage 2: weight of the critic-feature residual")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--z-dim", c.z_dim, "stage 1: latent dimension")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--width", c.width, "stage 1: channels of the first critic level")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--device", c.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--seed", c.seed, "random seed")->capture_default_str();
   app.add_option("--lesion-seed", c.lesion_seed, "seed of the synthetic lesions of validation and test")
       ->capture_default_str();
-  app.add_flag("--resume", c.resume, "continue the run in --out/--name from its latest checkpoint");
-  app.add_option("--workers", c.workers, "loader threads")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--log-every", c.log_every, "steps between logged training losses")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--sample-rows", c.sample_rows, "lesion slices in each picture")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--max-train-batches", c.max_train_batches, "cap on loader batches per epoch (0 = all)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--max-steps", c.max_steps, "stop after this many steps (resumable; 0 = no limit)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_flag("!--no-progress", c.progress, "no progress bar");
   CLI11_PARSE(app, argc, argv);
   try {
     if (c.data.empty()) c.data = default_dataset();
+    c.lr_policy = rg::train::parse_lr_policy(f.lr_policy);
     return rg::app::run_anomaly_training(c);
   } catch (const std::exception& e) {
     std::cerr << "train_anomaly: error: " << e.what() << "\n";

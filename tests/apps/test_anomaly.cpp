@@ -2,7 +2,6 @@
 // leaves G and the critic bit-identical, the lesion data is deterministic, a run resumes
 // exactly through the training loop, bad input is refused before anything is written.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -12,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/apps/tiny_phantom.h"
+#include "tests/process_temp_dir.h"
 #include "apps/anomaly/anomaly_eval.h"
 #include "apps/anomaly/anomaly_gan.h"
 #include "apps/anomaly/anomaly_model.h"
@@ -149,8 +149,7 @@ TEST(AnomalyGan, ScoreIsTheEncoderLossPerImage) {
 // with the default field of view, so every slice has lungs for the lesions to go into.
 const std::string& tiny_dataset() {
   static const std::string path = [] {
-    const fs::path dir = fs::temp_directory_path() / ("rg_anomaly_" + std::to_string(getpid()));
-    fs::create_directories(dir);
+    const fs::path dir = test::process_temp_dir("anomaly");
     return test_data::write_tiny_phantom((dir / "tiny.h5").string());
   }();
   return path;
@@ -474,6 +473,25 @@ TEST(AnomalyBaselines, MetricsPerSizeBucketByHand) {
   EXPECT_FALSE(no_large.metrics.contains("dice_at_val_threshold"));
 }
 
+TEST(AnomalyRun, EpochStepsSetTheBudgetWhateverTheTrainSplitsSize) {
+  // The table's budgets are in steps (scripts/experiments/anomaly.sh): an epoch of
+  // --epoch-steps K steps, each stage-1 step on --n-critic batches of the endless stream.
+  const fs::path out = fs::path(tiny_dataset()).parent_path() / "runs_epoch_steps";
+  AnomalyRunConfig c = tiny_run(1, "s1", out);
+  c.epoch_steps = 7;  // more batches (7 x n_critic 2) than the tiny train split has in one pass
+  ASSERT_EQ(run_anomaly_training(c), 0);
+  const auto train = lines_of_kind(out / "s1" / "metrics.jsonl", "train");
+  ASSERT_EQ(train.size(), 14u) << "2 epochs of 7 steps, logged every step";
+  EXPECT_EQ(train.back()["step"].get<int64_t>(), 14);
+  EXPECT_EQ(lines_of_kind(out / "s1" / "metrics.jsonl", "val").size(), 2u);
+  // Both flags set the length of an epoch: refused before anything is written.
+  AnomalyRunConfig both = tiny_run(1, "both", out);
+  both.epoch_steps = 3;
+  both.max_train_batches = 2;
+  EXPECT_THROW(run_anomaly_training(both), Error);
+  EXPECT_FALSE(fs::exists(out / "both"));
+}
+
 TEST(AnomalyRun, BaselinesRunOnTheSameDataAndReloadForDetection) {
   const fs::path out = fs::path(tiny_dataset()).parent_path() / "runs_baselines";
   AnomalyRunConfig th = tiny_run(1, "threshold", out);
@@ -559,8 +577,7 @@ TEST(AnomalyPhantom, LesionMaskIsOnTheGridAndOnlyWithLesions) {
 // with the phantom's own lesions and their masks in /<split>/lesions.
 const std::string& tiny_anomaly_phantom() {
   static const std::string path = [] {
-    const fs::path dir = fs::temp_directory_path() / ("rg_anomaly_ph_" + std::to_string(getpid()));
-    fs::create_directories(dir);
+    const fs::path dir = test::process_temp_dir("anomaly_ph");
     data::PhantomOptions po = data::phantom_options_for_grid({64, 64, 16});
     po.lesions = 3;
     data::PrepareOptions opts;
@@ -632,7 +649,7 @@ TEST(AnomalyPhantom, SubjectsWithAndWithoutLesionMasksAreRefused) {
   opts.size = 16;
   opts.labels = {3, 4};
   opts.progress = false;
-  const fs::path out = fs::temp_directory_path() / ("rg_anomaly_mixed_" + std::to_string(getpid()) + ".h5");
+  const fs::path out = test::process_temp_dir("anomaly_mixed") / "mixed.h5";
   EXPECT_THROW(data::prepare_slices(subjects, opts, out.string()), Error);
   EXPECT_FALSE(fs::exists(out));
   po.lesions = 0;

@@ -18,6 +18,7 @@
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/unet.h"
+#include "tests/process_temp_dir.h"
 
 namespace rg::app {
 namespace {
@@ -172,8 +173,7 @@ TEST(GanTrainer, TheStepReadsNothingBackToTheHost) {
 // A tiny prepared file: 4 phantom subjects at 32x32 (split 2/1/1 by subject).
 const std::string& tiny_dataset() {
   static const std::string path = [] {
-    const fs::path dir = fs::temp_directory_path() / ("rg_seg_training_" + std::to_string(getpid()));
-    fs::create_directories(dir);
+    const fs::path dir = test::process_temp_dir("seg_training");
     return test_data::write_tiny_phantom((dir / "tiny.h5").string());
   }();
   return path;

@@ -3,7 +3,6 @@
 // a tiny trained checkpoint end to end, and errors that name the file.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -18,6 +17,7 @@
 #include "data/prepare.h"
 #include "data/slice_dataset.h"
 #include "engine/error.h"
+#include "tests/process_temp_dir.h"
 
 namespace rg::app {
 namespace {
@@ -27,9 +27,7 @@ using train::dice;
 
 fs::path temp_dir() {
   static const fs::path dir = [] {
-    const fs::path d = fs::temp_directory_path() / ("rg_volume_inference_" + std::to_string(getpid()));
-    fs::create_directories(d);
-    return d;
+    return test::process_temp_dir("volume_inference");
   }();
   return dir;
 }
