@@ -28,7 +28,9 @@
 #        LESIONS (3), SUBJECTS (8), DEVICE (cpu), JOBS (runs at once, 2), THREADS (OpenMP
 #        threads per run, 1), EXTRA_FLAGS (passed to every train_anomaly run)
 # Runs are resumable and go JOBS at a time (scripts/experiments/table_runs.sh): stage-1,
-# autoencoder and threshold runs first, then the stage-2 encoders.
+# autoencoder and threshold runs first, then the stage-2 encoders. At the defaults the grid
+# (2 datasets x 3 seeds) took 60 minutes on 2 cores, about 35 of them beside a CI build and test
+# run; a stage-1 run is the longest (12 min alone on one core at Colin27's size).
 set -euo pipefail
 # shellcheck source=scripts/experiments/table_runs.sh
 source "$(dirname "$0")/table_runs.sh"
