@@ -3,7 +3,7 @@
 # data with the same evaluation (docs/anomaly.md), on two datasets, over seeds.
 #
 # Datasets (prepared here unless they exist):
-#   phantom   OUT/data/lung_phantom_anomaly_SIZE.h5: prepare_data phantom --anomaly (train
+#   phantom   OUT/data/lung_phantom_anomaly_SIZE_lLESIONS_nSUBJECTS.h5: prepare_data phantom --anomaly (train
 #             subjects without lesions; val/test subjects with LESIONS phantom lesions each and
 #             their masks in /<split>/lesions); organ = lungs
 #   colin27   OUT/data/colin27_skullstrip_SIZE.h5: Colin27 T1 with its BET mask, split as
@@ -64,7 +64,7 @@ TA="$BUILD/bin/train_anomaly"
 dataset_file() {
   case "$1" in
     phantom)
-      local f="$OUT/data/lung_phantom_anomaly_$SIZE.h5"
+      local f="$OUT/data/lung_phantom_anomaly_${SIZE}_l${LESIONS}_n${SUBJECTS}.h5"
       if [ ! -f "$f" ]; then
         "$BUILD/bin/prepare_data" phantom --anomaly --lesions "$LESIONS" --subjects "$SUBJECTS" --seed 0 \
           --size "$SIZE" --h5 "$f" --no-progress >&2
