@@ -99,7 +99,7 @@ EOF
 }
 
 # "--epochs EPOCHS --epoch-steps K" for STEPS steps (rounded up to whole epochs).
-schedule() { echo "--epochs $EPOCHS --epoch-steps $((($1 + EPOCHS - 1) / EPOCHS))"; }
+schedule() { echo "--epochs $EPOCHS --epoch-steps $(table_epoch_steps "$1" "$EPOCHS")"; }
 read -r -a S1_SCHEDULE <<<"$(schedule "$S1_STEPS")"
 read -r -a S2_SCHEDULE <<<"$(schedule "$S2_STEPS")"
 read -r -a AE_SCHEDULE <<<"$(schedule "$AE_STEPS")"

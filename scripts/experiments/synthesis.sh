@@ -80,12 +80,18 @@ mkdir -p "$OUT/runs" "$OUT/synthetic"
 # "--epochs E --epochs-decay D --epoch-steps K" for STEPS steps in EPOCHS epochs.
 schedule() {
   local steps=$1 epochs=$2
-  local per_epoch=$(((steps + epochs - 1) / epochs))
-  echo "--epochs $(((epochs + 1) / 2)) --epochs-decay $((epochs / 2)) --epoch-steps $per_epoch"
+  echo "--epochs $(((epochs + 1) / 2)) --epochs-decay $((epochs / 2)) --epoch-steps $(table_epoch_steps "$steps" "$epochs")"
 }
 read -r -a SEG_SCHEDULE <<<"$(schedule "$SEG_STEPS" "$SEG_EPOCHS")"
 read -r -a SYNTH_SCHEDULE <<<"$(schedule "$SYNTH_STEPS" "$SYNTH_EPOCHS")"
 common=(--ngf "$NGF" --ndf "$NDF" --batch-size "$BATCH" --device "$DEVICE" --no-progress --workers 1)
+
+# The segmentation run of one arm; the arms without synthetic data are shared across CONDITIONs.
+seg_run_name() {
+  local name="seg_${1}_${2/+/_}"
+  [ "$2" = real ] || [ "$2" = real+elastic ] || name+=$SUFFIX
+  echo "$name"
+}
 
 train_split_size() {
   "$BUILD/bin/prepare_data" info "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["splits"]["train"])'
@@ -123,8 +129,7 @@ for data in "${DATASETS[@]}"; do
           synthetic) flags=(--train-fraction 0 --extra-train "$synthetic") ;;
           *) echo "error: unknown arm $arm" >&2; exit 2 ;;
         esac
-        name="seg_${tag}_${arm/+/_}"
-        [ "$arm" = real ] || [ "$arm" = real+elastic ] || name+=$SUFFIX
+        name=$(seg_run_name "$tag" "$arm")
         table_run "$name" "train_seg: test" "$BUILD/bin/train_seg" --data "$data" --out "$OUT/runs" \
           --name "$name" "${flags[@]}" --train-seed "$s" --seed "$s" "${SEG_SCHEDULE[@]}" "${common[@]}" \
           "${EXTRA_FLAGS[@]}"
@@ -142,8 +147,7 @@ for data in "${DATASETS[@]}"; do
     for s in "${SEEDS[@]}"; do
       tag="${ds}_f${f}_s${s}"
       for arm in "${ARMS[@]}"; do
-        name="seg_${tag}_${arm/+/_}"
-        [ "$arm" = real ] || [ "$arm" = real+elastic ] || name+=$SUFFIX
+        name=$(seg_run_name "$tag" "$arm")
         python3 - "$OUT/runs/$name/summary.json" "$OUT/runs/synth_$tag$SUFFIX/summary.json" "$ds" "$f" "$s" "$arm" \
           "$(table_seconds "$name")" "$(table_seconds "synth_$tag$SUFFIX")" >> "$RESULTS" <<'PY'
 import json, sys

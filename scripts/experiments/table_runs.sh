@@ -7,6 +7,8 @@
 #       started again, so an interrupted table resumes where it stopped.
 #   table_wait  waits for every started run; exits with an error if any failed.
 #   table_seconds NAME  the run's wall time in seconds, or nan when it was not recorded.
+#   table_epoch_steps STEPS EPOCHS  the --epoch-steps that gives at least STEPS optimizer steps
+#       in EPOCHS epochs of equal length (rounded up to whole epochs).
 # The caller sets OUT, JOBS and THREADS. Running JOBS one-thread runs side by side is safe for
 # the numbers: they do not depend on the thread count (kernels/cpu/conv.cpp).
 
@@ -37,4 +39,8 @@ table_wait() {
 
 table_seconds() {
   cat "$OUT/runs/$1.seconds" 2>/dev/null || echo nan
+}
+
+table_epoch_steps() {
+  echo $((($1 + $2 - 1) / $2))
 }
