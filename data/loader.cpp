@@ -90,6 +90,13 @@ Loader::Loader(const std::string& path, LoaderOptions options) : opt_(std::move(
     RG_CHECK(!extra_ || extra_->label_classes() == dataset_->label_classes(), opt_.extra_path,
              ": its label maps do not have the classes of ", path, "'s (", extra_->has_labels() ? "other classes" : "none", ")");
   }
+  RG_CHECK(opt_.context_slices >= 0, "loader: context_slices must be >= 0, got ", opt_.context_slices);
+  if (opt_.context_slices > 0) {
+    for (const SliceDataset* ds : {dataset_.get(), extra_.get()}) {
+      RG_CHECK(!ds || ds->slices_unique(), ds->path(), ": ", opt_.split, " holds some slice of a subject "
+               "more than once (a synthetic file?), so context slices are not defined for it");
+    }
+  }
   const int64_t n = static_cast<int64_t>(samples_.size());
   RG_CHECK(n > 0, path, ": split '", opt_.split, "' has no samples",
            !opt_.subset && opt_.extra_path.empty() ? "" : " (after subset / extra file)");
@@ -146,7 +153,9 @@ Batch Loader::build(int64_t job) {
   const int64_t count = std::min<int64_t>(opt_.batch_size, static_cast<int64_t>(order->size()) - first);
   b.indices.assign(order->begin() + first, order->begin() + first + count);
   const rg::Shape shape{count, out_h_, out_w_, 1};
-  b.image = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
+  const int64_t channels = 1 + 2 * int64_t{opt_.context_slices};
+  const rg::Shape image_shape{count, out_h_, out_w_, channels};
+  b.image = opt_.allocate ? opt_.allocate(image_shape) : allocate_host_batch(image_shape);
   b.mask = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
   const bool pairs = dataset_->has_targets();
   if (pairs) b.target = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
@@ -156,7 +165,7 @@ Batch Loader::build(int64_t job) {
   float* tgt_dst = pairs ? b.target.data<float>() : nullptr;
   const int64_t H = dataset_->height(), W = dataset_->width();
   const size_t out_hw = static_cast<size_t>(out_h_ * out_w_);
-  Image2D img(H, W), msk(H, W), tgt(pairs ? H : 0, pairs ? W : 0), msk2, lbl, img2;
+  Image2D img(H, W), msk(H, W), tgt(pairs ? H : 0, pairs ? W : 0), msk2, lbl, img2, side, no_mask;
   std::vector<uint8_t> lbl8(opt_.labels ? static_cast<size_t>(H * W) : 0);
   for (int64_t k = 0; k < count; ++k) {
     const int64_t idx = b.indices[static_cast<size_t>(k)];
@@ -184,7 +193,23 @@ Batch Loader::build(int64_t job) {
     if (opt_.augment) augment(img, msk, opt_.augment_options, aug_seed);
     RG_CHECK(img.height == out_h_ && img.width == out_w_, "loader: augmented sample is ", img.height, "x",
              img.width, ", expected ", out_h_, "x", out_w_);
-    std::memcpy(img_dst + k * out_hw, img.data.data(), out_hw * sizeof(float));
+    if (channels == 1) {
+      std::memcpy(img_dst + k * out_hw, img.data.data(), out_hw * sizeof(float));
+    } else {
+      float* dst = img_dst + k * out_hw * static_cast<size_t>(channels);
+      const SliceDataset& ds = source == 0 ? *dataset_ : *extra_;
+      for (int64_t c = 0; c < channels; ++c) {
+        const Image2D* plane = &img;
+        if (c != opt_.context_slices) {
+          side = Image2D(H, W);
+          ds.read(ds.neighbour(sample, static_cast<int>(c) - opt_.context_slices), side.data.data(), nullptr);
+          // The sample's seed: the geometry, gain, bias and noise the middle channel got.
+          if (opt_.augment) augment(side, no_mask, opt_.augment_options, aug_seed);
+          plane = &side;
+        }
+        for (size_t p = 0; p < out_hw; ++p) dst[p * static_cast<size_t>(channels) + static_cast<size_t>(c)] = plane->data[p];
+      }
+    }
     std::memcpy(msk_dst + k * out_hw, msk.data.data(), out_hw * sizeof(float));
     if (pairs) std::memcpy(tgt_dst + k * out_hw, tgt.data.data(), out_hw * sizeof(float));
     if (opt_.labels) std::memcpy(b.labels.data<float>() + k * out_hw, lbl.data.data(), out_hw * sizeof(float));

@@ -52,6 +52,11 @@ struct LoaderOptions {
   // the loader reads must have labels, with the same classes (SliceDataset::label_classes).
   bool labels = false;
   AugmentOptions augment_options;
+  // 2.5-D input: the image gets 2 * context_slices + 1 channels, the sample's neighbouring
+  // slices in its subject and split (SliceDataset::neighbour: the end of a contiguous run of
+  // slices repeats), the sample itself in the middle channel. Every channel is augmented with
+  // the sample's seed, so all take the same geometry and intensity change. 0 = one channel.
+  int context_slices = 0;
   // Load the whole split into memory first: -1 = when it needs less than 1 GiB, 0 = never
   // (read slices from the file on demand), 1 = always.
   int preload = -1;
@@ -71,7 +76,7 @@ struct LoaderOptions {
 };
 
 struct Batch {
-  rg::Tensor image;              // [B, H, W, 1] float32 in [-1, 1]
+  rg::Tensor image;              // [B, H, W, 1 + 2 * context_slices] float32 in [-1, 1]
   rg::Tensor mask;               // [B, H, W, 1] float32, 0 or 1
   // Pair files (SliceDataset::has_targets): the references, [B, H, W, 1], augmented with the
   // same geometry as the image; undefined otherwise.

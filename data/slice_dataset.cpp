@@ -18,6 +18,10 @@ struct SliceDataset::Impl {
 
 namespace {
 
+int64_t slice_key(int32_t subject, int32_t slice) {
+  return (static_cast<int64_t>(subject) << 32) | static_cast<uint32_t>(slice);
+}
+
 void check_format(hid_t F, const std::string& path) {
   RG_CHECK(h5::has_attr(F, "format"), path, ": not a prepared slices file (no 'format' attribute)");
   const std::string fmt = h5::read_attr_string(F, "format", path);
@@ -86,6 +90,10 @@ SliceDataset::SliceDataset(const std::string& path, const std::string& split)
   for (int32_t s : subject_)
     RG_CHECK(s >= 0 && static_cast<size_t>(s) < subject_names_.size(), path, ": ", split,
              "/subject refers to subject ", s, " but /subjects has ", subject_names_.size());
+  for (int64_t i = 0; i < count_; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    if (!position_.emplace(slice_key(subject_[k], slice_[k]), i).second && repeated_slice_ < 0) repeated_slice_ = i;
+  }
   // Millimetres per pixel of the prepared slices and between slices, per subject (optional:
   // files written before it have none).
   if (h5::exists(subjects.get(), "pixel_spacing")) {
@@ -210,6 +218,35 @@ void SliceDataset::read(int64_t i, float* image, float* mask, float* target) con
   }
   if (mask)
     for (size_t k = 0; k < hw; ++k) mask[k] = m[k] ? 1.0f : 0.0f;
+}
+
+int64_t SliceDataset::neighbour(int64_t i, int offset) const {
+  RG_CHECK(i >= 0 && i < count_, path_, ": ", split_, " sample ", i, " out of range (", count_, " samples)");
+  // Synthetic files (apps/synthesize) may hold several samples of one (subject, slice).
+  RG_CHECK(repeated_slice_ < 0, path_, ": ", split_, " holds slice ", slice_[static_cast<size_t>(repeated_slice_)],
+           " of subject ", subject_[static_cast<size_t>(repeated_slice_)], " more than once, so its "
+           "samples have no well-defined neighbouring slices (context slices need a file from prepare_data)");
+  const int32_t subject = subject_[static_cast<size_t>(i)];
+  const int step = offset > 0 ? 1 : -1;
+  int64_t at = i;
+  for (int moved = 0; moved != offset; moved += step) {
+    const auto next = position_.find(slice_key(subject, slice_[static_cast<size_t>(at)] + step));
+    if (next == position_.end()) break;
+    at = next->second;
+  }
+  return at;
+}
+
+void SliceDataset::read_stack(int64_t i, int context, float* image_hwc, float* mask) const {
+  RG_CHECK(context >= 0, "read_stack: context must be >= 0, got ", context);
+  if (context == 0) return read(i, image_hwc, mask);
+  const size_t hw = static_cast<size_t>(height_ * width_);
+  const int channels = 2 * context + 1;
+  std::vector<float> plane(hw);
+  for (int c = 0; c < channels; ++c) {
+    read(neighbour(i, c - context), plane.data(), c == context ? mask : nullptr);
+    for (size_t p = 0; p < hw; ++p) image_hwc[p * channels + c] = plane[p];
+  }
 }
 
 SlicesFileInfo read_slices_info(const std::string& path) {

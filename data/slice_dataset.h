@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -39,6 +40,20 @@ class SliceDataset {
   // file (has_targets) the image is the degraded input and `target` (may be null) gets the
   // reference; asking for a target in a file without one throws naming the file.
   void read(int64_t i, float* image, float* mask, float* target = nullptr) const;
+  // 2.5-D input: the sample `offset` slices above (offset > 0) or below sample i in the same
+  // subject and split. The walk goes one slice at a time and stops at the end of the contiguous
+  // run of slices that holds i (the volume's end, a gap between slabs, another split's slices),
+  // so a missing neighbour repeats the last slice of the run, as edge padding does; it never
+  // crosses into another subject or split (no leakage between splits).
+  int64_t neighbour(int64_t i, int offset) const;
+  // Sample i with `context` neighbours on each side as channels: image_hwc gets
+  // height*width*(2*context+1) floats, pixel-major (channel c of pixel p at p*(2*context+1)+c),
+  // channel `context` being sample i itself; the slices are neighbour(i, c - context). mask
+  // (may be null) gets sample i's mask. context 0 is read() without a target.
+  void read_stack(int64_t i, int context, float* image_hwc, float* mask) const;
+  // False when two samples of the split share a (subject, slice) (synthetic files): then
+  // neighbour() throws.
+  bool slices_unique() const { return repeated_slice_ < 0; }
   // Pair files (reconstruction, docs/data_hdf5.md "Pairs") have /<split>/targets.
   bool has_targets() const { return has_targets_; }
   // Lesion masks (anomaly detection's ground truth, /<split>/lesions: 0/1 on the slice grid),
@@ -72,6 +87,9 @@ class SliceDataset {
   bool has_lesions_ = false;
   bool has_targets_ = false;
   std::vector<int32_t> subject_, slice_;
+  // (subject << 32 | slice) -> sample index, for neighbour().
+  std::unordered_map<int64_t, int64_t> position_;
+  int64_t repeated_slice_ = -1;  // a sample whose (subject, slice) an earlier one has, or -1
   std::vector<std::string> subject_names_;
   std::vector<double> pixel_spacing_;  // 3 per subject, or empty
   std::vector<std::pair<std::string, std::string>> attrs_;

@@ -37,9 +37,10 @@ void SegGanStep::set_gradient_sync(dist::GradientSync* g_sync, dist::GradientSyn
 }
 
 train::StepLosses SegGanStep::step(const Tensor& image, const Tensor& mask) {
-  RG_CHECK(image.dim() == 4 && mask.shape() == image.shape(), "train step: image ",
-           shape_str(image.shape()), " and mask ", shape_str(mask.shape()),
-           " must both be [N,H,W,1]");
+  RG_CHECK(image.dim() == 4 && mask.dim() == 4 && mask.size(-1) == 1 &&
+               mask.size(0) == image.size(0) && mask.size(1) == image.size(1) && mask.size(2) == image.size(2),
+           "train step: image ", shape_str(image.shape()), " and mask ", shape_str(mask.shape()),
+           " must be [N,H,W,C] and [N,H,W,1]");
   const bool adversarial = config_.mode != GanMode::None;
   train::StepLosses losses;
   Tensor logits, probs;

@@ -45,7 +45,8 @@ class SegGanStep {
   SegGanStep(nn::Module& generator, models::PatchDiscriminator* discriminator,
              optim::Optimizer& opt_g, optim::Optimizer* opt_d, SegGanConfig config,
              Generator& rng);
-  // One alternating update on a batch: image [N,H,W,1] in [-1,1], mask [N,H,W,1] in {0,1}.
+  // One alternating update on a batch: image [N,H,W,C] in [-1,1] (C = G's input channels: the
+  // slice, or the slice and its neighbours), mask [N,H,W,1] in {0,1}.
   // Returns, on the device: d_loss, d_real, d_fake (and d_penalty in wgan-gp, d_r1 with R1)
   // when there is a D;
   // g_bce, g_dice, g_adv (with a D) and g_total.

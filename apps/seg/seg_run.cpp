@@ -57,6 +57,7 @@ json seg_config_to_json(const SegRunConfig& c) {
                  {"augment", c.augment},
                  {"elastic", c.elastic},
                  {"select_by", select_by_name(c.select_by)},
+                 {"context_slices", c.context_slices},
                  {"train_fraction", c.train_fraction},
                  {"train_seed", c.train_seed},
                  {"extra_train", c.extra_train},
@@ -110,6 +111,10 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
   const int world = comm.world_size(), rank = comm.rank();
   const bool root = rank == 0;
   const int64_t words_per_slice = (hw + kMaskBitsPerWord - 1) / kMaskBitsPerWord;
+  const int64_t channels = g.config.in_channels;
+  RG_CHECK(channels >= 1 && channels % 2 == 1, "evaluate_segmentation: the generator takes ", channels,
+           " input channels; segmentation needs an odd number (the slice and its neighbours)");
+  const int context = static_cast<int>(channels / 2);
   const int64_t batches = (n + batch_size - 1) / batch_size;
 
   // The picture rows depend only on the targets, so every rank knows which slices they are:
@@ -150,10 +155,9 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
     if (my_batch < batches) {
       const int64_t start = my_batch * batch_size;
       const int64_t count = std::min(batch_size, n - start);
-      Tensor x = Tensor::empty({count, h, w, 1});
-      Tensor m = Tensor::empty({count, h, w, 1});
+      Tensor x = Tensor::empty({count, h, w, channels});
       for (int64_t i = 0; i < count; ++i) {
-        ds.read(start + i, x.data<float>() + i * hw, m.data<float>() + i * hw);
+        ds.read_stack(start + i, context, x.data<float>() + i * hw * channels, nullptr);
       }
       const Tensor logits = g.forward(x.to(device).to(act_dtype));
       Tensor probs = sigmoid(logits).to(DType::F32).to(Device::cpu()).contiguous();
@@ -303,6 +307,7 @@ class SegTask final : public train::TrainTask {
     gc.ngf = c.ngf;
     gc.norm = c.norm;
     gc.use_dropout = c.dropout;
+    gc.in_channels = 1 + 2 * int64_t{c.context_slices};
     RG_CHECK(gc.num_downs >= 1 && h % (int64_t{1} << gc.num_downs) == 0 &&
                  w % (int64_t{1} << gc.num_downs) == 0,
              "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
@@ -310,7 +315,7 @@ class SegTask final : public train::TrainTask {
     g_ = std::make_unique<models::UnetGenerator>(gc, init_gen);
     if (c.gan_mode != GanMode::None) {
       models::PatchGanConfig dc;
-      dc.in_channels = 2;
+      dc.in_channels = gc.in_channels + 1;  // (image channels, mask)
       dc.ndf = c.ndf;
       dc.n_layers = c.n_layers;
       dc.norm = gc.norm;
@@ -356,6 +361,10 @@ class SegTask final : public train::TrainTask {
         << train::precision_name(c_.precision);
     if (!precision_note_.empty()) out << " (" << precision_note_ << ")";
     if (c_.r1_gamma > 0) out << ", R1 gamma " << c_.r1_gamma;
+    if (c_.context_slices > 0) {
+      out << ", 2.5-D input (the slice and " << c_.context_slices << " neighbour(s) on each side, "
+          << g_->config.in_channels << " channels)";
+    }
     if (d_ && (c_.gan_mode == GanMode::WganGp || c_.r1_gamma > 0) && c_.norm == models::NormKind::Batch) {
       out << "\n  note: D uses batch norm, which mixes the samples of a batch, so the gradient "
              "penalty's per-sample input gradients are approximate (--norm instance avoids it)";
@@ -418,6 +427,7 @@ class SegTask final : public train::TrainTask {
     lo.drop_last = true;  // BatchNorm statistics of a 1-sample tail batch are degenerate
     lo.augment = c_.augment;
     lo.augment_options.p_elastic = c_.elastic;
+    lo.context_slices = c_.context_slices;
     lo.start_batch = global_step;
     if (c_.train_fraction < 1) {
       lo.subset = data::seeded_subset(data::read_slices_info(c_.data).counts[0], c_.train_fraction,
@@ -515,6 +525,8 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
            c.train_fraction);
   RG_CHECK(c.train_fraction > 0 || !c.extra_train.empty(),
            "--train-fraction 0 leaves no training data without --extra-train");
+  RG_CHECK(c.context_slices >= 0 && c.context_slices <= 8, "--context-slices must be in [0, 8], got ",
+           c.context_slices);
   RG_CHECK(c.extra_fraction > 0 && c.extra_fraction <= 1, "--extra-fraction must be in (0, 1], got ",
            c.extra_fraction);
   if (!c.extra_train.empty()) {

@@ -77,6 +77,10 @@ struct SegRunConfig : train::RunOptions {
   // flip / rotation / zoom / intensity augmentation only.
   double elastic = 0.0;
   SelectBy select_by = SelectBy::Volume;
+  // 2.5-D input: G sees the slice and `context_slices` neighbours on each side as channels
+  // (data::LoaderOptions::context_slices), D sees them with the mask. 0 = 2-D slices. The
+  // checkpoint's generator in_channels (2 * context_slices + 1) tells infer_seg the same.
+  int context_slices = 0;
   // Data parallelism (world size > 1): synchronize batch-norm statistics over all ranks
   // (SyncBatchNorm). Ignored at world size 1 and for --norm instance/none. docs/scaling.md.
   bool sync_bn = true;
@@ -119,7 +123,8 @@ struct SegEvaluation {
   std::vector<SliceResult> worst;  // the lowest per-slice Dice, worst first (at most 8)
 };
 
-// Runs G in eval mode over `ds` in batches of batch_size. Every rank of `comm` calls it with the
+// Runs G in eval mode over `ds` in batches of batch_size; a G with 2k + 1 input channels gets
+// each slice with k neighbours on each side (SliceDataset::read_stack). Every rank of `comm` calls it with the
 // same model: rank r predicts batches r, r + N, ... (the batches one process would form, so
 // each slice's probabilities are bit-identical to a single-process evaluation), the binarized
 // predictions (and the probabilities of the picture rows) are gathered on rank 0 by summing

@@ -31,15 +31,16 @@ SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf
   RG_CHECK(n < 62 && size % (int64_t{1} << n) == 0, "the generator (U-Net num_downs ", n,
            ") needs slices whose size divides by 2^", n, " = ", (n < 62 ? (int64_t{1} << n) : 0),
            ", but the slices are ", size, "x", size);
-  RG_CHECK(g.config.in_channels == 1 && g.config.out_channels == 1,
-           "the generator has ", g.config.in_channels, " input and ", g.config.out_channels,
-           " output channels; segmentation needs 1 and 1");
-  return [&g, size, bf16](const float* slices, int64_t count, float* probs) {
+  const int64_t channels = g.config.in_channels;
+  RG_CHECK(channels >= 1 && channels % 2 == 1 && g.config.out_channels == 1,
+           "the generator has ", channels, " input and ", g.config.out_channels,
+           " output channels; segmentation needs an odd number (the slice and its neighbours) and 1");
+  return [&g, size, bf16, channels](const float* slices, int64_t count, float* probs) {
     NoGradGuard no_grad;
     g.eval();
     const int64_t hw = size * size;
-    Tensor x = Tensor::empty({count, size, size, 1});
-    std::copy(slices, slices + count * hw, x.data<float>());
+    Tensor x = Tensor::empty({count, size, size, channels});
+    std::copy(slices, slices + count * hw * channels, x.data<float>());
     Tensor logits = g.forward(bf16 ? x.to(DType::BF16) : x);
     Tensor p = sigmoid(logits).to(DType::F32).contiguous();
     std::copy(p.data<float>(), p.data<float>() + count * hw, probs);
@@ -56,11 +57,24 @@ int64_t run_pass(const data::Volume& image, const SliceGeometry& g, const SliceM
   probs.assign(static_cast<size_t>(image.voxel_count()), 0.0f);
   const int64_t S = g.size, hw = S * S, total = g.num_slices();
   const int64_t batch = std::max<int64_t>(1, opt.batch_size);
-  std::vector<float> in(static_cast<size_t>(batch * hw)), out(static_cast<size_t>(batch * hw));
+  const int64_t context = opt.context_slices, channels = 2 * context + 1;
+  std::vector<float> in(static_cast<size_t>(batch * hw * channels)), out(static_cast<size_t>(batch * hw));
+  std::vector<float> plane(static_cast<size_t>(channels > 1 ? hw : 0));
   data::ProgressBar bar(label, static_cast<double>(total), "slices", opt.progress);
   for (int64_t first = 0; first < total; first += batch) {
     const int64_t n = std::min(batch, total - first);
-    for (int64_t i = 0; i < n; ++i) extract_slice(image, g, g.slice_begin + first + i, in.data() + i * hw);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t s = g.slice_begin + first + i;
+      if (channels == 1) {
+        extract_slice(image, g, s, in.data() + i * hw);
+        continue;
+      }
+      float* dst = in.data() + i * hw * channels;
+      for (int64_t c = 0; c < channels; ++c) {
+        extract_slice(image, g, std::clamp(s + c - context, g.slice_begin, g.slice_end - 1), plane.data());
+        for (int64_t p = 0; p < hw; ++p) dst[p * channels + c] = plane[static_cast<size_t>(p)];
+      }
+    }
     std::fill(out.begin(), out.begin() + n * hw, 0.0f);
     model(in.data(), n, out.data());
     for (int64_t i = 0; i < n; ++i) {
@@ -86,6 +100,7 @@ InferenceResult infer_volume(const data::Volume& image, const SlicePreprocessing
                              const InferenceOptions& opt) {
   RG_CHECK(model != nullptr, "infer_volume: no model");
   RG_CHECK(opt.batch_size >= 1, "--batch-size must be >= 1, got ", opt.batch_size);
+  RG_CHECK(opt.context_slices >= 0, "infer_volume: context_slices must be >= 0, got ", opt.context_slices);
   RG_CHECK(opt.largest_components >= 0, "--largest-components must be >= 0, got ", opt.largest_components);
   const auto t0 = std::chrono::steady_clock::now();
   InferenceResult r;
@@ -281,11 +296,15 @@ json run_infer_seg(const InferSegOptions& o) {
   // ---- run
   std::cerr << "infer_seg: " << o.input << " (" << image.dims[0] << "x" << image.dims[1] << "x" << image.dims[2]
             << ", " << image.spacing[0] << "x" << image.spacing[1] << "x" << image.spacing[2]
-            << " mm); G unet num_downs " << gc.num_downs << " ngf " << gc.ngf << "; preprocessing from "
+            << " mm); G unet num_downs " << gc.num_downs << " ngf " << gc.ngf
+            << (gc.in_channels > 1 ? " (2.5-D: " + std::to_string(gc.in_channels) + " slices per input)" : std::string())
+            << "; preprocessing from "
             << pre.origin << ": " << data::modality_name(pre.modality) << ", crop " << data::crop_name(pre.crop)
             << ", " << pre.size << "x" << pre.size << "\n";
   for (const auto& n : notes) std::cerr << "infer_seg: note: " << n << "\n";
-  InferenceResult r = infer_volume(image, pre, model, o.inference);
+  InferenceOptions inference = o.inference;
+  inference.context_slices = static_cast<int>(gc.in_channels / 2);  // a 2.5-D model's neighbours
+  InferenceResult r = infer_volume(image, pre, model, inference);
   for (const auto& w : r.geometry.warnings) std::cerr << "infer_seg: warning: " << w << "\n";
 
   // ---- outputs (each written atomically)

@@ -49,15 +49,22 @@ using data::SliceGeometry;
 using data::SlicePreprocessing;
 using data::check_same_grid;
 
-// The model as a function: n slices (n * size * size floats, row-major) -> n probability
-// slices in [0, 1] of the same layout. Tests inject their own; generator_slice_model wraps G.
+// The model as a function: n slices (n * size * size * (2 * context_slices + 1) floats, row-major
+// pixels with their channels together: the slice's neighbours as train_seg --context-slices
+// gave them) -> n probability slices in [0, 1] (n * size * size floats). Tests inject their
+// own; generator_slice_model wraps G.
 using SliceModel = std::function<void(const float* slices, int64_t n, float* probs)>;
 
 // G in eval mode under NoGradGuard, sigmoid of its logits. Throws if G's depth does not divide
-// `size`. `bf16` runs the activations in bfloat16 (as a --precision bf16 run trained).
+// `size`, or it has an even number of input channels. `bf16` runs the activations in bfloat16
+// (as a --precision bf16 run trained).
 SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf16 = false);
 
 struct InferenceOptions {
+  // Neighbouring slices on each side given to the model with each slice (a G with 2k + 1 input
+  // channels: k); at the ends of the predicted slice range the end slice repeats, as in the
+  // prepared file the model trained on (data::SliceDataset::neighbour).
+  int context_slices = 0;
   int64_t batch_size = 8;
   float threshold = 0.5f;          // mask = probability >= threshold
   int64_t largest_components = 0;  // > 0: keep the N largest 6-connected components

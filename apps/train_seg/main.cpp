@@ -102,6 +102,9 @@ int main(int argc, char** argv) {
   app.add_option("--elastic", c.elastic,
                  "probability of an elastic deformation in the augmentation (as synthesize deforms masks)")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--context-slices", c.context_slices,
+                 "2.5-D input: the slice and K neighbouring slices on each side as 2K+1 channels (0 = 2-D)")
+      ->check(CLI::Range(0, 8))->capture_default_str();
   app.add_option("--select-by", select_by,
                  "validation Dice that chooses the best checkpoint: per volume or per slice mean")
       ->check(CLI::IsMember(rg::app::select_by_names()))->capture_default_str();

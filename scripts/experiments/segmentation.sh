@@ -7,7 +7,8 @@
 #
 # usage: scripts/experiments/segmentation.sh BUILD_DIR OUT
 # env:   SEEDS ("1 2 3"), ARMS ("colin27 colin27_noadv phantom phantom_noadv"; also
-#        colin27_fine: 16 slabs, colin27_slab: the old split),
+#        colin27_fine: 16 slabs, colin27_slab: the old split, colin27_ctx1 and phantom_ctx1:
+#        2.5-D input, train_seg --context-slices 1),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data)
 # Writes OUT/data/*.h5, OUT/runs/<arm>_s<seed>/, OUT/results.tsv (one line per run) and
@@ -67,6 +68,9 @@ arm_flags() {
     colin27_slab) echo "--data $OUT/data/colin27_slab.h5" ;;
     phantom) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15" ;;
     phantom_noadv) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15 --gan-mode none" ;;
+    # 2.5-D: the slice and one neighbour on each side as three input channels.
+    colin27_ctx1) echo "--data $OUT/data/colin27_interleaved.h5 --context-slices 1" ;;
+    phantom_ctx1) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15 --context-slices 1" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }

@@ -165,6 +165,50 @@ TEST(VolumeInference, SlicesAreExactlyThoseOfPrepareSlices) {
   }
 }
 
+// 2.5-D: the neighbours infer_volume gives a slice are the ones the training file gives it
+// (SliceDataset::read_stack), also at the ends of the slice range, where the end slice repeats.
+TEST(VolumeInference, ContextSlicesAreThoseOfTheTrainingFile) {
+  const Synthetic s = make_synthetic({50, 44, 12}, {1.1, 0.8, 2.0});
+  for (data::CropMode crop : {data::CropMode::Body, data::CropMode::None}) {
+    data::PrepareOptions po;
+    po.modality = data::Modality::CT;
+    po.window = {-1000.0, 1000.0};
+    po.crop = crop;
+    po.margin_mm = 3.0;
+    po.size = 24;
+    po.fractions = {1.0, 0.0, 0.0};
+    po.compression = 0;
+    po.progress = false;
+    data::SubjectSource src;
+    src.name = "synthetic";
+    src.load = [&s] { return std::make_pair(s.image, s.mask); };
+    const std::string path = (temp_dir() / ("context_" + std::string(data::crop_name(crop)) + ".h5")).string();
+    data::prepare_slices({src}, po, path);
+    data::SliceDataset ds(path, "train");
+
+    constexpr int kContext = 2;
+    constexpr int64_t kChannels = 2 * kContext + 1, kHw = 24 * 24;
+    std::vector<std::vector<float>> seen;  // the model's input, one slice stack each, in order
+    const SliceModel recorder = [&seen](const float* slices, int64_t n, float* probs) {
+      for (int64_t i = 0; i < n; ++i) seen.emplace_back(slices + i * kHw * kChannels, slices + (i + 1) * kHw * kChannels);
+      std::fill(probs, probs + n * kHw, 0.0f);
+    };
+    InferenceOptions io;
+    io.progress = false;
+    io.batch_size = 5;
+    io.context_slices = kContext;
+    const InferenceResult r = infer_volume(s.image, preprocessing_from_prepared_file(path), recorder, io);
+    ASSERT_EQ(static_cast<int64_t>(seen.size()), ds.size()) << data::crop_name(crop);
+    std::vector<float> theirs(static_cast<size_t>(kHw * kChannels), std::nanf(""));
+    for (int64_t i = 0; i < ds.size(); ++i) {
+      const int64_t k = ds.slice(i) - r.geometry.slice_begin;
+      ASSERT_TRUE(k >= 0 && k < static_cast<int64_t>(seen.size()));
+      ds.read_stack(i, kContext, theirs.data(), nullptr);
+      ASSERT_EQ(seen[static_cast<size_t>(k)], theirs) << data::crop_name(crop) << " slice " << ds.slice(i);
+    }
+  }
+}
+
 TEST(VolumeInference, LargestComponentsKeepsTheBiggestSixConnectedBlobs) {
   const std::array<int64_t, 3> dims{10, 9, 8};
   std::vector<uint8_t> m(10 * 9 * 8, 0);
@@ -263,6 +307,43 @@ TEST(VolumeInference, EndToEndOnATinyTrainedCheckpoint) {
   EXPECT_TRUE(d >= 0.0 && d <= 1.0);
   EXPECT_TRUE(fs::exists(o.report));
   EXPECT_NE(format_infer_report(report).find("Dice"), std::string::npos);
+}
+
+TEST(VolumeInference, TwoAndAHalfDCheckpointEndToEnd) {
+  // train_seg --context-slices 1: G takes 3 channels, D 4; infer_seg reads that from the
+  // checkpoint and gives each slice its neighbours.
+  const std::string data = test_data::write_tiny_phantom((temp_dir() / "tiny_context.h5").string());
+  SegRunConfig c;
+  c.data = data;
+  c.name = "tiny_context";
+  c.out_dir = (temp_dir() / "runs").string();
+  c.epochs = 1;
+  c.epochs_decay = 0;
+  c.batch_size = 4;
+  c.ngf = 4;
+  c.ndf = 4;
+  c.n_layers = 2;
+  c.num_downs = 5;
+  c.workers = 1;
+  c.progress = false;
+  c.seed = 3;
+  c.context_slices = 1;
+  ASSERT_EQ(run_seg_training(c), 0);
+  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(test_data::kTinyPhantomSeed, 0),
+                                                   test_data::tiny_phantom_options());
+  const std::string input = (temp_dir() / "phantom_context.nii.gz").string();
+  data::write_nifti(input, ph.ct, data::NiftiOut::Int16);
+  InferSegOptions o;
+  o.checkpoint = (temp_dir() / "runs" / "tiny_context" / "checkpoints" / "best.safetensors").string();
+  o.input = input;
+  o.output = (temp_dir() / "out_context" / "mask.nii.gz").string();
+  o.inference.progress = false;
+  fs::create_directories(temp_dir() / "out_context");
+  const nlohmann::json report = run_infer_seg(o);
+  EXPECT_EQ(report["generator"]["in_channels"], 3);
+  EXPECT_EQ(data::read_nifti(o.output).dims, ph.ct.dims);
+  const nlohmann::json summary = nlohmann::json::parse(std::ifstream(temp_dir() / "runs" / "tiny_context" / "summary.json"));
+  EXPECT_EQ(summary["config"]["context_slices"], 1);
 }
 
 std::string error_of(const InferSegOptions& o) {

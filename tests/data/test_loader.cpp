@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "data/loader.h"
 #include "data/prepare.h"
+#include "data/slice_writer.h"
 #include "engine/error.h"
 
 using namespace rg::data;
@@ -285,4 +287,161 @@ TEST_F(LoaderTest, MissingOrCorruptFileNamesIt) {
   LoaderOptions o;
   o.split = "val";  // exists but is empty
   EXPECT_THROW(Loader(path_, o), rg::Error);
+}
+
+// ---- 2.5-D input (context slices)
+
+namespace {
+
+// Subject 0 holds slices 0, 1, 2, 5, 6 (a gap of two, as between slabs), subject 1 slices 0, 1;
+// every pixel of sample i is i / 10 and its mask is 1 where the pixel index equals i.
+std::string write_context_file(const fs::path& dir) {
+  SlicesFile f;
+  f.height = f.width = 4;
+  f.subjects = {"a", "b"};
+  const std::vector<std::pair<int32_t, int32_t>> slices{{0, 0}, {0, 1}, {0, 2}, {0, 5}, {0, 6}, {1, 0}, {1, 1}};
+  for (size_t i = 0; i < slices.size(); ++i) {
+    f.splits[0].images.insert(f.splits[0].images.end(), 16, static_cast<float>(i) / 10.0f);
+    for (int p = 0; p < 16; ++p) f.splits[0].masks.push_back(p == static_cast<int>(i) ? 1 : 0);
+    f.splits[0].subject.push_back(slices[i].first);
+    f.splits[0].slice.push_back(slices[i].second);
+  }
+  const std::string path = (dir / "context.h5").string();
+  write_slices_file(path, f);
+  return path;
+}
+
+}  // namespace
+
+TEST_F(LoaderTest, NeighboursStayInTheirRunOfSlicesAndSubject) {
+  const SliceDataset ds(write_context_file(dir_), "train");
+  // Inside a run, one slice away; at its ends (volume end, the gap 2 -> 5, the subject's end)
+  // the end slice repeats; never into the other subject.
+  EXPECT_EQ(ds.neighbour(1, -1), 0);
+  EXPECT_EQ(ds.neighbour(1, 1), 2);
+  EXPECT_EQ(ds.neighbour(1, 2), 2);
+  EXPECT_EQ(ds.neighbour(0, -3), 0);
+  EXPECT_EQ(ds.neighbour(2, 1), 2);
+  EXPECT_EQ(ds.neighbour(3, -1), 3);
+  EXPECT_EQ(ds.neighbour(3, 1), 4);
+  EXPECT_EQ(ds.neighbour(4, 1), 4);
+  EXPECT_EQ(ds.neighbour(5, -1), 5);
+  EXPECT_EQ(ds.neighbour(6, 1), 6);
+  EXPECT_EQ(ds.neighbour(6, 0), 6);
+  EXPECT_THROW(ds.neighbour(7, 1), rg::Error);
+
+  // read_stack: channel c of pixel p is sample neighbour(i, c - 1)'s pixel.
+  std::vector<float> stack(16 * 3, std::nanf("")), mask(16, -1.0f);
+  ds.read_stack(2, 1, stack.data(), mask.data());
+  for (int p = 0; p < 16; ++p) {
+    EXPECT_FLOAT_EQ(stack[static_cast<size_t>(p * 3 + 0)], 0.1f);
+    EXPECT_FLOAT_EQ(stack[static_cast<size_t>(p * 3 + 1)], 0.2f);
+    EXPECT_FLOAT_EQ(stack[static_cast<size_t>(p * 3 + 2)], 0.2f);
+    EXPECT_EQ(mask[static_cast<size_t>(p)], p == 2 ? 1.0f : 0.0f);
+  }
+}
+
+TEST_F(LoaderTest, ContextSlicesBecomeChannelsClampedToTheVolume) {
+  // Unaugmented: channel c of sample i holds the slice i + c - 2, clamped to the volume.
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.shuffle = false;
+  o.context_slices = 2;
+  Loader loader(path_, o);
+  auto b = loader.next();
+  ASSERT_TRUE(b.has_value());
+  ASSERT_EQ(b->image.shape(), (rg::Shape{4, kSize, kSize, 5}));
+  EXPECT_EQ(b->mask.shape(), (rg::Shape{4, kSize, kSize, 1}));
+  const float* img = b->image.data<float>();
+  for (int64_t n = 0; n < 4; ++n)
+    for (int64_t c = 0; c < 5; ++c) {
+      const int64_t s = std::clamp<int64_t>(n + c - 2, 0, kSlices - 1);
+      EXPECT_NEAR(img[(n * kSize * kSize + 7) * 5 + c], (2.0 * s) / 50.0 - 1.0, 1e-6) << n << " " << c;
+    }
+
+}
+
+TEST_F(LoaderTest, ContextChannelsTakeTheSamplesAugmentation) {
+  // Three slices of one subject with a pattern: pixel p of slice k is p / 100 + k / 10, so a
+  // flip or turn shows, and a neighbour differs from the middle slice by a constant.
+  SlicesFile f;
+  f.height = f.width = 8;
+  f.subjects = {"pattern"};
+  for (int k = 0; k < 3; ++k) {
+    for (int p = 0; p < 64; ++p) f.splits[0].images.push_back(static_cast<float>(p) / 100.0f + static_cast<float>(k) / 10.0f);
+    for (int p = 0; p < 64; ++p) f.splits[0].masks.push_back(p < 5 * k ? 1 : 0);
+    f.splits[0].subject.push_back(0);
+    f.splits[0].slice.push_back(k);
+  }
+  const std::string path = (dir_ / "pattern.h5").string();
+  write_slices_file(path, f);
+  LoaderOptions o;
+  o.batch_size = 3;
+  o.shuffle = false;
+  o.epochs = 4;
+  o.augment = true;
+  o.seed = 3;
+  // Exact index transforms only (flips, quarter turns) and an intensity change, no noise.
+  o.augment_options.p_flip_v = 0.5;
+  o.augment_options.rot90 = true;
+  o.augment_options.rotate_deg = 0;
+  o.augment_options.scale_min = o.augment_options.scale_max = 1;
+  o.augment_options.noise_sigma = 0;
+  o.augment_options.clamp = false;
+  o.context_slices = 1;
+  Loader with_context(path, o);
+  o.context_slices = 0;
+  Loader plain(path, o);
+  bool moved = false;
+  while (auto x = with_context.next()) {
+    auto y = plain.next();
+    ASSERT_TRUE(y.has_value());
+    EXPECT_EQ(x->mask.to_vector<float>(), y->mask.to_vector<float>());
+    const std::vector<float> xs = x->image.to_vector<float>(), ys = y->image.to_vector<float>();
+    for (int64_t n = 0; n < 3; ++n) {
+      const int64_t slice = x->indices[static_cast<size_t>(n)];
+      // The middle channel is the one-channel loader's image.
+      for (int64_t p = 0; p < 64; ++p) ASSERT_EQ(xs[static_cast<size_t>((n * 64 + p) * 3 + 1)], ys[static_cast<size_t>(n * 64 + p)]);
+      moved |= std::abs(ys[static_cast<size_t>(n * 64)] - ys[static_cast<size_t>(n * 64 + 1)]) > 0.05f;
+      // Each neighbour is the middle channel plus one constant (gain * 0.1 * distance): the same
+      // geometry and the same intensity change; the end slices repeat themselves.
+      for (int64_t c : {0, 2}) {
+        const int64_t other = std::clamp<int64_t>(slice + c - 1, 0, 2);
+        const float d0 = xs[static_cast<size_t>((n * 64) * 3 + c)] - xs[static_cast<size_t>((n * 64) * 3 + 1)];
+        if (other == slice) EXPECT_EQ(d0, 0.0f);
+        else EXPECT_GT(std::abs(d0), 0.08f);
+        for (int64_t p = 0; p < 64; ++p) {
+          const float d = xs[static_cast<size_t>((n * 64 + p) * 3 + c)] - xs[static_cast<size_t>((n * 64 + p) * 3 + 1)];
+          EXPECT_NEAR(d, d0, 1e-5) << "sample " << slice << " channel " << c << " pixel " << p;
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(moved);  // some draw turned the pattern a quarter
+}
+
+TEST_F(LoaderTest, ContextSlicesRefuseFilesWithRepeatedSlices) {
+  SlicesFile f;
+  f.height = f.width = 4;
+  f.subjects = {"synthetic"};
+  for (int i = 0; i < 2; ++i) {
+    f.splits[0].images.insert(f.splits[0].images.end(), 16, 0.0f);
+    f.splits[0].masks.insert(f.splits[0].masks.end(), 16, 0);
+    f.splits[0].subject.push_back(0);
+    f.splits[0].slice.push_back(3);  // the same slice twice, as synthesize may write
+  }
+  const std::string path = (dir_ / "repeated.h5").string();
+  write_slices_file(path, f);
+  LoaderOptions o;
+  o.batch_size = 1;
+  Loader plain(path, o);  // fine without context
+  EXPECT_TRUE(plain.next().has_value());
+  o.context_slices = 1;
+  try {
+    Loader loader(path, o);
+    FAIL() << "expected an error";
+  } catch (const rg::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("repeated.h5"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("more than once"), std::string::npos) << e.what();
+  }
 }
