@@ -9,24 +9,17 @@
 
 #include "apps/anomaly/anomaly_run.h"
 #include "engine/error.h"
+#include "train/default_data.h"
 #include "train/run_flags.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-// The default dataset: Colin27 at 128x128 when prepared, else the lung phantom; says which.
+// The default dataset: Colin27 at 128x128 when prepared, else the lung phantom.
 std::string default_dataset() {
-  const char* env = std::getenv("RG_DATA_DIR");
-  const fs::path dir = env ? env : RG_DEFAULT_DATA_DIR;
-  for (const char* name : {"colin27_skullstrip_128.h5", "lung_phantom_128.h5"}) {
-    if (fs::exists(dir / name)) {
-      std::cerr << "train_anomaly: default dataset " << (dir / name).string() << "\n";
-      return (dir / name).string();
-    }
-  }
-  RG_FAIL("no default dataset in ", dir.string(),
-          ": run scripts/prepare_defaults.sh BUILD_DIR data/prepared, or pass --data FILE.h5");
+  return rg::train::find_default_dataset("train_anomaly", {"colin27_skullstrip_128.h5", "lung_phantom_128.h5"},
+                                         "run scripts/prepare_defaults.sh BUILD_DIR data/prepared");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "apps/recon/recon_run.h"
 #include "engine/device.h"
 #include "engine/error.h"
+#include "train/default_data.h"
 #include "train/run_flags.h"
 
 namespace fs = std::filesystem;
@@ -18,19 +19,15 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string default_dataset(rg::app::ReconTask task) {
-  const char* env = std::getenv("RG_DATA_DIR");
-  const fs::path dir = env ? env : RG_DEFAULT_DATA_DIR;
   const bool denoise = task == rg::app::ReconTask::Denoise;
-  const fs::path p = dir / (denoise ? "lowdose_ct_128.h5" : "colin27_sr4_128.h5");
-  if (fs::exists(p)) {
-    std::cerr << "train_recon: default dataset " << p.string() << "\n";
-    return p.string();
-  }
-  RG_FAIL("no default pair file ", p.string(), ": make it with ",
-          denoise ? "build/bin/prepare_data lowdose-ct --size 128 --out " + p.string()
-                  : "build/bin/prepare_data superres --image /usr/share/mricron/templates/ch2.nii.gz --mask "
-                    "/usr/share/mricron/templates/ch2bet.nii.gz --factor 4 --size 128 --split-by slab --out " + p.string(),
-          ", or pass --data FILE.h5");
+  const std::string name = denoise ? "lowdose_ct_128.h5" : "colin27_sr4_128.h5";
+  const std::string path = (rg::train::default_data_dir() / name).string();
+  return rg::train::find_default_dataset(
+      "train_recon", {name},
+      "make it with " + (denoise ? "build/bin/prepare_data lowdose-ct --size 128 --out " + path
+                                 : "build/bin/prepare_data superres --image /usr/share/mricron/templates/ch2.nii.gz --mask "
+                                   "/usr/share/mricron/templates/ch2bet.nii.gz --factor 4 --size 128 --split-by slab --out " +
+                                       path));
 }
 
 }  // namespace

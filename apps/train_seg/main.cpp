@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "apps/seg/seg_run.h"
+#include "train/default_data.h"
 #include "train/run_flags.h"
 #include "train/settings.h"
 #include "engine/device.h"
@@ -18,30 +19,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string default_data_dir() {
-  const char* env = std::getenv("RG_DATA_DIR");
-  return env ? env : RG_DEFAULT_DATA_DIR;
-}
-
-// Picks the default dataset: Colin27 when prepared, else the lung phantom; says which. The CPU
+// The default dataset: Colin27 skull stripping when prepared, else the lung phantom. The CPU
 // default trains on the 128x128 copies (a quarter of the work per slice).
 std::string default_dataset(bool gpu) {
-  const fs::path dir = default_data_dir();
   const std::string suffix = gpu ? ".h5" : "_128.h5";
-  const fs::path colin = dir / ("colin27_skullstrip" + suffix);
-  const fs::path phantom = dir / ("lung_phantom" + suffix);
-  if (fs::exists(colin)) {
-    std::cerr << "train_seg: default dataset: Colin27 skull stripping (" << colin.string() << ")\n";
-    return colin.string();
-  }
-  if (fs::exists(phantom)) {
-    std::cerr << "train_seg: Colin27 is not prepared (" << colin.string()
-              << " missing; install mricron-data and run scripts/prepare_defaults.sh): using the "
-                 "lung phantom (" << phantom.string() << ")\n";
-    return phantom.string();
-  }
-  RG_FAIL("no default dataset in ", dir.string(),
-          ": run scripts/run_main.sh (or scripts/prepare_defaults.sh), or pass --data FILE.h5");
+  return rg::train::find_default_dataset(
+      "train_seg", {"colin27_skullstrip" + suffix, "lung_phantom" + suffix},
+      "install mricron-data and run scripts/prepare_defaults.sh");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "apps/synth/synth_run.h"
 #include "engine/device.h"
 #include "engine/error.h"
+#include "train/default_data.h"
 #include "train/run_flags.h"
 
 namespace fs = std::filesystem;
@@ -17,18 +18,9 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string default_dataset(bool gpu) {
-  const char* env = std::getenv("RG_DATA_DIR");
-  const fs::path dir = env ? env : RG_DEFAULT_DATA_DIR;
   const std::string suffix = gpu ? ".h5" : "_128.h5";
-  for (const char* stem : {"colin27_skullstrip", "lung_phantom"}) {
-    const fs::path p = dir / (stem + suffix);
-    if (fs::exists(p)) {
-      std::cerr << "train_synth: default dataset " << p.string() << "\n";
-      return p.string();
-    }
-  }
-  RG_FAIL("no default dataset in ", dir.string(),
-          ": run scripts/prepare_defaults.sh, or pass --data FILE.h5");
+  return rg::train::find_default_dataset("train_synth", {"colin27_skullstrip" + suffix, "lung_phantom" + suffix},
+                                         "run scripts/prepare_defaults.sh");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "apps/translate/translate_run.h"
 #include "engine/device.h"
 #include "engine/error.h"
+#include "train/default_data.h"
 #include "train/settings.h"
 
 namespace fs = std::filesystem;
@@ -74,8 +75,7 @@ int main(int argc, char** argv) {
     c.norm = train::parse_norm(norm.empty() ? (cyclegan ? "instance" : "batch") : norm);
     c.generator = generator.empty() ? (cyclegan ? "resnet" : "unet") : generator;
     if (c.source.empty() && c.target.empty()) {
-      const char* env = std::getenv("RG_DATA_DIR");
-      const fs::path dir = env ? env : RG_DEFAULT_DATA_DIR;
+      const fs::path dir = train::default_data_dir();
       const std::string stem = (dir / "lung_translate_128").string();
       c.source = stem + "_mr.h5";
       c.target = stem + "_ct.h5";
