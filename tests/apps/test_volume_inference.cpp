@@ -129,23 +129,30 @@ TEST(VolumeInference, RoundTripThroughCropAndResizeMatchesTheMask) {
     for (int64_t i = 0; i < 40; ++i) EXPECT_EQ(narrow.probabilities[static_cast<size_t>(i + 40 * j)], 0.0f);
 }
 
+// prepare_slices of the synthetic volume: CT window [-1000, 1000], `crop` with a 3 mm margin,
+// 24x24 slices, all in the train split; returns the file's path (temp_dir()/<prefix><crop>.h5).
+std::string prepare_synthetic(const Synthetic& s, data::CropMode crop, const std::string& prefix) {
+  data::PrepareOptions po;
+  po.modality = data::Modality::CT;
+  po.window = {-1000.0, 1000.0};
+  po.crop = crop;
+  po.margin_mm = 3.0;
+  po.size = 24;
+  po.fractions = {1.0, 0.0, 0.0};
+  po.compression = 0;
+  po.progress = false;
+  data::SubjectSource src;
+  src.name = "synthetic";
+  src.load = [&s] { return std::make_pair(s.image, s.mask); };
+  const std::string path = (temp_dir() / (prefix + data::crop_name(crop) + ".h5")).string();
+  data::prepare_slices({src}, po, path);
+  return path;
+}
+
 TEST(VolumeInference, SlicesAreExactlyThoseOfPrepareSlices) {
   const Synthetic s = make_synthetic({50, 44, 12}, {1.1, 0.8, 2.0});
   for (data::CropMode crop : {data::CropMode::Body, data::CropMode::Mask, data::CropMode::None}) {
-    data::PrepareOptions po;
-    po.modality = data::Modality::CT;
-    po.window = {-1000.0, 1000.0};
-    po.crop = crop;
-    po.margin_mm = 3.0;
-    po.size = 24;
-    po.fractions = {1.0, 0.0, 0.0};
-    po.compression = 0;
-    po.progress = false;
-    data::SubjectSource src;
-    src.name = "synthetic";
-    src.load = [&s] { return std::make_pair(s.image, s.mask); };
-    const std::string path = (temp_dir() / ("prep_" + std::string(data::crop_name(crop)) + ".h5")).string();
-    data::prepare_slices({src}, po, path);
+    const std::string path = prepare_synthetic(s, crop, "prep_");
 
     const SlicePreprocessing pre = preprocessing_from_prepared_file(path);
     EXPECT_EQ(pre.crop, crop);
@@ -170,20 +177,7 @@ TEST(VolumeInference, SlicesAreExactlyThoseOfPrepareSlices) {
 TEST(VolumeInference, ContextSlicesAreThoseOfTheTrainingFile) {
   const Synthetic s = make_synthetic({50, 44, 12}, {1.1, 0.8, 2.0});
   for (data::CropMode crop : {data::CropMode::Body, data::CropMode::None}) {
-    data::PrepareOptions po;
-    po.modality = data::Modality::CT;
-    po.window = {-1000.0, 1000.0};
-    po.crop = crop;
-    po.margin_mm = 3.0;
-    po.size = 24;
-    po.fractions = {1.0, 0.0, 0.0};
-    po.compression = 0;
-    po.progress = false;
-    data::SubjectSource src;
-    src.name = "synthetic";
-    src.load = [&s] { return std::make_pair(s.image, s.mask); };
-    const std::string path = (temp_dir() / ("context_" + std::string(data::crop_name(crop)) + ".h5")).string();
-    data::prepare_slices({src}, po, path);
+    const std::string path = prepare_synthetic(s, crop, "context_");
     data::SliceDataset ds(path, "train");
 
     constexpr int kContext = 2;
@@ -236,6 +230,25 @@ TEST(VolumeInference, LargestComponentsKeepsTheBiggestSixConnectedBlobs) {
   EXPECT_THROW(keep_largest_components(wrong, dims, 1), Error);
 }
 
+// One epoch of a 4-wide U-Net on `data`, in temp_dir()/runs/<name>.
+SegRunConfig tiny_config(const std::string& data, const std::string& name) {
+  SegRunConfig c;
+  c.data = data;
+  c.name = name;
+  c.out_dir = (temp_dir() / "runs").string();
+  c.epochs = 1;
+  c.epochs_decay = 0;
+  c.batch_size = 4;
+  c.ngf = 4;
+  c.ndf = 4;
+  c.n_layers = 2;
+  c.num_downs = 5;
+  c.workers = 1;
+  c.progress = false;
+  c.seed = 3;
+  return c;
+}
+
 // A tiny trained checkpoint: 4 phantom subjects at 32x32 (2 train), one epoch of a 4-wide U-Net.
 struct TinyRun {
   std::string checkpoint, data;
@@ -246,21 +259,7 @@ const TinyRun& tiny_run() {
     TinyRun t;
     t.po = test_data::tiny_phantom_options();
     t.data = test_data::write_tiny_phantom((temp_dir() / "tiny.h5").string());
-    SegRunConfig c;
-    c.data = t.data;
-    c.name = "tiny";
-    c.out_dir = (temp_dir() / "runs").string();
-    c.epochs = 1;
-    c.epochs_decay = 0;
-    c.batch_size = 4;
-    c.ngf = 4;
-    c.ndf = 4;
-    c.n_layers = 2;
-    c.num_downs = 5;
-    c.workers = 1;
-    c.progress = false;
-    c.seed = 3;
-    if (run_seg_training(c) != 0) throw Error("tiny training run failed");
+    if (run_seg_training(tiny_config(t.data, "tiny")) != 0) throw Error("tiny training run failed");
     t.checkpoint = (temp_dir() / "runs" / "tiny" / "checkpoints" / "best.safetensors").string();
     return t;
   }();
@@ -312,21 +311,7 @@ TEST(VolumeInference, EndToEndOnATinyTrainedCheckpoint) {
 TEST(VolumeInference, TwoAndAHalfDCheckpointEndToEnd) {
   // train_seg --context-slices 1: G takes 3 channels, D 4; infer_seg reads that from the
   // checkpoint and gives each slice its neighbours.
-  const std::string data = test_data::write_tiny_phantom((temp_dir() / "tiny_context.h5").string());
-  SegRunConfig c;
-  c.data = data;
-  c.name = "tiny_context";
-  c.out_dir = (temp_dir() / "runs").string();
-  c.epochs = 1;
-  c.epochs_decay = 0;
-  c.batch_size = 4;
-  c.ngf = 4;
-  c.ndf = 4;
-  c.n_layers = 2;
-  c.num_downs = 5;
-  c.workers = 1;
-  c.progress = false;
-  c.seed = 3;
+  SegRunConfig c = tiny_config(tiny_run().data, "tiny_context");
   c.context_slices = 1;
   ASSERT_EQ(run_seg_training(c), 0);
   const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(test_data::kTinyPhantomSeed, 0),
