@@ -8,7 +8,8 @@
 # usage: scripts/experiments/segmentation.sh BUILD_DIR OUT
 # env:   SEEDS ("1 2 3"), ARMS ("colin27 colin27_noadv phantom phantom_noadv"; also
 #        colin27_fine: 16 slabs, colin27_slab: the old split, colin27_ctx1 and phantom_ctx1:
-#        2.5-D input, train_seg --context-slices 1),
+#        2.5-D input, train_seg --context-slices 1; phantom16 and phantom16_ctx1: 16 phantom
+#        subjects for the same steps),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data)
 # Writes OUT/data/*.h5, OUT/runs/<arm>_s<seed>/, OUT/results.tsv (one line per run) and
@@ -60,6 +61,17 @@ if [ ! -f "$OUT/data/lung_phantom.h5" ]; then
     --out "$OUT/data/lung_phantom.h5"
 fi
 
+# Twice the phantom subjects (16: 12 train, 2 val, 2 test) for the same number of optimizer
+# steps as the 8-subject arms (--epoch-steps 46 = 375 / 8, the 8-subject file's epoch): more
+# anatomy per step, and two test subjects instead of one. Built only for the arms that use it.
+if [[ " $ARMS " == *" phantom16"* ]] && [ ! -f "$OUT/data/lung_phantom16.h5" ]; then
+  rm -rf "$OUT/data/lung_phantom16"
+  "$PD" phantom --out "$OUT/data/lung_phantom16" --subjects 16 --seed 0 --no-progress
+  "$PD" luna16 --scans "$OUT/data/lung_phantom16/subset0" --masks "$OUT/data/lung_phantom16/seg-lungs-LUNA16" \
+    --labels 3,4 --window -1000,400 --crop mask --size 128 --split-by subject --seed 0 --no-progress \
+    --out "$OUT/data/lung_phantom16.h5"
+fi
+
 arm_flags() {
   case $1 in
     colin27) echo "--data $OUT/data/colin27_interleaved.h5" ;;
@@ -71,6 +83,8 @@ arm_flags() {
     # 2.5-D: the slice and one neighbour on each side as three input channels.
     colin27_ctx1) echo "--data $OUT/data/colin27_interleaved.h5 --context-slices 1" ;;
     phantom_ctx1) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15 --context-slices 1" ;;
+    phantom16) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46" ;;
+    phantom16_ctx1) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --context-slices 1" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }
