@@ -103,7 +103,8 @@ std::vector<SliceResult> worst_slices(std::vector<SliceResult> results,
 
 SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
                                     int64_t batch_size, DType act_dtype, Device device,
-                                    int64_t sample_rows, dist::Communicator& comm) {
+                                    int64_t sample_rows, dist::Communicator& comm,
+                                    int64_t worst_rows) {
   RG_CHECK(batch_size > 0, "evaluate_segmentation: batch_size must be > 0, got ", batch_size);
   NoGradGuard no_grad;
   g.eval();
@@ -200,6 +201,7 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
       acc.add_slice(ds.subject(idx), ds.slice(idx), pred_bits.data(), target_bits.data(),
                     static_cast<int>(h), static_cast<int>(w));
       SliceResult r;
+      r.index = idx;
       r.subject = ds.subject(idx);
       r.slice = ds.slice(idx);
       r.target_fraction = static_cast<double>(std::count(target_bits.begin(), target_bits.end(), 1)) /
@@ -218,11 +220,33 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
       }
     }
   }
-  g.train();
-  if (!root) return {};
+  if (!root) {
+    g.train();
+    return {};
+  }
   out.slices = acc.slice_summary();
   out.volumes = acc.volume_summary();
   out.worst = worst_slices(slice_results, acc.slice_metrics(), 8);
+  // The worst slices' pictures: G once more on them alone (eval mode: the same probabilities).
+  const int64_t rows = std::min<int64_t>(worst_rows, static_cast<int64_t>(out.worst.size()));
+  if (rows > 0) {
+    Tensor x = Tensor::empty({rows, h, w, channels});
+    for (int64_t i = 0; i < rows; ++i) {
+      ds.read_stack(out.worst[static_cast<size_t>(i)].index, context, x.data<float>() + i * hw * channels, nullptr);
+    }
+    const Tensor probs = sigmoid(g.forward(x.to(device).to(act_dtype))).to(DType::F32).to(Device::cpu()).contiguous();
+    for (int64_t i = 0; i < rows; ++i) {
+      train::SegGridRow row;
+      row.height = static_cast<int>(h);
+      row.width = static_cast<int>(w);
+      row.image.resize(static_cast<size_t>(hw));
+      row.target.resize(static_cast<size_t>(hw));
+      ds.read(out.worst[static_cast<size_t>(i)].index, row.image.data(), row.target.data());
+      row.prob.assign(probs.data<float>() + i * hw, probs.data<float>() + (i + 1) * hw);
+      out.worst_samples.push_back(std::move(row));
+    }
+  }
+  g.train();
   return out;
 }
 
@@ -466,8 +490,9 @@ class SegTask final : public train::TrainTask {
   train::Evaluation validate(int64_t epoch, const train::RunFiles& files) override {
     return evaluate(*val_set_, files.epoch_sample("epoch_", epoch, ".png"));
   }
+  // The test picture, and one of the test slices that fail most (samples/test_worst.png).
   train::Evaluation test(const train::RunFiles& files) override {
-    return evaluate(*test_set_, files.samples / "test.png");
+    return evaluate(*test_set_, files.samples / "test.png", files.samples / "test_worst.png");
   }
 
   std::vector<std::string> curve_losses() const override {
@@ -486,14 +511,19 @@ class SegTask final : public train::TrainTask {
   }
 
  private:
-  train::Evaluation evaluate(const data::SliceDataset& ds, const fs::path& picture) {
-    const SegEvaluation e = evaluate_segmentation(*g_, ds, c_.batch_size, act_dtype_, ctx_.device,
-                                                  c_.sample_rows, *ctx_.comm);
+  train::Evaluation evaluate(const data::SliceDataset& ds, const fs::path& picture,
+                             const fs::path& worst_picture = {}) {
+    const SegEvaluation e = evaluate_segmentation(*g_, ds, c_.batch_size, act_dtype_, ctx_.device, c_.sample_rows,
+                                                  *ctx_.comm, worst_picture.empty() ? 0 : c_.sample_rows);
     if (!ctx_.root()) return {};
+    std::string pictures = picture.string();
     if (!e.samples.empty()) train::write_segmentation_grid_png(picture.string(), e.samples);
+    if (!e.worst_samples.empty()) {
+      train::write_segmentation_grid_png(worst_picture.string(), e.worst_samples);
+      pictures += ", the worst slices " + worst_picture.string();
+    }
     const double score = c_.select_by == SelectBy::Volume ? e.volumes.dice.mean : e.slices.dice.mean;
-    return {.score = score, .metrics = evaluation_json(e),
-            .summary = evaluation_summary(e) + "; pictures " + picture.string()};
+    return {.score = score, .metrics = evaluation_json(e), .summary = evaluation_summary(e) + "; pictures " + pictures};
   }
 
   SegRunConfig c_;

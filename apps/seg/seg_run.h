@@ -6,6 +6,7 @@
 // The run directory is the loop's (train/train_loop.h); segmentation adds
 //   samples/epoch_NNN.png    image | ground truth | prediction overlays on validation slices
 //   samples/test.png         the same on test slices, with the best checkpoint
+//   samples/test_worst.png   the same on the test slices of lowest Dice, worst first
 // and its checkpoints carry "generator_config" (and "discriminator"), which infer_seg and
 // export read.
 #pragma once
@@ -112,6 +113,7 @@ nlohmann::json seg_config_to_json(const SegRunConfig& config);
 // subject's lowest slice in the split, 1 = its highest: bases and apices of the lungs) and how
 // much of it is foreground.
 struct SliceResult {
+  int64_t index = 0;  // in the dataset
   int32_t subject = 0, slice = 0;
   double height = 0.0, dice = 0.0, target_fraction = 0.0;
 };
@@ -121,6 +123,8 @@ struct SegEvaluation {
   train::MetricSummary volumes;  // each subject's slices stacked back into a volume
   std::vector<train::SegGridRow> samples;
   std::vector<SliceResult> worst;  // the lowest per-slice Dice, worst first (at most 8)
+  // Picture rows of the worst_rows worst slices (worst first), when asked for.
+  std::vector<train::SegGridRow> worst_samples;
 };
 
 // Runs G in eval mode over `ds` in batches of batch_size; a G with 2k + 1 input channels gets
@@ -131,8 +135,11 @@ struct SegEvaluation {
 // zero-initialized buffers over the ranks (each value is written by one rank: the sum is exact),
 // and rank 0 computes the metrics exactly as one process would: per-volume Dice and HD95 need
 // whole volumes. The result is complete on rank 0; other ranks get an empty SegEvaluation.
+// worst_rows > 0 also draws the picture rows of that many worst slices (G runs on them once
+// more, on rank 0).
 SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
                                     int64_t batch_size, DType act_dtype, Device device,
-                                    int64_t sample_rows, dist::Communicator& comm);
+                                    int64_t sample_rows, dist::Communicator& comm,
+                                    int64_t worst_rows = 0);
 
 }  // namespace rg::app

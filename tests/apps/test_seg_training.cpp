@@ -15,6 +15,7 @@
 #include "data/prepare.h"
 #include "data/slice_dataset.h"
 #include "data/slice_writer.h"
+#include "engine/dist/communicator.h"
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/unet.h"
@@ -197,6 +198,34 @@ TEST(SegRun, TheTinyDatasetHasLungsInMostSlices) {
   EXPECT_GE(with_lung * 2, ds.size()) << with_lung << " of " << ds.size() << " slices show lung";
 }
 
+// The worst slices' picture rows are those slices, worst first: each row's prediction scores
+// the Dice the report gives that slice.
+TEST(SegRun, WorstSlicePicturesShowTheWorstSlices) {
+  data::SliceDataset ds(tiny_dataset(), "test");
+  ds.preload();
+  models::UnetConfig gc;
+  gc.num_downs = 5;
+  gc.ngf = 4;
+  Generator init(5);
+  models::UnetGenerator g(gc, init);
+  dist::LocalCommunicator local;
+  const SegEvaluation e = evaluate_segmentation(g, ds, 4, DType::F32, Device::cpu(), 2, local, 3);
+  ASSERT_EQ(e.worst_samples.size(), 3u);
+  ASSERT_GE(e.worst.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const train::SegGridRow& row = e.worst_samples[i];
+    const size_t hw = static_cast<size_t>(ds.height() * ds.width());
+    std::vector<float> image(hw), mask(hw);
+    ds.read(e.worst[i].index, image.data(), mask.data());
+    EXPECT_EQ(row.image, image);
+    EXPECT_EQ(row.target, mask);
+    const std::vector<uint8_t> pred = train::binarize(row.prob.data(), hw), target = train::binarize(mask.data(), hw);
+    EXPECT_NEAR(train::dice(pred.data(), target.data(), hw), e.worst[i].dice, 1e-9) << "row " << i;
+  }
+  // Not asked for: no rows.
+  EXPECT_TRUE(evaluate_segmentation(g, ds, 4, DType::F32, Device::cpu(), 2, local).worst_samples.empty());
+}
+
 SegRunConfig tiny_run(const std::string& name, const fs::path& out) {
   SegRunConfig c;
   c.data = tiny_dataset();
@@ -269,8 +298,8 @@ TEST(SegRun, ResumeReproducesAnUninterruptedRunExactly) {
     }
   }
   // The run left its pictures and its summary.
-  for (const char* f : {"curves/losses.png", "curves/val_metrics.png", "summary.json",
-                        "checkpoints/best.safetensors", "checkpoints/best.json"}) {
+  for (const char* f : {"curves/losses.png", "curves/val_metrics.png", "summary.json", "samples/test.png",
+                        "samples/test_worst.png", "checkpoints/best.safetensors", "checkpoints/best.json"}) {
     EXPECT_TRUE(fs::exists(out / "straight" / f)) << f;
   }
 }
