@@ -567,6 +567,9 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
     RG_CHECK(extra.height == real.height && extra.width == real.width, "--extra-train: ",
              c.extra_train, " has ", extra.height, "x", extra.width, " slices but --data ", c.data,
              " has ", real.height, "x", real.width);
+    RG_CHECK(c.context_slices == 0 || data::SliceDataset(c.extra_train, "train").slices_unique(),
+             "--context-slices with --extra-train: ", c.extra_train, " holds some slice of a subject more "
+             "than once (synthesize's output does), so its slices have no neighbours");
   }
   if (c.conv_backend) set_conv_backend(*c.conv_backend);
   const train::RunContext ctx = train::make_run_context(host_comm, train::resolve_device(c.device));

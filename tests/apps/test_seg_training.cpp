@@ -336,6 +336,28 @@ TEST(SegRun, BadConfigurationAndDataAreRefusedClearly) {
   bad_elastic.elastic = 1.5;
   EXPECT_NE(message(bad_elastic).find("--elastic"), std::string::npos);
   EXPECT_FALSE(fs::exists(out / "bad_elastic"));
+  SegRunConfig bad_context = tiny_run("bad_context", out);
+  bad_context.context_slices = 9;
+  EXPECT_NE(message(bad_context).find("--context-slices"), std::string::npos);
+  // 2.5-D input with an extra file where a slice repeats (as synthesize writes them): no
+  // neighbours to give, refused before the run starts.
+  data::SlicesFile repeated;
+  repeated.height = repeated.width = 32;
+  repeated.subjects = {"synthetic"};
+  for (int i = 0; i < 2; ++i) {
+    repeated.splits[0].images.insert(repeated.splits[0].images.end(), 32 * 32, 0.0f);
+    repeated.splits[0].masks.insert(repeated.splits[0].masks.end(), 32 * 32, 0);
+    repeated.splits[0].subject.push_back(0);
+    repeated.splits[0].slice.push_back(4);
+  }
+  data::write_slices_file((out / "repeated.h5").string(), repeated);
+  SegRunConfig context_extra = tiny_run("context_extra", out);
+  context_extra.context_slices = 1;
+  context_extra.extra_train = (out / "repeated.h5").string();
+  const std::string why = message(context_extra);
+  EXPECT_NE(why.find("--context-slices"), std::string::npos) << why;
+  EXPECT_NE(why.find("repeated.h5"), std::string::npos) << why;
+  EXPECT_FALSE(fs::exists(out / "context_extra"));
 }
 
 // --train-fraction / --extra-train: a seeded subset of the real slices plus a second file's
