@@ -490,7 +490,7 @@ class SegTask final : public train::TrainTask {
   train::Evaluation validate(int64_t epoch, const train::RunFiles& files) override {
     return evaluate(*val_set_, files.epoch_sample("epoch_", epoch, ".png"));
   }
-  // The test picture, and one of the test slices that fail most (samples/test_worst.png).
+  // The test picture, and a picture of the test slices that fail most (samples/test_worst.png).
   train::Evaluation test(const train::RunFiles& files) override {
     return evaluate(*test_set_, files.samples / "test.png", files.samples / "test_worst.png");
   }

@@ -128,13 +128,14 @@ struct SegEvaluation {
 };
 
 // Runs G in eval mode over `ds` in batches of batch_size; a G with 2k + 1 input channels gets
-// each slice with k neighbours on each side (SliceDataset::read_stack). Every rank of `comm` calls it with the
-// same model: rank r predicts batches r, r + N, ... (the batches one process would form, so
-// each slice's probabilities are bit-identical to a single-process evaluation), the binarized
-// predictions (and the probabilities of the picture rows) are gathered on rank 0 by summing
-// zero-initialized buffers over the ranks (each value is written by one rank: the sum is exact),
-// and rank 0 computes the metrics exactly as one process would: per-volume Dice and HD95 need
-// whole volumes. The result is complete on rank 0; other ranks get an empty SegEvaluation.
+// each slice with k neighbours on each side (SliceDataset::read_stack). Every rank of `comm`
+// calls it with the same model: rank r predicts batches r, r + N, ... (the batches one process
+// would form, so each slice's probabilities are bit-identical to a single-process evaluation),
+// the binarized predictions (and the probabilities of the picture rows) are gathered on rank 0
+// by summing zero-initialized buffers over the ranks (each value is written by one rank: the sum
+// is exact), and rank 0 computes the metrics exactly as one process would: per-volume Dice and
+// HD95 need whole volumes. The result is complete on rank 0; other ranks get an empty
+// SegEvaluation.
 // worst_rows > 0 also draws the picture rows of that many worst slices (G runs on them once
 // more, on rank 0).
 SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
