@@ -3,16 +3,12 @@
 // trains the izi_f encoder against them (--stage1 names the stage-1 run). --method ae|threshold
 // runs a baseline on the same data and evaluation instead. docs/anomaly.md.
 #include <CLI/CLI.hpp>
-#include <cstdlib>
-#include <filesystem>
 #include <iostream>
 
 #include "apps/anomaly/anomaly_run.h"
 #include "engine/error.h"
 #include "train/default_data.h"
 #include "train/run_flags.h"
-
-namespace fs = std::filesystem;
 
 namespace {
 

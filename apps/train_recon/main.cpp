@@ -4,8 +4,6 @@
 // Without --data it takes the default pair file of the task from data/prepared (made by
 // prepare_data lowdose-ct / superres; the error says how).
 #include <CLI/CLI.hpp>
-#include <cstdlib>
-#include <filesystem>
 #include <iostream>
 
 #include "apps/recon/recon_run.h"
@@ -13,8 +11,6 @@
 #include "engine/error.h"
 #include "train/default_data.h"
 #include "train/run_flags.h"
-
-namespace fs = std::filesystem;
 
 namespace {
 

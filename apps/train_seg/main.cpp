@@ -3,8 +3,6 @@
 // stripping, or the lung phantom where Colin27 is not installed) with a configuration sized
 // for the machine: unet_256 on a GPU, a smaller one on the CPU.
 #include <CLI/CLI.hpp>
-#include <cstdlib>
-#include <filesystem>
 #include <iostream>
 
 #include "apps/seg/seg_run.h"
@@ -14,8 +12,6 @@
 #include "engine/device.h"
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
-
-namespace fs = std::filesystem;
 
 namespace {
 

@@ -3,8 +3,6 @@
 // trains on the embedded default dataset (Colin27 where prepared, else the lung phantom), at
 // 128x128 with small widths on the CPU. apps/synthesize turns its checkpoints into new pairs.
 #include <CLI/CLI.hpp>
-#include <cstdlib>
-#include <filesystem>
 #include <iostream>
 
 #include "apps/synth/synth_run.h"
@@ -12,8 +10,6 @@
 #include "engine/error.h"
 #include "train/default_data.h"
 #include "train/run_flags.h"
-
-namespace fs = std::filesystem;
 
 namespace {
 

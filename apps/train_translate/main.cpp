@@ -4,7 +4,6 @@
 // pools, lsgan). With no --source/--target it trains on the embedded translation dataset
 // (scripts/prepare_defaults.sh writes data/prepared/lung_translate_128_{mr,ct,tissue}.h5).
 #include <CLI/CLI.hpp>
-#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
