@@ -326,6 +326,7 @@ TEST_F(LoaderTest, NeighboursStayInTheirRunOfSlicesAndSubject) {
   EXPECT_EQ(ds.neighbour(3, 1), 4);
   EXPECT_EQ(ds.neighbour(4, 1), 4);
   EXPECT_EQ(ds.neighbour(5, -1), 5);
+  EXPECT_EQ(ds.neighbour(5, 1), 6);  // subject 1's slice 1, not subject 0's (sample 1)
   EXPECT_EQ(ds.neighbour(6, 1), 6);
   EXPECT_EQ(ds.neighbour(6, 0), 6);
   EXPECT_THROW(ds.neighbour(7, 1), rg::Error);
