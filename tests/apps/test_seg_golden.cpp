@@ -47,14 +47,7 @@ json trace_of(const std::string& data, const fs::path& out, const std::string& g
   c.out_dir = out.string();
   c.epochs = 2;
   c.epochs_decay = 1;
-  c.batch_size = 4;
-  c.ngf = 4;
-  c.ndf = 4;
-  c.n_layers = 2;
-  c.num_downs = 5;
-  c.workers = 1;
-  c.log_every = 1;
-  c.progress = false;
+  test_data::set_tiny_networks(c);
   c.seed = 21;
   c.gan_mode = train::parse_gan_mode(gan_mode);
   EXPECT_EQ(run_seg_training(c), 0);

@@ -233,14 +233,7 @@ SegRunConfig tiny_run(const std::string& name, const fs::path& out) {
   c.out_dir = out.string();
   c.epochs = 2;
   c.epochs_decay = 1;
-  c.batch_size = 4;
-  c.ngf = 4;
-  c.ndf = 4;
-  c.n_layers = 2;
-  c.num_downs = 5;
-  c.workers = 1;
-  c.log_every = 1;
-  c.progress = false;
+  test_data::set_tiny_networks(c);
   c.seed = 9;
   return c;
 }

@@ -238,13 +238,7 @@ SegRunConfig tiny_config(const std::string& data, const std::string& name) {
   c.out_dir = (temp_dir() / "runs").string();
   c.epochs = 1;
   c.epochs_decay = 0;
-  c.batch_size = 4;
-  c.ngf = 4;
-  c.ndf = 4;
-  c.n_layers = 2;
-  c.num_downs = 5;
-  c.workers = 1;
-  c.progress = false;
+  test_data::set_tiny_networks(c);
   c.seed = 3;
   return c;
 }

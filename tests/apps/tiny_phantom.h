@@ -25,4 +25,19 @@ inline std::string write_tiny_phantom(const std::string& out) {
   return out;
 }
 
+// The networks and run settings every tiny app test trains with (a 4-wide U-Net of depth 5 for
+// the 32x32 slices, a 2-layer PatchGAN, batch 4, one loader thread, every step logged, no
+// progress bar) on any run configuration that has these fields (SegRunConfig, SynthRunConfig).
+template <class RunConfig>
+void set_tiny_networks(RunConfig& c) {
+  c.batch_size = 4;
+  c.ngf = 4;
+  c.ndf = 4;
+  c.n_layers = 2;
+  c.num_downs = 5;
+  c.workers = 1;
+  c.log_every = 1;
+  c.progress = false;
+}
+
 }  // namespace rg::app::test_data

@@ -48,6 +48,7 @@
 #include "engine/dist/data_parallel.h"
 #include "engine/roentgen.h"
 #include "models/unet.h"
+#include "tests/apps/tiny_phantom.h"
 
 using namespace rg;
 namespace fs = std::filesystem;
@@ -97,14 +98,7 @@ app::SegRunConfig tiny_run(const fs::path& data, const std::string& name) {
   c.out_dir = (data.parent_path() / "runs").string();
   c.epochs = 2;
   c.epochs_decay = 1;
-  c.batch_size = 4;
-  c.ngf = 4;
-  c.ndf = 4;
-  c.n_layers = 2;
-  c.num_downs = 5;
-  c.workers = 1;
-  c.log_every = 1;
-  c.progress = false;
+  app::test_data::set_tiny_networks(c);
   c.seed = 9;
   c.lr = 2e-3;  // predictions become non-trivial within the few steps of the tiny run
   return c;

@@ -16,6 +16,7 @@
 #include "train/paired_gan.h"
 #include "apps/synth/synth_run.h"
 #include "apps/synth/synthesize.h"
+#include "tests/apps/tiny_phantom.h"
 #include "data/label_map.h"
 #include "data/loader.h"
 #include "data/png_io.h"
@@ -201,15 +202,8 @@ SynthRunConfig tiny_run(const std::string& name, const fs::path& out) {
   c.out_dir = out.string();
   c.epochs = 1;
   c.epochs_decay = 1;
-  c.batch_size = 4;
-  c.ngf = 4;
-  c.ndf = 4;
-  c.n_layers = 2;
-  c.num_downs = 5;
-  c.workers = 1;
-  c.log_every = 1;
+  test_data::set_tiny_networks(c);
   c.max_train_batches = 3;
-  c.progress = false;
   c.device = "cpu";
   return c;
 }
