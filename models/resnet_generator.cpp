@@ -85,14 +85,16 @@ Tensor ResnetGenerator::forward(const Tensor& x) {
     h = add(h, b.second(reflection_pad2d(r, 1)));
   }
   for (const ConvNorm& u : up_) h = relu(u(h));
-  return tanh(out_->forward(reflection_pad2d(h, 3)));
+  Tensor out = out_->forward(reflection_pad2d(h, 3));
+  return config.head == ResnetConfig::Head::Tanh ? tanh(out) : out;
 }
 
 void to_json(nlohmann::json& j, const ResnetConfig& c) {
   j = nlohmann::json{{"model", "resnet"},          {"in_channels", c.in_channels},
                      {"out_channels", c.out_channels}, {"ngf", c.ngf},
                      {"n_blocks", c.n_blocks},        {"norm", norm_kind_name(c.norm)},
-                     {"use_dropout", c.use_dropout}};
+                     {"use_dropout", c.use_dropout},
+                     {"head", c.head == ResnetConfig::Head::Tanh ? "tanh" : "logits"}};
 }
 
 nlohmann::json to_json(const ResnetConfig& config) {
@@ -120,6 +122,10 @@ void from_json(const nlohmann::json& j, ResnetConfig& c) {
         out.norm = norm_kind_from_name(value.get<std::string>());
       } else if (key == "use_dropout") {
         out.use_dropout = value.get<bool>();
+      } else if (key == "head") {
+        const std::string h = value.get<std::string>();
+        RG_CHECK(h == "tanh" || h == "logits", "ResnetConfig JSON: \"head\" is '", h, "', expected tanh or logits");
+        out.head = h == "tanh" ? ResnetConfig::Head::Tanh : ResnetConfig::Head::Logits;
       } else {
         RG_FAIL("ResnetConfig JSON: unknown key '", key, "'");
       }

@@ -6,7 +6,7 @@
 //   n_blocks x ResnetBlock(4*ngf):
 //        x + [ReflectionPad(1) Conv 3x3 [norm] ReLU (Dropout 0.5) ReflectionPad(1) Conv 3x3 [norm]]
 //   2 x  ConvTranspose 3x3 s2 p1 op1 (ngf*2^(2-i) -> half) [norm] ReLU   (up: back to H)
-//   ReflectionPad(3) Conv 7x7 (ngf -> out, bias) Tanh
+//   ReflectionPad(3) Conv 7x7 (ngf -> out, bias) Tanh      (no Tanh with the Logits head)
 //
 // Convs followed by a norm carry a bias with instance norm (the reference's use_bias) and, as in
 // models/norm_kind.h, with no norm; batch norm's beta replaces it. The reference's CycleGAN
@@ -32,6 +32,9 @@ struct ResnetConfig {
   int64_t in_channels = 1, out_channels = 1, ngf = 64, n_blocks = 9;
   NormKind norm = NormKind::Instance;
   bool use_dropout = false;
+  // Tanh: the reference's image head. Logits: no output activation (the unbounded correction of
+  // a residual generator, models/residual.h).
+  enum class Head { Tanh, Logits } head = Head::Tanh;
   // Throws rg::Error naming the bad field.
   void validate() const;
   bool operator==(const ResnetConfig&) const = default;
@@ -42,7 +45,7 @@ class ResnetGenerator final : public nn::Module {
   // Builds the network and applies pix2pix's init (N(0, 0.02) weights) drawn from `gen`. Dropout
   // masks (use_dropout) come from default_generator() at forward time.
   explicit ResnetGenerator(const ResnetConfig& config, Generator& gen = default_generator());
-  // [N,H,W,in_channels] -> [N,H,W,out_channels] in [-1, 1]; H and W must be multiples of 4 and
+  // [N,H,W,in_channels] -> [N,H,W,out_channels] (in [-1, 1] with the Tanh head); H and W must be multiples of 4 and
   // at least 8 (the reflection pads need more rows than they mirror).
   Tensor forward(const Tensor& x) override;
   const ResnetConfig config;
@@ -64,7 +67,7 @@ class ResnetGenerator final : public nn::Module {
 };
 
 // JSON form (checkpoint metadata): {"model":"resnet","in_channels":1,"out_channels":1,"ngf":64,
-// "n_blocks":9,"norm":"instance","use_dropout":false}. Missing keys keep their defaults; unknown
+// "n_blocks":9,"norm":"instance","use_dropout":false,"head":"tanh"}. Missing keys keep their defaults; unknown
 // keys, another "model" or bad values throw rg::Error.
 nlohmann::json to_json(const ResnetConfig& config);
 void to_json(nlohmann::json& j, const ResnetConfig& config);

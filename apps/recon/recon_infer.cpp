@@ -60,7 +60,7 @@ ReconInferResult run_recon_inference(const ReconInferOptions& o) {
   const json meta = train::read_checkpoint_json(dir, tag, "recon");
   RG_CHECK(meta.contains("generator") && meta.contains("modality") && meta.contains("file_range"), "--checkpoint: ",
            (dir / tag).string(), " lacks the generator or normalization entries of a train_recon checkpoint");
-  const models::UnetConfig gc = meta["generator"].get<models::UnetConfig>();
+  const models::ResidualGenerator::BodyConfig body = models::ResidualGenerator::body_from_json(meta["generator"]);
   const bool ct = meta["modality"].get<std::string>() == "ct";
 
   // Every input is read and checked before anything is written.
@@ -81,7 +81,7 @@ ReconInferResult run_recon_inference(const ReconInferOptions& o) {
 
   const Device device = train::resolve_device(o.device);
   Generator init(0);
-  models::ResidualGenerator g(gc, init, meta.value("residual_scale", 1.0));
+  models::ResidualGenerator g(body, init, meta.value("residual_scale", 1.0));
   train::TrainState state;
   state.modules.emplace_back("G", &g);
   train::load_checkpoint(dir, tag, state, "recon");
@@ -103,8 +103,10 @@ ReconInferResult run_recon_inference(const ReconInferOptions& o) {
 
   const data::SliceOrientation ori = data::orientation_of(in, true);
   const int64_t W = ori.dims[0], H = ori.dims[1], D = ori.dims[2];
-  const int64_t mult = int64_t{1} << gc.num_downs;
-  const int64_t Wp = (W + mult - 1) / mult * mult, Hp = (H + mult - 1) / mult * mult;
+  // The ResNet body's reflection pads need at least 8 rows and columns.
+  const int64_t mult = g.size_multiple();
+  const int64_t Wp = std::max<int64_t>((W + mult - 1) / mult * mult, 8),
+                Hp = std::max<int64_t>((H + mult - 1) / mult * mult, 8);
   data::Volume out = in;
   out.source_dtype = "float32";
   {

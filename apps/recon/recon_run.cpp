@@ -45,10 +45,11 @@ json recon_config_to_json(const ReconRunConfig& c) {
                  {"ndf", c.ndf},
                  {"n_layers", c.n_layers},
                  {"num_downs", c.num_downs},
+                 {"n_blocks", c.n_blocks},
                  {"precision", train::precision_name(c.precision)},
                  {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
                  {"augment", c.augment},
-                 {"generator", "residual U-Net (x + residual_scale * U(x))"}});
+                 {"generator", "residual " + c.generator + " (x + residual_scale * U(x))"}});
   return j;
 }
 
@@ -310,6 +311,25 @@ std::string recon_evaluation_summary(const ReconEvaluation& e) {
 
 namespace {
 
+// U's body from --generator: one channel in and out, a linear head (the correction is unbounded).
+models::ResidualGenerator::BodyConfig generator_body(const ReconRunConfig& c, int64_t h, int64_t w) {
+  if (c.generator == "resnet") {
+    models::ResnetConfig rc;
+    rc.ngf = c.ngf;
+    rc.n_blocks = c.n_blocks;
+    rc.norm = c.norm;
+    rc.head = models::ResnetConfig::Head::Logits;
+    return rc;
+  }
+  RG_CHECK(c.generator == "unet", "--generator: unknown generator '", c.generator, "' (expected unet or resnet)");
+  models::UnetConfig gc;
+  gc.head = models::UnetConfig::Head::Logits;
+  gc.num_downs = c.num_downs > 0 ? c.num_downs : models::auto_num_downs(h, w);
+  gc.ngf = c.ngf;
+  gc.norm = c.norm;
+  return gc;
+}
+
 class ReconTaskRun final : public train::TrainTask {
  public:
   ReconTaskRun(const ReconRunConfig& c, const train::RunContext& ctx) : c_(c), ctx_(ctx) {
@@ -331,20 +351,14 @@ class ReconTaskRun final : public train::TrainTask {
     RG_CHECK(val_set_->size() > 0, c.data, ": the validation split is empty (train_recon chooses its best "
              "checkpoint on it)");
     const int64_t h = val_set_->height(), w = val_set_->width();
-    models::UnetConfig gc;
-    gc.in_channels = 1;
-    gc.out_channels = 1;
-    gc.head = models::UnetConfig::Head::Logits;  // the residual's correction is unbounded
-    gc.num_downs = c.num_downs > 0 ? c.num_downs : models::auto_num_downs(h, w);
-    gc.ngf = c.ngf;
-    gc.norm = c.norm;
-    RG_CHECK(gc.num_downs >= 1 && h % (int64_t{1} << gc.num_downs) == 0 && w % (int64_t{1} << gc.num_downs) == 0,
-             "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
     Generator init_gen(c.seed);
-    g_ = std::make_unique<models::ResidualGenerator>(gc, init_gen, c.residual_scale);
+    g_ = std::make_unique<models::ResidualGenerator>(generator_body(c, h, w), init_gen, c.residual_scale);
+    const int64_t mult = g_->size_multiple();
+    RG_CHECK(h % mult == 0 && w % mult == 0, "--generator ", c.generator, ": the slice size ", h, "x", w,
+             " is not a multiple of ", mult, c.generator == "unet" ? " (2^--num-downs: lower --num-downs)" : "");
     const GanMode mode = c.adv_weight > 0 ? c.gan_mode : GanMode::None;
     // D sees (input, output or reference) pairs.
-    nets_ = train::make_paired_networks(*g_, mode, 2, c.ndf, c.n_layers, gc.norm, c.lr, c.beta1,
+    nets_ = train::make_paired_networks(*g_, mode, 2, c.ndf, c.n_layers, c.norm, c.lr, c.beta1,
                                                              init_gen, ctx.device);
     train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
     manual_seed(c.seed ^ 0xd50ed50eULL);
@@ -356,8 +370,8 @@ class ReconTaskRun final : public train::TrainTask {
 
   void describe(std::ostream& out) const {
     out << "train_recon: --task " << recon_task_name(c_.task) << " on " << c_.data << " (" << val_set_->height() << "x"
-        << val_set_->width() << ", pairs '" << val_set_->attribute("pairs") << "'), G residual U-Net num_downs "
-        << g_->config.num_downs << " ngf " << g_->config.ngf << " residual scale " << c_.residual_scale << " ("
+        << val_set_->width() << ", pairs '" << val_set_->attribute("pairs") << "'), G residual "
+        << g_->body_description() << " residual scale " << c_.residual_scale << " ("
         << g_->parameter_count() << " parameters)";
     if (nets_.d) out << ", D PatchGAN n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << nets_.d->parameter_count() << ")";
     out << ", losses " << c_.lambda_l1 << " L1";
@@ -379,7 +393,7 @@ class ReconTaskRun final : public train::TrainTask {
     train::CheckpointInfo info;
     info.kind = "recon";
     info.run = recon_config_to_json(c_);
-    info.extra["generator"] = models::to_json(g_->config);
+    info.extra["generator"] = g_->body_json();
     info.extra["generator_kind"] = "residual";
     info.extra["residual_scale"] = c_.residual_scale;
     if (nets_.d) info.extra["discriminator"] = models::to_json(nets_.d->config);

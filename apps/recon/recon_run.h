@@ -63,6 +63,8 @@ struct ReconRunConfig : train::RunOptions {
   models::NormKind norm = models::NormKind::Batch;
   int64_t ngf = 64, ndf = 64, n_layers = 3;
   int64_t num_downs = 0;  // 0: as many as the slice size allows, at most 8
+  std::string generator = "unet";  // U's body: "unet" or "resnet" (models/residual.h)
+  int64_t n_blocks = 6;             // ResNet body: residual blocks at a quarter of the resolution
   train::Precision precision = train::Precision::Fp32;
   std::optional<ConvBackend> conv_backend;
   bool augment = false;  // flips/rotations of input and target alike (no intensity jitter)

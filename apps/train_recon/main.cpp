@@ -1,5 +1,5 @@
 // train_recon: reconstruction training on a pair file (apps/recon/recon_run.h): --task denoise
-// (low-dose CT) or superres (MRI), a residual U-Net generator with L1 (+ MSE) and a PatchGAN
+// (low-dose CT) or superres (MRI), a residual U-Net or ResNet generator with L1 (+ MSE) and a PatchGAN
 // adversarial term weighted by --adv-weight (0: the supervised baseline, no discriminator).
 // Without --data it takes the default pair file of the task from data/prepared (made by
 // prepare_data lowdose-ct / superres; the error says how).
@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   rg::app::ReconRunConfig c;
   train::RunFlags f;
   std::string task = "denoise";
-  CLI::App app{"Reconstruction training: residual U-Net (+ PatchGAN) on (degraded, reference) pairs"};
+  CLI::App app{"Reconstruction training: residual U-Net or ResNet (+ PatchGAN) on (degraded, reference) pairs"};
   app.add_option("--task", task, "denoise (low-dose CT) or superres (MRI)")
       ->check(CLI::IsMember({"denoise", "superres"}))->capture_default_str();
   train::add_run_flags(app, c, f, "pair file (prepare_data lowdose-ct, superres or pairs)");
@@ -45,6 +45,11 @@ int main(int argc, char** argv) {
   app.add_option("--residual-scale", c.residual_scale, "G = input + scale * U(input): the size of U's output unit")
       ->check(CLI::PositiveNumber)->capture_default_str();
   train::add_pix2pix_flags(app, c, f, "vanilla, lsgan, hinge or wgan-gp (the adversarial term's loss)");
+  app.add_option("--generator", c.generator,
+                 "U's body: unet (pix2pix's, no full-resolution convolution) or resnet (CycleGAN's, 7x7 "
+                 "convolutions at full resolution)")->check(CLI::IsMember({"unet", "resnet"}))->capture_default_str();
+  app.add_option("--n-blocks", c.n_blocks, "ResNet body: residual blocks at a quarter of the resolution")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_flag("--augment", c.augment, "flips/rotations/zoom of input and target alike");
   CLI11_PARSE(app, argc, argv);
 

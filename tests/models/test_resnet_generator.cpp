@@ -2,6 +2,8 @@
 // resnet_9blocks (a recorded list), batch-norm and dropout index shifts, and the export round trip.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 #include <string>
 #include <vector>
@@ -43,6 +45,27 @@ TEST(ResnetGenerator, ShapesAndRange) {
   EXPECT_EQ(g2.forward(Tensor::zeros({1, 8, 8, 2})).shape(), (Shape{1, 8, 8, 3}));
   EXPECT_THROW(g.forward(Tensor::zeros({1, 10, 12, 1})), Error);  // not a multiple of 4
   EXPECT_THROW(g.forward(Tensor::zeros({1, 8, 8, 2})), Error);    // wrong channels
+}
+
+TEST(ResnetGenerator, TheLogitsHeadIsTheTanhHeadWithoutItsTanh) {
+  ResnetConfig c = tiny();
+  Generator gen_tanh(4), gen_logits(4);
+  ResnetGenerator g_tanh(c, gen_tanh);
+  c.head = ResnetConfig::Head::Logits;
+  ResnetGenerator g_logits(c, gen_logits);
+  Generator xg(5);
+  Tensor x = Tensor::empty({1, 8, 12, 1});
+  normal_(x, 0, 3, xg);
+  const auto bounded = g_tanh.forward(x).to_vector<float>();
+  const auto logits = g_logits.forward(x).to_vector<float>();
+  ASSERT_EQ(bounded.size(), logits.size());
+  double largest = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    EXPECT_NEAR(std::tanh(logits[i]), bounded[i], 1e-6) << i;
+    largest = std::max(largest, std::abs(static_cast<double>(logits[i])));
+  }
+  // Outputs this large tell the heads apart: tanh(tanh(0.1)) is 3e-4 below tanh(0.1).
+  EXPECT_GT(largest, 0.1);
 }
 
 TEST(ResnetGenerator, GradientsReachEveryParameter) {
@@ -129,9 +152,16 @@ TEST(ResnetExport, EveryParameterIsNamedAndTheRoundTripIsExact) {
 TEST(ResnetGenerator, ConfigJsonRoundTripAndErrors) {
   ResnetConfig c = tiny();
   c.use_dropout = true;
+  c.head = ResnetConfig::Head::Logits;
   ResnetConfig back;
   from_json(to_json(c), back);
   EXPECT_EQ(back, c);
+  // A config written before the head existed reads as the reference's Tanh head.
+  nlohmann::json old = to_json(c);
+  old.erase("head");
+  from_json(old, back);
+  EXPECT_EQ(back.head, ResnetConfig::Head::Tanh);
+  EXPECT_THROW(from_json(nlohmann::json{{"head", "sigmoid"}}, back), Error);
   EXPECT_THROW(from_json(nlohmann::json{{"model", "unet"}}, back), Error);
   EXPECT_THROW(from_json(nlohmann::json{{"n_blocks", -1}}, back), Error);
   EXPECT_THROW(from_json(nlohmann::json{{"depth", 3}}, back), Error);
