@@ -12,6 +12,7 @@
 
 #include "data/h5.h"
 #include "data/label_map.h"
+#include "data/nifti.h"
 #include "data/progress.h"
 #include "data/rng.h"
 #include "data/volume_io.h"
@@ -108,18 +109,23 @@ std::vector<SubjectSource> luna16_subjects(const std::string& scans_dir,
 }
 
 std::vector<SubjectSource> volume_pair_subjects(const std::vector<std::string>& images,
-                                                const std::vector<std::string>& masks) {
+                                                const std::vector<std::string>& masks, int64_t image_volume) {
   RG_CHECK(!images.empty(), "no image given");
   RG_CHECK(images.size() == masks.size(), "got ", images.size(), " image(s) but ", masks.size(),
            " mask(s); give one mask per image");
+  RG_CHECK(image_volume >= 0, "volume index must be >= 0, got ", image_volume);
   std::vector<SubjectSource> out;
   for (size_t i = 0; i < images.size(); ++i) {
+    // Checked before any subject is read, so that nothing is half-prepared.
+    RG_CHECK(image_volume == 0 || detect_volume_format(images[i]) == VolumeFormat::Nifti, "volume ", image_volume,
+             " of ", images[i], ": only NIfTI files hold several volumes");
     SubjectSource s;
     s.name = stem_of(images[i]);
     s.image_path = images[i];
     s.mask_path = masks[i];
-    s.load = [img = images[i], msk = masks[i]] {
-      return std::make_pair(read_volume(img), read_volume(msk));
+    s.load = [img = images[i], msk = masks[i], image_volume] {
+      Volume image = image_volume > 0 ? read_nifti(img, image_volume) : read_volume(img);
+      return std::make_pair(std::move(image), read_volume(msk));
     };
     out.push_back(std::move(s));
   }

@@ -115,8 +115,11 @@ struct SubjectSource {
 std::vector<SubjectSource> luna16_subjects(const std::string& scans_dir,
                                            const std::string& masks_dir, int max_subjects = 0);
 // Image/mask file pairs in any format read_volume() reads (NIfTI, MetaImage, ...).
+// `image_volume` picks one volume of 4-D NIfTI images (a contrast of a multi-contrast file;
+// throws naming the file when it is out of range, or > 0 for an image that is not NIfTI).
 std::vector<SubjectSource> volume_pair_subjects(const std::vector<std::string>& images,
-                                                const std::vector<std::string>& masks);
+                                                const std::vector<std::string>& masks,
+                                                int64_t image_volume = 0);
 // Phantom subjects generated in memory (same volumes as write_phantom_luna16 with this seed).
 std::vector<SubjectSource> phantom_subjects(int subjects, uint64_t seed,
                                             const PhantomOptions& options = {});

@@ -284,6 +284,11 @@ int main(int argc, char** argv) {
   CLI::App* nifti = app.add_subcommand("nifti", "Prepare image/mask volume pairs (NIfTI or any readable format)");
   nifti->add_option("--image", ni_images, "Image volume (repeat for several subjects)")->required();
   nifti->add_option("--mask", ni_masks, "Mask volume, one per --image")->required();
+  int64_t ni_volume = 0;
+  nifti->add_option("--volume", ni_volume,
+                    "4-D NIfTI images: which volume (contrast, 0-based) to prepare. Prepare each contrast into its "
+                    "own file with the same split options; train_translate takes the others as --source-channel")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   add_convert_options(nifti, ni, true);
   add_label_map_flag(nifti, ni);
 
@@ -463,9 +468,9 @@ int main(int argc, char** argv) {
       std::string src;
       for (size_t i = 0; i < ni_images.size(); ++i)
         src += (i ? "; " : "") + ni_images[i] + " + " + (i < ni_masks.size() ? ni_masks[i] : "?");
-      o.source = src;
+      o.source = src + (ni_volume > 0 ? " (image volume " + std::to_string(ni_volume) + ")" : "");
       o.source_kind = "volume-pairs";
-      return run_prepare(rd::volume_pair_subjects(ni_images, ni_masks), o, ni.out);
+      return run_prepare(rd::volume_pair_subjects(ni_images, ni_masks, ni_volume), o, ni.out);
     }
     if (lowdose->parsed()) {
       rd::PrepareOptions o = to_options(ld, "body");

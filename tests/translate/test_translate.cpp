@@ -391,6 +391,38 @@ TEST(TranslateChannels, TwoSourceFilesBecomeTwoInputChannels) {
   t.output = (out / "ct_files.nii.gz").string();
   run_translate_volume(t);
   EXPECT_EQ(data::read_volume(t.output).voxels, data::read_volume((out / "ct_4d.nii.gz").string()).voxels);
+
+  // prepare_data nifti --volume 1: the 4-D file's second contrast prepares exactly as the same
+  // contrast in a file of its own (the training channel files of a multi-contrast volume).
+  {
+    data::PrepareOptions po;
+    po.modality = data::Modality::MRI;
+    po.crop = data::CropMode::None;
+    po.size = 16;
+    po.progress = false;
+    const std::string from_4d = (out / "vol1.h5").string(), from_3d = (out / "tissue.h5").string();
+    data::prepare_slices(data::volume_pair_subjects({in4d}, {tissue}, 1), po, from_4d);
+    data::prepare_slices(data::volume_pair_subjects({tissue}, {tissue}), po, from_3d);
+    data::SliceDataset a(from_4d, "train"), b(from_3d, "train");
+    ASSERT_EQ(a.size(), b.size());
+    ASSERT_GT(a.size(), 0);
+    std::vector<float> ia(16 * 16), ib(16 * 16);
+    std::vector<float> ma(16 * 16), mb(16 * 16);
+    for (int64_t i = 0; i < a.size(); ++i) {
+      a.read(i, ia.data(), ma.data());
+      b.read(i, ib.data(), mb.data());
+      ASSERT_EQ(ia, ib) << i;
+    }
+    // Out of range, and a volume of a file that is not NIfTI: errors naming the file.
+    try {
+      data::prepare_slices(data::volume_pair_subjects({in4d}, {tissue}, 2), po, (out / "vol2.h5").string());
+      ADD_FAILURE() << "no error for volume 2 of a 2-volume file";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("mr_tissue.nii"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(out / "vol2.h5"));
+    EXPECT_THROW(data::volume_pair_subjects({(out / "vol1.h5").string()}, {tissue}, 1), Error);
+  }
   t.input_channels.clear();
   t.output = (out / "ct_missing.nii.gz").string();
   try {
