@@ -67,6 +67,8 @@ void unet_block(Builder& b, const UnetConfig& c, int64_t i, const std::string& s
 
 std::vector<Pix2PixName> pix2pix_names(const UnetConfig& config) {
   config.validate();
+  RG_CHECK(config.full_res_width == 0, "pix2pix export: a U-Net with full-resolution ends (full_res_width ",
+           config.full_res_width, ") has no counterpart in the reference's UnetGenerator");
   Builder b;
   // UnetGenerator.model is the outermost block; the block's layers are its .model Sequential.
   unet_block(b, config, 0, "model.model");

@@ -23,7 +23,7 @@ void check_body(const ResnetConfig& c) {
 }
 
 // The body's last layer: zeroed so that G starts as the identity.
-const char* outermost_prefix(const UnetConfig&) { return "up.0.conv."; }
+const char* outermost_prefix(const UnetConfig& c) { return c.full_res_width > 0 ? "full_res.out.conv." : "up.0.conv."; }
 const char* outermost_prefix(const ResnetConfig&) { return "out.conv."; }
 
 }  // namespace
@@ -74,7 +74,8 @@ ResidualGenerator::BodyConfig ResidualGenerator::body_from_json(const nlohmann::
 
 std::string ResidualGenerator::body_description() const {
   if (const auto* u = std::get_if<UnetConfig>(&body_))
-    return "U-Net num_downs " + std::to_string(u->num_downs) + " ngf " + std::to_string(u->ngf);
+    return "U-Net num_downs " + std::to_string(u->num_downs) + " ngf " + std::to_string(u->ngf) +
+           (u->full_res_width > 0 ? " full-res width " + std::to_string(u->full_res_width) : "");
   const auto& r = std::get<ResnetConfig>(body_);
   return "ResNet " + std::to_string(r.n_blocks) + " blocks ngf " + std::to_string(r.ngf);
 }

@@ -28,6 +28,8 @@ void UnetConfig::validate() const {
   // pix2pix always builds the outermost level, three widening levels and the innermost one.
   RG_CHECK(num_downs >= 5 && num_downs <= 30, "UnetConfig: num_downs must be in [5, 30], got ",
            num_downs);
+  RG_CHECK(full_res_width >= 0 && full_res_width <= 4096, "UnetConfig: full_res_width must be in [0, 4096], got ",
+           full_res_width);
 }
 
 int64_t UnetConfig::level_channels(int64_t level) const {
@@ -48,8 +50,9 @@ UnetGenerator::UnetGenerator(const UnetConfig& cfg, Generator& gen)
     Level& L = levels_[static_cast<size_t>(i)];
     const bool outermost = i == 0, innermost = i == n - 1;
     const int64_t inner = config.level_channels(i);
-    const int64_t outer = outermost ? config.out_channels : config.level_channels(i - 1);
-    const int64_t input = outermost ? config.in_channels : outer;
+    const int64_t full_res = config.full_res_width;
+    const int64_t outer = outermost ? (full_res > 0 ? full_res : config.out_channels) : config.level_channels(i - 1);
+    const int64_t input = outermost ? (full_res > 0 ? full_res : config.in_channels) : outer;
     auto d = down->add(std::to_string(i), std::make_shared<ModuleList>());
     L.down_conv = d->add("conv", std::make_shared<nn::Conv2d>(input, inner, k4s2, gen));
     if (!outermost && !innermost) {
@@ -69,6 +72,15 @@ UnetGenerator::UnetGenerator(const UnetConfig& cfg, Generator& gen)
       L.dropout = u->add("dropout", std::make_shared<nn::Dropout>(0.5));
     }
   }
+  if (config.full_res_width > 0) {
+    const int64_t f = config.full_res_width;
+    const nn::ConvOptions k3{.kernel = 3, .stride = 1, .padding = 1, .output_padding = 0, .bias = true};
+    auto full_res = register_module("full_res", std::make_shared<ModuleList>());
+    auto in = full_res->add("in", std::make_shared<ModuleList>());
+    full_res_in_ = in->add("conv", std::make_shared<nn::Conv2d>(config.in_channels, f, k3, gen));
+    auto out = full_res->add("out", std::make_shared<ModuleList>());
+    full_res_out_ = out->add("conv", std::make_shared<nn::Conv2d>(2 * f, config.out_channels, k3, gen));
+  }
   nn::init::pix2pix(*this, 0.02, gen);
 }
 
@@ -85,7 +97,8 @@ Tensor UnetGenerator::forward(const Tensor& x) {
   // Down path. skips[i] is the input of level i after its LeakyReLU: both level i's down conv
   // and the concat at the end of level i read it.
   std::vector<Tensor> skips(static_cast<size_t>(n));
-  Tensor h = levels_[0].down_conv->forward(x);
+  const Tensor full_res = full_res_in_ ? relu(full_res_in_->forward(x)) : Tensor();
+  Tensor h = levels_[0].down_conv->forward(full_res_in_ ? full_res : x);
   for (int64_t i = 1; i < n; ++i) {
     const Level& L = levels_[static_cast<size_t>(i)];
     skips[static_cast<size_t>(i)] = leaky_relu(h, 0.2);
@@ -102,6 +115,7 @@ Tensor UnetGenerator::forward(const Tensor& x) {
     skips[static_cast<size_t>(i)] = Tensor();  // let the activation go once it is consumed
   }
   Tensor out = levels_[0].up_conv->forward(relu(h));
+  if (full_res_out_) out = full_res_out_->forward(relu(concat({full_res, out}, -1)));
   if (config.head == UnetConfig::Head::Tanh) out = tanh(out);
   return out;
 }
@@ -121,6 +135,7 @@ void to_json(nlohmann::json& j, const UnetConfig& c) {
                      {"norm", norm_kind_name(c.norm)},
                      {"use_dropout", c.use_dropout},
                      {"head", head_name(c.head)}};
+  if (c.full_res_width > 0) j["full_res_width"] = c.full_res_width;
 }
 
 nlohmann::json to_json(const UnetConfig& config) {
@@ -148,6 +163,8 @@ void from_json(const nlohmann::json& j, UnetConfig& c) {
         out.norm = norm_kind_from_name(value.get<std::string>());
       } else if (key == "use_dropout") {
         out.use_dropout = value.get<bool>();
+      } else if (key == "full_res_width") {
+        out.full_res_width = value.get<int64_t>();
       } else if (key == "head") {
         const auto h = value.get<std::string>();
         RG_CHECK(h == "logits" || h == "tanh", "UnetConfig JSON: unknown head '", h,

@@ -13,8 +13,14 @@
 // of the level (pix2pix's LeakyReLU is in place and overwrites x before the concat reads it);
 // the parent's ReLU follows the concat, so this equals the plain skip, forward and backward.
 //
-// Module names: down.<i>.conv, down.<i>.norm, up.<i>.conv, up.<i>.norm (models/pix2pix_names.h
-// maps them to PyTorch's state_dict names).
+// pix2pix's outermost layers are stride 2: no convolution sees the full-resolution image, and the
+// last layer paints each 2x2 output block from 64x64 features. Pixel-level work (denoising, exact
+// boundaries) can ask for full-resolution ends, full_res_width F > 0 (not in pix2pix):
+//   in:   Conv 3x3 p1 (in -> F) ReLU                    (level 0 then reads F channels)
+//   out:  level 0's up conv gives F channels, concat(in's output, it) ReLU Conv 3x3 p1 (2F -> out)
+//
+// Module names: down.<i>.conv, down.<i>.norm, up.<i>.conv, up.<i>.norm, full_res.in.conv,
+// full_res.out.conv (models/pix2pix_names.h maps the first four to PyTorch's state_dict names).
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -34,6 +40,7 @@ struct UnetConfig {
   bool use_dropout = false;
   // Logits: no output activation (mask logits, for BCE-with-logits). Tanh: pix2pix's image head.
   enum class Head { Logits, Tanh } head = Head::Logits;
+  int64_t full_res_width = 0;  // > 0: 3x3 convolutions of this width at full resolution (above)
   static UnetConfig unet_256();  // num_downs 8: 256x256 inputs reach 1x1 at the bottleneck
   static UnetConfig unet_128();  // num_downs 7
   // Throws rg::Error naming the bad field (num_downs must be >= 5, widths positive).
@@ -61,6 +68,7 @@ class UnetGenerator final : public nn::Module {
     std::shared_ptr<nn::Dropout> dropout;   // null when absent
   };
   std::vector<Level> levels_;
+  std::shared_ptr<nn::Conv2d> full_res_in_, full_res_out_;  // null unless full_res_width > 0
 };
 
 // The deepest U-Net an h x w input allows: the number of halvings that keep both sides whole,
@@ -69,7 +77,7 @@ int64_t auto_num_downs(int64_t h, int64_t w);
 
 // JSON form of the config (stored as the "config" metadata string of checkpoints):
 // {"model":"unet","in_channels":1,"out_channels":1,"num_downs":8,"ngf":64,"norm":"batch",
-//  "use_dropout":false,"head":"logits"}. Reading: missing keys keep their defaults; unknown
+//  "use_dropout":false,"head":"logits"} (plus "full_res_width" when > 0). Reading: missing keys keep their defaults; unknown
 // keys, a different "model", or bad values throw rg::Error.
 nlohmann::json to_json(const UnetConfig& config);
 void to_json(nlohmann::json& j, const UnetConfig& config);    // for nlohmann's ADL

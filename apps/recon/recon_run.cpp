@@ -46,6 +46,7 @@ json recon_config_to_json(const ReconRunConfig& c) {
                  {"n_layers", c.n_layers},
                  {"num_downs", c.num_downs},
                  {"n_blocks", c.n_blocks},
+                 {"full_res_width", c.full_res_width},
                  {"precision", train::precision_name(c.precision)},
                  {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
                  {"augment", c.augment},
@@ -314,6 +315,8 @@ namespace {
 // U's body from --generator: one channel in and out, a linear head (the correction is unbounded).
 models::ResidualGenerator::BodyConfig generator_body(const ReconRunConfig& c, int64_t h, int64_t w) {
   if (c.generator == "resnet") {
+    RG_CHECK(c.full_res_width == 0, "--full-res-width: the ResNet body has full-resolution ends already; the flag "
+             "is for --generator unet");
     models::ResnetConfig rc;
     rc.ngf = c.ngf;
     rc.n_blocks = c.n_blocks;
@@ -327,6 +330,7 @@ models::ResidualGenerator::BodyConfig generator_body(const ReconRunConfig& c, in
   gc.num_downs = c.num_downs > 0 ? c.num_downs : models::auto_num_downs(h, w);
   gc.ngf = c.ngf;
   gc.norm = c.norm;
+  gc.full_res_width = c.full_res_width;
   return gc;
 }
 

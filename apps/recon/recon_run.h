@@ -65,6 +65,7 @@ struct ReconRunConfig : train::RunOptions {
   int64_t num_downs = 0;  // 0: as many as the slice size allows, at most 8
   std::string generator = "unet";  // U's body: "unet" or "resnet" (models/residual.h)
   int64_t n_blocks = 6;             // ResNet body: residual blocks at a quarter of the resolution
+  int64_t full_res_width = 0;       // U-Net body: > 0 adds full-resolution ends (models/unet.h)
   train::Precision precision = train::Precision::Fp32;
   std::optional<ConvBackend> conv_backend;
   bool augment = false;  // flips/rotations of input and target alike (no intensity jitter)

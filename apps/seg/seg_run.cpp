@@ -51,6 +51,7 @@ json seg_config_to_json(const SegRunConfig& c) {
                  {"ndf", c.ndf},
                  {"n_layers", c.n_layers},
                  {"num_downs", c.num_downs},
+                 {"full_res_width", c.full_res_width},
                  {"dropout", c.dropout},
                  {"precision", train::precision_name(c.precision)},
                  {"conv_backend", c.conv_backend ? conv_backend_name(*c.conv_backend) : ""},
@@ -331,6 +332,7 @@ class SegTask final : public train::TrainTask {
     gc.ngf = c.ngf;
     gc.norm = c.norm;
     gc.use_dropout = c.dropout;
+    gc.full_res_width = c.full_res_width;
     gc.in_channels = 1 + 2 * int64_t{c.context_slices};
     RG_CHECK(gc.num_downs >= 1 && h % (int64_t{1} << gc.num_downs) == 0 &&
                  w % (int64_t{1} << gc.num_downs) == 0,
@@ -377,7 +379,8 @@ class SegTask final : public train::TrainTask {
 
   void describe(std::ostream& out) const {
     out << "train_seg: " << c_.data << " (" << val_set_->height() << "x" << val_set_->width()
-        << "), G unet num_downs " << g_->config.num_downs << " ngf " << g_->config.ngf << " ("
+        << "), G unet num_downs " << g_->config.num_downs << " ngf " << g_->config.ngf
+        << (g_->config.full_res_width > 0 ? " full-res width " + std::to_string(g_->config.full_res_width) : "") << " ("
         << g_->parameter_count() << " parameters)";
     if (d_) out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << d_->parameter_count() << ")";
     out << ", GAN " << train::gan_mode_name(c_.gan_mode) << ", batch " << c_.batch_size << ", "

@@ -58,6 +58,7 @@ struct SegRunConfig : train::RunOptions {
   models::NormKind norm = models::NormKind::Batch;
   int64_t ngf = 64, ndf = 64, n_layers = 3;
   int64_t num_downs = 0;  // 0: as many as the slice size allows, at most 8 (unet_256)
+  int64_t full_res_width = 0;  // > 0: full-resolution ends of the U-Net (models/unet.h)
   bool dropout = false;
   train::Precision precision = train::Precision::Fp32;
   // Empty: RG_CONV_BACKEND, else auto (CUDA only).

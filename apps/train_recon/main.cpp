@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   app.add_option("--generator", c.generator,
                  "U's body: unet (pix2pix's, no full-resolution convolution) or resnet (CycleGAN's, 7x7 "
                  "convolutions at full resolution)")->check(CLI::IsMember({"unet", "resnet"}))->capture_default_str();
+  app.add_option("--full-res-width", c.full_res_width, "3x3 convolutions of this width at full resolution at both ends of the U-Net (0: pix2pix's U-Net, whose outermost layers are stride 2)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--n-blocks", c.n_blocks, "ResNet body: residual blocks at a quarter of the resolution")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_flag("--augment", c.augment, "flips/rotations/zoom of input and target alike");

@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
   app.add_option("--n-layers", c.n_layers, "PatchGAN layers")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--num-downs", c.num_downs, "U-Net depth (0: from the slice size, at most 8)")->check(CLI::NonNegativeNumber);
   app.add_flag("--dropout", c.dropout, "dropout in the inner U-Net blocks");
+  app.add_option("--full-res-width", c.full_res_width, "3x3 convolutions of this width at full resolution at both ends of the U-Net (0: pix2pix's U-Net, whose outermost layers are stride 2)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--precision", precision, "fp32, tf32 or bf16")->check(CLI::IsMember(train::precision_names()))->capture_default_str();
   app.add_option("--device", c.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--conv-backend", conv_backend, "own, cudnn or auto (CUDA only; default auto)")

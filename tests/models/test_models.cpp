@@ -3,10 +3,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <map>
 #include <set>
 
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
+#include "models/pix2pix_names.h"
 #include "models/unet.h"
 
 namespace rg::models {
@@ -130,6 +134,61 @@ TEST(Models, UnetSkipComesFirstInConcat) {
     }
   }
   EXPECT_GT(checked_negative, 0);
+}
+
+TEST(Models, FullResolutionEndsWrapTheUnet) {
+  UnetConfig c = small_unet();
+  c.norm = NormKind::None;
+  c.full_res_width = 3;
+  UnetGenerator g(c);
+  std::map<std::string, Shape> shapes;
+  for (auto& [n, t] : g.named_parameters()) shapes[n] = t.shape();
+  EXPECT_EQ(shapes.at("full_res.in.conv.weight"), (Shape{3, 3, 3, 1}));   // OHWI: 1 -> 3
+  EXPECT_EQ(shapes.at("down.0.conv.weight"), (Shape{4, 4, 4, 3}));        // level 0 reads 3 channels
+  EXPECT_EQ(shapes.at("up.0.conv.weight"), (Shape{8, 4, 4, 3}));          // and gives 3 back
+  EXPECT_EQ(shapes.at("full_res.out.conv.weight"), (Shape{1, 3, 3, 6}));  // concat(in, up) -> 1
+  EXPECT_TRUE(shapes.count("full_res.out.conv.bias"));
+
+  // With every U-Net level silenced (zero weights and biases), the output is the full-resolution
+  // path alone: out = conv3x3(relu(concat(relu(conv3x3(x)), 0))), the input's features first.
+  g.eval();
+  NoGradGuard ng;
+  for (auto& [n, slot] : g.named_parameter_slots())
+    if (n.rfind("full_res.", 0) != 0) slot->fill_(0.0);
+  Tensor w_in, b_in, w_out, b_out;
+  for (auto& [n, t] : g.named_parameters()) {
+    if (n == "full_res.in.conv.weight") w_in = t;
+    if (n == "full_res.in.conv.bias") b_in = t;
+    if (n == "full_res.out.conv.weight") w_out = t;
+    if (n == "full_res.out.conv.bias") b_out = t;
+  }
+  const Tensor x = randn({2, 32, 32, 1}, 7);
+  const Tensor features = relu(conv2d(x, w_in, b_in, Conv2dParams::make(1, 1)));
+  const Tensor expect =
+      conv2d(concat({features, Tensor::zeros({2, 32, 32, 3})}, -1), w_out, b_out, Conv2dParams::make(1, 1));
+  const auto got = g(x).to_vector<float>(), want = expect.to_vector<float>();
+  ASSERT_EQ(got.size(), want.size());
+  double largest = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], 1e-5) << i;
+    largest = std::max(largest, std::abs(static_cast<double>(want[i])));
+  }
+  EXPECT_GT(largest, 1e-3);
+}
+
+TEST(Models, FullResolutionEndsTrainAndHaveNoPix2PixNames) {
+  UnetConfig c = small_unet();
+  c.full_res_width = 4;
+  UnetGenerator g(c);
+  sum(g(randn({2, 32, 32, 1}, 8))).backward();
+  for (const auto& [name, p] : g.named_parameters()) ASSERT_TRUE(p.grad().defined()) << name;
+  EXPECT_THROW(pix2pix_names(c), Error);
+  // JSON: the key appears only when set, and older configs read as pix2pix's U-Net.
+  EXPECT_EQ(unet_config_from_json(to_json(c).dump()), c);
+  EXPECT_FALSE(to_json(small_unet()).contains("full_res_width"));
+  EXPECT_EQ(unet_config_from_json(to_json(small_unet()).dump()).full_res_width, 0);
+  c.full_res_width = -1;
+  EXPECT_THROW(UnetGenerator bad(c), Error);
 }
 
 TEST(Models, PatchGanShapes) {

@@ -177,6 +177,15 @@ TEST(ReconModel, TinyResidualModelOverfitsAFewNoisyPairs) {
   const double after = l1_loss(g.forward(x), y).item();
   EXPECT_GT(before, 0.01);  // 80 HU of noise in the body is ~0.03 in file units
   EXPECT_LT(after, 0.5 * before) << "L1 before " << before;
+  // With full-resolution ends the zeroed layer is the last 3x3 convolution: the identity again.
+  models::UnetConfig full_res = gc;
+  full_res.full_res_width = 4;
+  models::ResidualGenerator g_full_res(full_res, init, 0.05);
+  {
+    NoGradGuard ng;
+    EXPECT_LT(l1_loss(g_full_res.forward(x), x).item(), 1e-7);
+  }
+  EXPECT_NE(g_full_res.body_description().find("full-res width 4"), std::string::npos);
   // A residual generator needs a linear head and as many outputs as inputs.
   gc.head = models::UnetConfig::Head::Tanh;
   EXPECT_THROW(models::ResidualGenerator bad(gc, init), Error);
