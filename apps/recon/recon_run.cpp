@@ -378,11 +378,12 @@ class ReconTaskRun final : public train::TrainTask {
         << g_->body_description() << " residual scale " << c_.residual_scale << " ("
         << g_->parameter_count() << " parameters)";
     if (nets_.d) out << ", D PatchGAN n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << nets_.d->parameter_count() << ")";
-    out << ", losses " << c_.lambda_l1 << " L1";
-    if (c_.lambda_mse > 0) out << " + " << c_.lambda_mse << " MSE";
+    out << ", losses ";
+    if (c_.lambda_l1 > 0 || c_.lambda_mse == 0) out << c_.lambda_l1 << " L1" << (c_.lambda_mse > 0 ? " + " : "");
+    if (c_.lambda_mse > 0) out << c_.lambda_mse << " MSE";
     if (nets_.d) out << " + " << c_.adv_weight << " adversarial (" << train::gan_mode_name(c_.gan_mode) << ")";
     else out << " (--adv-weight 0: supervised baseline, no discriminator)";
-    out << ", batch " << c_.batch_size << ", " << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str()
+    out << ", batch " << c_.batch_size << ", lr " << c_.lr << ", " << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str()
         << " in " << train::precision_name(c_.precision);
     if (!precision_note_.empty()) out << " (" << precision_note_ << ")";
     out << "\n  validation: " << val_set_->size() << " slices, test: " << test_set_->size() << " slices; "

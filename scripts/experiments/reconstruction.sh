@@ -9,8 +9,7 @@
 #   superres: OUT/data/colin27_sr4_128.h5 (prepare_data superres: Colin27 T1 with its brain
 #             mask, k-space truncation by 4 per axis, bicubic back to 128x128; the interleaved
 #             split of the segmentation table, so validation and test each span the brain)
-# Each task has one schedule for both arms (DENOISE_FLAGS, SUPERRES_FLAGS: about ten minutes a
-# run or less on one core); the test metrics of the best checkpoint (chosen on validation PSNR)
+# Each task has one schedule for both arms (DENOISE_FLAGS, SUPERRES_FLAGS); the test metrics of the best checkpoint (chosen on validation PSNR)
 # are kept, with the input's metrics on the same slices as the baseline. Metric settings, stated
 # in the table: CT inside the body mask (> -500 HU), PSNR/SSIM/MAE in HU in the [-160, 240]
 # window (data range 400) and on [-1024, 3072] (data range 4096), and the noise power spectrum
@@ -39,7 +38,9 @@ NDF=${NDF:-16}
 BATCH=${BATCH:-8}
 ADV_WEIGHT=${ADV_WEIGHT:-0.1}
 PHANTOM_SUBJECTS=${PHANTOM_SUBJECTS:-24}
-DENOISE_FLAGS=${DENOISE_FLAGS:-"--epochs 6 --epochs-decay 6 --augment"}
+# Denoising: MSE at lr 1e-3 (train_recon's denoising default, written out); the 2026-12-06 table
+# ran "--epochs 6 --epochs-decay 6 --augment" (L1 100 at lr 2e-4).
+DENOISE_FLAGS=${DENOISE_FLAGS:-"--epochs 20 --epochs-decay 20 --augment --lambda 0 --lambda-mse 10000 --lr 0.001"}
 SUPERRES_FLAGS=${SUPERRES_FLAGS:-"--epochs 25 --epochs-decay 25 --augment"}
 read -r -a EXTRA_FLAGS <<<"${EXTRA_FLAGS:-}"
 JOBS=${JOBS:-2}
