@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <type_traits>
+#include <variant>
 
 #include "engine/error.h"
 #include "engine/ops/ops.h"

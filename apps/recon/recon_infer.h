@@ -5,9 +5,10 @@
 // Each axial slice (prepare_data's orientation, data/prepare.h orientation_of) is normalized
 // as the training file was (CT: the checkpoint's [-1024, 3072] HU -> [-1, 1]; MRI: the input
 // volume's own percentiles, the checkpoint's rule), padded with -1 to a multiple of
-// 2^num_downs (U-Net body) or 4 (ResNet body, and at least 8), run through G at the volume's own pixel size (no resampling: the grid stays the
-// input's; a pixel size far from the training file's is a domain shift the report states),
-// cropped, mapped back and written into the voxels it came from.
+// 2^num_downs (U-Net body) or 4 (ResNet body, and at least 8), run through G at the volume's
+// own pixel size (no resampling: the grid stays the input's; a pixel size far from the training
+// file's is a domain shift the report states), cropped, mapped back and written into the voxels
+// it came from.
 //
 // With --reference (same grid) the output and the input are measured against it with
 // train_recon's metric settings inside --mask (or the body: reference > -500 HU for CT, above
