@@ -74,8 +74,9 @@ int main(int argc, char** argv) {
       }
       if (!app.get_option("--lr")->count()) c.lr = 1e-3;
     }
-    if (!*f.epochs) c.epochs = gpu || denoise ? 20 : 25;
-    if (!*f.epochs_decay) c.epochs_decay = gpu || denoise ? 20 : 25;
+    const int64_t default_epochs = gpu || denoise ? 20 : 25;  // at the initial lr, then as many decaying
+    if (!*f.epochs) c.epochs = default_epochs;
+    if (!*f.epochs_decay) c.epochs_decay = default_epochs;
     if (gpu) {
       std::cerr << "train_recon: GPU found: default configuration ngf 64, ndf 64, batch 8\n";
     } else {
