@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
   auto* n_blocks = app.add_option("--n-blocks", c.n_blocks, "ResNet blocks (9 = resnet_9blocks)")->check(CLI::NonNegativeNumber);
   app.add_option("--n-layers", c.n_layers, "PatchGAN layers")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--num-downs", c.num_downs, "U-Net depth (0: from the slice size)")->check(CLI::NonNegativeNumber);
+  app.add_option("--full-res-width", c.full_res_width, "U-Net: 3x3 convolutions of this width at full resolution at both ends (0: pix2pix's U-Net, whose outermost layers are stride 2)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--norm", norm, "batch, instance or none (default: batch for pix2pix, instance for cyclegan)")
       ->check(CLI::IsMember(train::norm_names()));
   app.add_option("--gan-mode", gan_mode, "vanilla, lsgan, hinge, wgan-gp (pix2pix) or none (pix2pix: the L1 baseline); "

@@ -51,6 +51,9 @@ void TranslateRunConfig::validate() const {
   RG_CHECK(model == TranslateModel::Pix2Pix || generator == "resnet",
            "--model cyclegan trains ResNet generators (--generator resnet)");
   RG_CHECK(batch_size > 0, "--batch-size must be > 0, got ", batch_size);
+  RG_CHECK(full_res_width >= 0, "--full-res-width must be >= 0, got ", full_res_width);
+  RG_CHECK(full_res_width == 0 || generator == "unet",
+           "--full-res-width widens the U-Net's ends; the ResNet generator has no such option");
   RG_CHECK(pool_size >= 0, "--pool-size must be >= 0, got ", pool_size);
   RG_CHECK(model == TranslateModel::Pix2Pix || (gan_mode != GanMode::None && gan_mode != GanMode::WganGp),
            "--model cyclegan: --gan-mode must be vanilla, lsgan or hinge");
@@ -76,6 +79,7 @@ json translate_config_to_json(const TranslateRunConfig& c) {
                  {"n_layers", c.n_layers},
                  {"n_blocks", c.n_blocks},
                  {"num_downs", c.num_downs},
+                 {"full_res_width", c.full_res_width},
                  {"norm", models::norm_kind_name(c.norm)},
                  {"gan_mode", train::gan_mode_name(c.gan_mode)},
                  {"beta1", c.beta1},
@@ -429,11 +433,13 @@ class TranslateTask final : public train::TrainTask {
     out << "train_translate: " << c_.source << " -> " << c_.target << " (" << train_->height() << "x"
         << train_->width() << "), " << translate_model_name(c_.model);
     if (c_.model == TranslateModel::Pix2Pix && c_.gan_mode == GanMode::None) out << " (supervised L1 baseline)";
-    out << ", G " << c_.generator << " ngf " << c_.ngf << " (" << g_->parameter_count() << " parameters";
+    out << ", G " << c_.generator << " ngf " << c_.ngf;
+    if (c_.full_res_width > 0) out << " full-res width " << c_.full_res_width;
+    out << " (" << g_->parameter_count() << " parameters";
     if (g_b_) out << ", two of them";
     out << ")";
     if (d_a_) out << ", D n_layers " << c_.n_layers << " ndf " << c_.ndf << " (" << d_a_->parameter_count() << ")";
-    out << ", GAN " << train::gan_mode_name(c_.gan_mode) << ", batch " << c_.batch_size << ", "
+    out << ", GAN " << train::gan_mode_name(c_.gan_mode) << ", batch " << c_.batch_size << ", lr " << c_.lr << ", "
         << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str() << "\n  training: ";
     if (c_.model == TranslateModel::CycleGan && c_.unpaired)
       out << domain_a_.size() << " source slices and " << domain_b_.size()
@@ -553,6 +559,7 @@ class TranslateTask final : public train::TrainTask {
       uc.use_dropout = c_.dropout;
       uc.norm = c_.norm;
       uc.num_downs = c_.num_downs > 0 ? c_.num_downs : models::auto_num_downs(h, w);
+      uc.full_res_width = c_.full_res_width;
       RG_CHECK(h % (int64_t{1} << uc.num_downs) == 0 && w % (int64_t{1} << uc.num_downs) == 0, "--num-downs ",
                uc.num_downs, " does not divide the slice size ", h, "x", w);
       g = std::make_unique<models::UnetGenerator>(uc, init);

@@ -60,6 +60,7 @@ struct TranslateRunConfig : train::RunOptions {
   std::vector<std::string> source_channels;
   std::string generator = "unet";      // unet | resnet (CycleGAN: resnet)
   int64_t ngf = 64, ndf = 64, n_layers = 3, n_blocks = 9, num_downs = 0;
+  int64_t full_res_width = 0;          // U-Net: models::UnetConfig::full_res_width (0 = pix2pix's)
   models::NormKind norm = models::NormKind::Batch;
   train::GanMode gan_mode = train::GanMode::Vanilla;
   double beta1 = 0.5;

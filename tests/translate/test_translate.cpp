@@ -439,6 +439,38 @@ TEST(TranslateChannels, TwoSourceFilesBecomeTwoInputChannels) {
   EXPECT_FALSE(fs::exists(out / "three"));
 }
 
+// --full-res-width: the U-Net's full-resolution ends reach the checkpoint, `translate` rebuilds
+// them from it (a volume comes out on the input grid), and the ResNet generator refuses the flag.
+TEST(TranslateRun, FullResolutionEndsReachTheCheckpointAndTranslate) {
+  const fs::path out = scratch("full_res");
+  TranslateRunConfig c = tiny_run(TranslateModel::Pix2Pix, out, "fr");
+  c.full_res_width = 3;
+  c.max_steps = 2;
+  ASSERT_EQ(run_translate_training(c), 0);
+  const auto meta = train::read_checkpoint_json(out / "fr" / "checkpoints", "latest", "translate");
+  EXPECT_EQ(meta.at("generator").at("full_res_width"), 3);
+  EXPECT_EQ(meta.at("run").at("full_res_width"), 3);
+
+  data::PhantomOptions o;
+  o.dims = {40, 36, 5};
+  o.spacing = {7.0, 8.0, 10.0};
+  const data::Phantom ph = data::make_lung_phantom(97, o);
+  const std::string in = (out / "mr.nii.gz").string();
+  data::write_nifti(in, data::render_phantom_mr(ph.tissue, 97));
+  TranslateVolumeOptions t;
+  t.checkpoint = (out / "fr" / "checkpoints" / "latest.safetensors").string();
+  t.device = "cpu";
+  t.input = in;
+  t.output = (out / "ct.nii.gz").string();
+  EXPECT_EQ(run_translate_volume(t).at("slices"), 5);
+  EXPECT_EQ(data::read_volume(t.output).dims, ph.tissue.dims);
+
+  c = tiny_run(TranslateModel::CycleGan, out, "fr_resnet");
+  c.full_res_width = 3;
+  EXPECT_THROW(run_translate_training(c), Error);
+  EXPECT_FALSE(fs::exists(out / "fr_resnet"));
+}
+
 TEST(TranslateExport, CycleGanGeneratorsGetTheReferenceNames) {
   const fs::path ck = cyclegan_run() / "checkpoints" / "best.safetensors";
   const SafetensorsFile f = load_safetensors(ck.string());
