@@ -81,21 +81,26 @@ struct Phantom {
 // Generates one subject. Same seed and options => bit-identical volumes.
 Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& options = {});
 
-// An MR-like rendering of the phantom's tissue map (T1-weighted look): per-tissue intensities
-// (fat brightest, then lesion and soft tissue, blood and bone darker, lung and air near 0), each
+// An MR-like rendering of the phantom's tissue map, T1- or T2-weighted: per-tissue intensities
+// (T1: fat brightest, then lesion and soft tissue, blood and bone darker, lung and air near 0;
+// T2: lesions brightest (oedema), then fat, soft tissue darker, flowing blood a flow void), each
 // scaled per subject by a random factor (sd `tissue_jitter`), a smooth multiplicative bias field
 // (a random low-order polynomial in the body's coordinates, within 1 +- `bias_amplitude`), an
 // in-plane Gaussian point spread of `psf_sigma_mm` (the CT has none), and Rician noise: the
 // magnitude of the signal plus complex Gaussian noise of sd `noise_sigma` per channel. Values are
-// arbitrary MR units (fat ~ 1 before bias), never negative. A function of (tissue map, seed).
+// arbitrary MR units (the brightest tissue ~ 1 before bias), never negative. A function of
+// (tissue map, seed, options). The two contrasts of one seed are one session: the same bias
+// field and tissue jitter draws, their own noise.
+enum class MrContrast { T1, T2 };
 struct MrOptions {
+  MrContrast contrast = MrContrast::T1;
   double tissue_jitter = 0.05;
   double bias_amplitude = 0.2;
   double psf_sigma_mm = 1.5;
   double noise_sigma = 0.02;
 };
-// The mean T1-like intensity of a tissue class before jitter, bias, blur and noise.
-double phantom_mr_intensity(int tissue);
+// The mean intensity of a tissue class in a contrast before jitter, bias, blur and noise.
+double phantom_mr_intensity(int tissue, MrContrast contrast = MrContrast::T1);
 Volume render_phantom_mr(const Volume& tissue, uint64_t seed, const MrOptions& options = {});
 
 // Subject `index` of a phantom dataset made with `seed`: its generator seed and its series UID

@@ -18,13 +18,17 @@ const char* phantom_tissue_name(int tissue) {
   return kNames[tissue];
 }
 
-double phantom_mr_intensity(int tissue) {
+double phantom_mr_intensity(int tissue, MrContrast contrast) {
   // T1-weighted look: fat bright; lesions (solid, slightly enhancing) above muscle and organs;
   // flowing blood and cortical bone with marrow darker; lung parenchyma and air near 0. Bone and
   // air are both dark (the classic difficulty of MR -> CT), lung is barely above air.
   static const double kT1[kPhantomTissueClasses] = {0.0, 1.0, 0.45, 0.2, 0.3, 0.06, 0.62};
+  // T2-weighted (fast spin echo) look: lesions (water-rich, inflamed) brightest, fat still
+  // bright, muscle and organs dark, flowing blood a flow void, bone dark, lung near air. Lesions
+  // now stand out from blood and soft tissue, which T1 renders close together.
+  static const double kT2[kPhantomTissueClasses] = {0.0, 0.75, 0.3, 0.15, 0.05, 0.08, 1.0};
   phantom_tissue_name(tissue);  // range check
-  return kT1[tissue];
+  return (contrast == MrContrast::T2 ? kT2 : kT1)[tissue];
 }
 
 Volume render_phantom_mr(const Volume& tissue, uint64_t seed, const MrOptions& o) {
@@ -38,7 +42,7 @@ Volume render_phantom_mr(const Volume& tissue, uint64_t seed, const MrOptions& o
   // Per-subject tissue intensities (a scanner/subject's T1 contrast varies).
   std::array<double, kPhantomTissueClasses> level{};
   for (int t = 0; t < kPhantomTissueClasses; ++t)
-    level[static_cast<size_t>(t)] = phantom_mr_intensity(t) * std::max(0.5, 1.0 + o.tissue_jitter * rng.normal());
+    level[static_cast<size_t>(t)] = phantom_mr_intensity(t, o.contrast) * std::max(0.5, 1.0 + o.tissue_jitter * rng.normal());
   // Bias field: exp of a random quadratic in normalized coordinates u, v, w in [-1, 1], scaled
   // so that its log stays within +-log(1 + amplitude) (a receive-coil profile: smooth, no edges).
   std::array<double, 9> coef{};
@@ -52,11 +56,12 @@ Volume render_phantom_mr(const Volume& tissue, uint64_t seed, const MrOptions& o
     for (int q = 0; q < 9; ++q) e += coef[static_cast<size_t>(q)] * terms[q];
     return std::exp(gain * e);
   };
+  const bool t2 = o.contrast == MrContrast::T2;
   Volume mr;
   mr.dims = tissue.dims;
   mr.spacing = tissue.spacing;
   mr.affine = tissue.affine;
-  mr.source = tissue.source + " (MR rendering)";
+  mr.source = tissue.source + (t2 ? " (T2 MR rendering)" : " (MR rendering)");
   mr.source_dtype = "float32";
   mr.voxels.resize(tissue.voxels.size());
   auto coord = [](int64_t i, int64_t n) { return n > 1 ? 2.0 * static_cast<double>(i) / static_cast<double>(n - 1) - 1.0 : 0.0; };
@@ -74,7 +79,9 @@ Volume render_phantom_mr(const Volume& tissue, uint64_t seed, const MrOptions& o
   for (int64_t k = 0; k < nz; ++k)
     gaussian_blur(mr.voxels.data() + k * nx * ny, ny, nx, o.psf_sigma_mm / tissue.spacing[1],
                   o.psf_sigma_mm / tissue.spacing[0]);
-  const uint64_t re = derive_seed(seed, {0x7265ULL}), im = derive_seed(seed, {0x696dULL});
+  // T1 keeps the noise streams it always had (same volumes as before T2 existed).
+  const uint64_t re = t2 ? derive_seed(seed, {0x7265ULL, 2}) : derive_seed(seed, {0x7265ULL});
+  const uint64_t im = t2 ? derive_seed(seed, {0x696dULL, 2}) : derive_seed(seed, {0x696dULL});
   for (size_t idx = 0; idx < mr.voxels.size(); ++idx) {
     const double a = mr.voxels[idx] + o.noise_sigma * hashed_normal(re, idx);
     const double b = o.noise_sigma * hashed_normal(im, idx);

@@ -165,7 +165,10 @@ std::vector<SubjectSource> phantom_view_subjects(PhantomView view, int subjects,
       Volume image = view == PhantomView::CT   ? std::move(ph.ct)
                      : view == PhantomView::MR ? render_phantom_mr(ph.tissue, subject_seed, mr)
                                                : std::move(ph.tissue);
-      const char* what = view == PhantomView::CT ? "ct" : view == PhantomView::MR ? "mr" : "tissue";
+      const char* what = view == PhantomView::CT       ? "ct"
+                         : view == PhantomView::Tissue ? "tissue"
+                         : mr.contrast == MrContrast::T2 ? "mr_t2"
+                                                         : "mr";
       image.source = "phantom:" + name + ":" + what;
       mask.source = "phantom:" + name + (inside >= 0 ? ":lesion" : ":body");
       return std::make_pair(std::move(image), std::move(mask));
@@ -221,7 +224,7 @@ std::vector<SubjectSource> phantom_lesion_subjects(int subjects, uint64_t seed, 
 
 TranslationFiles translation_file_names(const std::string& dir, const std::string& stem) {
   const std::string base = (fs::path(dir) / stem).string();
-  return {base + "_ct.h5", base + "_mr.h5", base + "_tissue.h5"};
+  return {base + "_ct.h5", base + "_mr.h5", base + "_mr_t2.h5", base + "_tissue.h5"};
 }
 
 TranslationFiles prepare_phantom_translation(const std::string& dir, const std::string& stem,
@@ -245,6 +248,9 @@ TranslationFiles prepare_phantom_translation(const std::string& dir, const std::
   PrepareOptions m = o;
   m.modality = Modality::MRI;
   prepare_slices(phantom_view_subjects(PhantomView::MR, subjects, seed, options, mr), m, files.mr);
+  MrOptions t2 = mr;
+  t2.contrast = MrContrast::T2;
+  prepare_slices(phantom_view_subjects(PhantomView::MR, subjects, seed, options, t2), m, files.mr_t2);
   PrepareOptions t = o;
   t.window = {0.0, 6.0};
   prepare_slices(phantom_view_subjects(PhantomView::Tissue, subjects, seed, options, mr), t, files.tissue);

@@ -6,7 +6,7 @@
 //   prepare_data luna16 --scans DIR --masks DIR --out FILE.h5 [options]
 //   prepare_data nifti --image A.nii.gz --mask B.nii.gz --modality mri --split-by slab --out FILE.h5
 //   prepare_data translation --out DIR [--stem lung_translate] [--subjects N] [--seed S] [--size N]
-//                                                   paired CT / MR / tissue files of the phantom
+//                                                   paired CT / MR (T1, T2) / tissue files of the phantom
 //   prepare_data montage FILE.h5 --out grid.png [--split train] [--count 16]
 //   prepare_data lowdose-ct --out FILE.h5 [--image CT.nii.gz ...] [--photons 1e5 --dose-fraction 0.25]
 //   prepare_data superres --image T1.nii.gz [--mask BRAIN.nii.gz] --factor 4 --degradation kspace --out FILE.h5
@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "data/nifti.h"
@@ -252,9 +253,9 @@ int main(int argc, char** argv) {
   int64_t tr_size = 128;
   bool tr_no_progress = false;
   CLI::App* translation = app.add_subcommand(
-      "translation", "Write the phantom as paired CT / MR-like / tissue-map prepared files (modality translation)");
+      "translation", "Write the phantom as paired CT / MR-like (T1 and T2) / tissue-map prepared files (modality translation)");
   translation->add_option("--out,-o", tr_out, "Output directory")->required();
-  translation->add_option("--stem", tr_stem, "File name stem: <stem>_ct.h5, <stem>_mr.h5, <stem>_tissue.h5")
+  translation->add_option("--stem", tr_stem, "File name stem: <stem>_ct.h5, <stem>_mr.h5 (T1), <stem>_mr_t2.h5, <stem>_tissue.h5")
       ->capture_default_str();
   translation->add_option("--subjects", tr_subjects, "Number of subjects")->check(CLI::Range(3, 100000))->capture_default_str();
   translation->add_option("--seed", tr_seed, "Phantom seed")->capture_default_str();
@@ -263,7 +264,7 @@ int main(int argc, char** argv) {
   translation->add_flag("--no-progress", tr_no_progress, "No progress bar");
   std::string tr_volumes;
   translation->add_option("--volumes", tr_volumes,
-                          "Also write the test subjects' volumes as NIfTI here (<uid>_mr/_ct/_tissue.nii.gz), "
+                          "Also write the test subjects' volumes as NIfTI here (<uid>_mr/_mr_t2/_ct/_tissue.nii.gz), "
                           "inputs and references for the translate tool");
 
   // luna16
@@ -438,14 +439,19 @@ int main(int argc, char** argv) {
       RG_CHECK(tr_size % 4 == 0, "--size ", tr_size, ": translation slices must be a multiple of 4 (ResNet generator)");
       const rd::TranslationFiles f = rd::prepare_phantom_translation(tr_out, tr_stem, tr_subjects, tr_seed, tr_size,
                                                                      tr_split_seed, {}, {}, !tr_no_progress);
-      std::cout << "wrote " << f.ct << ", " << f.mr << ", " << f.tissue << " (" << tr_subjects
+      std::cout << "wrote " << f.ct << ", " << f.mr << ", " << f.mr_t2 << ", " << f.tissue << " (" << tr_subjects
                 << " phantom subjects, " << tr_size << "x" << tr_size << ", paired slices)\n";
       if (!tr_volumes.empty()) {
         fs::create_directories(tr_volumes);
         const auto split = rd::assign_subject_splits(tr_subjects, {0.7, 0.15, 0.15}, tr_split_seed);
-        for (auto view : {rd::PhantomView::MR, rd::PhantomView::CT, rd::PhantomView::Tissue}) {
-          const auto subjects = rd::phantom_view_subjects(view, tr_subjects, tr_seed, {.lesions = 2});
-          const char* suffix = view == rd::PhantomView::MR ? "_mr" : view == rd::PhantomView::CT ? "_ct" : "_tissue";
+        const rd::MrOptions t1{}, t2{.contrast = rd::MrContrast::T2};
+        const std::tuple<rd::PhantomView, rd::MrOptions, const char*> views[] = {
+            {rd::PhantomView::MR, t1, "_mr"},
+            {rd::PhantomView::MR, t2, "_mr_t2"},
+            {rd::PhantomView::CT, t1, "_ct"},
+            {rd::PhantomView::Tissue, t1, "_tissue"}};
+        for (const auto& [view, mr, suffix] : views) {
+          const auto subjects = rd::phantom_view_subjects(view, tr_subjects, tr_seed, {.lesions = 2}, mr);
           for (int i = 0; i < tr_subjects; ++i) {
             if (split[static_cast<size_t>(i)] != 2) continue;
             const std::string path = (fs::path(tr_volumes) / (subjects[static_cast<size_t>(i)].name + suffix + ".nii.gz")).string();

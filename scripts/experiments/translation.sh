@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Issue 18's evaluation: MR -> CT translation on the lung phantom's test subjects, three arms
-#   pix2pix     paired: U-Net G + PatchGAN on (MR, CT), vanilla GAN, L1 weight 100
-#   supervised  the same U-Net trained on L1 alone (--gan-mode none): the plain baseline
-#   cyclegan    unpaired: MR and CT from disjoint training subjects, two ResNet G (6 blocks),
-#               two PatchGAN D, lsgan, cycle 10, identity 0.5, pool 50
+# Issue 18's evaluation: MR -> CT translation on the lung phantom's test subjects. Arms:
+#   pix2pix_fr16     paired: U-Net G with full-resolution ends (--full-res-width 16) + PatchGAN
+#                    on (MR, CT), vanilla GAN, L1 weight 100, Adam lr 1e-3 (train_translate's CPU
+#                    default for pix2pix since 2026-12-07)
+#   supervised_fr16  the same U-Net trained on L1 alone (--gan-mode none): the plain baseline
+#   pix2pix          as pix2pix_fr16 with the reference's U-Net (no full-resolution ends) and lr
+#                    2e-4: the 2026-12-06 table
+#   supervised       its L1-only baseline
+#   cyclegan         unpaired: MR and CT from disjoint training subjects, two ResNet G (6
+#                    blocks), two PatchGAN D, lsgan, cycle 10, identity 0.5, pool 50
 # each at train_translate's CPU network sizes (ngf/ndf 16) with a schedule of about ten minutes
 # per run on one core: the U-Net arms 15 + 15 epochs of 100 batches (3000 steps, batch 4),
 # CycleGAN 3 + 2 epochs of 80 batches (400 steps, batch 2; its step costs about ten pix2pix steps).
@@ -18,7 +23,7 @@
 #        STEM: the translation files STEM_mr.h5, STEM_ct.h5, STEM_tissue.h5 (default
 #        data/prepared/lung_translate_128; prepare_data translation writes them, and so does
 #        scripts/prepare_defaults.sh)
-# env:   SEEDS ("1 2 3"), ARMS ("pix2pix supervised cyclegan"), EXTRA_FLAGS (every run),
+# env:   SEEDS ("1 2 3"), ARMS ("pix2pix_fr16 supervised_fr16 cyclegan"), EXTRA_FLAGS (every run),
 #        UNET_FLAGS (the pix2pix and supervised arms' schedule), CYCLEGAN_FLAGS (the cyclegan arm's),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1)
 # Runs are resumable and go JOBS at a time (scripts/experiments/table_runs.sh).
@@ -32,7 +37,7 @@ BUILD=$1
 OUT=$2
 STEM=${3:-data/prepared/lung_translate_128}
 SEEDS=${SEEDS:-"1 2 3"}
-ARMS=${ARMS:-"pix2pix supervised cyclegan"}
+ARMS=${ARMS:-"pix2pix_fr16 supervised_fr16 cyclegan"}
 read -r -a EXTRA_FLAGS <<<"${EXTRA_FLAGS:-}"
 UNET_FLAGS=${UNET_FLAGS:-"--epochs 15 --epochs-decay 15 --max-train-batches 100"}
 CYCLEGAN_FLAGS=${CYCLEGAN_FLAGS:-"--epochs 3 --epochs-decay 2 --max-train-batches 80"}
@@ -46,8 +51,10 @@ mkdir -p "$OUT/runs"
 
 arm_flags() {
   case "$1" in
-    pix2pix) echo "--model pix2pix $UNET_FLAGS" ;;
-    supervised) echo "--model pix2pix --gan-mode none $UNET_FLAGS" ;;
+    pix2pix_fr16) echo "--model pix2pix --full-res-width 16 --lr 0.001 $UNET_FLAGS" ;;
+    supervised_fr16) echo "--model pix2pix --gan-mode none --full-res-width 16 --lr 0.001 $UNET_FLAGS" ;;
+    pix2pix) echo "--model pix2pix --full-res-width 0 --lr 0.0002 $UNET_FLAGS" ;;
+    supervised) echo "--model pix2pix --gan-mode none --full-res-width 0 --lr 0.0002 $UNET_FLAGS" ;;
     cyclegan) echo "--model cyclegan $CYCLEGAN_FLAGS" ;;
     *) echo "error: unknown arm $1" >&2; return 1 ;;
   esac

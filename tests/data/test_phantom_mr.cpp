@@ -87,6 +87,49 @@ TEST(PhantomMr, TissueContrastOrderingT1Like) {
   EXPECT_GT(d[kTissueLung].first, d[kTissueAir].first - 1e-9);
 }
 
+TEST(PhantomMr, T2ContrastOrderingAndOneSessionWithT1) {
+  const Phantom ph = make_lung_phantom(4, small());
+  MrOptions clean;
+  clean.psf_sigma_mm = 0;
+  clean.noise_sigma = 0;
+  clean.bias_amplitude = 0;
+  clean.contrast = MrContrast::T2;
+  const auto m = class_means(ph.tissue, render_phantom_mr(ph.tissue, 4, clean));
+  // lesion > fat > soft tissue > bone > lung > blood (flow void) > air
+  const int order[] = {kTissueLesion, kTissueFat, kTissueSoft, kTissueBone, kTissueLung, kTissueBlood, kTissueAir};
+  for (int i = 0; i + 1 < 7; ++i)
+    EXPECT_GT(m[static_cast<size_t>(order[i])].first, m[static_cast<size_t>(order[i + 1])].first)
+        << phantom_tissue_name(order[i]) << " vs " << phantom_tissue_name(order[i + 1]);
+  // One session: without noise, T2 / T1 per voxel is the ratio of the two tissue tables (the
+  // same bias field and jitter draws), so soft tissue's ratio is one constant everywhere.
+  MrOptions t1 = clean, t2 = clean;
+  t1.contrast = MrContrast::T1;
+  t1.bias_amplitude = t2.bias_amplitude = 0.2;
+  const Volume a = render_phantom_mr(ph.tissue, 4, t1), b = render_phantom_mr(ph.tissue, 4, t2);
+  double lo = 1e9, hi = 0;
+  for (size_t i = 0; i < a.voxels.size(); ++i)
+    if (static_cast<int>(ph.tissue.voxels[i]) == kTissueSoft) {
+      lo = std::min(lo, double(b.voxels[i]) / a.voxels[i]);
+      hi = std::max(hi, double(b.voxels[i]) / a.voxels[i]);
+    }
+  EXPECT_NEAR(hi / lo, 1.0, 1e-5);
+  // With noise, T1 is the rendering it always was (default options) and T2 has its own noise.
+  MrOptions noisy_t2;
+  noisy_t2.contrast = MrContrast::T2;
+  const Volume n1 = render_phantom_mr(ph.tissue, 4), n1_again = render_phantom_mr(ph.tissue, 4, MrOptions{});
+  const Volume n2 = render_phantom_mr(ph.tissue, 4, noisy_t2);
+  EXPECT_EQ(n1.voxels, n1_again.voxels);
+  // Air voxels (no signal in either contrast) hold noise alone: different noise, different values.
+  int64_t air = 0, same = 0;
+  for (size_t i = 0; i < n1.voxels.size(); ++i)
+    if (static_cast<int>(ph.tissue.voxels[i]) == kTissueAir) {
+      ++air;
+      same += n1.voxels[i] == n2.voxels[i];
+    }
+  ASSERT_GT(air, 100);
+  EXPECT_LT(same, air / 100);
+}
+
 TEST(PhantomMr, SubjectsDifferAndSameSeedRepeats) {
   const Phantom ph = make_lung_phantom(5, small());
   const Volume a = render_phantom_mr(ph.tissue, 5), b = render_phantom_mr(ph.tissue, 5);
@@ -157,7 +200,7 @@ TEST(PhantomMr, RejectsBadLabels) {
   EXPECT_THROW(render_phantom_mr(v, 1), rg::Error);
 }
 
-TEST(PhantomTranslation, ThreeFilesShareOneSliceGrid) {
+TEST(PhantomTranslation, FourFilesShareOneSliceGrid) {
   const fs::path dir = fs::temp_directory_path() / ("rg_translation_" + std::to_string(getpid()));
   fs::remove_all(dir);
   PhantomOptions o;
@@ -165,12 +208,15 @@ TEST(PhantomTranslation, ThreeFilesShareOneSliceGrid) {
   o.spacing = {6.0, 6.0, 10.0};
   const TranslationFiles f = prepare_phantom_translation(dir.string(), "t", 4, 2, 16, 0, o, {}, false);
   for (const char* split : kSplitNames) {
-    SliceDataset ct(f.ct, split), mr(f.mr, split), tissue(f.tissue, split);
+    SliceDataset ct(f.ct, split), mr(f.mr, split), t2(f.mr_t2, split), tissue(f.tissue, split);
     ASSERT_EQ(ct.size(), mr.size()) << split;
+    ASSERT_EQ(ct.size(), t2.size()) << split;
     ASSERT_EQ(ct.size(), tissue.size()) << split;
     ASSERT_GT(ct.size(), 0) << split;
     for (int64_t i = 0; i < ct.size(); ++i) {
       ASSERT_EQ(ct.subject(i), mr.subject(i));
+      ASSERT_EQ(ct.subject(i), t2.subject(i));
+      ASSERT_EQ(ct.slice(i), t2.slice(i));
       ASSERT_EQ(ct.slice(i), tissue.slice(i));
     }
   }
@@ -191,5 +237,11 @@ TEST(PhantomTranslation, ThreeFilesShareOneSliceGrid) {
   EXPECT_EQ(body[0], 0.0f);
   // Outside the body the tissue class decodes to 0 (air).
   EXPECT_NEAR(3.0 * (cls[0] + 1.0), 0.0, 1e-4);
+  // The T2 file is another contrast of the same slices, not a copy of the T1 file.
+  SliceDataset t1(f.mr, "train"), t2(f.mr_t2, "train");
+  std::vector<float> a(16 * 16), b(16 * 16);
+  t1.read(0, a.data(), nullptr);
+  t2.read(0, b.data(), nullptr);
+  EXPECT_NE(a, b);
   fs::remove_all(dir);
 }
