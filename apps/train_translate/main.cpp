@@ -6,9 +6,11 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 
 #include "apps/translate/translate_run.h"
 #include "engine/device.h"
+#include "engine/dist/communicator.h"
 #include "engine/error.h"
 #include "train/default_data.h"
 #include "train/settings.h"
@@ -16,6 +18,14 @@
 namespace fs = std::filesystem;
 
 int main(int argc, char** argv) {
+  // Under mpirun: one rank per process, data-parallel (docs/scaling.md); otherwise world size 1.
+  std::shared_ptr<rg::dist::Communicator> comm;
+  try {
+    comm = rg::dist::init_from_environment(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "train_translate: error: " << e.what() << "\n";
+    return 1;
+  }
   namespace train = rg::train;
   using rg::app::TranslateModel;
   rg::app::TranslateRunConfig c;
@@ -91,13 +101,9 @@ int main(int argc, char** argv) {
       if (!*epochs_decay) c.epochs_decay = 20;
       if (!*batch) c.batch_size = cyclegan ? 1 : 4;
     } else {
-      // A few minutes on 2 cores at 128x128.
-      std::cerr << "train_translate: no GPU: default CPU configuration (ngf 16 / ndf 16"
-                << (cyclegan ? ", 6 ResNet blocks, batch 2, 3 + 3 epochs of at most 80 batches"
-                             : ", U-Net full-res width 16, lr 1e-3, batch 4, 3 + 3 epochs of at most 100 batches")
-                << "); pass --ngf/--ndf/--batch-size/--epochs/--max-train-batches to change it\n";
-      // pix2pix: the recipe of docs/results.md (2026-12-07), which more than halves the test
-      // MAE of the reference's U-Net at lr 2e-4 at this size and budget.
+      // A few minutes on 2 cores at 128x128. pix2pix: the recipe of docs/results.md
+      // (2026-12-07), which more than halves the test MAE of the reference's U-Net at lr 2e-4
+      // at this size and budget.
       if (!cyclegan && c.generator == "unet") {
         if (!*full_res) c.full_res_width = 16;
         if (!*lr) c.lr = 1e-3;
@@ -110,9 +116,28 @@ int main(int argc, char** argv) {
       if (!*epochs_decay) c.epochs_decay = 3;
       // Only when the flag is absent: an explicit 0 means every batch, as the help says.
       if (!*max_batches) c.max_train_batches = cyclegan ? 80 : 100;
+      if (comm->rank() == 0) {
+        std::cerr << "train_translate: no GPU: CPU configuration ngf " << c.ngf << ", ndf " << c.ndf;
+        if (c.generator == "resnet") std::cerr << ", " << c.n_blocks << " ResNet blocks";
+        if (c.generator == "unet") std::cerr << ", U-Net full-res width " << c.full_res_width;
+        std::cerr << ", lr " << c.lr << ", batch " << c.batch_size << ", " << c.epochs << " + " << c.epochs_decay
+                  << " epochs of "
+                  << (c.max_train_batches > 0 ? "at most " + std::to_string(c.max_train_batches) : std::string("all"))
+                  << " batches (the CPU default: ngf/ndf 16, "
+                  << (cyclegan ? "6 blocks, lr 2e-4, batch 2, 3 + 3 epochs of at most 80 batches"
+                               : "full-res width 16, lr 1e-3, batch 4, 3 + 3 epochs of at most 100 batches")
+                  << "; flags change it)\n";
+      }
     }
     c.data = c.target;
-    return rg::app::run_translate_training(c);
+    if (comm->world_size() > 1 && comm->rank() == 0) {
+      std::cerr << "train_translate: data-parallel over " << comm->world_size() << " ranks; --batch-size "
+                << c.batch_size << " is the global batch (" << c.batch_size / comm->world_size()
+                << " per rank)\n";
+    }
+    // A rank that fails stops the whole job with its message (MPI_Abort) instead of leaving
+    // the other ranks waiting in a collective.
+    return rg::dist::run_or_abort(*comm, 1, [&] { return rg::app::run_translate_training(c, *comm); });
   } catch (const std::exception& e) {
     std::cerr << "train_translate: error: " << e.what() << "\n";
     return 1;

@@ -27,6 +27,11 @@ CycleGanStep::CycleGanStep(nn::Module& g_a, nn::Module& g_b, models::PatchDiscri
   d_player_ = {.name = "D", .networks = {&d_a, &d_b}, .optimizer = &opt_d};
 }
 
+void CycleGanStep::set_gradient_sync(dist::GradientSync* g_sync, dist::GradientSync* d_sync) {
+  g_player_.gradient_sync = g_sync;
+  d_player_.gradient_sync = d_sync;
+}
+
 train::StepLosses CycleGanStep::step(const Tensor& a, const Tensor& b) {
   RG_CHECK(a.dim() == 4 && b.dim() == 4 && a.size(0) == b.size(0) && a.size(1) == b.size(1) &&
                a.size(2) == b.size(2),

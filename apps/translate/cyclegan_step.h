@@ -48,6 +48,9 @@ class CycleGanStep {
   // in [-1, 1]. Returns on the device: g_adv_a, g_adv_b, cycle_a, cycle_b, (idt_a, idt_b),
   // g_total, d_a, d_b, d_loss.
   train::StepLosses step(const Tensor& a, const Tensor& b);
+  // Data parallelism: gradients of {G_A, G_B} and of {D_A, D_B} averaged over the ranks (one
+  // sync per player, over both of its networks' parameters). Not owned; null in one process.
+  void set_gradient_sync(dist::GradientSync* g_sync, dist::GradientSync* d_sync);
   const CycleGanConfig& config() const { return config_; }
 
  private:

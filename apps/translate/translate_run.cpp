@@ -16,6 +16,8 @@
 #include "data/slice_dataset.h"
 #include "data/slice_geometry.h"
 #include "engine/dist/communicator.h"
+#include "engine/dist/data_parallel.h"
+#include "engine/dist/sync_batch_norm.h"
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/resnet_generator.h"
@@ -352,8 +354,9 @@ namespace {
 class TranslateTask final : public train::TrainTask {
  public:
   TranslateTask(const TranslateRunConfig& c, const train::RunContext& ctx) : c_(c), ctx_(ctx) {
-    RG_CHECK(ctx.world_size == 1 && !ctx.data_parallel,
-             "train_translate: data parallelism (mpirun) is not supported yet; run one process");
+    const int world = ctx.world_size;
+    RG_CHECK(c.batch_size % world == 0, "--batch-size ", c.batch_size, " is the global batch: it "
+             "must be a multiple of the number of ranks (", world, ")");
     train_ = std::make_unique<TranslationSplit>(c.source, c.target, c.tissue, "train", c.source_channels);
     val_ = std::make_unique<TranslationSplit>(c.source, c.target, c.tissue, "val", c.source_channels);
     test_ = std::make_unique<TranslationSplit>(c.source, c.target, c.tissue, "test", c.source_channels);
@@ -405,13 +408,23 @@ class TranslateTask final : public train::TrainTask {
       g_params.insert(g_params.end(), more.begin(), more.end());
     }
     opt_g_ = std::make_unique<optim::Adam>(g_params, adam);
+    std::vector<Tensor> d_params;
     if (d_a_) {
-      std::vector<Tensor> d_params = d_a_->parameters();
+      d_params = d_a_->parameters();
       if (d_b_) {
         const auto more = d_b_->parameters();
         d_params.insert(d_params.end(), more.begin(), more.end());
       }
       opt_d_ = std::make_unique<optim::Adam>(d_params, adam);
+    }
+    // Data parallelism (mpirun): batch norm over the global batch (CycleGAN's instance norm
+    // needs nothing), gradients averaged per player (below).
+    sync_bn_ = world > 1 && c.norm == models::NormKind::Batch;
+    RG_CHECK(!(sync_bn_ && ctx.device.is_cuda()), "train_translate: batch norm over ", world, " GPUs needs "
+             "SyncBatchNorm, which has no CUDA path yet: pass --norm instance (docs/scaling.md)");
+    if (sync_bn_) {
+      for (nn::Module* m : std::initializer_list<nn::Module*>{g_, g_b_, d_a_.get(), d_b_.get()})
+        if (m) dist::convert_sync_batch_norm(*m, ctx.comm);
     }
     train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
     pool_gen_ = Generator(c.seed ^ 0x9001ULL);
@@ -426,6 +439,12 @@ class TranslateTask final : public train::TrainTask {
           CycleGanConfig{.mode = c.gan_mode, .lambda_a = c.lambda_cycle, .lambda_b = c.lambda_cycle,
                          .lambda_idt = c.lambda_idt, .pool_size = c.pool_size},
           pool_gen_);
+    }
+    if (ctx.data_parallel) {
+      g_sync_ = std::make_unique<dist::GradientSync>(g_params, *ctx.comm);
+      if (opt_d_) d_sync_ = std::make_unique<dist::GradientSync>(d_params, *ctx.comm);
+      if (pix2pix_) pix2pix_->set_gradient_sync(g_sync_.get(), d_sync_.get());
+      if (cyclegan_) cyclegan_->set_gradient_sync(g_sync_.get(), d_sync_.get());
     }
   }
 
@@ -446,7 +465,11 @@ class TranslateTask final : public train::TrainTask {
           << " target slices from disjoint subjects (unpaired)";
     else
       out << domain_a_.size() << " paired slices";
-    out << "; validation " << val_->size() << ", test " << test_->size() << " slices\n";
+    out << "; validation " << val_->size() << ", test " << test_->size() << " slices";
+    if (ctx_.data_parallel)
+      out << "; " << ctx_.world_size << " ranks (" << ctx_.comm->name() << ") x batch "
+          << c_.batch_size / ctx_.world_size << (sync_bn_ ? ", SyncBatchNorm" : "");
+    out << "\n";
   }
 
   train::TrainState state() override {
@@ -496,17 +519,20 @@ class TranslateTask final : public train::TrainTask {
 
   train::StepLosses step() override {
     // Batch k of the stream depends only on (seed, k): a resume continues the same stream.
+    // Global step k of an epoch is positions [k B, (k + 1) B) of the epoch's permutation at any
+    // world size; rank r of M takes the ones at r, r + M, ... (as train_seg's loader).
     const int64_t spe = std::max<int64_t>(1, static_cast<int64_t>(std::max(domain_a_.size(), domain_b_.size())) / c_.batch_size);
     const int64_t epoch = step_index_ / spe, pos = step_index_ % spe;
     ++step_index_;
+    const int64_t world = ctx_.world_size, local = c_.batch_size / world;
     const int64_t h = train_->height(), w = train_->width(), hw = h * w;
-    Tensor a = Tensor::empty({c_.batch_size, h, w, channels_}), b = Tensor::empty({c_.batch_size, h, w, 1});
+    Tensor a = Tensor::empty({local, h, w, channels_}), b = Tensor::empty({local, h, w, 1});
     const auto order_a = data::shard_indices(static_cast<int64_t>(domain_a_.size()), epoch, true, c_.seed, 0, 1, false);
     const auto order_b = data::shard_indices(static_cast<int64_t>(domain_b_.size()), epoch, true,
                                              c_.seed ^ 0xb0b0ULL, 0, 1, false);
     const bool paired = c_.model == TranslateModel::Pix2Pix || !c_.unpaired;
-    for (int64_t i = 0; i < c_.batch_size; ++i) {
-      const int64_t k = pos * c_.batch_size + i;
+    for (int64_t i = 0; i < local; ++i) {
+      const int64_t k = pos * c_.batch_size + ctx_.rank + i * world;
       const int64_t ia = domain_a_[static_cast<size_t>(order_a[static_cast<size_t>(k % static_cast<int64_t>(order_a.size()))])];
       const int64_t ib = paired ? ia
                                 : domain_b_[static_cast<size_t>(order_b[static_cast<size_t>(k % static_cast<int64_t>(order_b.size()))])];
@@ -515,6 +541,14 @@ class TranslateTask final : public train::TrainTask {
     }
     const Tensor da = a.to(ctx_.device), db = b.to(ctx_.device);
     return pix2pix_ ? pix2pix_->step(da, db) : cyclegan_->step(da, db);
+  }
+
+  // Every rank evaluates the whole split with rank 0's batch-norm statistics (identical models,
+  // identical numbers); only rank 0 draws and logs.
+  void share_evaluation_state(dist::Communicator& comm) override {
+    std::vector<Tensor> buffers;
+    for (auto& [name, t] : g_->named_buffers()) buffers.push_back(t);
+    dist::broadcast_tensors(buffers, comm);
   }
 
   train::Evaluation validate(int64_t epoch, const train::RunFiles& files) override {
@@ -571,7 +605,7 @@ class TranslateTask final : public train::TrainTask {
   train::Evaluation evaluate(const TranslationSplit& split, const fs::path& picture) {
     if (split.size() == 0) return {.score = 0, .metrics = json{{"slices", 0}}, .summary = "no slices"};
     const TranslationEvaluation e = evaluate_translation(*g_, split, hu_, c_.batch_size, ctx_.device, c_.sample_rows);
-    write_translation_grid(picture.string(), e);
+    if (ctx_.root()) write_translation_grid(picture.string(), e);
     // Lower MAE is better; the loop keeps the highest score.
     return {.score = -e.mae_hu, .metrics = translation_evaluation_json(e, hu_),
             .summary = translation_evaluation_summary(e) + "; pictures " + picture.string()};
@@ -590,6 +624,8 @@ class TranslateTask final : public train::TrainTask {
   Generator train_gen_{0}, pool_gen_{0};
   std::unique_ptr<train::PairedGanStep> pix2pix_;
   std::unique_ptr<CycleGanStep> cyclegan_;
+  std::unique_ptr<dist::GradientSync> g_sync_, d_sync_;
+  bool sync_bn_ = false;
   int64_t step_index_ = 0;
   int64_t channels_ = 1;
 };
@@ -597,9 +633,13 @@ class TranslateTask final : public train::TrainTask {
 }  // namespace
 
 int run_translate_training(const TranslateRunConfig& c) {
-  c.validate();
   dist::LocalCommunicator local;
-  const train::RunContext ctx = train::make_run_context(local, train::resolve_device(c.device));
+  return run_translate_training(c, local);
+}
+
+int run_translate_training(const TranslateRunConfig& c, dist::Communicator& host_comm) {
+  c.validate();
+  const train::RunContext ctx = train::make_run_context(host_comm, train::resolve_device(c.device));
   TranslateTask task(c, ctx);
   task.describe(std::cerr);
   train::LoopConfig loop = train::loop_config(c);

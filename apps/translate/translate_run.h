@@ -41,6 +41,9 @@ class SliceDataset;
 namespace rg::nn {
 class Module;
 }
+namespace rg::dist {
+class Communicator;
+}
 
 namespace rg::app {
 
@@ -79,6 +82,15 @@ nlohmann::json translate_config_to_json(const TranslateRunConfig& config);
 // Runs training; returns the exit code (0 done, 130 interrupted after saving). Single process.
 // Throws rg::Error for bad configuration or data before writing anything.
 int run_translate_training(const TranslateRunConfig& config);
+// The same, data-parallel over `comm` (every rank calls it with the same configuration), as
+// run_seg_training's: batch_size is the global batch (each rank takes batch_size / world_size
+// of it, which must divide); models start from rank 0's parameters; each player's gradients are
+// averaged over the ranks (dist::GradientSync); batch norm (pix2pix) is synchronized over the
+// ranks (CPU only; CycleGAN's instance norm needs nothing); global step k of an epoch is the same
+// samples at any world size, so a checkpoint resumes at another one. Each rank keeps its own
+// CycleGAN image pools (of its own fakes). Every rank evaluates the whole validation and test
+// split; rank 0 writes the files.
+int run_translate_training(const TranslateRunConfig& config, dist::Communicator& comm);
 
 // ---- data
 

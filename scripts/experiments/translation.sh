@@ -4,6 +4,8 @@
 #                    on (MR, CT), vanilla GAN, L1 weight 100, Adam lr 1e-3 (train_translate's CPU
 #                    default for pix2pix since 2026-12-07)
 #   supervised_fr16  the same U-Net trained on L1 alone (--gan-mode none): the plain baseline
+#   pix2pix_fr16_t2  pix2pix_fr16 with the T2 rendering as a second input channel
+#                    (--source-channel STEM_mr_t2.h5): two MR contrasts -> CT
 #   pix2pix          as pix2pix_fr16 with the reference's U-Net (no full-resolution ends) and lr
 #                    2e-4: the 2026-12-06 table
 #   supervised       its L1-only baseline
@@ -20,7 +22,8 @@
 # Writes OUT/results.tsv (one line per run) and OUT/table.md (mean ± sd over seeds).
 #
 # usage: scripts/experiments/translation.sh BUILD_DIR OUT [STEM]
-#        STEM: the translation files STEM_mr.h5, STEM_ct.h5, STEM_tissue.h5 (default
+#        STEM: the translation files STEM_mr.h5, STEM_ct.h5, STEM_tissue.h5 and, for the
+#        pix2pix_fr16_t2 arm, STEM_mr_t2.h5 (default
 #        data/prepared/lung_translate_128; prepare_data translation writes them, and so does
 #        scripts/prepare_defaults.sh)
 # env:   SEEDS ("1 2 3"), ARMS ("pix2pix_fr16 supervised_fr16 cyclegan"), EXTRA_FLAGS (every run),
@@ -47,11 +50,15 @@ THREADS=${THREADS:-1}
 for m in mr ct tissue; do
   [ -f "${STEM}_$m.h5" ] || { echo "error: ${STEM}_$m.h5 missing (prepare_data translation --out DIR --stem NAME)" >&2; exit 1; }
 done
+if [[ " $ARMS " == *_t2* ]] && [ ! -f "${STEM}_mr_t2.h5" ]; then
+  echo "error: ${STEM}_mr_t2.h5 missing (prepare_data translation writes it since 2026-12-07)" >&2; exit 1
+fi
 mkdir -p "$OUT/runs"
 
 arm_flags() {
   case "$1" in
     pix2pix_fr16) echo "--model pix2pix --full-res-width 16 --lr 0.001 $UNET_FLAGS" ;;
+    pix2pix_fr16_t2) echo "--model pix2pix --full-res-width 16 --lr 0.001 --source-channel ${STEM}_mr_t2.h5 $UNET_FLAGS" ;;
     supervised_fr16) echo "--model pix2pix --gan-mode none --full-res-width 16 --lr 0.001 $UNET_FLAGS" ;;
     pix2pix) echo "--model pix2pix --full-res-width 0 --lr 0.0002 $UNET_FLAGS" ;;
     supervised) echo "--model pix2pix --gan-mode none --full-res-width 0 --lr 0.0002 $UNET_FLAGS" ;;
