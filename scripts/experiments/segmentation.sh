@@ -10,7 +10,8 @@
 #        colin27_fine: 16 slabs, colin27_slab: the old split, colin27_ctx1 and phantom_ctx1:
 #        2.5-D input, train_seg --context-slices 1; phantom16 and phantom16_ctx1: 16 phantom
 #        subjects for the same steps; phantom16_fr16: the same with the U-Net's full-resolution
-#        ends, --full-res-width 16),
+#        ends, --full-res-width 16; phantom16_fr16_lr1e3 and colin27_fr16_lr1e3: full-resolution
+#        ends and Adam lr 1e-3 instead of 2e-4),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data),
 #        DEVICE (cpu; cuda gives train_seg's GPU defaults, ngf 64, ndf 64, batch 16 and, where an
@@ -91,6 +92,8 @@ arm_flags() {
     phantom16_ctx1) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --context-slices 1" ;;
     # 3x3 convolutions at full resolution around the U-Net's stride-2 outermost level (models/unet.h).
     phantom16_fr16) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16" ;;
+    phantom16_fr16_lr1e3) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001" ;;
+    colin27_fr16_lr1e3) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }

@@ -27,10 +27,10 @@
 #include <vector>
 
 #include "apps/translate/translate_run.h"
-#include "data/phantom.h"
 #include "data/prepare.h"
 #include "engine/dist/communicator.h"
 #include "engine/roentgen.h"
+#include "tests/translate/tiny_translation.h"
 
 using namespace rg;
 namespace fs = std::filesystem;
@@ -47,7 +47,7 @@ void expect(bool ok, const std::string& what) {
   }
 }
 
-// Rank 0 writes a tiny translation dataset (4 phantom subjects, 32x32 slices) in a directory
+// Rank 0 writes the tiny translation dataset (tests/translate/tiny_translation.h) in a directory
 // named after its pid, which every rank learns.
 fs::path make_dataset(dist::Communicator& comm) {
   std::vector<double> pid{comm.rank() == 0 ? static_cast<double>(getpid()) : 0.0};
@@ -57,47 +57,21 @@ fs::path make_dataset(dist::Communicator& comm) {
                         std::to_string(comm.world_size()));
   if (comm.rank() == 0) {
     fs::remove_all(dir);
-    data::PhantomOptions o;
-    o.dims = {48, 48, 6};
-    o.spacing = {6.0, 6.0, 10.0};
-    data::prepare_phantom_translation((dir / "data").string(), "tiny", 4, 3, 32, 0, o, {}, false);
+    app::test_data::write_tiny_translation((dir / "data").string());
   }
   std::vector<double> done{0.0};
   comm.all_reduce_sum(done);  // the others wait here until the files exist
   return dir;
 }
 
+// The tiny run for 1 + 1 epochs of 3 batches; pix2pix with a global batch of 4 (2 per rank).
 app::TranslateRunConfig tiny_run(app::TranslateModel model, const fs::path& dir, const std::string& name) {
-  const data::TranslationFiles f = data::translation_file_names((dir / "data").string(), "tiny");
-  app::TranslateRunConfig c;
-  c.model = model;
-  c.source = f.mr;
-  c.target = f.ct;
-  c.tissue = f.tissue;
-  c.data = c.target;
-  c.name = name;
-  c.out_dir = dir.string();
+  app::TranslateRunConfig c = app::test_data::tiny_translate_run(
+      model, data::translation_file_names((dir / "data").string(), "tiny"), dir.string(), name);
   c.epochs = 1;
   c.epochs_decay = 1;
   c.max_train_batches = 3;
-  c.ngf = 4;
-  c.ndf = 4;
-  c.n_layers = 2;
-  c.n_blocks = 1;
-  c.num_downs = 5;
-  c.log_every = 1;
-  c.progress = false;
-  c.device = "cpu";
-  c.sample_rows = 2;
-  c.lr = 1e-3;
-  if (model == app::TranslateModel::CycleGan) {
-    c.generator = "resnet";
-    c.norm = models::NormKind::Instance;
-    c.gan_mode = train::GanMode::LSGAN;
-    c.batch_size = 2;
-  } else {
-    c.batch_size = 4;
-  }
+  if (model == app::TranslateModel::Pix2Pix) c.batch_size = 4;
   return c;
 }
 

@@ -29,6 +29,7 @@
 #include "engine/checkpoint.h"
 #include "models/pix2pix_names.h"
 #include "train/checkpoint.h"
+#include "tests/translate/tiny_translation.h"
 
 namespace rg::app {
 namespace {
@@ -106,48 +107,14 @@ TEST(Translate, UnpairedSlicesComeFromDisjointSubjects) {
   EXPECT_THROW(unpaired_slices({4, 4, 4}, 1), Error);
 }
 
-// ---- a tiny translation dataset (4 phantom subjects, 32x32 slices) shared by the run tests.
+// ---- the tiny translation dataset (tests/translate/tiny_translation.h) shared by the run tests.
 const data::TranslationFiles& tiny_files() {
-  static const data::TranslationFiles files = [] {
-    const fs::path dir = scratch("data");
-    data::PhantomOptions o;
-    o.dims = {48, 48, 6};
-    o.spacing = {6.0, 6.0, 10.0};
-    return data::prepare_phantom_translation(dir.string(), "tiny", 4, 3, 32, 0, o, {}, false);
-  }();
+  static const data::TranslationFiles files = test_data::write_tiny_translation(scratch("data").string());
   return files;
 }
 
 TranslateRunConfig tiny_run(TranslateModel model, const fs::path& out, const std::string& name) {
-  TranslateRunConfig c;
-  c.model = model;
-  c.source = tiny_files().mr;
-  c.target = tiny_files().ct;
-  c.tissue = tiny_files().tissue;
-  c.data = c.target;
-  c.name = name;
-  c.out_dir = out.string();
-  c.epochs = 2;
-  c.epochs_decay = 1;
-  c.batch_size = 2;
-  c.ngf = 4;
-  c.ndf = 4;
-  c.n_layers = 2;
-  c.n_blocks = 1;
-  c.num_downs = 5;
-  c.log_every = 1;
-  c.progress = false;
-  c.device = "cpu";
-  c.sample_rows = 2;
-  if (model == TranslateModel::CycleGan) {
-    c.generator = "resnet";
-    c.norm = models::NormKind::Instance;
-    c.gan_mode = GanMode::LSGAN;
-    c.lr = 1e-3;
-  } else {
-    c.lr = 1e-3;
-  }
-  return c;
+  return test_data::tiny_translate_run(model, tiny_files(), out.string(), name);
 }
 
 std::vector<nlohmann::json> lines(const fs::path& run) {
