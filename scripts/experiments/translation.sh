@@ -26,7 +26,7 @@
 #        pix2pix_fr16_t2 arm, STEM_mr_t2.h5 (default
 #        data/prepared/lung_translate_128; prepare_data translation writes them, and so does
 #        scripts/prepare_defaults.sh)
-# env:   SEEDS ("1 2 3"), ARMS ("pix2pix_fr16 supervised_fr16 cyclegan"), EXTRA_FLAGS (every run),
+# env:   SEEDS ("1 2 3"), ARMS ("pix2pix_fr16 supervised_fr16 pix2pix_fr16_t2 cyclegan"), EXTRA_FLAGS,
 #        UNET_FLAGS (the pix2pix and supervised arms' schedule), CYCLEGAN_FLAGS (the cyclegan arm's),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1)
 # Runs are resumable and go JOBS at a time (scripts/experiments/table_runs.sh).
@@ -40,7 +40,7 @@ BUILD=$1
 OUT=$2
 STEM=${3:-data/prepared/lung_translate_128}
 SEEDS=${SEEDS:-"1 2 3"}
-ARMS=${ARMS:-"pix2pix_fr16 supervised_fr16 cyclegan"}
+ARMS=${ARMS:-"pix2pix_fr16 supervised_fr16 pix2pix_fr16_t2 cyclegan"}
 read -r -a EXTRA_FLAGS <<<"${EXTRA_FLAGS:-}"
 UNET_FLAGS=${UNET_FLAGS:-"--epochs 15 --epochs-decay 15 --max-train-batches 100"}
 CYCLEGAN_FLAGS=${CYCLEGAN_FLAGS:-"--epochs 3 --epochs-decay 2 --max-train-batches 80"}
