@@ -26,8 +26,8 @@
 #        pix2pix_fr16_t2 arm, STEM_mr_t2.h5 (default
 #        data/prepared/lung_translate_128; prepare_data translation writes them, and so does
 #        scripts/prepare_defaults.sh)
-# env:   SEEDS ("1 2 3"), ARMS ("pix2pix_fr16 supervised_fr16 pix2pix_fr16_t2 cyclegan"), EXTRA_FLAGS,
-#        UNET_FLAGS (the pix2pix and supervised arms' schedule), CYCLEGAN_FLAGS (the cyclegan arm's),
+# env:   SEEDS ("1 2 3"), ARMS ("pix2pix_fr16 supervised_fr16 pix2pix_fr16_t2 cyclegan"),
+#        EXTRA_FLAGS (every run), UNET_FLAGS (the pix2pix and supervised arms' schedule), CYCLEGAN_FLAGS (the cyclegan arm's),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1)
 # Runs are resumable and go JOBS at a time (scripts/experiments/table_runs.sh).
 set -euo pipefail
