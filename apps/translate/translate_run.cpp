@@ -641,7 +641,7 @@ int run_translate_training(const TranslateRunConfig& c, dist::Communicator& host
   c.validate();
   const train::RunContext ctx = train::make_run_context(host_comm, train::resolve_device(c.device));
   TranslateTask task(c, ctx);
-  task.describe(std::cerr);
+  if (ctx.root()) task.describe(std::cerr);
   train::LoopConfig loop = train::loop_config(c);
   loop.app = "train_translate";
   loop.score_name = "-MAE (HU)";
