@@ -39,7 +39,7 @@ Volume render_phantom_mr(const Volume& tissue, uint64_t seed, const MrOptions& o
            "render_phantom_mr: options out of range (jitter, noise and blur >= 0, bias in [0, 1))");
   const int64_t nx = tissue.dims[0], ny = tissue.dims[1], nz = tissue.dims[2];
   Rng rng(derive_seed(seed, {0x6d72ULL}));
-  // Per-subject tissue intensities (a scanner/subject's T1 contrast varies).
+  // Per-subject tissue intensities (a scanner's and a subject's contrast varies).
   std::array<double, kPhantomTissueClasses> level{};
   for (int t = 0; t < kPhantomTissueClasses; ++t)
     level[static_cast<size_t>(t)] = phantom_mr_intensity(t, o.contrast) * std::max(0.5, 1.0 + o.tissue_jitter * rng.normal());
