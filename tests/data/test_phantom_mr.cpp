@@ -113,7 +113,7 @@ TEST(PhantomMr, T2ContrastOrderingAndOneSessionWithT1) {
       hi = std::max(hi, double(b.voxels[i]) / a.voxels[i]);
     }
   EXPECT_NEAR(hi / lo, 1.0, 1e-5);
-  // With noise, T1 is the rendering it always was (default options) and T2 has its own noise.
+  // With noise: the default options render T1, and T2 draws noise of its own.
   MrOptions noisy_t2;
   noisy_t2.contrast = MrContrast::T2;
   const Volume n1 = render_phantom_mr(ph.tissue, 4), n1_again = render_phantom_mr(ph.tissue, 4, MrOptions{});
