@@ -25,8 +25,6 @@
 //     within 1e-2 absolute (a pixel flipping in a small structure may move a slice's Dice; the
 //     measured difference is 0). For scale the program prints how much the losses change from
 //     one step to the next (0.2 relative). A resume with another global batch size is refused.
-#include <sys/types.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -47,6 +45,7 @@
 #include "engine/dist/communicator.h"
 #include "engine/dist/data_parallel.h"
 #include "engine/roentgen.h"
+#include "tests/dist/mpi_check.h"
 #include "models/unet.h"
 #include "tests/apps/tiny_phantom.h"
 
@@ -56,24 +55,13 @@ using nlohmann::json;
 
 namespace {
 
-int g_failures = 0;
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    std::printf("FAIL: %s\n", what.c_str());
-    ++g_failures;
-  }
-}
+using mpi_check::expect;
 
 // A tiny prepared file (4 phantom subjects at 32x32, split 2/1/1 by subject: 32/16/16 slices,
 // 4-9% lung pixels, some slices empty) written by rank 0 in a directory named after its pid,
 // which every rank learns.
 fs::path make_dataset(dist::Communicator& comm) {
-  std::vector<double> pid{comm.rank() == 0 ? static_cast<double>(getpid()) : 0.0};
-  comm.all_reduce_sum(pid);
-  const fs::path dir = fs::temp_directory_path() /
-                       ("rg_mpi_seg_run_" + std::to_string(static_cast<long long>(pid[0])) + "_" +
-                        std::to_string(comm.world_size()));
+  const fs::path dir = mpi_check::shared_scratch_dir(comm, "rg_mpi_seg_run");
   const fs::path file = dir / "tiny.h5";
   if (comm.rank() == 0) {
     fs::remove_all(dir);
@@ -431,7 +419,7 @@ int run(dist::Communicator& comm) {
     sharded_evaluation(comm, data);
     resume_across_world_sizes(comm, data);
   }
-  std::vector<double> failures{static_cast<double>(g_failures)};
+  std::vector<double> failures{static_cast<double>(mpi_check::failures())};
   comm.all_reduce_sum(failures);
   if (comm.rank() == 0) {
     if (failures[0] == 0) {

@@ -14,8 +14,6 @@
 // CycleGAN (instance norm) every loss within 2e-3 (1.4e-4: 1e-7 at step 1, the same with the
 // image pools off, so not the pools) and every validation / test number within 1e-2 (6e-3, the
 // SSIM of a barely trained network, near 0).
-#include <sys/types.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -30,6 +28,7 @@
 #include "data/prepare.h"
 #include "engine/dist/communicator.h"
 #include "engine/roentgen.h"
+#include "tests/dist/mpi_check.h"
 #include "tests/translate/tiny_translation.h"
 
 using namespace rg;
@@ -38,29 +37,17 @@ using nlohmann::json;
 
 namespace {
 
-int g_failures = 0;
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    std::printf("FAIL: %s\n", what.c_str());
-    ++g_failures;
-  }
-}
+using mpi_check::expect;
 
 // Rank 0 writes the tiny translation dataset (tests/translate/tiny_translation.h) in a directory
 // named after its pid, which every rank learns.
 fs::path make_dataset(dist::Communicator& comm) {
-  std::vector<double> pid{comm.rank() == 0 ? static_cast<double>(getpid()) : 0.0};
-  comm.all_reduce_sum(pid);
-  const fs::path dir = fs::temp_directory_path() /
-                       ("rg_mpi_translate_run_" + std::to_string(static_cast<long long>(pid[0])) + "_" +
-                        std::to_string(comm.world_size()));
+  const fs::path dir = mpi_check::shared_scratch_dir(comm, "rg_mpi_translate_run");
   if (comm.rank() == 0) {
     fs::remove_all(dir);
     app::test_data::write_tiny_translation((dir / "data").string());
   }
-  std::vector<double> done{0.0};
-  comm.all_reduce_sum(done);  // the others wait here until the files exist
+  comm.barrier();  // the others wait here until the files exist
   return dir;
 }
 
@@ -144,7 +131,7 @@ int run(dist::Communicator& comm) {
                    std::string(k.name) + " on " + std::to_string(world) + " rank(s)");
     }
   }
-  std::vector<double> failures{static_cast<double>(g_failures)};
+  std::vector<double> failures{static_cast<double>(mpi_check::failures())};
   comm.all_reduce_sum(failures);
   if (comm.rank() == 0) {
     fs::remove_all(dir);
