@@ -408,7 +408,7 @@ Phantom make_lung_phantom(uint64_t seed, const PhantomOptions& opt) {
     const double r = rng.uniform(5.0, 10.0), halo = r * rng.uniform(1.4, 1.8);
     auto dist = [&](const Vec3& p) { return std::sqrt(dot(p - c, p - c)); };
     paint(dist, c - Vec3{halo, halo, halo}, c + Vec3{halo, halo, halo}, halo, kLesionHalo,
-          kTissueLesion, [](float label) { return label > 0; }, true);
+          kTissueHalo, [](float label) { return label > 0; }, true);
     paint(dist, c - Vec3{r, r, r}, c + Vec3{r, r, r}, r, kLesionCore, kTissueLesion, anywhere, true);
     ph.lesions.push_back(add_finding("lesion", c, r));
   }

@@ -52,7 +52,9 @@ struct PhantomFinding {
 // Tissue classes of the phantom's label map (Phantom::tissue), the anatomy both the CT and the
 // MR-like rendering (render_phantom_mr) are drawn from. Soft tissue covers muscle, mediastinum,
 // liver and CSF; bone covers cortex and marrow; blood covers heart, aorta and the lung vessels;
-// lesion covers nodules and lesions (core and ground-glass halo).
+// lesion covers nodules and the solid core of lesions; halo is a lesion's ground-glass rim
+// (partly filled air spaces: -450 HU on CT, a signal between lung and soft tissue on MR), a class
+// of its own so that an MR rendering shows where the solid core ends.
 enum PhantomTissue : int {
   kTissueAir = 0,
   kTissueFat = 1,
@@ -61,9 +63,10 @@ enum PhantomTissue : int {
   kTissueBlood = 4,
   kTissueLung = 5,
   kTissueLesion = 6,
+  kTissueHalo = 7,
 };
-inline constexpr int kPhantomTissueClasses = 7;
-// "air", "fat", "soft", "bone", "blood", "lung", "lesion"; throws for other values.
+inline constexpr int kPhantomTissueClasses = 8;
+// "air", "fat", "soft", "bone", "blood", "lung", "lesion", "halo"; throws for other values.
 const char* phantom_tissue_name(int tissue);
 
 struct Phantom {

@@ -11,8 +11,8 @@
 namespace rg::data {
 
 const char* phantom_tissue_name(int tissue) {
-  static const char* const kNames[kPhantomTissueClasses] = {"air",   "fat",  "soft", "bone",
-                                                            "blood", "lung", "lesion"};
+  static const char* const kNames[kPhantomTissueClasses] = {"air",  "fat",  "soft",   "bone",
+                                                            "blood", "lung", "lesion", "halo"};
   RG_CHECK(tissue >= 0 && tissue < kPhantomTissueClasses, "phantom tissue class ", tissue,
            " out of range [0, ", kPhantomTissueClasses, ")");
   return kNames[tissue];
@@ -21,12 +21,14 @@ const char* phantom_tissue_name(int tissue) {
 double phantom_mr_intensity(int tissue, MrContrast contrast) {
   // T1-weighted look: fat bright; lesions (solid, slightly enhancing) above muscle and organs;
   // flowing blood and cortical bone with marrow darker; lung parenchyma and air near 0. Bone and
-  // air are both dark (the classic difficulty of MR -> CT), lung is barely above air.
-  static const double kT1[kPhantomTissueClasses] = {0.0, 1.0, 0.45, 0.2, 0.3, 0.06, 0.62};
+  // air are both dark (the classic difficulty of MR -> CT), lung is barely above air. A lesion's
+  // ground-glass halo (air spaces partly filled with fluid) lies between lung and soft tissue.
+  static const double kT1[kPhantomTissueClasses] = {0.0, 1.0, 0.45, 0.2, 0.3, 0.06, 0.62, 0.25};
   // T2-weighted (fast spin echo) look: lesions (water-rich, inflamed) brightest, fat still
   // bright, muscle and organs dark, flowing blood a flow void, bone dark, lung near air. Lesions
-  // now stand out from blood and soft tissue, which T1 renders close together.
-  static const double kT2[kPhantomTissueClasses] = {0.0, 0.75, 0.3, 0.15, 0.05, 0.08, 1.0};
+  // now stand out from blood and soft tissue, which T1 renders close together. The halo's fluid
+  // makes it brighter than soft tissue but well below the solid core.
+  static const double kT2[kPhantomTissueClasses] = {0.0, 0.75, 0.3, 0.15, 0.05, 0.08, 1.0, 0.5};
   phantom_tissue_name(tissue);  // range check
   return (contrast == MrContrast::T2 ? kT2 : kT1)[tissue];
 }
@@ -39,14 +41,20 @@ Volume render_phantom_mr(const Volume& tissue, uint64_t seed, const MrOptions& o
            "render_phantom_mr: options out of range (jitter, noise and blur >= 0, bias in [0, 1))");
   const int64_t nx = tissue.dims[0], ny = tissue.dims[1], nz = tissue.dims[2];
   Rng rng(derive_seed(seed, {0x6d72ULL}));
-  // Per-subject tissue intensities (a scanner's and a subject's contrast varies).
+  // Per-subject tissue intensities (a scanner's and a subject's contrast varies). The halo class
+  // came later: its draw follows the bias field's, so every other tissue and the bias field keep
+  // the draws (and the volumes) they had before it existed.
   std::array<double, kPhantomTissueClasses> level{};
-  for (int t = 0; t < kPhantomTissueClasses; ++t)
+  auto draw_level = [&](int t) {
     level[static_cast<size_t>(t)] = phantom_mr_intensity(t, o.contrast) * std::max(0.5, 1.0 + o.tissue_jitter * rng.normal());
+  };
+  static_assert(kTissueHalo == kPhantomTissueClasses - 1, "every class below the halo is drawn first");
+  for (int t = 0; t < kTissueHalo; ++t) draw_level(t);
   // Bias field: exp of a random quadratic in normalized coordinates u, v, w in [-1, 1], scaled
   // so that its log stays within +-log(1 + amplitude) (a receive-coil profile: smooth, no edges).
   std::array<double, 9> coef{};
   for (double& c : coef) c = rng.uniform(-1.0, 1.0);
+  draw_level(kTissueHalo);
   double norm = 0;
   for (double c : coef) norm += std::fabs(c);
   const double gain = norm > 0 ? std::log1p(o.bias_amplitude) / norm : 0.0;

@@ -158,10 +158,13 @@ std::vector<SubjectSource> phantom_view_subjects(PhantomView view, int subjects,
     s.load = [view, seed, i, options, mr, name = s.name] {
       const uint64_t subject_seed = phantom_subject_seed(seed, i);
       Phantom ph = make_lung_phantom(subject_seed, options);
+      // The tissue view's mask is the lesions (solid part and halo); every other view's the body.
       Volume mask = ph.tissue;
-      const int inside = view == PhantomView::Tissue ? kTissueLesion : -1;
-      for (float& v : mask.voxels)
-        v = inside >= 0 ? static_cast<float>(v == inside) : static_cast<float>(v != static_cast<float>(kTissueAir));
+      const bool lesions = view == PhantomView::Tissue;
+      for (float& v : mask.voxels) {
+        const int t = static_cast<int>(v);
+        v = static_cast<float>(lesions ? t == kTissueLesion || t == kTissueHalo : t != kTissueAir);
+      }
       Volume image = view == PhantomView::CT   ? std::move(ph.ct)
                      : view == PhantomView::MR ? render_phantom_mr(ph.tissue, subject_seed, mr)
                                                : std::move(ph.tissue);
@@ -170,7 +173,7 @@ std::vector<SubjectSource> phantom_view_subjects(PhantomView view, int subjects,
                          : mr.contrast == MrContrast::T2 ? "mr_t2"
                                                          : "mr";
       image.source = "phantom:" + name + ":" + what;
-      mask.source = "phantom:" + name + (inside >= 0 ? ":lesion" : ":body");
+      mask.source = "phantom:" + name + (lesions ? ":lesion" : ":body");
       return std::make_pair(std::move(image), std::move(mask));
     };
     out.push_back(std::move(s));
@@ -252,7 +255,7 @@ TranslationFiles prepare_phantom_translation(const std::string& dir, const std::
   t2.contrast = MrContrast::T2;
   prepare_slices(phantom_view_subjects(PhantomView::MR, subjects, seed, options, t2), m, files.mr_t2);
   PrepareOptions t = o;
-  t.window = {0.0, 6.0};
+  t.window = {0.0, static_cast<double>(kPhantomTissueClasses - 1)};
   prepare_slices(phantom_view_subjects(PhantomView::Tissue, subjects, seed, options, mr), t, files.tissue);
   return files;
 }

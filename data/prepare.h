@@ -127,7 +127,7 @@ std::vector<SubjectSource> phantom_subjects(int subjects, uint64_t seed,
 // The lung phantom as two modalities of one anatomy (modality translation): per subject the CT
 // (HU) or the MR-like rendering (render_phantom_mr, in mr.contrast) with the body mask (tissue
 // != air), or the tissue map itself (class numbers as values) with the lesion mask (tissue ==
-// lesion). Subject i is the same anatomy in every view, with the same names.
+// lesion or halo). Subject i is the same anatomy in every view, with the same names.
 enum class PhantomView { CT, MR, Tissue };
 std::vector<SubjectSource> phantom_view_subjects(PhantomView view, int subjects, uint64_t seed,
                                                  const PhantomOptions& options = {},
@@ -138,7 +138,8 @@ std::vector<SubjectSource> phantom_view_subjects(PhantomView view, int subjects,
 //   <stem>_mr.h5      MR rendering (T1), per-subject percentiles 0.5 / 99.5 -> [-1, 1], body mask
 //   <stem>_mr_t2.h5   the same subjects' T2 rendering (same session: bias field and jitter
 //                     draws), prepared the same way: a second source contrast
-//   <stem>_tissue.h5  tissue classes, window [0, 6] (class = 3 (value + 1)), lesion mask
+//   <stem>_tissue.h5  tissue classes, window [0, 7] (class = 3.5 (value + 1)), lesion mask
+//                     (files made before the halo class have window [0, 6]: read the window)
 // all uncropped (the whole field of view, so the three share one slice grid), size x size,
 // split by subject with `split_seed`: slice k of a split is the same slice of the same subject
 // in every file. Phantom subjects get `options.lesions` lesions (default 2 when 0 is given).

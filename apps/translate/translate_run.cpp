@@ -102,7 +102,10 @@ TranslationSplit::TranslationSplit(const std::string& source_path, const std::st
   source = std::make_unique<data::SliceDataset>(source_path, split);
   for (const std::string& p : source_channels) more_sources.push_back(std::make_unique<data::SliceDataset>(p, split));
   target = std::make_unique<data::SliceDataset>(target_path, split);
-  if (!tissue_path.empty()) tissue = std::make_unique<data::SliceDataset>(tissue_path, split);
+  if (!tissue_path.empty()) {
+    tissue = std::make_unique<data::SliceDataset>(tissue_path, split);
+    tissue_window = data::preprocessing_from_prepared_file(tissue_path).window;
+  }
   std::vector<const data::SliceDataset*> others = {target.get(), tissue.get()};
   for (const auto& m : more_sources) others.push_back(m.get());
   for (const data::SliceDataset* other : others) {
@@ -185,8 +188,10 @@ std::vector<uint8_t> dilate(const std::vector<uint8_t>& m, int64_t h, int64_t w,
   return out;
 }
 
-int tissue_class(float v) {
-  return std::clamp(static_cast<int>(std::lround(3.0 * (v + 1.0))), 0, data::kPhantomTissueClasses - 1);
+// The class of a prepared tissue-map value v in [-1, 1] under the file's window [lo, hi].
+int tissue_class(float v, const std::array<double, 2>& window) {
+  const double t = window[0] + (v + 1.0) * 0.5 * (window[1] - window[0]);
+  return std::clamp(static_cast<int>(std::lround(t)), 0, data::kPhantomTissueClasses - 1);
 }
 
 }  // namespace
@@ -232,12 +237,13 @@ TranslationEvaluation evaluate_translation(nn::Module& g, const TranslationSplit
         std::vector<uint8_t> is_lesion(static_cast<size_t>(hw));
         bool any_lesion = false;
         for (int64_t k = 0; k < hw; ++k) {
-          const int t = tissue_class(tissue[static_cast<size_t>(k)]);
+          const int t = tissue_class(tissue[static_cast<size_t>(k)], split.tissue_window);
           if (region[static_cast<size_t>(k)]) {
             tissue_abs[static_cast<size_t>(t)] += std::fabs(fi[k] - ri[k]) * hu.per_unit();
             ++out.tissue_pixels[static_cast<size_t>(t)];
           }
-          is_lesion[static_cast<size_t>(k)] = lesion[static_cast<size_t>(k)] >= 0.5f || t == data::kTissueLesion;
+          is_lesion[static_cast<size_t>(k)] =
+              lesion[static_cast<size_t>(k)] >= 0.5f || t == data::kTissueLesion || t == data::kTissueHalo;
           any_lesion = any_lesion || is_lesion[static_cast<size_t>(k)];
         }
         if (any_lesion) {
@@ -253,7 +259,7 @@ TranslationEvaluation evaluate_translation(nn::Module& g, const TranslationSplit
           ++out.lesion_free_slices;
           int64_t invented = 0;
           for (int64_t k = 0; k < hw; ++k) {
-            if (tissue_class(tissue[static_cast<size_t>(k)]) != data::kTissueLung) continue;
+            if (tissue_class(tissue[static_cast<size_t>(k)], split.tissue_window) != data::kTissueLung) continue;
             ++out.lesion_free_lung_pixels;
             invented += fi[k] > thr;
             out.real_false_pixels += ri[k] > thr;

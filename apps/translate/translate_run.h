@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "data/phantom.h"
 #include "engine/device.h"
 #include "models/norm_kind.h"
 #include "train/gan_loss.h"
@@ -98,6 +99,9 @@ int run_translate_training(const TranslateRunConfig& config, dist::Communicator&
 // count, same subject and slice for every sample); throws naming the files otherwise.
 struct TranslationSplit {
   std::unique_ptr<data::SliceDataset> source, target, tissue;  // tissue may be null
+  // The tissue file's window: class numbers [lo, hi] -> [-1, 1] ([0, 6] in files made before
+  // the halo class, [0, 7] since).
+  std::array<double, 2> tissue_window{0.0, data::kPhantomTissueClasses - 1.0};
   std::vector<std::unique_ptr<data::SliceDataset>> more_sources;  // source channels 2, 3, ...
   TranslationSplit(const std::string& source_path, const std::string& target_path,
                    const std::string& tissue_path, const std::string& split,

@@ -16,7 +16,8 @@
 # CycleGAN 3 + 2 epochs of 80 batches (400 steps, batch 2; its step costs about ten pix2pix steps).
 # Metrics (test split, the checkpoint chosen on validation MAE): MAE in HU inside the body (the
 # CT file's mask), PSNR and SSIM inside the body on the prepared scale [-1, 1] = window
-# [-1000, 1000] HU (data range 2, 7x7 uniform SSIM window), MAE per tissue class, lesion Dice
+# [-1000, 1000] HU (data range 2, 7x7 uniform SSIM window), MAE per tissue class (halo: a
+# lesion's ground-glass rim, a class since 2026-12-07; nan on files made before), lesion Dice
 # (threshold -300 HU inside the lesions' 2-pixel neighbourhood, translated vs real CT) and
 # invented lesion pixels (> -300 HU where the tissue map says lung, on lesion-free slices).
 # Writes OUT/results.tsv (one line per run) and OUT/table.md (mean ± sd over seeds).
@@ -79,7 +80,7 @@ done
 table_wait
 
 RESULTS="$OUT/results.tsv"
-printf 'arm\tseed\tmae_hu\tpsnr\tssim\tlesion_dice\tinvented_px\tinvented_ml\tlung_px\treal_ct_px\tmae_fat\tmae_soft\tmae_bone\tmae_blood\tmae_lung\tmae_lesion\tseconds\n' > "$RESULTS"
+printf 'arm\tseed\tmae_hu\tpsnr\tssim\tlesion_dice\tinvented_px\tinvented_ml\tlung_px\treal_ct_px\tmae_fat\tmae_soft\tmae_bone\tmae_blood\tmae_lung\tmae_lesion\tmae_halo\tseconds\n' > "$RESULTS"
 for s in $SEEDS; do
   for arm in $ARMS; do
     name="${arm}_s$s"
@@ -91,7 +92,7 @@ f = lambda v: "nan" if v is None else f"{v:.4f}"
 print("\t".join([sys.argv[2], sys.argv[3], f(t["mae_hu"]), f(t["psnr"]), f(t["ssim"]), f(t["lesion_dice"]),
                  str(t["invented_lesion_pixels"]), f(t.get("invented_lesion_mm3", 0) / 1000), str(t["lesion_free_lung_pixels"]),
                  str(t["real_ct_lesion_pixels_in_lung"])] +
-                [f(tm.get(k)) for k in ["fat", "soft", "bone", "blood", "lung", "lesion"]] + [sys.argv[4]]))
+                [f(tm.get(k)) for k in ["fat", "soft", "bone", "blood", "lung", "lesion", "halo"]] + [sys.argv[4]]))
 PY
   done
 done
@@ -108,7 +109,7 @@ def ms(v, d):
     return f"{statistics.mean(v):.{d}f} ± {statistics.stdev(v):.{d}f}" if len(v) > 1 else f"{v[0]:.{d}f}"
 cols = [("mae_hu", "MAE (HU)", 1), ("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 4), ("lesion_dice", "lesion Dice", 4),
         ("invented_px", "invented lesion px", 1), ("invented_ml", "invented lesion mL", 2), ("mae_bone", "bone MAE (HU)", 1), ("mae_lung", "lung MAE (HU)", 1),
-        ("mae_lesion", "lesion MAE (HU)", 1), ("seconds", "train s", 0)]
+        ("mae_lesion", "lesion MAE (HU)", 1), ("mae_halo", "halo MAE (HU)", 1), ("seconds", "train s", 0)]
 print("| arm | seeds | " + " | ".join(c[1] for c in cols) + " |")
 print("|---|---|" + "---|" * len(cols))
 for a in arms:

@@ -10,6 +10,7 @@
 #include "data/phantom.h"
 #include "data/prepare.h"
 #include "data/slice_dataset.h"
+#include "data/slice_geometry.h"
 #include "engine/error.h"
 
 using namespace rg::data;
@@ -63,9 +64,13 @@ TEST(PhantomTissue, EveryClassAppearsAndMatchesTheCt) {
   for (size_t i = 0; i < ph.lungs.voxels.size(); ++i)
     if (ph.lungs.voxels[i] > 0) {
       const int t = static_cast<int>(ph.tissue.voxels[i]);
-      ASSERT_TRUE(t == kTissueLung || t == kTissueBlood || t == kTissueLesion) << i;
+      ASSERT_TRUE(t == kTissueLung || t == kTissueBlood || t == kTissueLesion || t == kTissueHalo) << i;
     }
-  EXPECT_THROW(phantom_tissue_name(7), rg::Error);
+  // The halo is ground glass on CT (about -450 HU): far above lung, far below the solid core.
+  EXPECT_GT(m[kTissueHalo].first, -650);
+  EXPECT_LT(m[kTissueHalo].first, -250);
+  EXPECT_GT(m[kTissueLesion].first, m[kTissueHalo].first + 200);
+  EXPECT_THROW(phantom_tissue_name(kPhantomTissueClasses), rg::Error);
 }
 
 TEST(PhantomMr, TissueContrastOrderingT1Like) {
@@ -75,9 +80,11 @@ TEST(PhantomMr, TissueContrastOrderingT1Like) {
   clean.noise_sigma = 0;
   clean.bias_amplitude = 0;
   const auto m = class_means(ph.tissue, render_phantom_mr(ph.tissue, 4, clean));
-  // fat > lesion > soft tissue > blood > bone > lung > air
-  const int order[] = {kTissueFat, kTissueLesion, kTissueSoft, kTissueBlood, kTissueBone, kTissueLung, kTissueAir};
-  for (int i = 0; i + 1 < 7; ++i)
+  // fat > lesion > soft tissue > blood > halo > bone > lung > air
+  const int order[] = {kTissueFat,  kTissueLesion, kTissueSoft, kTissueBlood,
+                       kTissueHalo, kTissueBone,   kTissueLung, kTissueAir};
+  static_assert(std::size(order) == kPhantomTissueClasses);
+  for (size_t i = 0; i + 1 < std::size(order); ++i)
     EXPECT_GT(m[static_cast<size_t>(order[i])].first, m[static_cast<size_t>(order[i + 1])].first)
         << phantom_tissue_name(order[i]) << " vs " << phantom_tissue_name(order[i + 1]);
   // With every effect on, the large tissues keep their order.
@@ -95,9 +102,11 @@ TEST(PhantomMr, T2ContrastOrderingAndOneSessionWithT1) {
   clean.bias_amplitude = 0;
   clean.contrast = MrContrast::T2;
   const auto m = class_means(ph.tissue, render_phantom_mr(ph.tissue, 4, clean));
-  // lesion > fat > soft tissue > bone > lung > blood (flow void) > air
-  const int order[] = {kTissueLesion, kTissueFat, kTissueSoft, kTissueBone, kTissueLung, kTissueBlood, kTissueAir};
-  for (int i = 0; i + 1 < 7; ++i)
+  // lesion > fat > halo > soft tissue > bone > lung > blood (flow void) > air
+  const int order[] = {kTissueLesion, kTissueFat,  kTissueHalo,  kTissueSoft,
+                       kTissueBone,   kTissueLung, kTissueBlood, kTissueAir};
+  static_assert(std::size(order) == kPhantomTissueClasses);
+  for (size_t i = 0; i + 1 < std::size(order); ++i)
     EXPECT_GT(m[static_cast<size_t>(order[i])].first, m[static_cast<size_t>(order[i + 1])].first)
         << phantom_tissue_name(order[i]) << " vs " << phantom_tissue_name(order[i + 1]);
   // One session: without noise, T2 / T1 per voxel is the ratio of the two tissue tables (the
@@ -235,8 +244,10 @@ TEST(PhantomTranslation, FourFilesShareOneSliceGrid) {
   tissue.read(0, cls.data(), nullptr);
   EXPECT_LT(img[0], -0.9f);
   EXPECT_EQ(body[0], 0.0f);
-  // Outside the body the tissue class decodes to 0 (air).
-  EXPECT_NEAR(3.0 * (cls[0] + 1.0), 0.0, 1e-4);
+  // Outside the body the tissue class decodes to 0 (air); the window spans every class.
+  EXPECT_NEAR(3.5 * (cls[0] + 1.0), 0.0, 1e-4);
+  EXPECT_EQ(preprocessing_from_prepared_file(f.tissue).window,
+            (std::array<double, 2>{0.0, static_cast<double>(kPhantomTissueClasses - 1)}));
   // The T2 file is another contrast of the same slices, not a copy of the T1 file.
   SliceDataset t1(f.mr, "train"), t2(f.mr_t2, "train");
   std::vector<float> a(16 * 16), b(16 * 16);

@@ -161,6 +161,7 @@ void expect_run_directory(const fs::path& run) {
     EXPECT_GE(mm3, 0.0);
     EXPECT_EQ(mm3 > 0, px > 0);
     EXPECT_TRUE(j.at("tissue_mae_hu").contains("bone"));
+    EXPECT_TRUE(j.at("tissue_mae_hu").contains("halo"));
   }
   EXPECT_TRUE(test);
 }
