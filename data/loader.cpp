@@ -85,6 +85,12 @@ Loader::Loader(const std::string& path, LoaderOptions options) : opt_(std::move(
   } else {
     RG_CHECK(!opt_.extra_subset, "loader: extra_subset given without extra_path");
   }
+  RG_CHECK(opt_.contrast_paths.empty() || opt_.extra_path.empty(), "loader: more contrasts (",
+           opt_.contrast_paths.front(), ") and an extra file (", opt_.extra_path, ") together are not supported");
+  for (const std::string& p : opt_.contrast_paths) {
+    contrasts_.push_back(std::make_unique<SliceDataset>(p, opt_.split));
+    check_same_slice_grid(*dataset_, *contrasts_.back());
+  }
   if (opt_.labels) {
     RG_CHECK(dataset_->has_labels(), path, ": no label maps (", opt_.split, "/labels); prepare it with --label-map");
     RG_CHECK(!extra_ || extra_->label_classes() == dataset_->label_classes(), opt_.extra_path,
@@ -115,6 +121,8 @@ Loader::Loader(const std::string& path, LoaderOptions options) : opt_(std::move(
     dataset_->preload();
   if (extra_ && (opt_.preload == 1 || (opt_.preload < 0 && extra_->memory_bytes() < (uint64_t(1) << 30))))
     extra_->preload();
+  for (auto& c : contrasts_)
+    if (opt_.preload == 1 || (opt_.preload < 0 && c->memory_bytes() < (uint64_t(1) << 30))) c->preload();
   next_job_ = consumed_ = opt_.start_batch;
   for (int w = 0; w < opt_.workers; ++w) threads_.emplace_back([this] { worker_loop(); });
 }
@@ -153,7 +161,8 @@ Batch Loader::build(int64_t job) {
   const int64_t count = std::min<int64_t>(opt_.batch_size, static_cast<int64_t>(order->size()) - first);
   b.indices.assign(order->begin() + first, order->begin() + first + count);
   const rg::Shape shape{count, out_h_, out_w_, 1};
-  const int64_t channels = 1 + 2 * int64_t{opt_.context_slices};
+  const int64_t per_contrast = 1 + 2 * int64_t{opt_.context_slices};
+  const int64_t channels = (1 + static_cast<int64_t>(contrasts_.size())) * per_contrast;
   const rg::Shape image_shape{count, out_h_, out_w_, channels};
   b.image = opt_.allocate ? opt_.allocate(image_shape) : allocate_host_batch(image_shape);
   b.mask = opt_.allocate ? opt_.allocate(shape) : allocate_host_batch(shape);
@@ -198,16 +207,19 @@ Batch Loader::build(int64_t job) {
     } else {
       float* dst = img_dst + k * out_hw * static_cast<size_t>(channels);
       const SliceDataset& ds = source == 0 ? *dataset_ : *extra_;
-      for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t ch = 0; ch < channels; ++ch) {
+        const int64_t q = ch / per_contrast, c = ch % per_contrast;  // contrast, slice offset + context
         const Image2D* plane = &img;
-        if (c != opt_.context_slices) {
+        if (q > 0 || c != opt_.context_slices) {
           side = Image2D(H, W);
-          ds.read(ds.neighbour(sample, static_cast<int>(c) - opt_.context_slices), side.data.data(), nullptr);
-          // The sample's seed: the geometry, gain, bias and noise the middle channel got.
+          // The contrasts share the first file's grid: the same neighbour is the same sample.
+          const int64_t at = c == opt_.context_slices ? sample : ds.neighbour(sample, static_cast<int>(c) - opt_.context_slices);
+          (q == 0 ? ds : *contrasts_[static_cast<size_t>(q - 1)]).read(at, side.data.data(), nullptr);
+          // The sample's seed: the geometry, gain, bias and noise the first channel got.
           if (opt_.augment) augment(side, no_mask, opt_.augment_options, aug_seed);
           plane = &side;
         }
-        for (size_t p = 0; p < out_hw; ++p) dst[p * static_cast<size_t>(channels) + static_cast<size_t>(c)] = plane->data[p];
+        for (size_t p = 0; p < out_hw; ++p) dst[p * static_cast<size_t>(channels) + static_cast<size_t>(ch)] = plane->data[p];
       }
     }
     std::memcpy(msk_dst + k * out_hw, msk.data.data(), out_hw * sizeof(float));

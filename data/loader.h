@@ -69,6 +69,13 @@ struct LoaderOptions {
   // same slice size. extra_subset picks its samples like `subset`.
   std::string extra_path;
   std::optional<std::vector<int64_t>> extra_subset;
+  // More contrasts of the same slices (multi-channel input): prepared files on the first file's
+  // slice grid (data::check_same_slice_grid) whose images become further channels of the image,
+  // contrast-major: channel q * (2 * context_slices + 1) + c is contrast q's slice at offset
+  // c - context_slices (contrast 0: the first file). Every contrast is augmented with the
+  // sample's seed (one geometry and intensity change); masks, targets and labels come from the
+  // first file. Not with extra_path.
+  std::vector<std::string> contrast_paths;
   // Allocation hook for batch tensors (shape [B, H, W, 1], float32). Empty =
   // allocate_host_batch: page-locked (pinned) host memory when a CUDA device is present, so the
   // host->device copy of a batch can run asynchronously; ordinary host memory otherwise.
@@ -76,7 +83,7 @@ struct LoaderOptions {
 };
 
 struct Batch {
-  rg::Tensor image;              // [B, H, W, 1 + 2 * context_slices] float32 in [-1, 1]
+  rg::Tensor image;              // [B, H, W, contrasts * (1 + 2 * context_slices)] float32 in [-1, 1]
   rg::Tensor mask;               // [B, H, W, 1] float32, 0 or 1
   // Pair files (SliceDataset::has_targets): the references, [B, H, W, 1], augmented with the
   // same geometry as the image; undefined otherwise.
@@ -140,6 +147,7 @@ class Loader {
 
   LoaderOptions opt_;
   std::unique_ptr<SliceDataset> dataset_, extra_;
+  std::vector<std::unique_ptr<SliceDataset>> contrasts_;  // LoaderOptions::contrast_paths
   // Sample i of the loader: (0: dataset_, 1: extra_; index in that dataset).
   std::vector<std::pair<int, int64_t>> samples_;
   int64_t shard_size_ = 0, batches_per_epoch_ = 0, out_h_ = 0, out_w_ = 0;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -247,6 +248,52 @@ void SliceDataset::read_stack(int64_t i, int context, float* image_hwc, float* m
     read(neighbour(i, c - context), plane.data(), c == context ? mask : nullptr);
     for (size_t p = 0; p < hw; ++p) image_hwc[p * channels + c] = plane[p];
   }
+}
+
+void check_same_slice_grid(const SliceDataset& ds, const SliceDataset& other) {
+  const std::string& split = ds.split();
+  RG_CHECK(other.split() == split, "check_same_slice_grid: ", other.path(), " is open on split ", other.split(),
+           " but ", ds.path(), " on ", split);
+  RG_CHECK(other.height() == ds.height() && other.width() == ds.width() && other.size() == ds.size(),
+           "files on different slice grids: ", other.path(), " has ", other.size(), " ", split, " slices of ",
+           other.height(), "x", other.width(), " but ", ds.path(), " has ", ds.size(), " of ", ds.height(), "x",
+           ds.width(), " (prepare them from volumes on one grid, with the same split, crop and size)");
+  RG_CHECK(other.subject_names() == ds.subject_names(), "files of different subjects: ", other.path(), " and ",
+           ds.path(), " list different subjects");
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    RG_CHECK(other.subject(i) == ds.subject(i) && other.slice(i) == ds.slice(i), "files on different slice grids: ",
+             split, " sample ", i, " is subject ", other.subject(i), " slice ", other.slice(i), " in ", other.path(),
+             " but subject ", ds.subject(i), " slice ", ds.slice(i), " in ", ds.path());
+  }
+  // A different crop of a subject shows as another pixel size (the crop is square in mm).
+  for (int32_t s = 0; s < static_cast<int32_t>(ds.subject_names().size()); ++s) {
+    const std::array<double, 3> a = ds.pixel_spacing_mm(s), b = other.pixel_spacing_mm(s);
+    for (int k = 0; k < 3; ++k)
+      RG_CHECK(std::fabs(a[static_cast<size_t>(k)] - b[static_cast<size_t>(k)]) <= 1e-6 * std::max(1.0, std::fabs(a[static_cast<size_t>(k)])),
+               "files on different slice grids: subject ", ds.subject_names()[static_cast<size_t>(s)], " has pixels of ",
+               b[0], " x ", b[1], " x ", b[2], " mm in ", other.path(), " but ", a[0], " x ", a[1], " x ", a[2], " mm in ",
+               ds.path(), " (prepared with another crop: prepare every contrast with --crop none, or --crop mask "
+               "with the same masks)");
+  }
+}
+
+void read_contrast_stack(const std::vector<const SliceDataset*>& contrasts, int64_t i, int context,
+                         float* image_hwc) {
+  RG_CHECK(!contrasts.empty() && contrasts[0], "read_contrast_stack: no contrasts");
+  RG_CHECK(context >= 0, "read_contrast_stack: context must be >= 0, got ", context);
+  const SliceDataset& first = *contrasts[0];
+  const size_t hw = static_cast<size_t>(first.height() * first.width());
+  const int per = 2 * context + 1;
+  const size_t channels = contrasts.size() * static_cast<size_t>(per);
+  if (channels == 1) return first.read(i, image_hwc, nullptr);
+  std::vector<float> plane(hw);
+  for (size_t q = 0; q < contrasts.size(); ++q)
+    for (int c = 0; c < per; ++c) {
+      // Every contrast shares the first one's grid, so its neighbours are the same samples.
+      contrasts[q]->read(c == context ? i : first.neighbour(i, c - context), plane.data(), nullptr);
+      const size_t ch = q * static_cast<size_t>(per) + static_cast<size_t>(c);
+      for (size_t p = 0; p < hw; ++p) image_hwc[p * channels + ch] = plane[p];
+    }
 }
 
 SlicesFileInfo read_slices_info(const std::string& path) {

@@ -102,6 +102,21 @@ class SliceDataset {
   mutable std::mutex mutex_;
 };
 
+// Several files of one slice grid: contrasts (or modalities) of the same anatomy prepared as
+// separate files (prepare_data translation, or one --image-channel of a 4-D NIfTI each).
+// Throws unless `other` holds the slices of `ds` on the same grid: the same split, slice size and
+// count, the same subject and slice for every sample, the same subjects, and the same pixel size
+// per subject (a different crop shows there); names both files.
+void check_same_slice_grid(const SliceDataset& ds, const SliceDataset& other);
+
+// Sample i of several contrasts on one slice grid (check_same_slice_grid; contrasts[0] decides
+// the neighbours), each with `context` neighbours on each side: image_hwc gets height * width *
+// contrasts.size() * (2 * context + 1) floats, pixel-major; within a pixel, channel
+// q * (2 * context + 1) + c is contrast q's slice neighbour(i, c - context). One contrast gives
+// read_stack's layout.
+void read_contrast_stack(const std::vector<const SliceDataset*>& contrasts, int64_t i, int context,
+                         float* image_hwc);
+
 // Slice counts per split without opening the datasets' contents.
 struct SlicesFileInfo {
   std::string path;

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
   CLI::App app{"Segment a volume with a trained generator: mask (and probabilities) on the input's grid"};
   app.add_option("--checkpoint", o.checkpoint, "RUN/checkpoints/best.safetensors")->required();
   app.add_option("--input", o.input, "image volume: .nii, .nii.gz, .mhd/.mha or a DICOM directory")->required();
+  app.add_option("--input-channel", o.input_channels,
+                 "another contrast on --input's grid, for a model trained with train_seg --image-channel "
+                 "(repeat, in training order)");
   app.add_option("--output", o.output, "mask to write (.nii or .nii.gz, uint8 0/1)")->required();
   app.add_option("--probabilities", o.probabilities, "also write the probability map (.nii/.nii.gz, float32)");
   app.add_option("--report", o.report, "write the report as JSON");
@@ -46,6 +49,8 @@ int main(int argc, char** argv) {
   int64_t size = 0;
   double margin = 0;
   grp->add_option("--prepared", prepared, "the training HDF5 file, if it moved");
+  grp->add_option("--prepared-channel", o.prepared_channels,
+                  "the other contrasts' training HDF5 files, if they moved (repeat: all of them, in order)");
   auto* om = grp->add_option("--modality", modality, "ct or mri")->check(CLI::IsMember({"ct", "mri"}));
   auto* ow = grp->add_option("--window", window, "CT: HU mapped to -1 and +1, e.g. -1000,400")->delimiter(',');
   auto* op = grp->add_option("--percentiles", percentiles, "MRI: percentiles mapped to -1 and +1, e.g. 0.5,99.5")->delimiter(',');

@@ -288,7 +288,7 @@ int main(int argc, char** argv) {
   int64_t ni_volume = 0;
   nifti->add_option("--volume", ni_volume,
                     "4-D NIfTI images: which volume (contrast, 0-based) to prepare. Prepare each contrast into its "
-                    "own file with the same split options; train_translate takes the others as --source-channel")
+                    "own file with the same split options; train_translate takes the others as --source-channel, train_seg as --image-channel")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   add_convert_options(nifti, ni, true);
   add_label_map_flag(nifti, ni);

@@ -59,6 +59,7 @@ json seg_config_to_json(const SegRunConfig& c) {
                  {"elastic", c.elastic},
                  {"select_by", select_by_name(c.select_by)},
                  {"context_slices", c.context_slices},
+                 {"image_channels", c.image_channels},
                  {"train_fraction", c.train_fraction},
                  {"train_seed", c.train_seed},
                  {"extra_train", c.extra_train},
@@ -105,7 +106,8 @@ std::vector<SliceResult> worst_slices(std::vector<SliceResult> results,
 SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
                                     int64_t batch_size, DType act_dtype, Device device,
                                     int64_t sample_rows, dist::Communicator& comm,
-                                    int64_t worst_rows) {
+                                    int64_t worst_rows,
+                                    const std::vector<const data::SliceDataset*>& more_contrasts) {
   RG_CHECK(batch_size > 0, "evaluate_segmentation: batch_size must be > 0, got ", batch_size);
   NoGradGuard no_grad;
   g.eval();
@@ -114,9 +116,13 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
   const bool root = rank == 0;
   const int64_t words_per_slice = (hw + kMaskBitsPerWord - 1) / kMaskBitsPerWord;
   const int64_t channels = g.config.in_channels;
-  RG_CHECK(channels >= 1 && channels % 2 == 1, "evaluate_segmentation: the generator takes ", channels,
-           " input channels; segmentation needs an odd number (the slice and its neighbours)");
-  const int context = static_cast<int>(channels / 2);
+  std::vector<const data::SliceDataset*> contrasts = {&ds};
+  contrasts.insert(contrasts.end(), more_contrasts.begin(), more_contrasts.end());
+  const auto per_contrast = channels / static_cast<int64_t>(contrasts.size());
+  RG_CHECK(channels >= 1 && channels % static_cast<int64_t>(contrasts.size()) == 0 && per_contrast % 2 == 1,
+           "evaluate_segmentation: the generator takes ", channels, " input channels; ", contrasts.size(),
+           " contrast(s) need an odd number per contrast (the slice and its neighbours)");
+  const int context = static_cast<int>(per_contrast / 2);
   const int64_t batches = (n + batch_size - 1) / batch_size;
 
   // The picture rows depend only on the targets, so every rank knows which slices they are:
@@ -159,7 +165,7 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
       const int64_t count = std::min(batch_size, n - start);
       Tensor x = Tensor::empty({count, h, w, channels});
       for (int64_t i = 0; i < count; ++i) {
-        ds.read_stack(start + i, context, x.data<float>() + i * hw * channels, nullptr);
+        data::read_contrast_stack(contrasts, start + i, context, x.data<float>() + i * hw * channels);
       }
       const Tensor logits = g.forward(x.to(device).to(act_dtype));
       Tensor probs = sigmoid(logits).to(DType::F32).to(Device::cpu()).contiguous();
@@ -233,7 +239,8 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
   if (rows > 0) {
     Tensor x = Tensor::empty({rows, h, w, channels});
     for (int64_t i = 0; i < rows; ++i) {
-      ds.read_stack(out.worst[static_cast<size_t>(i)].index, context, x.data<float>() + i * hw * channels, nullptr);
+      data::read_contrast_stack(contrasts, out.worst[static_cast<size_t>(i)].index, context,
+                                x.data<float>() + i * hw * channels);
     }
     const Tensor probs = sigmoid(g.forward(x.to(device).to(act_dtype))).to(DType::F32).to(Device::cpu()).contiguous();
     for (int64_t i = 0; i < rows; ++i) {
@@ -325,6 +332,15 @@ class SegTask final : public train::TrainTask {
     test_set_ = std::make_unique<data::SliceDataset>(c.data, "test");
     val_set_->preload();
     test_set_->preload();
+    auto open_contrasts = [&c](const data::SliceDataset& set, std::vector<std::unique_ptr<data::SliceDataset>>& out) {
+      for (const std::string& p : c.image_channels) {
+        out.push_back(std::make_unique<data::SliceDataset>(p, set.split()));
+        data::check_same_slice_grid(set, *out.back());
+        out.back()->preload();
+      }
+    };
+    open_contrasts(*val_set_, val_contrasts_);
+    open_contrasts(*test_set_, test_contrasts_);
 
     const int64_t h = val_set_->height(), w = val_set_->width();
     models::UnetConfig gc;
@@ -333,7 +349,7 @@ class SegTask final : public train::TrainTask {
     gc.norm = c.norm;
     gc.use_dropout = c.dropout;
     gc.full_res_width = c.full_res_width;
-    gc.in_channels = 1 + 2 * int64_t{c.context_slices};
+    gc.in_channels = (1 + static_cast<int64_t>(c.image_channels.size())) * (1 + 2 * int64_t{c.context_slices});
     RG_CHECK(gc.num_downs >= 1 && h % (int64_t{1} << gc.num_downs) == 0 &&
                  w % (int64_t{1} << gc.num_downs) == 0,
              "--num-downs ", gc.num_downs, " does not divide the slice size ", h, "x", w);
@@ -391,6 +407,11 @@ class SegTask final : public train::TrainTask {
     if (c_.context_slices > 0) {
       out << ", 2.5-D input (the slice and " << c_.context_slices << " neighbour(s) on each side, "
           << g_->config.in_channels << " channels)";
+    }
+    if (!c_.image_channels.empty()) {
+      out << "\n  " << 1 + c_.image_channels.size() << " contrasts as input channels: " << c_.data;
+      for (const std::string& p : c_.image_channels) out << ", " << p;
+      out << " (--image-channel; masks from " << c_.data << ")";
     }
     if (d_ && (c_.gan_mode == GanMode::WganGp || c_.r1_gamma > 0) && c_.norm == models::NormKind::Batch) {
       out << "\n  note: D uses batch norm, which mixes the samples of a batch, so the gradient "
@@ -455,6 +476,7 @@ class SegTask final : public train::TrainTask {
     lo.augment = c_.augment;
     lo.augment_options.p_elastic = c_.elastic;
     lo.context_slices = c_.context_slices;
+    lo.contrast_paths = c_.image_channels;
     lo.start_batch = global_step;
     if (c_.train_fraction < 1) {
       lo.subset = data::seeded_subset(data::read_slices_info(c_.data).counts[0], c_.train_fraction,
@@ -491,11 +513,11 @@ class SegTask final : public train::TrainTask {
   }
 
   train::Evaluation validate(int64_t epoch, const train::RunFiles& files) override {
-    return evaluate(*val_set_, files.epoch_sample("epoch_", epoch, ".png"));
+    return evaluate(*val_set_, val_contrasts_, files.epoch_sample("epoch_", epoch, ".png"));
   }
   // The test picture, and a picture of the test slices that fail most (samples/test_worst.png).
   train::Evaluation test(const train::RunFiles& files) override {
-    return evaluate(*test_set_, files.samples / "test.png", files.samples / "test_worst.png");
+    return evaluate(*test_set_, test_contrasts_, files.samples / "test.png", files.samples / "test_worst.png");
   }
 
   std::vector<std::string> curve_losses() const override {
@@ -514,10 +536,12 @@ class SegTask final : public train::TrainTask {
   }
 
  private:
-  train::Evaluation evaluate(const data::SliceDataset& ds, const fs::path& picture,
-                             const fs::path& worst_picture = {}) {
+  train::Evaluation evaluate(const data::SliceDataset& ds, const std::vector<std::unique_ptr<data::SliceDataset>>& contrasts,
+                             const fs::path& picture, const fs::path& worst_picture = {}) {
+    std::vector<const data::SliceDataset*> more;
+    for (const auto& c : contrasts) more.push_back(c.get());
     const SegEvaluation e = evaluate_segmentation(*g_, ds, c_.batch_size, act_dtype_, ctx_.device, c_.sample_rows,
-                                                  *ctx_.comm, worst_picture.empty() ? 0 : c_.sample_rows);
+                                                  *ctx_.comm, worst_picture.empty() ? 0 : c_.sample_rows, more);
     if (!ctx_.root()) return {};
     std::string pictures = picture.string();
     if (!e.samples.empty()) train::write_segmentation_grid_png(picture.string(), e.samples);
@@ -534,6 +558,7 @@ class SegTask final : public train::TrainTask {
   DType act_dtype_ = DType::F32;
   std::string precision_note_;
   std::unique_ptr<data::SliceDataset> val_set_, test_set_;
+  std::vector<std::unique_ptr<data::SliceDataset>> val_contrasts_, test_contrasts_;  // --image-channel
   std::unique_ptr<models::UnetGenerator> g_;
   std::unique_ptr<models::PatchDiscriminator> d_;
   std::unique_ptr<optim::Adam> opt_g_, opt_d_;
@@ -573,6 +598,11 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
     RG_CHECK(c.context_slices == 0 || data::SliceDataset(c.extra_train, "train").slices_unique(),
              "--context-slices with --extra-train: ", c.extra_train, " holds some slice of a subject more "
              "than once (synthesize's output does), so its slices have no neighbours");
+  }
+  for (const std::string& p : c.image_channels) {
+    RG_CHECK(fs::exists(p), "--image-channel: file ", p, " does not exist");
+    RG_CHECK(c.extra_train.empty(), "--image-channel with --extra-train: extra training files have one contrast; "
+             "train on the real contrasts alone");
   }
   if (c.conv_backend) set_conv_backend(*c.conv_backend);
   const train::RunContext ctx = train::make_run_context(host_comm, train::resolve_device(c.device));

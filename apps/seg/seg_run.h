@@ -83,6 +83,13 @@ struct SegRunConfig : train::RunOptions {
   // (data::LoaderOptions::context_slices), D sees them with the mask. 0 = 2-D slices. The
   // checkpoint's generator in_channels (2 * context_slices + 1) tells infer_seg the same.
   int context_slices = 0;
+  // More contrasts of the same slices (multi-channel input, e.g. T1 + T2): prepared files on
+  // `data`'s slice grid (data::check_same_slice_grid: prepared from co-registered volumes with
+  // the same split, crop and size), whose images become further input channels of G; masks come
+  // from `data`. G takes (1 + image_channels.size()) * (2 * context_slices + 1) channels,
+  // contrast-major (data::LoaderOptions::contrast_paths); the checkpoint names the files, so
+  // infer_seg takes the same contrasts (--input-channel) normalized as they were.
+  std::vector<std::string> image_channels;
   // Data parallelism (world size > 1): synchronize batch-norm statistics over all ranks
   // (SyncBatchNorm). Ignored at world size 1 and for --norm instance/none. docs/scaling.md.
   bool sync_bn = true;
@@ -128,8 +135,9 @@ struct SegEvaluation {
   std::vector<train::SegGridRow> worst_samples;
 };
 
-// Runs G in eval mode over `ds` in batches of batch_size; a G with 2k + 1 input channels gets
-// each slice with k neighbours on each side (SliceDataset::read_stack). Every rank of `comm`
+// Runs G in eval mode over `ds` in batches of batch_size; a G with 2k + 1 input channels per
+// contrast gets each slice with k neighbours on each side (SliceDataset::read_stack), of `ds`
+// and then of each file of `more_contrasts` (on ds's slice grid: data::read_contrast_stack). Every rank of `comm`
 // calls it with the same model: rank r predicts batches r, r + N, ... (the batches one process
 // would form, so each slice's probabilities are bit-identical to a single-process evaluation),
 // the binarized predictions (and the probabilities of the picture rows) are gathered on rank 0
@@ -142,6 +150,7 @@ struct SegEvaluation {
 SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
                                     int64_t batch_size, DType act_dtype, Device device,
                                     int64_t sample_rows, dist::Communicator& comm,
-                                    int64_t worst_rows = 0);
+                                    int64_t worst_rows = 0,
+                                    const std::vector<const data::SliceDataset*>& more_contrasts = {});
 
 }  // namespace rg::app

@@ -26,15 +26,16 @@ using nlohmann::json;
 
 // ---------------------------------------------------------------- the model
 
-SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf16) {
+SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf16, int64_t contrasts) {
   const int64_t n = g.config.num_downs;
   RG_CHECK(n < 62 && size % (int64_t{1} << n) == 0, "the generator (U-Net num_downs ", n,
            ") needs slices whose size divides by 2^", n, " = ", (n < 62 ? (int64_t{1} << n) : 0),
            ", but the slices are ", size, "x", size);
   const int64_t channels = g.config.in_channels;
-  RG_CHECK(channels >= 1 && channels % 2 == 1 && g.config.out_channels == 1,
-           "the generator has ", channels, " input and ", g.config.out_channels,
-           " output channels; segmentation needs an odd number (the slice and its neighbours) and 1");
+  RG_CHECK(contrasts >= 1 && channels >= 1 && channels % contrasts == 0 && (channels / contrasts) % 2 == 1 &&
+               g.config.out_channels == 1,
+           "the generator has ", channels, " input and ", g.config.out_channels, " output channels; segmentation of ",
+           contrasts, " contrast(s) needs an odd number per contrast (the slice and its neighbours) and 1");
   return [&g, size, bf16, channels](const float* slices, int64_t count, float* probs) {
     NoGradGuard no_grad;
     g.eval();
@@ -52,12 +53,18 @@ SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf
 namespace {
 
 // One pass of slicing, model, and mapping back; fills `probs` (source voxel order).
-int64_t run_pass(const data::Volume& image, const SliceGeometry& g, const SliceModel& model,
-                 const InferenceOptions& opt, const std::string& label, std::vector<float>& probs) {
+// `contrasts`: the image and its other contrasts, each with the pass's geometry and its own
+// normalization range.
+int64_t run_pass(const std::vector<std::pair<const data::Volume*, SliceGeometry>>& contrasts,
+                 const SliceModel& model, const InferenceOptions& opt, const std::string& label,
+                 std::vector<float>& probs) {
+  const data::Volume& image = *contrasts[0].first;
+  const SliceGeometry& g = contrasts[0].second;
   probs.assign(static_cast<size_t>(image.voxel_count()), 0.0f);
   const int64_t S = g.size, hw = S * S, total = g.num_slices();
   const int64_t batch = std::max<int64_t>(1, opt.batch_size);
-  const int64_t context = opt.context_slices, channels = 2 * context + 1;
+  const int64_t context = opt.context_slices, per_contrast = 2 * context + 1;
+  const int64_t channels = static_cast<int64_t>(contrasts.size()) * per_contrast;
   std::vector<float> in(static_cast<size_t>(batch * hw * channels)), out(static_cast<size_t>(batch * hw));
   std::vector<float> plane(static_cast<size_t>(channels > 1 ? hw : 0));
   data::ProgressBar bar(label, static_cast<double>(total), "slices", opt.progress);
@@ -70,9 +77,11 @@ int64_t run_pass(const data::Volume& image, const SliceGeometry& g, const SliceM
         continue;
       }
       float* dst = in.data() + i * hw * channels;
-      for (int64_t c = 0; c < channels; ++c) {
-        extract_slice(image, g, std::clamp(s + c - context, g.slice_begin, g.slice_end - 1), plane.data());
-        for (int64_t p = 0; p < hw; ++p) dst[p * channels + c] = plane[static_cast<size_t>(p)];
+      for (int64_t ch = 0; ch < channels; ++ch) {
+        const auto& [volume, geometry] = contrasts[static_cast<size_t>(ch / per_contrast)];
+        const int64_t c = ch % per_contrast;
+        extract_slice(*volume, geometry, std::clamp(s + c - context, g.slice_begin, g.slice_end - 1), plane.data());
+        for (int64_t p = 0; p < hw; ++p) dst[p * channels + ch] = plane[static_cast<size_t>(p)];
       }
     }
     std::fill(out.begin(), out.begin() + n * hw, 0.0f);
@@ -97,15 +106,30 @@ std::vector<uint8_t> threshold_mask(const std::vector<float>& probs, float thres
 }  // namespace
 
 InferenceResult infer_volume(const data::Volume& image, const SlicePreprocessing& p, const SliceModel& model,
-                             const InferenceOptions& opt) {
+                             const InferenceOptions& opt, const std::vector<ContrastInput>& more_contrasts) {
   RG_CHECK(model != nullptr, "infer_volume: no model");
   RG_CHECK(opt.batch_size >= 1, "--batch-size must be >= 1, got ", opt.batch_size);
   RG_CHECK(opt.context_slices >= 0, "infer_volume: context_slices must be >= 0, got ", opt.context_slices);
   RG_CHECK(opt.largest_components >= 0, "--largest-components must be >= 0, got ", opt.largest_components);
   const auto t0 = std::chrono::steady_clock::now();
+  // Every contrast is sliced with the image's geometry (its crop) and its own intensity range.
+  std::vector<std::array<double, 2>> ranges;
+  for (const ContrastInput& c : more_contrasts) {
+    RG_CHECK(c.volume, "infer_volume: a contrast without a volume");
+    check_same_grid(image, *c.volume);
+    ranges.push_back(plan_slices(*c.volume, c.preprocessing).norm_range);
+  }
+  auto contrasts_of = [&](const SliceGeometry& g) {
+    std::vector<std::pair<const data::Volume*, SliceGeometry>> out{{&image, g}};
+    for (size_t q = 0; q < more_contrasts.size(); ++q) {
+      out.emplace_back(more_contrasts[q].volume, g);
+      out.back().second.norm_range = ranges[q];
+    }
+    return out;
+  };
   InferenceResult r;
   r.geometry = plan_slices(image, p);
-  r.slices_run += run_pass(image, r.geometry, model, opt, "infer", r.probabilities);
+  r.slices_run += run_pass(contrasts_of(r.geometry), model, opt, "infer", r.probabilities);
   r.passes = 1;
   r.mask = threshold_mask(r.probabilities, opt.threshold);
   if (p.crop == data::CropMode::Mask) {
@@ -116,7 +140,7 @@ InferenceResult infer_volume(const data::Volume& image, const SlicePreprocessing
     if (second.crop_used == "mask (predicted)") {
       second.warnings.insert(second.warnings.begin(), r.geometry.warnings.begin(), r.geometry.warnings.end());
       r.geometry = std::move(second);
-      r.slices_run += run_pass(image, r.geometry, model, opt, "infer (mask crop)", r.probabilities);
+      r.slices_run += run_pass(contrasts_of(r.geometry), model, opt, "infer (mask crop)", r.probabilities);
       r.passes = 2;
       r.mask = threshold_mask(r.probabilities, opt.threshold);
     } else {
@@ -270,13 +294,42 @@ json run_infer_seg(const InferSegOptions& o) {
                     "slices unlike its training data");
   }
   RG_CHECK(pre.size >= 8 && pre.size <= 4096, "--size must be in [8, 4096], got ", pre.size);
+
+  // ---- the other contrasts (train_seg --image-channel): their training files give their
+  // normalization; the preprocessing flags above concern --input alone.
+  std::vector<std::string> channel_files;
+  if (run.contains("image_channels") && run["image_channels"].is_array())
+    for (const auto& f : run["image_channels"]) channel_files.push_back(f.get<std::string>());
+  if (!o.prepared_channels.empty()) {
+    RG_CHECK(o.prepared_channels.size() == channel_files.size(), "--prepared-channel: the model of ", o.checkpoint,
+             " takes ", channel_files.size(), " other contrast(s), got ", o.prepared_channels.size(), " file(s)");
+    channel_files = o.prepared_channels;
+  }
+  RG_CHECK(o.input_channels.size() == channel_files.size(), "the model of ", o.checkpoint, " was trained on ",
+           1 + channel_files.size(), " contrast(s) but the input gives ", 1 + o.input_channels.size(), " (--input and ",
+           o.input_channels.size(), " --input-channel volume(s)); pass one --input-channel per other contrast, in the "
+           "order of the run's image_channels");
+  std::vector<SlicePreprocessing> channel_pre;
+  for (size_t q = 0; q < channel_files.size(); ++q) {
+    RG_CHECK(fs::exists(channel_files[q], ec), "the training file ", channel_files[q], " of contrast ", q + 2,
+             " is not available: pass --prepared-channel FILE.h5 for every other contrast");
+    channel_pre.push_back(preprocessing_from_prepared_file(channel_files[q]));
+  }
+  const auto contrasts = static_cast<int64_t>(1 + channel_files.size());
   const train::Precision precision = train::parse_precision(
       run.value("precision", std::string("fp32")), o.checkpoint + " (the run's precision)");
-  SliceModel model = generator_slice_model(g, pre.size, precision == train::Precision::Bf16);
+  SliceModel model = generator_slice_model(g, pre.size, precision == train::Precision::Bf16, contrasts);
 
   // ---- volumes
   const data::Volume image = data::read_volume(o.input);
   RG_CHECK(image.voxel_count() > 0, o.input, ": empty volume");
+  std::vector<data::Volume> channel_volumes;
+  for (const std::string& f : o.input_channels) {
+    channel_volumes.push_back(data::read_volume(f));
+    check_same_grid(image, channel_volumes.back());
+  }
+  std::vector<ContrastInput> more_contrasts;
+  for (size_t q = 0; q < channel_volumes.size(); ++q) more_contrasts.push_back({&channel_volumes[q], channel_pre[q]});
   data::Volume gt;
   std::vector<uint8_t> target;
   std::vector<int> gt_labels = pre.mask_labels;
@@ -297,14 +350,15 @@ json run_infer_seg(const InferSegOptions& o) {
   std::cerr << "infer_seg: " << o.input << " (" << image.dims[0] << "x" << image.dims[1] << "x" << image.dims[2]
             << ", " << image.spacing[0] << "x" << image.spacing[1] << "x" << image.spacing[2]
             << " mm); G unet num_downs " << gc.num_downs << " ngf " << gc.ngf
-            << (gc.in_channels > 1 ? " (2.5-D: " + std::to_string(gc.in_channels) + " slices per input)" : std::string())
+            << (gc.in_channels > contrasts ? " (2.5-D: " + std::to_string(gc.in_channels / contrasts) + " slices per input)" : std::string())
+            << (contrasts > 1 ? " (" + std::to_string(contrasts) + " contrasts)" : std::string())
             << "; preprocessing from "
             << pre.origin << ": " << data::modality_name(pre.modality) << ", crop " << data::crop_name(pre.crop)
             << ", " << pre.size << "x" << pre.size << "\n";
   for (const auto& n : notes) std::cerr << "infer_seg: note: " << n << "\n";
   InferenceOptions inference = o.inference;
-  inference.context_slices = static_cast<int>(gc.in_channels / 2);  // a 2.5-D model's neighbours
-  InferenceResult r = infer_volume(image, pre, model, inference);
+  inference.context_slices = static_cast<int>(gc.in_channels / contrasts / 2);  // a 2.5-D model's neighbours
+  InferenceResult r = infer_volume(image, pre, model, inference, more_contrasts);
   for (const auto& w : r.geometry.warnings) std::cerr << "infer_seg: warning: " << w << "\n";
 
   // ---- outputs (each written atomically)
@@ -325,6 +379,7 @@ json run_infer_seg(const InferSegOptions& o) {
   const SliceGeometry& geo = r.geometry;
   json report{{"checkpoint", o.checkpoint},
               {"input", o.input},
+              {"input_channels", o.input_channels},
               {"output", o.output},
               {"dims", image.dims},
               {"spacing_mm", image.spacing},

@@ -49,16 +49,24 @@ using data::SliceGeometry;
 using data::SlicePreprocessing;
 using data::check_same_grid;
 
-// The model as a function: n slices (n * size * size * (2 * context_slices + 1) floats, row-major
-// pixels with their channels together: the slice's neighbours as train_seg --context-slices
-// gave them) -> n probability slices in [0, 1] (n * size * size floats). Tests inject their
-// own; generator_slice_model wraps G.
+// The model as a function: n slices (n * size * size * contrasts * (2 * context_slices + 1)
+// floats, row-major pixels with their channels together: each contrast's slice and neighbours
+// as train_seg --image-channel and --context-slices gave them) -> n probability slices in [0, 1]
+// (n * size * size floats). Tests inject their own; generator_slice_model wraps G.
 using SliceModel = std::function<void(const float* slices, int64_t n, float* probs)>;
 
 // G in eval mode under NoGradGuard, sigmoid of its logits. Throws if G's depth does not divide
-// `size`, or it has an even number of input channels. `bf16` runs the activations in bfloat16
-// (as a --precision bf16 run trained).
-SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf16 = false);
+// `size`, or its input channels are not `contrasts` times an odd number. `bf16` runs the
+// activations in bfloat16 (as a --precision bf16 run trained).
+SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf16 = false, int64_t contrasts = 1);
+
+// Another contrast of the input volume (a model trained with train_seg --image-channel): a volume
+// on the input's grid, normalized as its own training file was (its window or percentiles); it
+// is sliced with the input's crop.
+struct ContrastInput {
+  const data::Volume* volume = nullptr;
+  SlicePreprocessing preprocessing;
+};
 
 struct InferenceOptions {
   // Neighbouring slices on each side given to the model with each slice (a G with 2k + 1 input
@@ -81,9 +89,11 @@ struct InferenceResult {
   double seconds = 0;
 };
 
-// Runs the model over the volume and maps the result back onto its grid.
+// Runs the model over the volume (and its other contrasts, channels after the image's) and maps
+// the result back onto its grid.
 InferenceResult infer_volume(const data::Volume& image, const SlicePreprocessing& p,
-                             const SliceModel& model, const InferenceOptions& options = {});
+                             const SliceModel& model, const InferenceOptions& options = {},
+                             const std::vector<ContrastInput>& more_contrasts = {});
 
 // Keeps the n largest 6-connected components of a binary volume (dims i, j, k; index
 // i + d0 * (j + d1 * k)), in place; ties go to the component met first in voxel order.
@@ -105,6 +115,8 @@ train::SegMetrics volume_metrics(const std::vector<uint8_t>& pred, const std::ve
 struct InferSegOptions {
   std::string checkpoint;    // RUN/checkpoints/best.safetensors
   std::string input;         // .nii / .nii.gz / .mhd / .mha / DICOM directory
+  // The other contrasts of a model trained with --image-channel, in its order, on input's grid.
+  std::vector<std::string> input_channels;
   std::string output;        // mask, .nii or .nii.gz (uint8)
   std::string probabilities; // optional float32 probability map
   std::string report;        // optional JSON report
@@ -112,6 +124,9 @@ struct InferSegOptions {
   std::optional<std::vector<int>> gt_labels;
   std::optional<double> gt_threshold;
   std::string prepared;      // the training file, when it moved (default: the run config's)
+  // The other contrasts' training files, when they moved (default: the run config's
+  // image_channels); all of them or none.
+  std::vector<std::string> prepared_channels;
   // Preprocessing flags, used when the training file is gone (and overriding it when given).
   std::optional<std::string> modality;
   std::optional<std::array<double, 2>> window, percentiles;

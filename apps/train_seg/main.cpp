@@ -84,6 +84,9 @@ int main(int argc, char** argv) {
   app.add_option("--elastic", c.elastic,
                  "probability of an elastic deformation in the augmentation (as synthesize deforms masks)")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--image-channel", c.image_channels,
+                 "another contrast of the same slices as an input channel: a prepared HDF5 file on --data's slice "
+                 "grid (same volumes' grid, split, crop and size); repeat for more");
   app.add_option("--context-slices", c.context_slices,
                  "2.5-D input: the slice and K neighbouring slices on each side as 2K+1 channels (0 = 2-D)")
       ->check(CLI::Range(0, 8))->capture_default_str();

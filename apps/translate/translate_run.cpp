@@ -108,22 +108,8 @@ TranslationSplit::TranslationSplit(const std::string& source_path, const std::st
   }
   std::vector<const data::SliceDataset*> others = {target.get(), tissue.get()};
   for (const auto& m : more_sources) others.push_back(m.get());
-  for (const data::SliceDataset* other : others) {
-    if (!other) continue;
-    RG_CHECK(other->height() == source->height() && other->width() == source->width() &&
-                 other->size() == source->size(),
-             "modalities on different grids: ", other->path(), " has ", other->size(), " ", split, " slices of ",
-             other->height(), "x", other->width(), " but ", source->path(), " has ", source->size(), " of ",
-             source->height(), "x", source->width(), " (prepare both with prepare_data translation)");
-    for (int64_t i = 0; i < source->size(); ++i) {
-      RG_CHECK(other->subject(i) == source->subject(i) && other->slice(i) == source->slice(i),
-               "modalities on different grids: ", split, " sample ", i, " is subject ", other->subject(i),
-               " slice ", other->slice(i), " in ", other->path(), " but subject ", source->subject(i), " slice ",
-               source->slice(i), " in ", source->path());
-    }
-    RG_CHECK(other->subject_names() == source->subject_names(), "modalities of different subjects: ",
-             other->path(), " and ", source->path(), " list different subjects");
-  }
+  for (const data::SliceDataset* other : others)
+    if (other) data::check_same_slice_grid(*source, *other);
   source->preload();
   for (auto& m : more_sources) m->preload();
   target->preload();
@@ -134,16 +120,9 @@ TranslationSplit::TranslationSplit(TranslationSplit&&) noexcept = default;
 int64_t TranslationSplit::size() const { return source->size(); }
 
 void TranslationSplit::read_source(int64_t i, float* out) const {
-  const int64_t hw = height() * width(), c = channels();
-  if (c == 1) {
-    source->read(i, out, nullptr);
-    return;
-  }
-  std::vector<float> plane(static_cast<size_t>(hw));
-  for (int64_t ch = 0; ch < c; ++ch) {
-    (ch == 0 ? *source : *more_sources[static_cast<size_t>(ch - 1)]).read(i, plane.data(), nullptr);
-    for (int64_t k = 0; k < hw; ++k) out[k * c + ch] = plane[static_cast<size_t>(k)];
-  }
+  std::vector<const data::SliceDataset*> contrasts = {source.get()};
+  for (const auto& m : more_sources) contrasts.push_back(m.get());
+  data::read_contrast_stack(contrasts, i, 0, out);
 }
 int64_t TranslationSplit::height() const { return source->height(); }
 int64_t TranslationSplit::width() const { return source->width(); }

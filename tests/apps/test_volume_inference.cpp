@@ -203,6 +203,59 @@ TEST(VolumeInference, ContextSlicesAreThoseOfTheTrainingFile) {
   }
 }
 
+// Multi-contrast input: each contrast is sliced with the image's crop and normalized by its own
+// training file, so the model sees what data::read_contrast_stack gives from the training files.
+TEST(VolumeInference, ContrastChannelsAreThoseOfTheTrainingFiles) {
+  const Synthetic s = make_synthetic({50, 44, 12}, {1.1, 0.8, 2.0});
+  Synthetic other = s;  // a second "contrast": inverted intensities, prepared with another window
+  for (float& v : other.image.voxels) v = 300.0f - 0.5f * v;
+  const std::string a = prepare_synthetic(s, data::CropMode::None, "contrast_a_");
+  std::string b;
+  {
+    data::PrepareOptions po;
+    po.modality = data::Modality::CT;
+    po.window = {-200.0, 900.0};
+    po.crop = data::CropMode::None;
+    po.size = 24;
+    po.fractions = {1.0, 0.0, 0.0};
+    po.compression = 0;
+    po.progress = false;
+    data::SubjectSource src;
+    src.name = "synthetic";
+    src.load = [&other] { return std::make_pair(other.image, other.mask); };
+    b = (temp_dir() / "contrast_b_none.h5").string();
+    data::prepare_slices({src}, po, b);
+  }
+  data::SliceDataset da(a, "train"), db(b, "train");
+  data::check_same_slice_grid(da, db);
+  constexpr int kContext = 1;
+  constexpr int64_t kChannels = 2 * (2 * kContext + 1), kHw = 24 * 24;
+  std::vector<std::vector<float>> seen;
+  const SliceModel recorder = [&seen](const float* slices, int64_t n, float* probs) {
+    for (int64_t i = 0; i < n; ++i) seen.emplace_back(slices + i * kHw * kChannels, slices + (i + 1) * kHw * kChannels);
+    std::fill(probs, probs + n * kHw, 0.0f);
+  };
+  InferenceOptions io;
+  io.progress = false;
+  io.batch_size = 4;
+  io.context_slices = kContext;
+  const InferenceResult r = infer_volume(s.image, preprocessing_from_prepared_file(a), recorder, io,
+                                         {ContrastInput{&other.image, preprocessing_from_prepared_file(b)}});
+  ASSERT_EQ(static_cast<int64_t>(seen.size()), da.size());
+  std::vector<float> theirs(static_cast<size_t>(kHw * kChannels), std::nanf(""));
+  for (int64_t i = 0; i < da.size(); ++i) {
+    data::read_contrast_stack({&da, &db}, i, kContext, theirs.data());
+    const int64_t k = da.slice(i) - r.geometry.slice_begin;
+    ASSERT_TRUE(k >= 0 && k < static_cast<int64_t>(seen.size()));
+    ASSERT_EQ(seen[static_cast<size_t>(k)], theirs) << "slice " << da.slice(i);
+  }
+  // A contrast on another grid is refused.
+  Synthetic small = make_synthetic({40, 44, 12}, {1.1, 0.8, 2.0});
+  EXPECT_THROW(infer_volume(s.image, preprocessing_from_prepared_file(a), recorder, io,
+                            {ContrastInput{&small.image, preprocessing_from_prepared_file(b)}}),
+               Error);
+}
+
 TEST(VolumeInference, LargestComponentsKeepsTheBiggestSixConnectedBlobs) {
   const std::array<int64_t, 3> dims{10, 9, 8};
   std::vector<uint8_t> m(10 * 9 * 8, 0);
@@ -323,6 +376,64 @@ TEST(VolumeInference, TwoAndAHalfDCheckpointEndToEnd) {
   EXPECT_EQ(data::read_nifti(o.output).dims, ph.ct.dims);
   const nlohmann::json summary = nlohmann::json::parse(std::ifstream(temp_dir() / "runs" / "tiny_context" / "summary.json"));
   EXPECT_EQ(summary["config"]["context_slices"], 1);
+}
+
+std::string error_of(const InferSegOptions& o);
+
+TEST(VolumeInference, TwoContrastCheckpointEndToEnd) {
+  // train_seg --image-channel: the same phantoms in a second CT window as a second contrast; G
+  // takes 2 channels, the checkpoint names the file, and infer_seg needs a second input volume.
+  const std::string second = test_data::write_tiny_phantom((temp_dir() / "tiny_narrow.h5").string(), {-200.0, 300.0});
+  SegRunConfig c = tiny_config(tiny_run().data, "tiny_contrasts");
+  c.image_channels = {second};
+  ASSERT_EQ(run_seg_training(c), 0);
+  const nlohmann::json summary = nlohmann::json::parse(std::ifstream(temp_dir() / "runs" / "tiny_contrasts" / "summary.json"));
+  EXPECT_EQ(summary["config"]["image_channels"], nlohmann::json({second}));
+  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(test_data::kTinyPhantomSeed, 0),
+                                                   test_data::tiny_phantom_options());
+  const std::string input = (temp_dir() / "phantom_contrasts.nii.gz").string();
+  data::write_nifti(input, ph.ct, data::NiftiOut::Int16);
+  InferSegOptions o;
+  o.checkpoint = (temp_dir() / "runs" / "tiny_contrasts" / "checkpoints" / "best.safetensors").string();
+  o.input = input;
+  o.output = (temp_dir() / "out_contrasts" / "mask.nii.gz").string();
+  o.inference.progress = false;
+  fs::create_directories(temp_dir() / "out_contrasts");
+  // Without the second contrast: a clear error, nothing written.
+  const std::string missing = error_of(o);
+  EXPECT_NE(missing.find("--input-channel"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("2 contrast"), std::string::npos) << missing;
+  EXPECT_FALSE(fs::exists(o.output));
+  o.input_channels = {input};
+  InferSegOptions moved = o;
+  moved.prepared_channels = {(temp_dir() / "nowhere.h5").string()};
+  EXPECT_NE(error_of(moved).find("nowhere.h5"), std::string::npos);
+  EXPECT_FALSE(fs::exists(o.output));
+  const nlohmann::json report = run_infer_seg(o);
+  EXPECT_EQ(report["generator"]["in_channels"], 2);
+  EXPECT_EQ(data::read_nifti(o.output).dims, ph.ct.dims);
+  // A contrast file on another slice grid is refused before training writes anything.
+  SegRunConfig bad = tiny_config(tiny_run().data, "tiny_bad_contrast");
+  const std::string other_size = (temp_dir() / "tiny_other_size.h5").string();
+  {
+    data::PrepareOptions opts;
+    opts.size = 16;
+    opts.labels = {3, 4};
+    opts.fractions = {0.5, 0.25, 0.25};
+    opts.progress = false;
+    data::prepare_slices(data::phantom_subjects(4, test_data::kTinyPhantomSeed, test_data::tiny_phantom_options()), opts,
+                         other_size);
+  }
+  bad.image_channels = {other_size};
+  try {
+    run_seg_training(bad);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tiny_other_size.h5"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(temp_dir() / "runs" / "tiny_bad_contrast"));
+  bad.image_channels = {(temp_dir() / "absent.h5").string()};
+  EXPECT_THROW(run_seg_training(bad), Error);
 }
 
 std::string error_of(const InferSegOptions& o) {

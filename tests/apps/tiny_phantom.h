@@ -3,6 +3,7 @@
 // 32x32 with the lung labels as the mask and split 2/1/1 by subject.
 #pragma once
 
+#include <array>
 #include <string>
 
 #include "data/phantom.h"
@@ -14,9 +15,11 @@ inline constexpr uint64_t kTinyPhantomSeed = 7;
 
 inline data::PhantomOptions tiny_phantom_options() { return data::phantom_options_for_grid({48, 48, 12}); }
 
-// Writes the file at `out` and returns `out`.
-inline std::string write_tiny_phantom(const std::string& out) {
+// Writes the file at `out` and returns `out`. Another `window` gives another contrast of the
+// same slices (the crop follows the body, found in HU, so it stays the same).
+inline std::string write_tiny_phantom(const std::string& out, std::array<double, 2> window = {-1000.0, 400.0}) {
   data::PrepareOptions opts;
+  opts.window = window;
   opts.size = 32;
   opts.labels = {3, 4};
   opts.fractions = {0.5, 0.25, 0.25};

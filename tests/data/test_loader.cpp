@@ -446,3 +446,95 @@ TEST_F(LoaderTest, ContextSlicesRefuseFilesWithRepeatedSlices) {
     EXPECT_NE(std::string(e.what()).find("more than once"), std::string::npos) << e.what();
   }
 }
+
+TEST_F(LoaderTest, MoreContrastsBecomeChannelsWithTheSamplesAugmentation) {
+  // Two contrasts of three slices: A has pixel p of slice k at p / 100 + k / 10, B is 0.5 - A.
+  // Under one affine intensity change (gain, offset) and one geometry, A' + B' is one constant
+  // per sample and slice offset, whatever the pixel.
+  auto contrast = [](float sign, float offset) {
+    SlicesFile f;
+    f.height = f.width = 8;
+    f.subjects = {"pattern"};
+    for (int k = 0; k < 3; ++k) {
+      for (int p = 0; p < 64; ++p)
+        f.splits[0].images.push_back(offset + sign * (static_cast<float>(p) / 100.0f + static_cast<float>(k) / 10.0f));
+      for (int p = 0; p < 64; ++p) f.splits[0].masks.push_back(p < 5 * k ? 1 : 0);
+      f.splits[0].subject.push_back(0);
+      f.splits[0].slice.push_back(k);
+    }
+    return f;
+  };
+  const std::string a = (dir_ / "contrast_a.h5").string(), b = (dir_ / "contrast_b.h5").string();
+  write_slices_file(a, contrast(1.0f, 0.0f));
+  write_slices_file(b, contrast(-1.0f, 0.5f));
+  LoaderOptions o;
+  o.batch_size = 3;
+  o.shuffle = false;
+  o.epochs = 4;
+  o.augment = true;
+  o.seed = 5;
+  o.augment_options.p_flip_v = 0.5;
+  o.augment_options.rot90 = true;
+  o.augment_options.rotate_deg = 0;
+  o.augment_options.scale_min = o.augment_options.scale_max = 1;
+  o.augment_options.noise_sigma = 0;
+  o.augment_options.clamp = false;
+  o.context_slices = 1;
+  Loader one(a, o);
+  o.contrast_paths = {b};
+  Loader two(a, o);
+  bool moved = false;
+  while (auto x = two.next()) {
+    auto y = one.next();
+    ASSERT_TRUE(y.has_value());
+    ASSERT_EQ(x->image.shape(), (rg::Shape{3, 8, 8, 6}));
+    EXPECT_EQ(x->mask.to_vector<float>(), y->mask.to_vector<float>());
+    const std::vector<float> xs = x->image.to_vector<float>(), ys = y->image.to_vector<float>();
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t c = 0; c < 3; ++c) {
+        const float sum0 = xs[static_cast<size_t>((n * 64) * 6 + c)] + xs[static_cast<size_t>((n * 64) * 6 + 3 + c)];
+        for (int64_t p = 0; p < 64; ++p) {
+          // Contrast 0's channels are the one-contrast loader's, contrast-major.
+          ASSERT_EQ(xs[static_cast<size_t>((n * 64 + p) * 6 + c)], ys[static_cast<size_t>((n * 64 + p) * 3 + c)]);
+          const float sum = xs[static_cast<size_t>((n * 64 + p) * 6 + c)] + xs[static_cast<size_t>((n * 64 + p) * 6 + 3 + c)];
+          EXPECT_NEAR(sum, sum0, 1e-5) << "sample " << n << " offset " << c << " pixel " << p;
+        }
+        moved |= std::abs(ys[static_cast<size_t>((n * 64) * 3 + 1)] - ys[static_cast<size_t>((n * 64 + 1) * 3 + 1)]) > 0.05f;
+      }
+  }
+  EXPECT_TRUE(moved);
+  // Unaugmented, contrast B's middle channel is B's own slice.
+  o.augment = false;
+  o.epochs = 1;
+  Loader plain(a, o);
+  auto x = plain.next();
+  ASSERT_TRUE(x.has_value());
+  EXPECT_NEAR(x->image.to_vector<float>()[static_cast<size_t>((64 + 9) * 6 + 4)], 0.5f - (0.09f + 0.1f), 1e-6);
+}
+
+TEST_F(LoaderTest, ContrastOnAnotherSliceGridIsRefusedNamingIt) {
+  LoaderOptions o;
+  o.batch_size = 2;
+  SlicesFile f;
+  f.height = f.width = kSize;
+  f.subjects = {"synthetic"};
+  for (int k = 0; k < 3; ++k) {  // 3 slices where path_ has kSlices
+    f.splits[0].images.insert(f.splits[0].images.end(), kSize * kSize, 0.0f);
+    f.splits[0].masks.insert(f.splits[0].masks.end(), kSize * kSize, 0);
+    f.splits[0].subject.push_back(0);
+    f.splits[0].slice.push_back(k);
+  }
+  const std::string other = (dir_ / "short_contrast.h5").string();
+  write_slices_file(other, f);
+  o.contrast_paths = {other};
+  try {
+    Loader loader(path_, o);
+    FAIL() << "expected an error";
+  } catch (const rg::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("short_contrast.h5"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("different slice grids"), std::string::npos) << e.what();
+  }
+  o.contrast_paths = {path_};
+  o.extra_path = path_;
+  EXPECT_THROW(Loader(path_, o), rg::Error);
+}

@@ -230,7 +230,7 @@ TEST(TranslateRun, FilesOnDifferentGridsAreRefusedBeforeWriting) {
     run_translate_training(c);
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("different grids"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("different slice grids"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find(other.ct), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(out / "bad"));
