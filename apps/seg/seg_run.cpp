@@ -599,11 +599,9 @@ int run_seg_training(const SegRunConfig& c, dist::Communicator& host_comm) {
              "--context-slices with --extra-train: ", c.extra_train, " holds some slice of a subject more "
              "than once (synthesize's output does), so its slices have no neighbours");
   }
-  for (const std::string& p : c.image_channels) {
-    RG_CHECK(fs::exists(p), "--image-channel: file ", p, " does not exist");
-    RG_CHECK(c.extra_train.empty(), "--image-channel with --extra-train: extra training files have one contrast; "
-             "train on the real contrasts alone");
-  }
+  RG_CHECK(c.image_channels.empty() || c.extra_train.empty(), "--image-channel with --extra-train: extra "
+           "training files have one contrast; train on the real contrasts alone");
+  for (const std::string& p : c.image_channels) RG_CHECK(fs::exists(p), "--image-channel: file ", p, " does not exist");
   if (c.conv_backend) set_conv_backend(*c.conv_backend);
   const train::RunContext ctx = train::make_run_context(host_comm, train::resolve_device(c.device));
   SegTask task(c, ctx);
