@@ -12,11 +12,11 @@
 #   (both with label maps, /<split>/labels: background, body, lungs or brain; train_synth
 #   --condition labels)
 #   OUT_DIR/*_128.h5                 the same at 128x128 (the CPU training default)
-#   OUT_DIR/lung_translate_128_{mr,ct,tissue}.h5
+#   OUT_DIR/lung_translate_128_{mr,mr_t2,ct,tissue}.h5
 #                                    modality translation (train_translate): 12 phantom subjects
-#                                    as an MR-like rendering, CT and tissue map on one slice grid,
-#                                    and the test subjects' volumes in OUT_DIR/lung_translate_volumes/
-#                                    (<uid>_mr/_ct/_tissue.nii.gz, inputs for build/bin/translate)
+#                                    as MR-like renderings (T1, T2), CT and tissue map on one slice
+#                                    grid, and the test subjects' volumes in OUT_DIR/lung_translate_volumes/
+#                                    (<uid>_mr/_mr_t2/_ct/_tissue.nii.gz, inputs for build/bin/translate)
 #   OUT_DIR/*_montage.png            a look at what the model will see
 #
 # usage: scripts/prepare_defaults.sh BUILD_DIR OUT_DIR [--size N] [--subjects N] [--seed S]
@@ -67,7 +67,7 @@ done
 "$PD" montage "$OUT_DIR/lung_phantom.h5" --out "$OUT_DIR/lung_phantom_montage.png" --count 16 --tile 128
 echo "   lung phantom done in $(elapsed "$T") s"
 
-echo "== translation: 12 phantom subjects (MR-like + CT + tissue map), seed $SEED -> $OUT_DIR/lung_translate_128_*.h5"
+echo "== translation: 12 phantom subjects (MR-like T1 and T2 + CT + tissue map), seed $SEED -> $OUT_DIR/lung_translate_128_*.h5"
 T=$(now)
 "$PD" translation --out "$OUT_DIR" --stem lung_translate_128 --subjects 12 --seed "$SEED" --split-seed "$SEED" \
   --size 128 --no-progress --volumes "$OUT_DIR/lung_translate_volumes"
