@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -129,12 +130,13 @@ TEST(VolumeInference, RoundTripThroughCropAndResizeMatchesTheMask) {
     for (int64_t i = 0; i < 40; ++i) EXPECT_EQ(narrow.probabilities[static_cast<size_t>(i + 40 * j)], 0.0f);
 }
 
-// prepare_slices of the synthetic volume: CT window [-1000, 1000], `crop` with a 3 mm margin,
+// prepare_slices of the synthetic volume: CT `window`, `crop` with a 3 mm margin,
 // 24x24 slices, all in the train split; returns the file's path (temp_dir()/<prefix><crop>.h5).
-std::string prepare_synthetic(const Synthetic& s, data::CropMode crop, const std::string& prefix) {
+std::string prepare_synthetic(const Synthetic& s, data::CropMode crop, const std::string& prefix,
+                              std::array<double, 2> window = {-1000.0, 1000.0}) {
   data::PrepareOptions po;
   po.modality = data::Modality::CT;
-  po.window = {-1000.0, 1000.0};
+  po.window = window;
   po.crop = crop;
   po.margin_mm = 3.0;
   po.size = 24;
@@ -172,6 +174,16 @@ TEST(VolumeInference, SlicesAreExactlyThoseOfPrepareSlices) {
   }
 }
 
+// A slice model that keeps its input (one stack of `channels` 24x24 planes per slice, in order)
+// in `seen` and predicts 0.
+SliceModel recording_model(std::vector<std::vector<float>>& seen, int64_t channels) {
+  return [&seen, channels](const float* slices, int64_t n, float* probs) {
+    const int64_t hw = 24 * 24;
+    for (int64_t i = 0; i < n; ++i) seen.emplace_back(slices + i * hw * channels, slices + (i + 1) * hw * channels);
+    std::fill(probs, probs + n * hw, 0.0f);
+  };
+}
+
 // 2.5-D: the neighbours infer_volume gives a slice are the ones the training file gives it
 // (SliceDataset::read_stack), also at the ends of the slice range, where the end slice repeats.
 TEST(VolumeInference, ContextSlicesAreThoseOfTheTrainingFile) {
@@ -182,11 +194,8 @@ TEST(VolumeInference, ContextSlicesAreThoseOfTheTrainingFile) {
 
     constexpr int kContext = 2;
     constexpr int64_t kChannels = 2 * kContext + 1, kHw = 24 * 24;
-    std::vector<std::vector<float>> seen;  // the model's input, one slice stack each, in order
-    const SliceModel recorder = [&seen](const float* slices, int64_t n, float* probs) {
-      for (int64_t i = 0; i < n; ++i) seen.emplace_back(slices + i * kHw * kChannels, slices + (i + 1) * kHw * kChannels);
-      std::fill(probs, probs + n * kHw, 0.0f);
-    };
+    std::vector<std::vector<float>> seen;
+    const SliceModel recorder = recording_model(seen, kChannels);
     InferenceOptions io;
     io.progress = false;
     io.batch_size = 5;
@@ -210,31 +219,13 @@ TEST(VolumeInference, ContrastChannelsAreThoseOfTheTrainingFiles) {
   Synthetic other = s;  // a second "contrast": inverted intensities, prepared with another window
   for (float& v : other.image.voxels) v = 300.0f - 0.5f * v;
   const std::string a = prepare_synthetic(s, data::CropMode::None, "contrast_a_");
-  std::string b;
-  {
-    data::PrepareOptions po;
-    po.modality = data::Modality::CT;
-    po.window = {-200.0, 900.0};
-    po.crop = data::CropMode::None;
-    po.size = 24;
-    po.fractions = {1.0, 0.0, 0.0};
-    po.compression = 0;
-    po.progress = false;
-    data::SubjectSource src;
-    src.name = "synthetic";
-    src.load = [&other] { return std::make_pair(other.image, other.mask); };
-    b = (temp_dir() / "contrast_b_none.h5").string();
-    data::prepare_slices({src}, po, b);
-  }
+  const std::string b = prepare_synthetic(other, data::CropMode::None, "contrast_b_", {-200.0, 900.0});
   data::SliceDataset da(a, "train"), db(b, "train");
   data::check_same_slice_grid(da, db);
   constexpr int kContext = 1;
   constexpr int64_t kChannels = 2 * (2 * kContext + 1), kHw = 24 * 24;
   std::vector<std::vector<float>> seen;
-  const SliceModel recorder = [&seen](const float* slices, int64_t n, float* probs) {
-    for (int64_t i = 0; i < n; ++i) seen.emplace_back(slices + i * kHw * kChannels, slices + (i + 1) * kHw * kChannels);
-    std::fill(probs, probs + n * kHw, 0.0f);
-  };
+  const SliceModel recorder = recording_model(seen, kChannels);
   InferenceOptions io;
   io.progress = false;
   io.batch_size = 4;
@@ -355,27 +346,37 @@ TEST(VolumeInference, EndToEndOnATinyTrainedCheckpoint) {
   EXPECT_NE(format_infer_report(report).find("Dice"), std::string::npos);
 }
 
+// infer_seg's options for the best checkpoint of the tiny run `name` (temp_dir()/runs/<name>) on
+// subject 0 of the tiny phantom, written to temp_dir()/phantom_<name>.nii.gz; the mask goes to
+// temp_dir()/out_<name>/mask.nii.gz.
+InferSegOptions tiny_inference(const std::string& name) {
+  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(test_data::kTinyPhantomSeed, 0),
+                                                   test_data::tiny_phantom_options());
+  InferSegOptions o;
+  o.input = (temp_dir() / ("phantom_" + name + ".nii.gz")).string();
+  data::write_nifti(o.input, ph.ct, data::NiftiOut::Int16);
+  o.checkpoint = (temp_dir() / "runs" / name / "checkpoints" / "best.safetensors").string();
+  o.output = (temp_dir() / ("out_" + name) / "mask.nii.gz").string();
+  o.inference.progress = false;
+  fs::create_directories(temp_dir() / ("out_" + name));
+  return o;
+}
+
+nlohmann::json tiny_summary(const std::string& name) {
+  return nlohmann::json::parse(std::ifstream(temp_dir() / "runs" / name / "summary.json"));
+}
+
 TEST(VolumeInference, TwoAndAHalfDCheckpointEndToEnd) {
   // train_seg --context-slices 1: G takes 3 channels, D 4; infer_seg reads that from the
   // checkpoint and gives each slice its neighbours.
   SegRunConfig c = tiny_config(tiny_run().data, "tiny_context");
   c.context_slices = 1;
   ASSERT_EQ(run_seg_training(c), 0);
-  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(test_data::kTinyPhantomSeed, 0),
-                                                   test_data::tiny_phantom_options());
-  const std::string input = (temp_dir() / "phantom_context.nii.gz").string();
-  data::write_nifti(input, ph.ct, data::NiftiOut::Int16);
-  InferSegOptions o;
-  o.checkpoint = (temp_dir() / "runs" / "tiny_context" / "checkpoints" / "best.safetensors").string();
-  o.input = input;
-  o.output = (temp_dir() / "out_context" / "mask.nii.gz").string();
-  o.inference.progress = false;
-  fs::create_directories(temp_dir() / "out_context");
+  const InferSegOptions o = tiny_inference("tiny_context");
   const nlohmann::json report = run_infer_seg(o);
   EXPECT_EQ(report["generator"]["in_channels"], 3);
-  EXPECT_EQ(data::read_nifti(o.output).dims, ph.ct.dims);
-  const nlohmann::json summary = nlohmann::json::parse(std::ifstream(temp_dir() / "runs" / "tiny_context" / "summary.json"));
-  EXPECT_EQ(summary["config"]["context_slices"], 1);
+  EXPECT_EQ(data::read_nifti(o.output).dims, data::read_nifti(o.input).dims);
+  EXPECT_EQ(tiny_summary("tiny_context")["config"]["context_slices"], 1);
 }
 
 std::string error_of(const InferSegOptions& o);
@@ -387,31 +388,21 @@ TEST(VolumeInference, TwoContrastCheckpointEndToEnd) {
   SegRunConfig c = tiny_config(tiny_run().data, "tiny_contrasts");
   c.image_channels = {second};
   ASSERT_EQ(run_seg_training(c), 0);
-  const nlohmann::json summary = nlohmann::json::parse(std::ifstream(temp_dir() / "runs" / "tiny_contrasts" / "summary.json"));
-  EXPECT_EQ(summary["config"]["image_channels"], nlohmann::json({second}));
-  const data::Phantom ph = data::make_lung_phantom(data::phantom_subject_seed(test_data::kTinyPhantomSeed, 0),
-                                                   test_data::tiny_phantom_options());
-  const std::string input = (temp_dir() / "phantom_contrasts.nii.gz").string();
-  data::write_nifti(input, ph.ct, data::NiftiOut::Int16);
-  InferSegOptions o;
-  o.checkpoint = (temp_dir() / "runs" / "tiny_contrasts" / "checkpoints" / "best.safetensors").string();
-  o.input = input;
-  o.output = (temp_dir() / "out_contrasts" / "mask.nii.gz").string();
-  o.inference.progress = false;
-  fs::create_directories(temp_dir() / "out_contrasts");
+  EXPECT_EQ(tiny_summary("tiny_contrasts")["config"]["image_channels"], nlohmann::json({second}));
+  InferSegOptions o = tiny_inference("tiny_contrasts");
   // Without the second contrast: a clear error, nothing written.
   const std::string missing = error_of(o);
   EXPECT_NE(missing.find("--input-channel"), std::string::npos) << missing;
   EXPECT_NE(missing.find("2 contrast"), std::string::npos) << missing;
   EXPECT_FALSE(fs::exists(o.output));
-  o.input_channels = {input};
+  o.input_channels = {o.input};
   InferSegOptions moved = o;
   moved.prepared_channels = {(temp_dir() / "nowhere.h5").string()};
   EXPECT_NE(error_of(moved).find("nowhere.h5"), std::string::npos);
   EXPECT_FALSE(fs::exists(o.output));
   const nlohmann::json report = run_infer_seg(o);
   EXPECT_EQ(report["generator"]["in_channels"], 2);
-  EXPECT_EQ(data::read_nifti(o.output).dims, ph.ct.dims);
+  EXPECT_EQ(data::read_nifti(o.output).dims, data::read_nifti(o.input).dims);
   // A contrast file on another slice grid is refused before training writes anything.
   SegRunConfig bad = tiny_config(tiny_run().data, "tiny_bad_contrast");
   const std::string other_size = (temp_dir() / "tiny_other_size.h5").string();

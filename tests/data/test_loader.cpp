@@ -362,33 +362,48 @@ TEST_F(LoaderTest, ContextSlicesBecomeChannelsClampedToTheVolume) {
 
 }
 
-TEST_F(LoaderTest, ContextChannelsTakeTheSamplesAugmentation) {
-  // Three slices of one subject with a pattern: pixel p of slice k is p / 100 + k / 10, so a
-  // flip or turn shows, and a neighbour differs from the middle slice by a constant.
+namespace {
+
+// Three 8x8 slices of one subject, pixel p of slice k at offset + sign (p / 100 + k / 10): a
+// pattern in which a flip or turn shows and neighbouring slices differ by a constant.
+SlicesFile pattern_file(float sign = 1.0f, float offset = 0.0f) {
   SlicesFile f;
   f.height = f.width = 8;
   f.subjects = {"pattern"};
   for (int k = 0; k < 3; ++k) {
-    for (int p = 0; p < 64; ++p) f.splits[0].images.push_back(static_cast<float>(p) / 100.0f + static_cast<float>(k) / 10.0f);
+    for (int p = 0; p < 64; ++p)
+      f.splits[0].images.push_back(offset + sign * (static_cast<float>(p) / 100.0f + static_cast<float>(k) / 10.0f));
     for (int p = 0; p < 64; ++p) f.splits[0].masks.push_back(p < 5 * k ? 1 : 0);
     f.splits[0].subject.push_back(0);
     f.splits[0].slice.push_back(k);
   }
-  const std::string path = (dir_ / "pattern.h5").string();
-  write_slices_file(path, f);
+  return f;
+}
+
+// The pattern's three slices per batch in file order, four epochs, augmented by exact index
+// transforms only (flips, quarter turns) and an intensity change, no noise.
+LoaderOptions exact_augmentation(uint64_t seed) {
   LoaderOptions o;
   o.batch_size = 3;
   o.shuffle = false;
   o.epochs = 4;
   o.augment = true;
-  o.seed = 3;
-  // Exact index transforms only (flips, quarter turns) and an intensity change, no noise.
+  o.seed = seed;
   o.augment_options.p_flip_v = 0.5;
   o.augment_options.rot90 = true;
   o.augment_options.rotate_deg = 0;
   o.augment_options.scale_min = o.augment_options.scale_max = 1;
   o.augment_options.noise_sigma = 0;
   o.augment_options.clamp = false;
+  return o;
+}
+
+}  // namespace
+
+TEST_F(LoaderTest, ContextChannelsTakeTheSamplesAugmentation) {
+  const std::string path = (dir_ / "pattern.h5").string();
+  write_slices_file(path, pattern_file());
+  LoaderOptions o = exact_augmentation(3);
   o.context_slices = 1;
   Loader with_context(path, o);
   o.context_slices = 0;
@@ -448,37 +463,13 @@ TEST_F(LoaderTest, ContextSlicesRefuseFilesWithRepeatedSlices) {
 }
 
 TEST_F(LoaderTest, MoreContrastsBecomeChannelsWithTheSamplesAugmentation) {
-  // Two contrasts of three slices: A has pixel p of slice k at p / 100 + k / 10, B is 0.5 - A.
-  // Under one affine intensity change (gain, offset) and one geometry, A' + B' is one constant
-  // per sample and slice offset, whatever the pixel.
-  auto contrast = [](float sign, float offset) {
-    SlicesFile f;
-    f.height = f.width = 8;
-    f.subjects = {"pattern"};
-    for (int k = 0; k < 3; ++k) {
-      for (int p = 0; p < 64; ++p)
-        f.splits[0].images.push_back(offset + sign * (static_cast<float>(p) / 100.0f + static_cast<float>(k) / 10.0f));
-      for (int p = 0; p < 64; ++p) f.splits[0].masks.push_back(p < 5 * k ? 1 : 0);
-      f.splits[0].subject.push_back(0);
-      f.splits[0].slice.push_back(k);
-    }
-    return f;
-  };
+  // Two contrasts of the pattern: A as it is, B = 0.5 - A. Under one affine intensity change
+  // (gain, offset) and one geometry, A' + B' is one constant per sample and slice offset,
+  // whatever the pixel.
   const std::string a = (dir_ / "contrast_a.h5").string(), b = (dir_ / "contrast_b.h5").string();
-  write_slices_file(a, contrast(1.0f, 0.0f));
-  write_slices_file(b, contrast(-1.0f, 0.5f));
-  LoaderOptions o;
-  o.batch_size = 3;
-  o.shuffle = false;
-  o.epochs = 4;
-  o.augment = true;
-  o.seed = 5;
-  o.augment_options.p_flip_v = 0.5;
-  o.augment_options.rot90 = true;
-  o.augment_options.rotate_deg = 0;
-  o.augment_options.scale_min = o.augment_options.scale_max = 1;
-  o.augment_options.noise_sigma = 0;
-  o.augment_options.clamp = false;
+  write_slices_file(a, pattern_file());
+  write_slices_file(b, pattern_file(-1.0f, 0.5f));
+  LoaderOptions o = exact_augmentation(5);
   o.context_slices = 1;
   Loader one(a, o);
   o.contrast_paths = {b};
