@@ -154,7 +154,7 @@ HuScale hu_scale_of(const std::string& prepared_ct) {
 
 namespace {
 
-// Lesion neighbourhood: the tissue map's lesion pixels dilated by `r` (square).
+// Lesion neighbourhood: the tissue map's lesion and halo pixels dilated by `r` (square).
 std::vector<uint8_t> dilate(const std::vector<uint8_t>& m, int64_t h, int64_t w, int r) {
   std::vector<uint8_t> out(m.size(), 0);
   for (int64_t y = 0; y < h; ++y)

@@ -136,7 +136,7 @@ struct HuScale {
 HuScale hu_scale_of(const std::string& prepared_ct);
 
 // The threshold segmentation of lesions behind the structure measures: pixels above
-// kLesionHu inside the lesion's neighbourhood (the tissue map's lesion pixels dilated by
+// kLesionHu inside the lesion's neighbourhood (the tissue map's lesion and halo pixels dilated by
 // kLesionMarginPx); "invented" lesion pixels: above kLesionHu where the tissue map says lung.
 inline constexpr double kLesionHu = -300.0;
 inline constexpr int kLesionMarginPx = 2;
