@@ -105,6 +105,15 @@ SliceDataset::SliceDataset(const std::string& path, const std::string& split)
     pixel_spacing_.resize(static_cast<size_t>(dims[0]) * 3);
     h5::read_rows(d.get(), H5T_NATIVE_DOUBLE, 0, dims[0], pixel_spacing_.data(), path + ": subjects/pixel_spacing");
   }
+  // Each subject's crop box in its oriented voxel grid (optional, as above).
+  if (h5::exists(subjects.get(), "crop")) {
+    h5::Handle d = h5::open_dataset(subjects.get(), "crop", path);
+    const auto dims = checked_dims(d.get(), path + ": subjects/crop", 2);
+    RG_CHECK(dims[0] == subject_names_.size() && dims[1] == 6, path, ": subjects/crop is ", dims[0], " x ", dims[1],
+             ", expected ", subject_names_.size(), " x 6");
+    crop_.resize(static_cast<size_t>(dims[0]) * 6);
+    h5::read_rows(d.get(), H5T_NATIVE_INT64, 0, dims[0], crop_.data(), path + ": subjects/crop");
+  }
   attrs_ = h5::all_attrs(F);
   if (h5::exists(G, "labels")) {
     impl_->labels = h5::open_dataset(G, "labels", path);
@@ -124,6 +133,14 @@ std::array<double, 3> SliceDataset::pixel_spacing_mm(int32_t subject) const {
            ": no subject ", subject, " (", subject_names_.size(), " subjects)");
   const double* p = pixel_spacing_.data() + static_cast<size_t>(subject) * 3;
   return {p[0], p[1], p[2]};
+}
+
+std::array<int64_t, 6> SliceDataset::crop_box(int32_t subject) const {
+  if (crop_.empty()) return {};
+  RG_CHECK(subject >= 0 && static_cast<size_t>(subject) < subject_names_.size(), path_,
+           ": no subject ", subject, " (", subject_names_.size(), " subjects)");
+  const int64_t* p = crop_.data() + static_cast<size_t>(subject) * 6;
+  return {p[0], p[1], p[2], p[3], p[4], p[5]};
 }
 
 std::string SliceDataset::attribute(const std::string& name) const {
@@ -265,8 +282,11 @@ void check_same_slice_grid(const SliceDataset& ds, const SliceDataset& other) {
              split, " sample ", i, " is subject ", other.subject(i), " slice ", other.slice(i), " in ", other.path(),
              " but subject ", ds.subject(i), " slice ", ds.slice(i), " in ", ds.path());
   }
-  // A different crop of a subject shows as another pixel size (the crop is square in mm).
+  // Each subject cropped and resampled alike: the same crop box and pixel size.
   for (int32_t s = 0; s < static_cast<int32_t>(ds.subject_names().size()); ++s) {
+    RG_CHECK(ds.crop_box(s) == other.crop_box(s), "files on different slice grids: subject ",
+             ds.subject_names()[static_cast<size_t>(s)], " was cropped to another box in ", other.path(), " than in ",
+             ds.path(), " (prepare every contrast with --crop none, or --crop mask with the same masks)");
     const std::array<double, 3> a = ds.pixel_spacing_mm(s), b = other.pixel_spacing_mm(s);
     for (int k = 0; k < 3; ++k)
       RG_CHECK(std::fabs(a[static_cast<size_t>(k)] - b[static_cast<size_t>(k)]) <= 1e-6 * std::max(1.0, std::fabs(a[static_cast<size_t>(k)])),

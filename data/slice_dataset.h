@@ -35,6 +35,9 @@ class SliceDataset {
   // Millimetres per pixel of the prepared slices (rows, columns) and between slices, of one
   // subject (/subjects/pixel_spacing); all 0 for files written without it.
   std::array<double, 3> pixel_spacing_mm(int32_t subject) const;
+  // A subject's crop box in its oriented voxel grid (/subjects/crop: the lower and upper ends
+  // along columns, rows and slices, as prepare_slices wrote them); all 0 for files without it.
+  std::array<int64_t, 6> crop_box(int32_t subject) const;
 
   // Copies sample i into image/mask (height*width floats each; mask may be null). In a pair
   // file (has_targets) the image is the degraded input and `target` (may be null) gets the
@@ -92,6 +95,7 @@ class SliceDataset {
   int64_t repeated_slice_ = -1;  // a sample whose (subject, slice) an earlier one has, or -1
   std::vector<std::string> subject_names_;
   std::vector<double> pixel_spacing_;  // 3 per subject, or empty
+  std::vector<int64_t> crop_;          // 6 per subject, or empty
   std::vector<std::pair<std::string, std::string>> attrs_;
   std::vector<float> images_, targets_;
   // Throws naming the file, split and sample when a pixel's class is not in label_classes_.
@@ -105,8 +109,8 @@ class SliceDataset {
 // Several files of one slice grid: contrasts (or modalities) of the same anatomy prepared as
 // separate files (prepare_data translation, or one --image-channel of a 4-D NIfTI each).
 // Throws unless `other` holds the slices of `ds` on the same grid: the same split, slice size and
-// count, the same subject and slice for every sample, the same subjects, and the same pixel size
-// per subject (a different crop shows there); names both files.
+// count, the same subject and slice for every sample, the same subjects, and the same crop box
+// and pixel size per subject; names both files.
 void check_same_slice_grid(const SliceDataset& ds, const SliceDataset& other);
 
 // Sample i of several contrasts on one slice grid (check_same_slice_grid; contrasts[0] decides

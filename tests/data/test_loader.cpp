@@ -529,3 +529,45 @@ TEST_F(LoaderTest, ContrastOnAnotherSliceGridIsRefusedNamingIt) {
   o.extra_path = path_;
   EXPECT_THROW(Loader(path_, o), rg::Error);
 }
+
+TEST_F(LoaderTest, ContrastCroppedToAnotherBoxIsRefused) {
+  // One volume cropped to two masks of the same size in different places: the same slices and
+  // pixel size, but another crop box, so the pixels of a slice are not the same anatomy.
+  auto prepare = [](int64_t x0, const std::string& path) {
+    Volume img, msk;
+    img.dims = msk.dims = {40, 40, 6};
+    img.voxels.assign(40 * 40 * 6, 10.0f);
+    msk.voxels.assign(img.voxels.size(), 0.0f);
+    for (int64_t k = 0; k < 6; ++k)
+      for (int64_t j = 10; j < 20; ++j)
+        for (int64_t i = x0; i < x0 + 10; ++i) msk.voxels[static_cast<size_t>(i + 40 * (j + 40 * k))] = 1.0f;
+    SubjectSource s;
+    s.name = "boxes";
+    s.load = [img, msk] { return std::make_pair(img, msk); };
+    PrepareOptions o;
+    o.window = {0, 100};
+    o.crop = CropMode::Mask;
+    o.margin_mm = 0;
+    o.reorient = false;
+    o.size = 8;
+    o.fractions = {1, 0, 0};
+    o.progress = false;
+    prepare_slices({s}, o, path);
+  };
+  const std::string left = (dir_ / "box_left.h5").string(), right = (dir_ / "box_right.h5").string(),
+                    left_again = (dir_ / "box_left_again.h5").string();
+  prepare(2, left);
+  prepare(25, right);
+  prepare(2, left_again);
+  const SliceDataset a(left, "train"), b(right, "train"), c(left_again, "train");
+  ASSERT_EQ(a.pixel_spacing_mm(0), b.pixel_spacing_mm(0));
+  ASSERT_NE(a.crop_box(0), b.crop_box(0));
+  check_same_slice_grid(a, c);
+  try {
+    check_same_slice_grid(a, b);
+    FAIL() << "expected an error";
+  } catch (const rg::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("box_right.h5"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("another box"), std::string::npos) << e.what();
+  }
+}
