@@ -31,6 +31,7 @@
 #include "engine/roentgen.h"
 #include "models/patchgan.h"
 #include "models/unet.h"
+#include "tests/dist/mpi_check.h"
 
 using namespace rg;
 
@@ -214,11 +215,5 @@ int run(dist::Communicator& comm) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto comm = dist::init_from_environment(argc, argv);
-  try {
-    return dist::run_or_abort(*comm, 2, [&] { return run(*comm); });
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mpi_equivalence: %s\n", e.what());
-    return 1;
-  }
+  return rg::mpi_check::run_main(argc, argv, "mpi_equivalence", [](rg::dist::Communicator& comm) { return run(comm); });
 }

@@ -61,11 +61,7 @@ using mpi_check::expect;
 // 4-9% lung pixels, some slices empty) written by rank 0 in a directory named after its pid,
 // which every rank learns.
 fs::path make_dataset(dist::Communicator& comm) {
-  const fs::path dir = mpi_check::shared_scratch_dir(comm, "rg_mpi_seg_run");
-  const fs::path file = dir / "tiny.h5";
-  if (comm.rank() == 0) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
+  const fs::path dir = mpi_check::shared_scratch_files(comm, "rg_mpi_seg_run", [](const fs::path& d) {
     data::PhantomOptions po;
     po.dims = {96, 96, 16};  // smaller phantoms lose the lungs (empty masks) at 32x32
     data::PrepareOptions opts;
@@ -73,10 +69,9 @@ fs::path make_dataset(dist::Communicator& comm) {
     opts.labels = {3, 4};
     opts.fractions = {0.5, 0.25, 0.25};
     opts.progress = false;
-    data::prepare_slices(data::phantom_subjects(4, 7, po), opts, file.string());
-  }
-  comm.barrier();
-  return file;
+    data::prepare_slices(data::phantom_subjects(4, 7, po), opts, (d / "tiny.h5").string());
+  });
+  return dir / "tiny.h5";
 }
 
 app::SegRunConfig tiny_run(const fs::path& data, const std::string& name) {
@@ -419,28 +414,13 @@ int run(dist::Communicator& comm) {
     sharded_evaluation(comm, data);
     resume_across_world_sizes(comm, data);
   }
-  std::vector<double> failures{static_cast<double>(mpi_check::failures())};
-  comm.all_reduce_sum(failures);
-  if (comm.rank() == 0) {
-    if (failures[0] == 0) {
-      std::printf("PASS\n");
-    } else {
-      std::printf("FAILED (%g checks)\n", failures[0]);
-    }
-    fs::remove_all(data.parent_path());
-  }
-  std::fflush(stdout);
-  return failures[0] == 0 ? 0 : 1;
+  const int code = mpi_check::verdict(comm);
+  if (comm.rank() == 0) fs::remove_all(data.parent_path());
+  return code;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto comm = dist::init_from_environment(argc, argv);
-  try {
-    return dist::run_or_abort(*comm, 2, [&] { return run(*comm); });
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mpi_seg_run: %s\n", e.what());
-    return 1;
-  }
+  return rg::mpi_check::run_main(argc, argv, "mpi_seg_run", [](rg::dist::Communicator& comm) { return run(comm); });
 }

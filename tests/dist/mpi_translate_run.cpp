@@ -42,13 +42,9 @@ using mpi_check::expect;
 // Rank 0 writes the tiny translation dataset (tests/translate/tiny_translation.h) in a directory
 // named after its pid, which every rank learns.
 fs::path make_dataset(dist::Communicator& comm) {
-  const fs::path dir = mpi_check::shared_scratch_dir(comm, "rg_mpi_translate_run");
-  if (comm.rank() == 0) {
-    fs::remove_all(dir);
+  return mpi_check::shared_scratch_files(comm, "rg_mpi_translate_run", [](const fs::path& dir) {
     app::test_data::write_tiny_translation((dir / "data").string());
-  }
-  comm.barrier();  // the others wait here until the files exist
-  return dir;
+  });
 }
 
 // The tiny run for 1 + 1 epochs of 3 batches; pix2pix with a global batch of 4 (2 per rank).
@@ -131,23 +127,13 @@ int run(dist::Communicator& comm) {
                    std::string(k.name) + " on " + std::to_string(world) + " rank(s)");
     }
   }
-  std::vector<double> failures{static_cast<double>(mpi_check::failures())};
-  comm.all_reduce_sum(failures);
-  if (comm.rank() == 0) {
-    fs::remove_all(dir);
-    std::printf(failures[0] == 0 ? "PASS\n" : "FAIL: %g failure(s)\n", failures[0]);
-  }
-  return failures[0] == 0 ? 0 : 1;
+  const int code = mpi_check::verdict(comm);
+  if (comm.rank() == 0) fs::remove_all(dir);
+  return code;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto comm = dist::init_from_environment(argc, argv);
-  try {
-    return dist::run_or_abort(*comm, 2, [&] { return run(*comm); });
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mpi_translate_run: %s\n", e.what());
-    return 1;
-  }
+  return rg::mpi_check::run_main(argc, argv, "mpi_translate_run", [](rg::dist::Communicator& comm) { return run(comm); });
 }
