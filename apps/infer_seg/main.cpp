@@ -39,6 +39,12 @@ int main(int argc, char** argv) {
   app.add_option("--largest-components", o.inference.largest_components,
                  "keep the N largest 3-D connected components (6-connectivity); 0 keeps all")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  auto* flip = app.add_flag_callback("--test-time-flip", [&o] { o.test_time_flip = true; },
+                        "average each slice's prediction with that of its left-right mirror (default: as the "
+                        "run did, train_seg --test-time-flip)");
+  auto* no_flip = app.add_flag_callback("--no-test-time-flip", [&o] { o.test_time_flip = false; },
+                                        "one prediction per slice even if the run used --test-time-flip");
+  flip->excludes(no_flip);
   app.add_option("--batch-size", o.inference.batch_size, "slices per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--threshold", o.inference.threshold, "mask = probability >= T")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_flag("!--no-progress", o.inference.progress, "no progress bar");

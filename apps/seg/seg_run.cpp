@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/seg/seg_gan.h"
+#include "apps/seg/seg_predict.h"
 #include "data/loader.h"
 #include "data/slice_dataset.h"
 #include "engine/dist/communicator.h"
@@ -60,6 +61,7 @@ json seg_config_to_json(const SegRunConfig& c) {
                  {"select_by", select_by_name(c.select_by)},
                  {"context_slices", c.context_slices},
                  {"image_channels", c.image_channels},
+                 {"test_time_flip", c.test_time_flip},
                  {"train_fraction", c.train_fraction},
                  {"train_seed", c.train_seed},
                  {"extra_train", c.extra_train},
@@ -107,10 +109,9 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
                                     int64_t batch_size, DType act_dtype, Device device,
                                     int64_t sample_rows, dist::Communicator& comm,
                                     int64_t worst_rows,
-                                    const std::vector<const data::SliceDataset*>& more_contrasts) {
+                                    const std::vector<const data::SliceDataset*>& more_contrasts,
+                                    bool test_time_flip) {
   RG_CHECK(batch_size > 0, "evaluate_segmentation: batch_size must be > 0, got ", batch_size);
-  NoGradGuard no_grad;
-  g.eval();
   const int64_t h = ds.height(), w = ds.width(), hw = h * w, n = ds.size();
   const int world = comm.world_size(), rank = comm.rank();
   const bool root = rank == 0;
@@ -167,8 +168,7 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
       for (int64_t i = 0; i < count; ++i) {
         data::read_contrast_stack(contrasts, start + i, context, x.data<float>() + i * hw * channels);
       }
-      const Tensor logits = g.forward(x.to(device).to(act_dtype));
-      Tensor probs = sigmoid(logits).to(DType::F32).to(Device::cpu()).contiguous();
+      const Tensor probs = predict_probabilities(g, x, act_dtype, device, test_time_flip);
       const float* p = probs.data<float>();
       for (int64_t i = 0; i < count; ++i) {
         const int64_t idx = start + i;
@@ -242,7 +242,7 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
       data::read_contrast_stack(contrasts, out.worst[static_cast<size_t>(i)].index, context,
                                 x.data<float>() + i * hw * channels);
     }
-    const Tensor probs = sigmoid(g.forward(x.to(device).to(act_dtype))).to(DType::F32).to(Device::cpu()).contiguous();
+    const Tensor probs = predict_probabilities(g, x, act_dtype, device, test_time_flip);
     for (int64_t i = 0; i < rows; ++i) {
       train::SegGridRow row;
       row.height = static_cast<int>(h);
@@ -413,6 +413,10 @@ class SegTask final : public train::TrainTask {
       for (const std::string& p : c_.image_channels) out << ", " << p;
       out << " (--image-channel; masks from " << c_.data << ")";
     }
+    if (c_.test_time_flip) {
+      out << "\n  validation and test predict each slice as the mean over it and its left-right mirror "
+             "(--test-time-flip)";
+    }
     if (d_ && (c_.gan_mode == GanMode::WganGp || c_.r1_gamma > 0) && c_.norm == models::NormKind::Batch) {
       out << "\n  note: D uses batch norm, which mixes the samples of a batch, so the gradient "
              "penalty's per-sample input gradients are approximate (--norm instance avoids it)";
@@ -516,8 +520,20 @@ class SegTask final : public train::TrainTask {
     return evaluate(*val_set_, val_contrasts_, files.epoch_sample("epoch_", epoch, ".png"));
   }
   // The test picture, and a picture of the test slices that fail most (samples/test_worst.png).
+  // With --test-time-flip the test split is evaluated once more without it, so that a run says
+  // what the flip changed for the same checkpoint ("without_test_time_flip").
   train::Evaluation test(const train::RunFiles& files) override {
-    return evaluate(*test_set_, test_contrasts_, files.samples / "test.png", files.samples / "test_worst.png");
+    train::Evaluation e =
+        evaluate(*test_set_, test_contrasts_, files.samples / "test.png", files.samples / "test_worst.png");
+    if (!c_.test_time_flip) return e;
+    const SegEvaluation once = evaluate_segmentation(*g_, *test_set_, c_.batch_size, act_dtype_, ctx_.device, 0,
+                                                     *ctx_.comm, 0, contrasts_of(test_contrasts_), false);
+    if (!ctx_.root()) return e;
+    json without = evaluation_json(once);
+    without.erase("worst_slices");
+    e.metrics["without_test_time_flip"] = without;
+    e.summary += "; without the test-time flip: " + evaluation_summary(once);
+    return e;
   }
 
   std::vector<std::string> curve_losses() const override {
@@ -538,10 +554,9 @@ class SegTask final : public train::TrainTask {
  private:
   train::Evaluation evaluate(const data::SliceDataset& ds, const std::vector<std::unique_ptr<data::SliceDataset>>& contrasts,
                              const fs::path& picture, const fs::path& worst_picture = {}) {
-    std::vector<const data::SliceDataset*> more;
-    for (const auto& c : contrasts) more.push_back(c.get());
     const SegEvaluation e = evaluate_segmentation(*g_, ds, c_.batch_size, act_dtype_, ctx_.device, c_.sample_rows,
-                                                  *ctx_.comm, worst_picture.empty() ? 0 : c_.sample_rows, more);
+                                                  *ctx_.comm, worst_picture.empty() ? 0 : c_.sample_rows,
+                                                  contrasts_of(contrasts), c_.test_time_flip);
     if (!ctx_.root()) return {};
     std::string pictures = picture.string();
     if (!e.samples.empty()) train::write_segmentation_grid_png(picture.string(), e.samples);
@@ -551,6 +566,12 @@ class SegTask final : public train::TrainTask {
     }
     const double score = c_.select_by == SelectBy::Volume ? e.volumes.dice.mean : e.slices.dice.mean;
     return {.score = score, .metrics = evaluation_json(e), .summary = evaluation_summary(e) + "; pictures " + pictures};
+  }
+  static std::vector<const data::SliceDataset*> contrasts_of(
+      const std::vector<std::unique_ptr<data::SliceDataset>>& contrasts) {
+    std::vector<const data::SliceDataset*> more;
+    for (const auto& c : contrasts) more.push_back(c.get());
+    return more;
   }
 
   SegRunConfig c_;

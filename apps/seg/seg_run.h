@@ -90,6 +90,10 @@ struct SegRunConfig : train::RunOptions {
   // contrast-major (data::LoaderOptions::contrast_paths); the checkpoint names the files, so
   // infer_seg takes the same contrasts (--input-channel) normalized as they were.
   std::vector<std::string> image_channels;
+  // Validation and test predict each slice as the mean over it and its left-right mirror
+  // (apps/seg/seg_predict.h); training is unchanged. The checkpoint says so, and infer_seg
+  // predicts the same way unless told otherwise.
+  bool test_time_flip = false;
   // Data parallelism (world size > 1): synchronize batch-norm statistics over all ranks
   // (SyncBatchNorm). Ignored at world size 1 and for --norm instance/none. docs/scaling.md.
   bool sync_bn = true;
@@ -146,11 +150,13 @@ struct SegEvaluation {
 // HD95 need whole volumes. The result is complete on rank 0; other ranks get an empty
 // SegEvaluation.
 // worst_rows > 0 also draws the picture rows of that many worst slices (G runs on them once
-// more, on rank 0).
+// more, on rank 0). test_time_flip: each slice's probabilities are the mean over the slice and
+// its left-right mirror (apps/seg/seg_predict.h), for the metrics and the pictures alike.
 SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceDataset& ds,
                                     int64_t batch_size, DType act_dtype, Device device,
                                     int64_t sample_rows, dist::Communicator& comm,
                                     int64_t worst_rows = 0,
-                                    const std::vector<const data::SliceDataset*>& more_contrasts = {});
+                                    const std::vector<const data::SliceDataset*>& more_contrasts = {},
+                                    bool test_time_flip = false);
 
 }  // namespace rg::app

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "apps/seg/seg_predict.h"
 #include "data/progress.h"
 #include "data/slice_dataset.h"
 #include "data/volume_io.h"
@@ -26,7 +27,8 @@ using nlohmann::json;
 
 // ---------------------------------------------------------------- the model
 
-SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf16, int64_t contrasts) {
+SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf16, int64_t contrasts,
+                                 bool test_time_flip) {
   const int64_t n = g.config.num_downs;
   RG_CHECK(n < 62 && size % (int64_t{1} << n) == 0, "the generator (U-Net num_downs ", n,
            ") needs slices whose size divides by 2^", n, " = ", (n < 62 ? (int64_t{1} << n) : 0),
@@ -36,14 +38,11 @@ SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf
                g.config.out_channels == 1,
            "the generator has ", channels, " input and ", g.config.out_channels, " output channels; segmentation of ",
            contrasts, " contrast(s) needs an odd number per contrast (the slice and its neighbours) and 1");
-  return [&g, size, bf16, channels](const float* slices, int64_t count, float* probs) {
-    NoGradGuard no_grad;
-    g.eval();
+  return [&g, size, bf16, channels, test_time_flip](const float* slices, int64_t count, float* probs) {
     const int64_t hw = size * size;
     Tensor x = Tensor::empty({count, size, size, channels});
     std::copy(slices, slices + count * hw * channels, x.data<float>());
-    Tensor logits = g.forward(bf16 ? x.to(DType::BF16) : x);
-    Tensor p = sigmoid(logits).to(DType::F32).contiguous();
+    const Tensor p = predict_probabilities(g, x, bf16 ? DType::BF16 : DType::F32, Device::cpu(), test_time_flip);
     std::copy(p.data<float>(), p.data<float>() + count * hw, probs);
   };
 }
@@ -318,7 +317,8 @@ json run_infer_seg(const InferSegOptions& o) {
   const auto contrasts = static_cast<int64_t>(1 + channel_files.size());
   const train::Precision precision = train::parse_precision(
       run.value("precision", std::string("fp32")), o.checkpoint + " (the run's precision)");
-  SliceModel model = generator_slice_model(g, pre.size, precision == train::Precision::Bf16, contrasts);
+  const bool test_time_flip = o.test_time_flip.value_or(run.value("test_time_flip", false));
+  SliceModel model = generator_slice_model(g, pre.size, precision == train::Precision::Bf16, contrasts, test_time_flip);
 
   // ---- volumes
   const data::Volume image = data::read_volume(o.input);
@@ -354,7 +354,8 @@ json run_infer_seg(const InferSegOptions& o) {
             << (contrasts > 1 ? " (" + std::to_string(contrasts) + " contrasts)" : std::string())
             << "; preprocessing from "
             << pre.origin << ": " << data::modality_name(pre.modality) << ", crop " << data::crop_name(pre.crop)
-            << ", " << pre.size << "x" << pre.size << "\n";
+            << ", " << pre.size << "x" << pre.size
+            << (test_time_flip ? "; each slice averaged with its left-right mirror (test-time flip)" : "") << "\n";
   for (const auto& n : notes) std::cerr << "infer_seg: note: " << n << "\n";
   InferenceOptions inference = o.inference;
   inference.context_slices = static_cast<int>(gc.in_channels / contrasts / 2);  // a 2.5-D model's neighbours
@@ -398,6 +399,7 @@ json run_infer_seg(const InferSegOptions& o) {
               {"passes", r.passes},
               {"slices_run", r.slices_run},
               {"threshold", o.inference.threshold},
+              {"test_time_flip", test_time_flip},
               {"foreground_voxels", fg},
               {"foreground_ml", static_cast<double>(fg) * voxel_ml},
               {"inference_seconds", r.seconds},

@@ -55,10 +55,13 @@ using data::check_same_grid;
 // (n * size * size floats). Tests inject their own; generator_slice_model wraps G.
 using SliceModel = std::function<void(const float* slices, int64_t n, float* probs)>;
 
-// G in eval mode under NoGradGuard, sigmoid of its logits. Throws if G's depth does not divide
-// `size`, or its input channels are not `contrasts` times an odd number. `bf16` runs the
-// activations in bfloat16 (as a --precision bf16 run trained).
-SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf16 = false, int64_t contrasts = 1);
+// G in eval mode under NoGradGuard, sigmoid of its logits (apps/seg/seg_predict.h, as validation
+// and test compute them). Throws if G's depth does not divide `size`, or its input channels are
+// not `contrasts` times an odd number. `bf16` runs the activations in bfloat16 (as a --precision
+// bf16 run trained); test_time_flip averages each slice's probabilities with those of its
+// left-right mirror (train_seg --test-time-flip).
+SliceModel generator_slice_model(models::UnetGenerator& g, int64_t size, bool bf16 = false, int64_t contrasts = 1,
+                                 bool test_time_flip = false);
 
 // Another contrast of the input volume (a model trained with train_seg --image-channel): a volume
 // on the input's grid, normalized as its own training file was (its window or percentiles); it
@@ -133,6 +136,9 @@ struct InferSegOptions {
   std::optional<int64_t> size;
   std::optional<std::string> crop;
   std::optional<double> margin_mm;
+  // Test-time flip (apps/seg/seg_predict.h): unset follows the run (train_seg --test-time-flip,
+  // recorded in the checkpoint), so a volume is predicted as the run's validation and test were.
+  std::optional<bool> test_time_flip;
   InferenceOptions inference;
 };
 

@@ -90,6 +90,9 @@ int main(int argc, char** argv) {
   app.add_option("--context-slices", c.context_slices,
                  "2.5-D input: the slice and K neighbouring slices on each side as 2K+1 channels (0 = 2-D)")
       ->check(CLI::Range(0, 8))->capture_default_str();
+  app.add_flag("--test-time-flip", c.test_time_flip,
+               "validation and test (and infer_seg with this checkpoint) predict each slice as the mean over it "
+               "and its left-right mirror");
   app.add_option("--select-by", select_by,
                  "validation Dice that chooses the best checkpoint: per volume or per slice mean")
       ->check(CLI::IsMember(rg::app::select_by_names()))->capture_default_str();

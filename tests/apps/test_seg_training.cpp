@@ -9,6 +9,7 @@
 
 #include "tests/apps/tiny_phantom.h"
 #include "apps/seg/seg_gan.h"
+#include "apps/seg/seg_predict.h"
 #include "train/seg_metrics.h"
 #include "apps/seg/seg_run.h"
 #include "data/loader.h"
@@ -224,6 +225,31 @@ TEST(SegRun, WorstSlicePicturesShowTheWorstSlices) {
   }
   // Not asked for: no rows.
   EXPECT_TRUE(evaluate_segmentation(g, ds, 4, DType::F32, Device::cpu(), 2, local).worst_samples.empty());
+}
+
+// --test-time-flip reaches the metrics and the pictures: each slice's probabilities are
+// predict_probabilities' flip-averaged ones.
+TEST(SegPredict, EvaluationWithTestTimeFlipScoresTheFlipAveragedProbabilities) {
+  data::SliceDataset ds(tiny_dataset(), "test");
+  ds.preload();
+  models::UnetConfig gc;
+  gc.num_downs = 5;
+  gc.ngf = 4;
+  Generator init(5);
+  models::UnetGenerator g(gc, init);
+  dist::LocalCommunicator local;
+  const SegEvaluation flip = evaluate_segmentation(g, ds, 4, DType::F32, Device::cpu(), 2, local, 2, {}, true);
+  ASSERT_EQ(flip.worst_samples.size(), 2u);
+  const int64_t hw = ds.height() * ds.width();
+  for (size_t r = 0; r < 2; ++r) {
+    Tensor x = Tensor::empty({1, ds.height(), ds.width(), 1});
+    std::vector<float> mask(static_cast<size_t>(hw));
+    ds.read(flip.worst[r].index, x.data<float>(), mask.data());
+    const Tensor p = predict_probabilities(g, x, DType::F32, Device::cpu(), true);
+    const Tensor once = predict_probabilities(g, x, DType::F32, Device::cpu(), false);
+    EXPECT_EQ(flip.worst_samples[r].prob, std::vector<float>(p.data<float>(), p.data<float>() + hw)) << "row " << r;
+    EXPECT_NE(flip.worst_samples[r].prob, std::vector<float>(once.data<float>(), once.data<float>() + hw)) << "row " << r;
+  }
 }
 
 SegRunConfig tiny_run(const std::string& name, const fs::path& out) {

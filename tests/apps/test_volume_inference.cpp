@@ -379,6 +379,36 @@ TEST(VolumeInference, TwoAndAHalfDCheckpointEndToEnd) {
   EXPECT_EQ(tiny_summary("tiny_context")["config"]["context_slices"], 1);
 }
 
+TEST(VolumeInference, TestTimeFlipFollowsTheRunUnlessTurnedOff) {
+  // train_seg --test-time-flip: the checkpoint's run says so, and infer_seg predicts the same
+  // way by default; --no-test-time-flip gives one prediction per slice.
+  SegRunConfig c = tiny_config(tiny_run().data, "tiny_flip");
+  c.test_time_flip = true;
+  ASSERT_EQ(run_seg_training(c), 0);
+  const nlohmann::json summary = tiny_summary("tiny_flip");
+  EXPECT_EQ(summary["config"]["test_time_flip"], true);
+  // The test split once more without the flip, with the same checkpoint.
+  ASSERT_TRUE(summary["test"].contains("without_test_time_flip"));
+  EXPECT_EQ(summary["test"]["without_test_time_flip"]["slices"], summary["test"]["slices"]);
+  EXPECT_FALSE(tiny_summary("tiny")["test"].contains("without_test_time_flip"));
+  InferSegOptions o = tiny_inference("tiny_flip");
+  o.probabilities = (temp_dir() / "out_tiny_flip" / "prob_flip.nii").string();
+  EXPECT_EQ(run_infer_seg(o)["test_time_flip"], true);
+  o.test_time_flip = false;
+  o.output = (temp_dir() / "out_tiny_flip" / "mask_once.nii.gz").string();
+  o.probabilities = (temp_dir() / "out_tiny_flip" / "prob_once.nii").string();
+  EXPECT_EQ(run_infer_seg(o)["test_time_flip"], false);
+  EXPECT_NE(data::read_nifti((temp_dir() / "out_tiny_flip" / "prob_flip.nii").string()).voxels,
+            data::read_nifti(o.probabilities).voxels);
+  // A run without the flag: off by default, on when asked.
+  InferSegOptions plain = tiny_inference("tiny");
+  plain.output = (temp_dir() / "out_tiny" / "mask_flip.nii.gz").string();
+  fs::create_directories(temp_dir() / "out_tiny");
+  EXPECT_EQ(run_infer_seg(plain)["test_time_flip"], false);
+  plain.test_time_flip = true;
+  EXPECT_EQ(run_infer_seg(plain)["test_time_flip"], true);
+}
+
 std::string error_of(const InferSegOptions& o);
 
 TEST(VolumeInference, TwoContrastCheckpointEndToEnd) {
