@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
                  "keep the N largest 3-D connected components (6-connectivity); 0 keeps all")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   auto* flip = app.add_flag_callback("--test-time-flip", [&o] { o.test_time_flip = true; },
-                        "average each slice's prediction with that of its left-right mirror (default: as the "
-                        "run did, train_seg --test-time-flip)");
+                                     "average each slice's prediction with that of its left-right mirror (default: "
+                                     "as the run did, train_seg --test-time-flip)");
   auto* no_flip = app.add_flag_callback("--no-test-time-flip", [&o] { o.test_time_flip = false; },
                                         "one prediction per slice even if the run used --test-time-flip");
   flip->excludes(no_flip);

@@ -10,7 +10,8 @@ namespace rg::app {
 
 Tensor mirror_columns(const Tensor& x) {
   RG_CHECK(x.dim() == 4 && x.dtype() == DType::F32 && x.device().is_cpu(),
-           "mirror_columns: expects [N, H, W, C] float32 on the CPU, got ", x.dim(), " dimension(s)");
+           "mirror_columns: expects [N, H, W, C] float32 on the CPU, got ", shape_str(x.shape()), " ",
+           dtype_name(x.dtype()), " on ", x.device().str());
   const Tensor src = x.contiguous();
   const int64_t rows = src.size(0) * src.size(1), w = src.size(2), c = src.size(3);
   Tensor out = Tensor::empty(src.shape());

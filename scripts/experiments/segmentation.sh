@@ -11,7 +11,9 @@
 #        2.5-D input, train_seg --context-slices 1; phantom16 and phantom16_ctx1: 16 phantom
 #        subjects for the same steps; phantom16_fr16: the same with the U-Net's full-resolution
 #        ends, --full-res-width 16; phantom16_fr16_lr1e3 and colin27_fr16_lr1e3: full-resolution
-#        ends and Adam lr 1e-3 instead of 2e-4),
+#        ends and Adam lr 1e-3 instead of 2e-4; phantom16_fr16_lr1e3_flip: the same, validated
+#        and tested with train_seg --test-time-flip (the table gives the test without the flip too:
+#        the same checkpoint); phantom16_fr16_lr1e3_noaug: the same without augmentation),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data),
 #        DEVICE (cpu; cuda gives train_seg's GPU defaults, ngf 64, ndf 64, batch 16 and, where an
@@ -93,6 +95,8 @@ arm_flags() {
     # 3x3 convolutions at full resolution around the U-Net's stride-2 outermost level (models/unet.h).
     phantom16_fr16) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16" ;;
     phantom16_fr16_lr1e3) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001" ;;
+    phantom16_fr16_lr1e3_flip) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001 --test-time-flip" ;;
+    phantom16_fr16_lr1e3_noaug) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001 --no-augment" ;;
     colin27_fr16_lr1e3) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
@@ -109,7 +113,7 @@ done
 table_wait
 
 RESULTS="$OUT/results.tsv"
-printf 'arm\tseed\tbest_epoch\tval_dice\ttest_dice\ttest_dice_volume\tworst_test_slices\n' >"$RESULTS"
+printf 'arm\tseed\tbest_epoch\tval_dice\ttest_dice\ttest_dice_volume\tworst_test_slices\ttest_dice_no_flip\ttest_dice_volume_no_flip\n' >"$RESULTS"
 for arm in $ARMS; do
   for s in $SEEDS; do
     python3 - "$OUT/runs/${arm}_s$s/summary.json" "$arm" "$s" >>"$RESULTS" <<'PY'
@@ -120,25 +124,32 @@ t = s["test"]
 # --select-by slice).
 val = s.get("best_val_dice_volume", s.get("best_val_dice"))
 worst = ", ".join(f"h{w['height']:.2f}:{w['dice']:.2f}" for w in t.get("worst_slices", [])[:4])
+# --test-time-flip runs: the same checkpoint's test without the flip (nan otherwise).
+once = t.get("without_test_time_flip", {})
 print("\t".join([sys.argv[2], sys.argv[3], str(s["best_epoch"]), f"{val:.6f}",
-                 f"{t['dice']:.6f}", f"{t['dice_volume']:.6f}", worst]))
+                 f"{t['dice']:.6f}", f"{t['dice_volume']:.6f}", worst,
+                 f"{once.get('dice', float('nan')):.6f}", f"{once.get('dice_volume', float('nan')):.6f}"]))
 PY
   done
 done
 
 python3 - "$RESULTS" >"$OUT/table.md" <<'PY'
-import csv, statistics, sys
+import csv, math, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 def ms(v):
+    if any(math.isnan(x) for x in v):
+        return "-"
     return f"{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" if len(v) > 1 else f"{v[0]:.4f} (1 seed)"
-print("| arm | seeds | val Dice per volume (chosen epoch) | test Dice per slice | test Dice per volume | test - val (per volume) |")
-print("|---|---|---|---|---|---|")
+print("| arm | seeds | val Dice per volume (chosen epoch) | test Dice per slice | test Dice per volume | test - val (per volume) "
+      "| --test-time-flip runs, the same checkpoint without it: test Dice per slice / per volume |")
+print("|---|---|---|---|---|---|---|")
 for arm in dict.fromkeys(r["arm"] for r in rows):
     g = [r for r in rows if r["arm"] == arm]
     val = [float(r["val_dice"]) for r in g]
     test = [float(r["test_dice"]) for r in g]
     vol = [float(r["test_dice_volume"]) for r in g]
     gap = [t - v for t, v in zip(vol, val)]
-    print(f"| {arm} | {len(g)} | {ms(val)} | {ms(test)} | {ms(vol)} | {ms(gap)} |")
+    once = ms([float(r["test_dice_no_flip"]) for r in g]) + " / " + ms([float(r["test_dice_volume_no_flip"]) for r in g])
+    print(f"| {arm} | {len(g)} | {ms(val)} | {ms(test)} | {ms(vol)} | {ms(gap)} | {once if once != '- / -' else '-'} |")
 PY
 cat "$OUT/table.md"
