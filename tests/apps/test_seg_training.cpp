@@ -199,16 +199,21 @@ TEST(SegRun, TheTinyDatasetHasLungsInMostSlices) {
   EXPECT_GE(with_lung * 2, ds.size()) << with_lung << " of " << ds.size() << " slices show lung";
 }
 
+// The 4-wide U-Net of depth 5 for the tiny file's 32x32 slices, as initialized (seed 5).
+models::UnetGenerator untrained_tiny_generator() {
+  models::UnetConfig gc;
+  gc.num_downs = 5;
+  gc.ngf = 4;
+  Generator init(5);
+  return models::UnetGenerator(gc, init);
+}
+
 // The worst slices' picture rows are those slices, worst first: each row's prediction scores
 // the Dice the report gives that slice.
 TEST(SegRun, WorstSlicePicturesShowTheWorstSlices) {
   data::SliceDataset ds(tiny_dataset(), "test");
   ds.preload();
-  models::UnetConfig gc;
-  gc.num_downs = 5;
-  gc.ngf = 4;
-  Generator init(5);
-  models::UnetGenerator g(gc, init);
+  models::UnetGenerator g = untrained_tiny_generator();
   dist::LocalCommunicator local;
   const SegEvaluation e = evaluate_segmentation(g, ds, 4, DType::F32, Device::cpu(), 2, local, 3);
   ASSERT_EQ(e.worst_samples.size(), 3u);
@@ -232,11 +237,7 @@ TEST(SegRun, WorstSlicePicturesShowTheWorstSlices) {
 TEST(SegPredict, EvaluationWithTestTimeFlipScoresTheFlipAveragedProbabilities) {
   data::SliceDataset ds(tiny_dataset(), "test");
   ds.preload();
-  models::UnetConfig gc;
-  gc.num_downs = 5;
-  gc.ngf = 4;
-  Generator init(5);
-  models::UnetGenerator g(gc, init);
+  models::UnetGenerator g = untrained_tiny_generator();
   dist::LocalCommunicator local;
   const SegEvaluation flip = evaluate_segmentation(g, ds, 4, DType::F32, Device::cpu(), 2, local, 2, {}, true);
   ASSERT_EQ(flip.worst_samples.size(), 2u);
