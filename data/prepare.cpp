@@ -25,6 +25,7 @@ const char* modality_name(Modality m) { return m == Modality::CT ? "ct" : "mri";
 const char* crop_name(CropMode c) {
   return c == CropMode::None ? "none" : c == CropMode::Body ? "body" : "mask";
 }
+const char* mask_resampling_name(MaskResampling m) { return m == MaskResampling::Nearest ? "nearest" : "linear"; }
 const char* split_by_name(SplitBy s) {
   return s == SplitBy::Subject ? "subject" : s == SplitBy::Slab ? "slab" : "interleaved";
 }
@@ -39,6 +40,11 @@ CropMode parse_crop(const std::string& s) {
   if (s == "body") return CropMode::Body;
   if (s == "mask") return CropMode::Mask;
   RG_FAIL("unknown crop mode '", s, "' (expected none, body or mask)");
+}
+MaskResampling parse_mask_resampling(const std::string& s) {
+  if (s == "nearest") return MaskResampling::Nearest;
+  if (s == "linear") return MaskResampling::Linear;
+  RG_FAIL("unknown mask resampling '", s, "' (expected nearest or linear)");
 }
 SplitBy parse_split_by(const std::string& s) {
   if (s == "subject") return SplitBy::Subject;
@@ -646,7 +652,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
     std::vector<double> spacing_v, affine_v, norm_v, pixel_v;
 
     ProgressBar bar("prepare", static_cast<double>(nsub), "subjects", opt.progress);
-    std::vector<float> slice_img, out_img(static_cast<size_t>(S * S)), out_ref;
+    std::vector<float> slice_img, out_img(static_cast<size_t>(S * S)), out_ref, mask_plane(static_cast<size_t>(S * S));
     std::vector<uint8_t> out_mask(static_cast<size_t>(S * S)), out_lesion(static_cast<size_t>(S * S)),
         out_labels(static_cast<size_t>(S * S));
     for (int64_t si = 0; si < nsub; ++si) {
@@ -760,14 +766,9 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
           continue;
         }
         const int64_t s = z0 + zi;
-        // Normalize slice s of a volume and resample it to S x S (area-averaged bilinear).
-        auto resample = [&](const Volume& vol, std::vector<float>& dst) {
-          for (int64_t r = 0; r < H; ++r)
-            for (int64_t c = 0; c < W; ++c) {
-              const float v = vol.voxels[static_cast<size_t>(o.index(c, r, s))];
-              const double t = std::isfinite(v) ? (v - range[0]) * scale - 1.0 : -1.0;
-              slice_img[static_cast<size_t>(r * W + c)] = static_cast<float>(std::clamp(t, -1.0, 1.0));
-            }
+        // Resample one oriented plane (W x H, row-major) to S x S: area-averaged bilinear, `fill`
+        // outside the volume. Images and, with MaskResampling::Linear, masks go through it.
+        auto resample_plane = [&](const float* plane, float fill, float* dst) {
           for (int64_t v = 0; v < S; ++v)
             for (int64_t u = 0; u < S; ++u) {
               double acc = 0;
@@ -775,11 +776,21 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
                 const double y = y0 + (static_cast<double>(v) + (qy + 0.5) / nsy) * step_r - 0.5;
                 for (int qx = 0; qx < nsx; ++qx) {
                   const double x = x0 + (static_cast<double>(u) + (qx + 0.5) / nsx) * step_c - 0.5;
-                  acc += sample_clamped(slice_img.data(), W, H, x, y, -1.0f);
+                  acc += sample_clamped(plane, W, H, x, y, fill);
                 }
               }
-              dst[static_cast<size_t>(v * S + u)] = static_cast<float>(acc / (nsx * nsy));
+              dst[v * S + u] = static_cast<float>(acc / (nsx * nsy));
             }
+        };
+        // Normalize slice s of a volume and resample it to S x S.
+        auto resample = [&](const Volume& vol, std::vector<float>& dst) {
+          for (int64_t r = 0; r < H; ++r)
+            for (int64_t c = 0; c < W; ++c) {
+              const float v = vol.voxels[static_cast<size_t>(o.index(c, r, s))];
+              const double t = std::isfinite(v) ? (v - range[0]) * scale - 1.0 : -1.0;
+              slice_img[static_cast<size_t>(r * W + c)] = static_cast<float>(std::clamp(t, -1.0, 1.0));
+            }
+          resample_plane(slice_img.data(), -1.0f, dst.data());
         };
         resample(image, out_img);
         if (paired) {
@@ -797,20 +808,39 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
                      " pixels for a ", S, "x", S, " slice");
           }
         }
-        int64_t mask_px = 0;
-        for (int64_t v = 0; v < S; ++v)
-          for (int64_t u = 0; u < S; ++u) {
-            const int64_t mc = static_cast<int64_t>(std::floor(x0 + (static_cast<double>(u) + 0.5) * step_c - 0.5 + 0.5));
-            const int64_t mr = static_cast<int64_t>(std::floor(y0 + (static_cast<double>(v) + 0.5) * step_r - 0.5 + 0.5));
-            uint8_t m = 0, l = 0;
-            if (mc >= 0 && mr >= 0 && mc < W && mr < H) {
-              m = bm[static_cast<size_t>(o.index(mc, mr, s))];
-              if (with_lesions) l = lesions.voxels[static_cast<size_t>(o.index(mc, mr, s))] >= 0.5f;
+        if (opt.mask_resampling == MaskResampling::Nearest) {
+          // The voxel whose centre is nearest to the output pixel's centre.
+          for (int64_t v = 0; v < S; ++v)
+            for (int64_t u = 0; u < S; ++u) {
+              const int64_t mc = static_cast<int64_t>(std::floor(x0 + (static_cast<double>(u) + 0.5) * step_c - 0.5 + 0.5));
+              const int64_t mr = static_cast<int64_t>(std::floor(y0 + (static_cast<double>(v) + 0.5) * step_r - 0.5 + 0.5));
+              uint8_t m = 0, l = 0;
+              if (mc >= 0 && mr >= 0 && mc < W && mr < H) {
+                m = bm[static_cast<size_t>(o.index(mc, mr, s))];
+                if (with_lesions) l = lesions.voxels[static_cast<size_t>(o.index(mc, mr, s))] >= 0.5f;
+              }
+              out_lesion[static_cast<size_t>(v * S + u)] = l;
+              out_mask[static_cast<size_t>(v * S + u)] = m;
             }
-            out_lesion[static_cast<size_t>(v * S + u)] = l;
-            out_mask[static_cast<size_t>(v * S + u)] = m;
-            mask_px += m;
-          }
+        } else {
+          // The binary mask resampled exactly like the image, then >= 0.5: the label follows
+          // the edge the network sees (nearest-neighbour labels put staircase corners where
+          // the interpolated image has none).
+          auto resample_binary = [&](auto&& inside, std::vector<uint8_t>& dst) {
+            for (int64_t r = 0; r < H; ++r)
+              for (int64_t c = 0; c < W; ++c)
+                slice_img[static_cast<size_t>(r * W + c)] = inside(o.index(c, r, s)) ? 1.0f : 0.0f;
+            resample_plane(slice_img.data(), 0.0f, mask_plane.data());
+            for (int64_t q = 0; q < S * S; ++q) dst[static_cast<size_t>(q)] = mask_plane[static_cast<size_t>(q)] >= 0.5f;
+          };
+          resample_binary([&](int64_t i) { return bm[static_cast<size_t>(i)] != 0; }, out_mask);
+          if (with_lesions)
+            resample_binary([&](int64_t i) { return lesions.voxels[static_cast<size_t>(i)] >= 0.5f; }, out_lesion);
+          else
+            std::fill(out_lesion.begin(), out_lesion.end(), uint8_t{0});
+        }
+        int64_t mask_px = 0;
+        for (const uint8_t m : out_mask) mask_px += m;
         SplitOut& dst = so[static_cast<size_t>(sp)];
         if (opt.label_map) {
           // On the prepared slice's scale, as the network sees it.
@@ -912,6 +942,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
     h5::write_attr(F, "mask_rule", labels.empty() ? "value > " + std::to_string(opt.mask_threshold)
                                                   : std::string("value in mask_labels"));
     h5::write_attr(F, "crop", std::string(crop_name(opt.crop)));
+    h5::write_attr(F, "mask_resampling", std::string(mask_resampling_name(opt.mask_resampling)));
     h5::write_attr(F, "margin_mm", opt.margin_mm);
     h5::write_attr(F, "size", std::vector<int64_t>{S, S});
     h5::write_attr(F, "orientation", std::string(opt.reorient ? "rows anterior->posterior, columns patient right->left, "

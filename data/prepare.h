@@ -31,6 +31,9 @@ namespace rg::data {
 
 enum class Modality { CT, MRI };
 enum class CropMode { None, Body, Mask };
+// How masks (and lesion masks) reach the S x S grid: the label of the nearest voxel, or the
+// binary mask resampled like the image (area-averaged bilinear) and thresholded at 0.5.
+enum class MaskResampling { Nearest, Linear };
 // Subject: whole subjects per split. Slab: each volume cut into contiguous slabs assigned to
 // splits by a seeded shuffle (a split may land in one part of the body only). Interleaved: the
 // same slabs, but each split's slabs spread evenly along the volume (validation and test then
@@ -40,9 +43,11 @@ enum class SplitBy { Subject, Slab, Interleaved };
 const char* modality_name(Modality m);  // "ct", "mri"
 const char* crop_name(CropMode c);      // "none", "body", "mask"
 const char* split_by_name(SplitBy s);   // "subject", "slab", "interleaved"
+const char* mask_resampling_name(MaskResampling m);  // "nearest", "linear"
 Modality parse_modality(const std::string& s);  // throws naming the value
 CropMode parse_crop(const std::string& s);
 SplitBy parse_split_by(const std::string& s);
+MaskResampling parse_mask_resampling(const std::string& s);
 
 // The three splits, in file order.
 inline constexpr const char* kSplitNames[3] = {"train", "val", "test"};
@@ -67,6 +72,7 @@ struct PrepareOptions {
   std::vector<int> labels;        // mask voxels with one of these values -> 1; empty: threshold
   double mask_threshold = 0.0;    // used when labels is empty: mask = value > threshold
   CropMode crop = CropMode::Mask;
+  MaskResampling mask_resampling = MaskResampling::Nearest;
   double margin_mm = 10.0;        // added around the crop box (in-plane and along slices)
   // Body detection: raw value > body_threshold; NaN = default (CT: -500 HU; MRI: 5% of the
   // normalization range above its low end).

@@ -53,6 +53,7 @@ struct ConvertArgs {
   std::vector<int> labels;
   double mask_threshold = 0.0;
   std::string crop;  // default depends on the subcommand
+  std::string mask_resampling = "nearest";
   double margin_mm = 10.0;
   double body_threshold = std::nan("");
   int64_t size = 256;
@@ -86,6 +87,11 @@ void add_convert_options(CLI::App* sub, ConvertArgs& a, bool with_modality) {
                   "Without --labels: foreground = mask value > threshold");
   sub->add_option("--crop", a.crop, "Crop to the mask or body bounding box, or none")
       ->check(CLI::IsMember({"mask", "body", "none"}));
+  sub->add_option("--mask-resampling", a.mask_resampling,
+                  "How masks reach the output grid: nearest (the nearest voxel's label) or linear (the "
+                  "0/1 mask resampled like the image, then >= 0.5)")
+      ->check(CLI::IsMember({"nearest", "linear"}))
+      ->capture_default_str();
   sub->add_option("--margin", a.margin_mm, "Margin around the crop box in mm")->check(CLI::NonNegativeNumber);
   sub->add_option("--body-threshold", a.body_threshold,
                   "Body = raw value above this (default CT -500 HU, MRI 5% of the range)");
@@ -112,6 +118,7 @@ rd::PrepareOptions to_options(const ConvertArgs& a, const std::string& default_c
   o.labels = a.labels;
   o.mask_threshold = a.mask_threshold;
   o.crop = rd::parse_crop(a.crop.empty() ? default_crop : a.crop);
+  o.mask_resampling = rd::parse_mask_resampling(a.mask_resampling);
   o.margin_mm = a.margin_mm;
   o.body_threshold = a.body_threshold;
   o.reorient = !a.no_reorient;

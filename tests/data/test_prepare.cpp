@@ -165,6 +165,59 @@ TEST(Prepare, RoundTripIsExactWithoutResampling) {
   fs::remove_all(dir);
 }
 
+// With linear mask resampling the mask is the 0/1 mask resampled like the image: on a two-valued
+// image whose value follows the mask voxel for voxel, it is exactly the image below the midpoint
+// of the two values. Nearest-neighbour labels break that at staircase corners.
+TEST(Prepare, LinearMaskResamplingLabelsWhatTheResampledImageShows) {
+  const fs::path dir = temp_dir("mask_resampling");
+  const int64_t W = 40, H = 40, D = 2, S = 48;  // upsampled by 48 / 40
+  auto inside = [](int64_t i, int64_t j) { return std::hypot(i - 19.3, j - 20.1) < 11.37; };
+  Volume img = make_volume(W, H, D, [&](int64_t i, int64_t j, int64_t) { return inside(i, j) ? -850.0 : 40.0; });
+  Volume msk = make_volume(W, H, D, [&](int64_t i, int64_t j, int64_t) { return inside(i, j) ? 1.0 : 0.0; });
+  auto prepare = [&](MaskResampling how, const std::string& name) {
+    PrepareOptions o = quiet_options();
+    o.crop = CropMode::None;
+    o.reorient = false;
+    o.size = S;
+    o.fractions = {1, 0, 0};
+    o.mask_resampling = how;
+    const std::string out = (dir / name).string();
+    prepare_slices({memory_subject("disc", img, msk)}, o, out);
+    return out;
+  };
+  const std::string nearest = prepare(MaskResampling::Nearest, "nearest.h5");
+  const std::string linear = prepare(MaskResampling::Linear, "linear.h5");
+  // The normalized values of inside (-850 HU) and outside (+40 HU) in the [-1000, 400] window.
+  const double lo = 150.0 / 1400.0 * 2.0 - 1.0, hi = 1040.0 / 1400.0 * 2.0 - 1.0;
+  auto violations = [&](const std::string& path, const char* want_attribute, int64_t* mask_pixels) {
+    SliceDataset ds(path, "train");
+    EXPECT_EQ(ds.attribute("mask_resampling"), want_attribute);
+    std::vector<float> a(S * S), m(S * S);
+    int64_t wrong = 0, checked = 0;
+    *mask_pixels = 0;
+    for (int64_t s = 0; s < ds.size(); ++s) {
+      ds.read(s, a.data(), m.data());
+      for (int64_t p = 0; p < S * S; ++p) {
+        const double inside_fraction = (hi - a[p]) / (hi - lo);  // the resampled mask's value
+        *mask_pixels += m[p] > 0.5f;
+        if (std::fabs(inside_fraction - 0.5) < 1e-4) continue;   // a tie: either label is right
+        ++checked;
+        wrong += (m[p] > 0.5f) != (inside_fraction > 0.5);
+      }
+    }
+    EXPECT_GT(checked, S * S * D * 99 / 100);
+    return wrong;
+  };
+  int64_t nearest_pixels = 0, linear_pixels = 0;
+  EXPECT_EQ(violations(linear, "linear", &linear_pixels), 0);
+  EXPECT_GT(violations(nearest, "nearest", &nearest_pixels), 0);
+  // Both cover the disc (about pi * (11.37 * 48 / 40)^2 = 585 pixels per slice).
+  EXPECT_NEAR(static_cast<double>(linear_pixels) / D, 585.0, 25.0);
+  EXPECT_NEAR(static_cast<double>(nearest_pixels) / D, 585.0, 25.0);
+  EXPECT_THROW(parse_mask_resampling("cubic"), rg::Error);
+  fs::remove_all(dir);
+}
+
 // A RAS volume (i -> right) is shown radiologically: columns reversed (patient right on the
 // left), rows reversed (anterior at the top).
 TEST(Prepare, ReorientsToDisplayConvention) {
