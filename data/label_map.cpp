@@ -1,5 +1,6 @@
 #include "data/label_map.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -32,17 +33,15 @@ std::vector<std::string> parse_label_classes(const std::string& text, const std:
   return names;
 }
 
-void make_label_map(const float* image, float body_threshold, const uint8_t* mask,
-                    const uint8_t* lesions, int64_t h, int64_t w, uint8_t* labels) {
-  const int64_t n = h * w;
-  // Background = below the threshold and connected to the border through such pixels (an
-  // explicit-stack flood fill from every border pixel); everything else is body.
-  std::vector<uint8_t> outside(static_cast<size_t>(n), 0);
+void mark_background(const float* image, float body_threshold, int64_t h, int64_t w, uint8_t* background,
+                     const uint8_t* also_passable) {
+  // An explicit-stack flood fill from every border pixel.
+  std::fill(background, background + h * w, uint8_t{0});
   std::vector<int64_t> stack;
   auto push = [&](int64_t y, int64_t x) {
     const int64_t p = y * w + x;
-    if (outside[static_cast<size_t>(p)] || !(image[p] <= body_threshold)) return;
-    outside[static_cast<size_t>(p)] = 1;
+    if (background[p] || (image[p] > body_threshold && !(also_passable && also_passable[p]))) return;
+    background[p] = 1;
     stack.push_back(p);
   };
   for (int64_t x = 0; x < w; ++x) push(0, x), push(h - 1, x);
@@ -56,6 +55,13 @@ void make_label_map(const float* image, float body_threshold, const uint8_t* mas
     if (x > 0) push(y, x - 1);
     if (x + 1 < w) push(y, x + 1);
   }
+}
+
+void make_label_map(const float* image, float body_threshold, const uint8_t* mask,
+                    const uint8_t* lesions, int64_t h, int64_t w, uint8_t* labels) {
+  const int64_t n = h * w;
+  std::vector<uint8_t> outside(static_cast<size_t>(n));
+  mark_background(image, body_threshold, h, w, outside.data());
   for (int64_t p = 0; p < n; ++p) {
     uint8_t c = outside[static_cast<size_t>(p)] ? kLabelBackground : kLabelBody;
     if (mask[p]) c = kLabelMask;

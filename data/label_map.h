@@ -30,6 +30,12 @@ std::vector<std::string> label_class_names(bool with_lesions);
 std::string join_label_classes(const std::vector<std::string>& names);
 std::vector<std::string> parse_label_classes(const std::string& text, const std::string& what);
 
+// The background of one h x w slice: pixels not above `body_threshold` (NaN counts as below)
+// that are connected to the slice border through such pixels (4-connectivity). Writes h * w 0/1
+// flags to `background`; everything else, holes included, is body. `also_passable` (0/1, or
+// null) marks more pixels that the background spreads through whatever their value.
+void mark_background(const float* image, float body_threshold, int64_t h, int64_t w, uint8_t* background,
+                     const uint8_t* also_passable = nullptr);
 // The label map of one h x w slice: `image` the prepared slice, `body_threshold` on its scale,
 // `mask` 0/1, `lesions` 0/1 or null. Writes h * w classes to `labels`.
 void make_label_map(const float* image, float body_threshold, const uint8_t* mask,

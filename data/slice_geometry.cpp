@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "data/label_map.h"
 #include "data/slice_dataset.h"
 #include "engine/error.h"
 
@@ -123,11 +124,11 @@ SliceGeometry plan_slices(const Volume& image, const SlicePreprocessing& p,
       g.crop_used = "mask (predicted)";
     }
   }
+  g.body_threshold = p.body_threshold;
+  if (std::isnan(g.body_threshold))
+    g.body_threshold = p.modality == Modality::CT ? -500.0 : g.norm_range[0] + 0.05 * (g.norm_range[1] - g.norm_range[0]);
   if (crop == CropMode::Body) {
-    double thr = p.body_threshold;
-    if (std::isnan(thr))
-      thr = p.modality == Modality::CT ? -500.0 : g.norm_range[0] + 0.05 * (g.norm_range[1] - g.norm_range[0]);
-    const CropBox b = body_box(image, o, thr);
+    const CropBox b = body_box(image, o, g.body_threshold);
     if (b.empty()) g.warnings.push_back("no body found above the threshold: not cropped");
     else box = b;
   }
@@ -153,6 +154,27 @@ SliceGeometry plan_slices(const Volume& image, const SlicePreprocessing& p,
   g.slice_begin = box.lo[2];
   g.slice_end = box.hi[2] + 1;
   return g;
+}
+
+void clear_outside_body(const Volume& image, const SliceGeometry& g, std::vector<uint8_t>& mask) {
+  const SliceOrientation& o = g.orientation;
+  const int64_t W = o.dims[0], H = o.dims[1];
+  RG_CHECK(mask.size() == image.voxels.size(), "clear_outside_body: the mask has ", mask.size(),
+           " voxels, the image ", image.voxels.size());
+  std::vector<float> slice(static_cast<size_t>(W * H));
+  std::vector<uint8_t> background(static_cast<size_t>(W * H)), in_mask(static_cast<size_t>(W * H));
+  for (int64_t s = 0; s < o.dims[2]; ++s) {
+    for (int64_t r = 0; r < H; ++r)
+      for (int64_t c = 0; c < W; ++c) {
+        const size_t i = static_cast<size_t>(o.index(c, r, s));
+        slice[static_cast<size_t>(r * W + c)] = image.voxels[i];
+        in_mask[static_cast<size_t>(r * W + c)] = mask[i];
+      }
+    mark_background(slice.data(), static_cast<float>(g.body_threshold), H, W, background.data(), in_mask.data());
+    for (int64_t r = 0; r < H; ++r)
+      for (int64_t c = 0; c < W; ++c)
+        if (background[static_cast<size_t>(r * W + c)]) mask[static_cast<size_t>(o.index(c, r, s))] = 0;
+  }
 }
 
 void extract_slice(const Volume& image, const SliceGeometry& g, int64_t s, float* out) {

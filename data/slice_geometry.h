@@ -55,6 +55,7 @@ struct SliceGeometry {
   double x0 = 0, y0 = 0;                       // left / top edge of the crop window (oriented px)
   double step_c = 1, step_r = 1;               // source pixels per output pixel
   int nsx = 1, nsy = 1;                        // sub-samples per output pixel (area filter)
+  double body_threshold = 0;                   // raw value above which a voxel is body
   std::string crop_used;                       // "none", "body", "mask", "mask (predicted)", ...
   std::vector<std::string> warnings;
 
@@ -65,6 +66,15 @@ struct SliceGeometry {
 // it a Mask crop falls back to the body crop (infer_volume then runs the second pass).
 SliceGeometry plan_slices(const Volume& image, const SlicePreprocessing& p,
                           const std::vector<uint8_t>* crop_mask = nullptr);
+
+// Zeroes the voxels of `mask` (source voxel order, 0/1) that belong to the air around the body
+// on their oriented slice: connected to the slice border through voxels that are not above
+// g.body_threshold or are in the mask (the label map's background rule, data/label_map.h, with
+// the mask passable, so that what bleeds from the air into the body's edge goes too). A model
+// trained on mask crops never saw the air around the body that a body crop shows, and may paint
+// it; the mask crop of inference must not follow that. A mask inside the body (lungs behind the
+// chest wall, a brain inside the skull) does not touch that air and stays.
+void clear_outside_body(const Volume& image, const SliceGeometry& g, std::vector<uint8_t>& mask);
 
 // The normalized, resized oriented slice `s` (size*size floats, row-major), exactly as
 // prepare_slices writes it to the training file.

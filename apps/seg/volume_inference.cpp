@@ -96,6 +96,15 @@ int64_t run_pass(const std::vector<std::pair<const data::Volume*, SliceGeometry>
   return total;
 }
 
+// Two pass geometries crop the same window and slice range, to a source voxel (a mask edge that
+// moves by one voxel between passes moves its box by one voxel: that is as still as it gets).
+bool same_window(const SliceGeometry& a, const SliceGeometry& b) {
+  const double S = static_cast<double>(a.size);
+  return std::abs(a.slice_begin - b.slice_begin) <= 1 && std::abs(a.slice_end - b.slice_end) <= 1 &&
+         std::fabs(a.x0 - b.x0) <= 1.0 && std::fabs(a.y0 - b.y0) <= 1.0 && std::fabs(a.step_c - b.step_c) * S <= 1.0 &&
+         std::fabs(a.step_r - b.step_r) * S <= 1.0;
+}
+
 std::vector<uint8_t> threshold_mask(const std::vector<float>& probs, float threshold) {
   std::vector<uint8_t> m(probs.size());
   for (size_t i = 0; i < probs.size(); ++i) m[i] = probs[i] >= threshold ? 1 : 0;
@@ -132,19 +141,36 @@ InferenceResult infer_volume(const data::Volume& image, const SlicePreprocessing
   r.passes = 1;
   r.mask = threshold_mask(r.probabilities, opt.threshold);
   if (p.crop == data::CropMode::Mask) {
-    // Training cropped to the mask's box; the first pass (body crop) found where the mask is.
-    std::vector<uint8_t> crop_mask = r.mask;
-    if (opt.largest_components > 0) keep_largest_components(crop_mask, image.dims, opt.largest_components);
-    SliceGeometry second = plan_slices(image, p, &crop_mask);
-    if (second.crop_used == "mask (predicted)") {
-      second.warnings.insert(second.warnings.begin(), r.geometry.warnings.begin(), r.geometry.warnings.end());
-      r.geometry = std::move(second);
+    // Training cropped to the mask's box. The first pass (a body crop, wider than any training
+    // slice) finds where the mask is; each further pass crops to the box of the previous pass's
+    // mask, until the box stops moving: a model trained on mask crops may paint what it never
+    // saw in a wider view (the air around the body, the abdomen), and a pass over a tighter box
+    // no longer does. Only the mask inside the body counts towards the box.
+    for (int pass = 2;; ++pass) {
+      std::vector<uint8_t> crop_mask = r.mask;
+      data::clear_outside_body(image, r.geometry, crop_mask);
+      if (opt.largest_components > 0) keep_largest_components(crop_mask, image.dims, opt.largest_components);
+      SliceGeometry next = plan_slices(image, p, &crop_mask);
+      if (next.crop_used != "mask (predicted)") {
+        r.geometry.warnings.push_back("pass " + std::to_string(pass - 1) +
+                                      " predicted no mask inside the body: kept its result");
+        break;
+      }
+      if (pass > 2 && same_window(next, r.geometry)) {
+        r.crop_converged = true;
+        break;
+      }
+      if (pass > kMaxMaskCropPasses) break;
+      next.warnings.insert(next.warnings.begin(), r.geometry.warnings.begin(), r.geometry.warnings.end());
+      r.geometry = std::move(next);
       r.slices_run += run_pass(contrasts_of(r.geometry), model, opt, "infer (mask crop)", r.probabilities);
-      r.passes = 2;
+      r.passes = pass;
       r.mask = threshold_mask(r.probabilities, opt.threshold);
-    } else {
-      r.geometry.warnings.push_back("the first pass predicted no mask: kept the body-crop result");
     }
+    if (r.passes == kMaxMaskCropPasses && !r.crop_converged)
+      r.geometry.warnings.push_back("the mask crop still moved after " + std::to_string(r.passes) +
+                                    " passes: the model may be finding the mask in places it was not trained on; "
+                                    "check the result (--largest-components may help)");
   }
   if (opt.largest_components > 0)
     r.components_found = keep_largest_components(r.mask, image.dims, opt.largest_components);
@@ -397,6 +423,7 @@ json run_infer_seg(const InferSegOptions& o) {
                   geo.orientation.flip[1] ? -(geo.orientation.perm[1] + 1) : geo.orientation.perm[1] + 1,
                   geo.orientation.flip[2] ? -(geo.orientation.perm[2] + 1) : geo.orientation.perm[2] + 1}}}},
               {"passes", r.passes},
+              {"mask_crop_converged", r.crop_converged},
               {"slices_run", r.slices_run},
               {"threshold", o.inference.threshold},
               {"test_time_flip", test_time_flip},

@@ -82,11 +82,15 @@ struct InferenceOptions {
   bool progress = true;            // progress bar on stderr (rate, ETA)
 };
 
+// Crop "mask": a body-crop pass, then passes over the previous mask's box until it stops moving.
+inline constexpr int kMaxMaskCropPasses = 4;
+
 struct InferenceResult {
   std::vector<float> probabilities;  // source voxel order, 0 outside the crop
   std::vector<uint8_t> mask;         // 0/1 after threshold and component filtering
   SliceGeometry geometry;            // of the (last) pass
   int passes = 0;
+  bool crop_converged = false;       // crop "mask": the last pass's mask gave the same box again
   int64_t slices_run = 0;
   int64_t components_found = 0;      // before filtering (only when largest_components > 0)
   double seconds = 0;
