@@ -9,6 +9,7 @@
 
 #include "data/h5.h"
 #include "data/label_map.h"
+#include "data/prepare.h"
 #include "engine/error.h"
 
 namespace rg::data {
@@ -323,7 +324,7 @@ SlicesFileInfo read_slices_info(const std::string& path) {
   const hid_t F = file.get();
   check_format(F, path);
   for (int s = 0; s < 3; ++s) {
-    const char* names[3] = {"train", "val", "test"};
+    const char* const* names = kSplitNames;
     h5::Handle g = h5::open_group(F, names[s], path);
     h5::Handle d = h5::open_dataset(g.get(), "images", path);
     const auto dims = checked_dims(d.get(), path + ": " + names[s] + "/images", 3);
@@ -334,6 +335,14 @@ SlicesFileInfo read_slices_info(const std::string& path) {
   h5::Handle subjects = h5::open_group(F, "subjects", path);
   info.subjects = h5::read_strings(subjects.get(), "name", path);
   info.attributes = h5::all_attrs(F);
+  file = h5::Handle();
+  for (int s = 0; s < 3; ++s) {
+    const SliceDataset split(path, kSplitNames[s]);
+    std::vector<bool> seen(info.subjects.size(), false);
+    for (int64_t i = 0; i < split.size(); ++i) seen.at(static_cast<size_t>(split.subject(i))) = true;
+    for (size_t k = 0; k < seen.size(); ++k)
+      if (seen[k]) info.split_subjects[static_cast<size_t>(s)].push_back(info.subjects[k]);
+  }
   return info;
 }
 
@@ -347,6 +356,8 @@ std::string describe_slices_file(const std::string& path, bool json) {
     j["width"] = info.width;
     j["splits"] = {{"train", info.counts[0]}, {"val", info.counts[1]}, {"test", info.counts[2]}};
     j["subjects"] = info.subjects;
+    j["split_subjects"] = {{"train", info.split_subjects[0]}, {"val", info.split_subjects[1]},
+                           {"test", info.split_subjects[2]}};
     nlohmann::json attrs = nlohmann::json::object();
     for (const auto& [k, v] : info.attributes) attrs[k] = v;
     j["attributes"] = attrs;
@@ -356,6 +367,11 @@ std::string describe_slices_file(const std::string& path, bool json) {
   os << path << ": prepared slices (roentgen-slices), " << info.height << "x" << info.width << "\n";
   os << "  train " << info.counts[0] << ", val " << info.counts[1] << ", test " << info.counts[2]
      << " slices from " << info.subjects.size() << " subject(s)\n";
+  for (int s = 0; s < 3; ++s) {
+    os << "  " << kSplitNames[s] << " subjects:";
+    for (const std::string& name : info.split_subjects[static_cast<size_t>(s)]) os << " " << name;
+    os << "\n";
+  }
   for (const auto& [k, v] : info.attributes) os << "  " << k << ": " << v << "\n";
   return os.str();
 }

@@ -127,6 +127,7 @@ struct SlicesFileInfo {
   int64_t height = 0, width = 0;
   int64_t counts[3] = {0, 0, 0};  // train, val, test
   std::vector<std::string> subjects;
+  std::array<std::vector<std::string>, 3> split_subjects;  // the subjects with slices in each split
   std::vector<std::pair<std::string, std::string>> attributes;  // root attributes as text
 };
 SlicesFileInfo read_slices_info(const std::string& path);
