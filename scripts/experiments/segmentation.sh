@@ -13,13 +13,17 @@
 #        ends, --full-res-width 16; phantom16_fr16_lr1e3 and colin27_fr16_lr1e3: full-resolution
 #        ends and Adam lr 1e-3 instead of 2e-4; phantom16_fr16_lr1e3_flip: the same, validated
 #        and tested with train_seg --test-time-flip (the table gives the test without the flip too:
-#        the same checkpoint); phantom16_fr16_lr1e3_noaug: the same without augmentation),
+#        the same checkpoint); phantom16_fr16_lr1e3_noaug: the same without augmentation;
+#        phantom16_fr16_lr1e3_linear: the same as phantom16_fr16_lr1e3 on the file prepared
+#        with prepare_data --mask-resampling linear),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data),
 #        DEVICE (cpu; cuda gives train_seg's GPU defaults, ngf 64, ndf 64, batch 16 and, where an
 #        arm sets none, 20 + 20 epochs, on the same 128x128 files)
 # Writes OUT/data/*.h5, OUT/runs/<arm>_s<seed>/, OUT/results.tsv (one line per run) and
-# OUT/table.md (mean +- sd over seeds). Every run is train_seg's CPU default configuration
+# OUT/table.md (mean +- sd over seeds). Phantom16 arms are also scored on the original grid:
+# infer_seg on each test subject's scan (the volume the prepared file came from) against its own
+# lung mask, OUT/runs/<run>/original_grid/<subject>.json, the mean over the test subjects. Every run is train_seg's CPU default configuration
 # (128x128, ngf 32, ndf 32, batch 8, 25 + 25 epochs) unless the arm says otherwise.
 #
 # Runs go JOBS at a time with THREADS OpenMP threads each: on 2 cores, two one-thread runs
@@ -39,7 +43,7 @@ THREADS=${THREADS:-1}
 DEVICE=${DEVICE:-cpu}
 read -r -a TRAIN_FLAGS <<<"${TRAIN_FLAGS:-}"
 COLIN=${COLIN27_DIR:-/usr/share/mricron/templates}
-for b in train_seg prepare_data; do
+for b in train_seg prepare_data infer_seg; do
   [ -x "$BUILD/bin/$b" ] || { echo "error: $BUILD/bin/$b not built" >&2; exit 1; }
 done
 mkdir -p "$OUT/data" "$OUT/runs"
@@ -79,6 +83,14 @@ if [[ " $ARMS " == *" phantom16"* ]] && [ ! -f "$OUT/data/lung_phantom16.h5" ]; 
     --out "$OUT/data/lung_phantom16.h5"
 fi
 
+# The same phantom volumes with masks resampled like the images (prepare_data
+# --mask-resampling linear), for the _linear arms.
+if [[ " $ARMS " == *"_linear "* ]] && [ ! -f "$OUT/data/lung_phantom16_linear.h5" ]; then
+  "$PD" luna16 --scans "$OUT/data/lung_phantom16/subset0" --masks "$OUT/data/lung_phantom16/seg-lungs-LUNA16" \
+    --labels 3,4 --window -1000,400 --crop mask --size 128 --split-by subject --seed 0 --no-progress \
+    --mask-resampling linear --out "$OUT/data/lung_phantom16_linear.h5"
+fi
+
 arm_flags() {
   case $1 in
     colin27) echo "--data $OUT/data/colin27_interleaved.h5" ;;
@@ -96,6 +108,7 @@ arm_flags() {
     phantom16_fr16) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16" ;;
     phantom16_fr16_lr1e3) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001" ;;
     phantom16_fr16_lr1e3_flip) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001 --test-time-flip" ;;
+    phantom16_fr16_lr1e3_linear) echo "--data $OUT/data/lung_phantom16_linear.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001" ;;
     phantom16_fr16_lr1e3_noaug) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001 --no-augment" ;;
     colin27_fr16_lr1e3) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
@@ -112,11 +125,36 @@ for arm in $ARMS; do
 done
 table_wait
 
+# Phantom16 arms: Dice per volume on the original grid, each test subject's scan against its own
+# lung mask (labels 3 and 4), with the run's best checkpoint; the mean over the test subjects.
+original_grid_dice() {
+  local run=$1 data=$2 dir="$OUT/runs/$1/original_grid"
+  mkdir -p "$dir"
+  local names
+  read -r -a names <<<"$("$PD" info --json "$data" |
+    python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)["split_subjects"]["test"]))')"
+  for name in "${names[@]}"; do
+    [ -f "$dir/$name.json" ] || "$BUILD/bin/infer_seg" --checkpoint "$OUT/runs/$run/checkpoints/best.safetensors" \
+      --input "$OUT/data/lung_phantom16/subset0/$name.mhd" --output "$dir/$name.nii.gz" \
+      --ground-truth "$OUT/data/lung_phantom16/seg-lungs-LUNA16/$name.mhd" --gt-labels 3 4 \
+      --report "$dir/$name.json" --no-progress >/dev/null
+  done
+  python3 - "$dir" "${names[@]}" <<'PY'
+import json, statistics, sys
+print(f"{statistics.mean(json.load(open(f'{sys.argv[1]}/{n}.json'))['metrics']['dice'] for n in sys.argv[2:]):.6f}")
+PY
+}
+
 RESULTS="$OUT/results.tsv"
-printf 'arm\tseed\tbest_epoch\tval_dice\ttest_dice\ttest_dice_volume\tworst_test_slices\ttest_dice_no_flip\ttest_dice_volume_no_flip\n' >"$RESULTS"
+printf 'arm\tseed\tbest_epoch\tval_dice\ttest_dice\ttest_dice_volume\tworst_test_slices\ttest_dice_no_flip\ttest_dice_volume_no_flip\ttest_dice_original_grid\n' >"$RESULTS"
 for arm in $ARMS; do
   for s in $SEEDS; do
-    python3 - "$OUT/runs/${arm}_s$s/summary.json" "$arm" "$s" >>"$RESULTS" <<'PY'
+    original=nan
+    if [[ $arm == phantom16* ]]; then
+      read -r -a flags <<<"$(arm_flags "$arm")"
+      original=$(original_grid_dice "${arm}_s$s" "${flags[1]}")
+    fi
+    python3 - "$OUT/runs/${arm}_s$s/summary.json" "$arm" "$s" "$original" >>"$RESULTS" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 t = s["test"]
@@ -128,7 +166,8 @@ worst = ", ".join(f"h{w['height']:.2f}:{w['dice']:.2f}" for w in t.get("worst_sl
 once = t.get("without_test_time_flip", {})
 print("\t".join([sys.argv[2], sys.argv[3], str(s["best_epoch"]), f"{val:.6f}",
                  f"{t['dice']:.6f}", f"{t['dice_volume']:.6f}", worst,
-                 f"{once.get('dice', float('nan')):.6f}", f"{once.get('dice_volume', float('nan')):.6f}"]))
+                 f"{once.get('dice', float('nan')):.6f}", f"{once.get('dice_volume', float('nan')):.6f}",
+                 sys.argv[4]]))
 PY
   done
 done
@@ -141,8 +180,9 @@ def ms(v):
         return "-"
     return f"{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f}" if len(v) > 1 else f"{v[0]:.4f} (1 seed)"
 print("| arm | seeds | val Dice per volume (chosen epoch) | test Dice per slice | test Dice per volume | test - val (per volume) "
-      "| --test-time-flip runs, the same checkpoint without it: test Dice per slice / per volume |")
-print("|---|---|---|---|---|---|---|")
+      "| --test-time-flip runs, the same checkpoint without it: test Dice per slice / per volume "
+      "| test Dice per volume on the original grid (infer_seg, mean over test subjects) |")
+print("|---|---|---|---|---|---|---|---|")
 for arm in dict.fromkeys(r["arm"] for r in rows):
     g = [r for r in rows if r["arm"] == arm]
     val = [float(r["val_dice"]) for r in g]
@@ -150,6 +190,7 @@ for arm in dict.fromkeys(r["arm"] for r in rows):
     vol = [float(r["test_dice_volume"]) for r in g]
     gap = [t - v for t, v in zip(vol, val)]
     once = ms([float(r["test_dice_no_flip"]) for r in g]) + " / " + ms([float(r["test_dice_volume_no_flip"]) for r in g])
-    print(f"| {arm} | {len(g)} | {ms(val)} | {ms(test)} | {ms(vol)} | {ms(gap)} | {once if once != '- / -' else '-'} |")
+    original = ms([float(r["test_dice_original_grid"]) for r in g])
+    print(f"| {arm} | {len(g)} | {ms(val)} | {ms(test)} | {ms(vol)} | {ms(gap)} | {once if once != '- / -' else '-'} | {original} |")
 PY
 cat "$OUT/table.md"
