@@ -15,7 +15,8 @@
 #        and tested with train_seg --test-time-flip (the table gives the test without the flip too:
 #        the same checkpoint); phantom16_fr16_lr1e3_noaug: the same without augmentation;
 #        phantom16_fr16_lr1e3_linear: the same as phantom16_fr16_lr1e3 on the file prepared
-#        with prepare_data --mask-resampling linear),
+#        with prepare_data --mask-resampling linear; colin27_linear: the CPU default on the
+#        interleaved Colin27 file prepared that way),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data),
 #        DEVICE (cpu; cuda gives train_seg's GPU defaults, ngf 64, ndf 64, batch 16 and, where an
@@ -91,6 +92,11 @@ if [[ " $ARMS " == *"_linear "* ]] && [ ! -f "$OUT/data/lung_phantom16_linear.h5
     --mask-resampling linear --out "$OUT/data/lung_phantom16_linear.h5"
 fi
 
+if [[ " $ARMS " == *" colin27_linear "* ]] && [ ! -f "$OUT/data/colin27_interleaved_linear.h5" ]; then
+  "$PD" nifti "${colin_common[@]}" --split-by interleaved --slabs 10 --slab-gap 4 --fractions 0.6,0.2,0.2 \
+    --mask-resampling linear --out "$OUT/data/colin27_interleaved_linear.h5"
+fi
+
 arm_flags() {
   case $1 in
     colin27) echo "--data $OUT/data/colin27_interleaved.h5" ;;
@@ -110,6 +116,7 @@ arm_flags() {
     phantom16_fr16_lr1e3_flip) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001 --test-time-flip" ;;
     phantom16_fr16_lr1e3_linear) echo "--data $OUT/data/lung_phantom16_linear.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001" ;;
     phantom16_fr16_lr1e3_noaug) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001 --no-augment" ;;
+    colin27_linear) echo "--data $OUT/data/colin27_interleaved_linear.h5" ;;
     colin27_fr16_lr1e3) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
