@@ -86,7 +86,7 @@ fi
 
 # The same phantom volumes with masks resampled like the images (prepare_data
 # --mask-resampling linear), for the _linear arms.
-if [[ " $ARMS " == *"_linear "* ]] && [ ! -f "$OUT/data/lung_phantom16_linear.h5" ]; then
+if [[ " $ARMS " == *" phantom16_fr16_lr1e3_linear "* ]] && [ ! -f "$OUT/data/lung_phantom16_linear.h5" ]; then
   "$PD" luna16 --scans "$OUT/data/lung_phantom16/subset0" --masks "$OUT/data/lung_phantom16/seg-lungs-LUNA16" \
     --labels 3,4 --window -1000,400 --crop mask --size 128 --split-by subject --seed 0 --no-progress \
     --mask-resampling linear --out "$OUT/data/lung_phantom16_linear.h5"
@@ -142,7 +142,7 @@ original_grid_dice() {
     python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)["split_subjects"]["test"]))')"
   for name in "${names[@]}"; do
     [ -f "$dir/$name.json" ] || "$BUILD/bin/infer_seg" --checkpoint "$OUT/runs/$run/checkpoints/best.safetensors" \
-      --input "$OUT/data/lung_phantom16/subset0/$name.mhd" --output "$dir/$name.nii.gz" \
+      --prepared "$data" --input "$OUT/data/lung_phantom16/subset0/$name.mhd" --output "$dir/$name.nii.gz" \
       --ground-truth "$OUT/data/lung_phantom16/seg-lungs-LUNA16/$name.mhd" --gt-labels 3 4 \
       --report "$dir/$name.json" --no-progress >/dev/null
   done
