@@ -182,7 +182,9 @@ TEST(Prepare, LinearMaskResamplingLabelsWhatTheResampledImageShows) {
     o.fractions = {1, 0, 0};
     o.mask_resampling = how;
     const std::string out = (dir / name).string();
-    prepare_slices({memory_subject("disc", img, msk)}, o, out);
+    SubjectSource subject = memory_subject("disc", img, msk);
+    subject.load_lesions = [&] { return msk; };  // lesion masks go the same way
+    prepare_slices({subject}, o, out);
     return out;
   };
   const std::string nearest = prepare(MaskResampling::Nearest, "nearest.h5");
@@ -193,10 +195,14 @@ TEST(Prepare, LinearMaskResamplingLabelsWhatTheResampledImageShows) {
     SliceDataset ds(path, "train");
     EXPECT_EQ(ds.attribute("mask_resampling"), want_attribute);
     std::vector<float> a(S * S), m(S * S);
+    std::vector<uint8_t> lesions(S * S);
     int64_t wrong = 0, checked = 0;
     *mask_pixels = 0;
+    EXPECT_TRUE(ds.has_lesions());
     for (int64_t s = 0; s < ds.size(); ++s) {
       ds.read(s, a.data(), m.data());
+      ds.read_lesions(s, lesions.data());
+      for (int64_t p = 0; p < S * S; ++p) EXPECT_EQ(lesions[p], m[p] > 0.5f ? 1 : 0) << p;
       for (int64_t p = 0; p < S * S; ++p) {
         const double inside_fraction = (hi - a[p]) / (hi - lo);  // the resampled mask's value
         *mask_pixels += m[p] > 0.5f;
