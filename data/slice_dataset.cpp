@@ -324,10 +324,9 @@ SlicesFileInfo read_slices_info(const std::string& path) {
   const hid_t F = file.get();
   check_format(F, path);
   for (int s = 0; s < 3; ++s) {
-    const char* const* names = kSplitNames;
-    h5::Handle g = h5::open_group(F, names[s], path);
+    h5::Handle g = h5::open_group(F, kSplitNames[s], path);
     h5::Handle d = h5::open_dataset(g.get(), "images", path);
-    const auto dims = checked_dims(d.get(), path + ": " + names[s] + "/images", 3);
+    const auto dims = checked_dims(d.get(), path + ": " + kSplitNames[s] + "/images", 3);
     info.counts[s] = static_cast<int64_t>(dims[0]);
     info.height = static_cast<int64_t>(dims[1]);
     info.width = static_cast<int64_t>(dims[2]);
@@ -335,7 +334,6 @@ SlicesFileInfo read_slices_info(const std::string& path) {
   h5::Handle subjects = h5::open_group(F, "subjects", path);
   info.subjects = h5::read_strings(subjects.get(), "name", path);
   info.attributes = h5::all_attrs(F);
-  file = h5::Handle();
   for (int s = 0; s < 3; ++s) {
     const SliceDataset split(path, kSplitNames[s]);
     std::vector<bool> seen(info.subjects.size(), false);
