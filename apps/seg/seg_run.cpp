@@ -210,6 +210,7 @@ SegEvaluation evaluate_segmentation(models::UnetGenerator& g, const data::SliceD
       SliceResult r;
       r.index = idx;
       r.subject = ds.subject(idx);
+      r.subject_name = ds.subject_names().at(static_cast<size_t>(r.subject));
       r.slice = ds.slice(idx);
       r.target_fraction = static_cast<double>(std::count(target_bits.begin(), target_bits.end(), 1)) /
                           static_cast<double>(hw);
@@ -263,7 +264,7 @@ namespace {
 json worst_slices_json(const std::vector<SliceResult>& worst) {
   json out = json::array();
   for (const SliceResult& r : worst) {
-    out.push_back({{"subject", r.subject}, {"slice", r.slice}, {"height", r.height},
+    out.push_back({{"subject", r.subject}, {"subject_name", r.subject_name}, {"slice", r.slice}, {"height", r.height},
                    {"dice", r.dice}, {"target_fraction", r.target_fraction}});
   }
   return out;

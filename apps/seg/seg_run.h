@@ -127,6 +127,7 @@ nlohmann::json seg_config_to_json(const SegRunConfig& config);
 struct SliceResult {
   int64_t index = 0;  // in the dataset
   int32_t subject = 0, slice = 0;
+  std::string subject_name;  // the subject's name in the prepared file (/subjects/name)
   double height = 0.0, dice = 0.0, target_fraction = 0.0;
 };
 

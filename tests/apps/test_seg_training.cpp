@@ -310,7 +310,10 @@ TEST(SegRun, ResumeReproducesAnUninterruptedRunExactly) {
   EXPECT_EQ(worst.size(), std::min<size_t>(8, ta[0]["slices"].get<size_t>()));
   EXPECT_LE(worst[0]["dice"].get<double>(), ta[0]["dice"].get<double>() + 1e-12)
       << "the worst slice is no better than the mean";
+  const std::vector<std::string> names = data::SliceDataset(tiny_dataset(), "test").subject_names();
   for (size_t i = 0; i < worst.size(); ++i) {
+    // The subject by its row in /subjects and by its name (what prepare_data info lists).
+    EXPECT_EQ(worst[i]["subject_name"].get<std::string>(), names.at(worst[i]["subject"].get<size_t>()));
     EXPECT_GE(worst[i]["height"].get<double>(), 0.0);
     EXPECT_LE(worst[i]["height"].get<double>(), 1.0);
     if (i > 0) {
