@@ -523,6 +523,27 @@ float sample_clamped(const float* img, int64_t W, int64_t H, double x, double y,
   return static_cast<float>(top * (1 - ay) + bot * ay);
 }
 
+void resample_plane(const float* plane, int64_t W, int64_t H, int64_t S, double x0, double y0, double step_c,
+                    double step_r, int nsx, int nsy, float fill, float* out) {
+  for (int64_t v = 0; v < S; ++v)
+    for (int64_t u = 0; u < S; ++u) {
+      double acc = 0;
+      for (int qy = 0; qy < nsy; ++qy) {
+        const double y = y0 + (static_cast<double>(v) + (qy + 0.5) / nsy) * step_r - 0.5;
+        for (int qx = 0; qx < nsx; ++qx) {
+          const double x = x0 + (static_cast<double>(u) + (qx + 0.5) / nsx) * step_c - 0.5;
+          acc += sample_clamped(plane, W, H, x, y, fill);
+        }
+      }
+      out[v * S + u] = static_cast<float>(acc / (nsx * nsy));
+    }
+}
+
+double body_threshold_or_default(double threshold, Modality m, const std::array<double, 2>& norm_range) {
+  if (!std::isnan(threshold)) return threshold;
+  return m == Modality::CT ? -500.0 : norm_range[0] + 0.05 * (norm_range[1] - norm_range[0]);
+}
+
 namespace {
 
 std::string human_bytes(uint64_t b) {
@@ -716,8 +737,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
           box = b;
         }
       }
-      double body_thr = opt.body_threshold;
-      if (std::isnan(body_thr)) body_thr = opt.modality == Modality::CT ? -500.0 : range[0] + 0.05 * (range[1] - range[0]);
+      const double body_thr = body_threshold_or_default(opt.body_threshold, opt.modality, range);
       if (crop == CropMode::Body) {
         CropBox b = body_box(image, o, body_thr);
         if (b.empty()) summary.warnings.push_back(src.name + ": no body found above threshold, not cropped");
@@ -766,21 +786,9 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
           continue;
         }
         const int64_t s = z0 + zi;
-        // Resample one oriented plane (W x H, row-major) to S x S: area-averaged bilinear, `fill`
-        // outside the volume. Images and, with MaskResampling::Linear, masks go through it.
-        auto resample_plane = [&](const float* plane, float fill, float* dst) {
-          for (int64_t v = 0; v < S; ++v)
-            for (int64_t u = 0; u < S; ++u) {
-              double acc = 0;
-              for (int qy = 0; qy < nsy; ++qy) {
-                const double y = y0 + (static_cast<double>(v) + (qy + 0.5) / nsy) * step_r - 0.5;
-                for (int qx = 0; qx < nsx; ++qx) {
-                  const double x = x0 + (static_cast<double>(u) + (qx + 0.5) / nsx) * step_c - 0.5;
-                  acc += sample_clamped(plane, W, H, x, y, fill);
-                }
-              }
-              dst[v * S + u] = static_cast<float>(acc / (nsx * nsy));
-            }
+        // Images and, with MaskResampling::Linear, masks go through the same resize.
+        auto resize = [&](const float* plane, float fill, float* dst) {
+          resample_plane(plane, W, H, S, x0, y0, step_c, step_r, nsx, nsy, fill, dst);
         };
         // Normalize slice s of a volume and resample it to S x S.
         auto resample = [&](const Volume& vol, std::vector<float>& dst) {
@@ -790,7 +798,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
               const double t = std::isfinite(v) ? (v - range[0]) * scale - 1.0 : -1.0;
               slice_img[static_cast<size_t>(r * W + c)] = static_cast<float>(std::clamp(t, -1.0, 1.0));
             }
-          resample_plane(slice_img.data(), -1.0f, dst.data());
+          resize(slice_img.data(), -1.0f, dst.data());
         };
         resample(image, out_img);
         if (paired) {
@@ -830,7 +838,7 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
             for (int64_t r = 0; r < H; ++r)
               for (int64_t c = 0; c < W; ++c)
                 slice_img[static_cast<size_t>(r * W + c)] = inside(o.index(c, r, s)) ? 1.0f : 0.0f;
-            resample_plane(slice_img.data(), 0.0f, mask_plane.data());
+            resize(slice_img.data(), 0.0f, mask_plane.data());
             for (int64_t q = 0; q < S * S; ++q) dst[static_cast<size_t>(q)] = mask_plane[static_cast<size_t>(q)] >= 0.5f;
           };
           resample_binary([&](int64_t i) { return bm[static_cast<size_t>(i)] != 0; }, out_mask);

@@ -251,9 +251,17 @@ struct CropBox {
 // docs/data_hdf5.md for the speckle rules). Empty boxes when nothing qualifies.
 CropBox mask_box(const std::vector<uint8_t>& bm, const SliceOrientation& o);
 CropBox body_box(const Volume& v, const SliceOrientation& o, double threshold);
+// The body threshold in raw units: `threshold`, or where it is NaN the default (CT -500 HU; MRI
+// 5% of the normalization range above its low end).
+double body_threshold_or_default(double threshold, Modality m, const std::array<double, 2>& norm_range);
 
 // Step 5: bilinear sample of a W x H slice at pixel-centre coordinates (x, y); coordinates
 // within half a pixel of the edge clamp to it, beyond that give `fill`.
 float sample_clamped(const float* img, int64_t W, int64_t H, double x, double y, float fill);
+// Step 5: area-averaged bilinear resize of a W x H plane (row-major) to S x S. Output pixel
+// (u, v) covers source columns [x0 + u step_c, x0 + (u + 1) step_c) (rows likewise) and is the
+// mean of nsx x nsy sample_clamped samples spread over it (`fill` outside the plane).
+void resample_plane(const float* plane, int64_t W, int64_t H, int64_t S, double x0, double y0, double step_c,
+                    double step_r, int nsx, int nsy, float fill, float* out);
 
 }  // namespace rg::data

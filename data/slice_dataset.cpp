@@ -334,18 +334,25 @@ SlicesFileInfo read_slices_info(const std::string& path) {
   h5::Handle subjects = h5::open_group(F, "subjects", path);
   info.subjects = h5::read_strings(subjects.get(), "name", path);
   info.attributes = h5::all_attrs(F);
+  return info;
+}
+
+std::array<std::vector<std::string>, 3> split_subject_names(const std::string& path) {
+  std::array<std::vector<std::string>, 3> out;
   for (int s = 0; s < 3; ++s) {
     const SliceDataset split(path, kSplitNames[s]);
-    std::vector<bool> seen(info.subjects.size(), false);
+    const std::vector<std::string>& names = split.subject_names();
+    std::vector<bool> seen(names.size(), false);
     for (int64_t i = 0; i < split.size(); ++i) seen.at(static_cast<size_t>(split.subject(i))) = true;
     for (size_t k = 0; k < seen.size(); ++k)
-      if (seen[k]) info.split_subjects[static_cast<size_t>(s)].push_back(info.subjects[k]);
+      if (seen[k]) out[static_cast<size_t>(s)].push_back(names[k]);
   }
-  return info;
+  return out;
 }
 
 std::string describe_slices_file(const std::string& path, bool json) {
   const SlicesFileInfo info = read_slices_info(path);
+  const std::array<std::vector<std::string>, 3> split_subjects = split_subject_names(path);
   if (json) {
     nlohmann::json j;
     j["source"] = path;
@@ -354,8 +361,7 @@ std::string describe_slices_file(const std::string& path, bool json) {
     j["width"] = info.width;
     j["splits"] = {{"train", info.counts[0]}, {"val", info.counts[1]}, {"test", info.counts[2]}};
     j["subjects"] = info.subjects;
-    j["split_subjects"] = {{"train", info.split_subjects[0]}, {"val", info.split_subjects[1]},
-                           {"test", info.split_subjects[2]}};
+    j["split_subjects"] = {{"train", split_subjects[0]}, {"val", split_subjects[1]}, {"test", split_subjects[2]}};
     nlohmann::json attrs = nlohmann::json::object();
     for (const auto& [k, v] : info.attributes) attrs[k] = v;
     j["attributes"] = attrs;
@@ -367,7 +373,7 @@ std::string describe_slices_file(const std::string& path, bool json) {
      << " slices from " << info.subjects.size() << " subject(s)\n";
   for (int s = 0; s < 3; ++s) {
     os << "  " << kSplitNames[s] << " subjects:";
-    for (const std::string& name : info.split_subjects[static_cast<size_t>(s)]) os << " " << name;
+    for (const std::string& name : split_subjects[static_cast<size_t>(s)]) os << " " << name;
     os << "\n";
   }
   for (const auto& [k, v] : info.attributes) os << "  " << k << ": " << v << "\n";

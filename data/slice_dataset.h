@@ -127,10 +127,12 @@ struct SlicesFileInfo {
   int64_t height = 0, width = 0;
   int64_t counts[3] = {0, 0, 0};  // train, val, test
   std::vector<std::string> subjects;
-  std::array<std::vector<std::string>, 3> split_subjects;  // the subjects with slices in each split
   std::vector<std::pair<std::string, std::string>> attributes;  // root attributes as text
 };
 SlicesFileInfo read_slices_info(const std::string& path);
+// The names of the subjects with slices in each split (train, val, test), in /subjects order.
+// Reads every split's subject references: for `prepare_data info`, not for start-up.
+std::array<std::vector<std::string>, 3> split_subject_names(const std::string& path);
 // Text (or one JSON object) describing a prepared file, for `prepare_data info FILE.h5`.
 std::string describe_slices_file(const std::string& path, bool json);
 // True when the path looks like an HDF5 file (signature check; false if missing).

@@ -124,9 +124,7 @@ SliceGeometry plan_slices(const Volume& image, const SlicePreprocessing& p,
       g.crop_used = "mask (predicted)";
     }
   }
-  g.body_threshold = p.body_threshold;
-  if (std::isnan(g.body_threshold))
-    g.body_threshold = p.modality == Modality::CT ? -500.0 : g.norm_range[0] + 0.05 * (g.norm_range[1] - g.norm_range[0]);
+  g.body_threshold = body_threshold_or_default(p.body_threshold, p.modality, g.norm_range);
   if (crop == CropMode::Body) {
     const CropBox b = body_box(image, o, g.body_threshold);
     if (b.empty()) g.warnings.push_back("no body found above the threshold: not cropped");
@@ -188,18 +186,7 @@ void extract_slice(const Volume& image, const SliceGeometry& g, int64_t s, float
       const double t = std::isfinite(v) ? (v - g.norm_range[0]) * scale - 1.0 : -1.0;
       slice[static_cast<size_t>(r * W + c)] = static_cast<float>(std::clamp(t, -1.0, 1.0));
     }
-  for (int64_t v = 0; v < S; ++v)
-    for (int64_t u = 0; u < S; ++u) {
-      double acc = 0;
-      for (int qy = 0; qy < g.nsy; ++qy) {
-        const double y = g.y0 + (static_cast<double>(v) + (qy + 0.5) / g.nsy) * g.step_r - 0.5;
-        for (int qx = 0; qx < g.nsx; ++qx) {
-          const double x = g.x0 + (static_cast<double>(u) + (qx + 0.5) / g.nsx) * g.step_c - 0.5;
-          acc += sample_clamped(slice.data(), W, H, x, y, -1.0f);
-        }
-      }
-      out[v * S + u] = static_cast<float>(acc / (g.nsx * g.nsy));
-    }
+  resample_plane(slice.data(), W, H, S, g.x0, g.y0, g.step_c, g.step_r, g.nsx, g.nsy, -1.0f, out);
 }
 
 void place_slice(const SliceGeometry& g, int64_t s, const float* probs, float* out) {
