@@ -18,6 +18,7 @@
 #include "models/patchgan.h"
 #include "models/unet.h"
 #include "train/run_options.h"
+#include "train/weight_average.h"
 #include "train/train_loop.h"
 
 namespace rg::app {
@@ -62,6 +63,7 @@ json seg_config_to_json(const SegRunConfig& c) {
                  {"context_slices", c.context_slices},
                  {"image_channels", c.image_channels},
                  {"test_time_flip", c.test_time_flip},
+                 {"ema_decay", c.ema_decay},
                  {"train_fraction", c.train_fraction},
                  {"train_seed", c.train_seed},
                  {"extra_train", c.extra_train},
@@ -392,6 +394,14 @@ class SegTask final : public train::TrainTask {
       step_->set_gradient_sync(g_sync_.get(), d_sync_.get());
     }
     sync_bn_ = sync_bn;
+    if (c.ema_decay > 0) {
+      // Built like G (same configuration and initialization draws), then overwritten with G's
+      // values: the average starts where G starts.
+      Generator ema_init(c.seed);
+      g_ema_ = std::make_unique<models::UnetGenerator>(gc, ema_init);
+      g_ema_->to(ctx.device);
+      average_ = std::make_unique<train::WeightAverage>(*g_, *g_ema_, c.ema_decay);
+    }
   }
 
   void describe(std::ostream& out) const {
@@ -413,6 +423,10 @@ class SegTask final : public train::TrainTask {
       out << "\n  " << 1 + c_.image_channels.size() << " contrasts as input channels: " << c_.data;
       for (const std::string& p : c_.image_channels) out << ", " << p;
       out << " (--image-channel; masks from " << c_.data << ")";
+    }
+    if (average_) {
+      out << "\n  validation and test use an exponential moving average of G's weights (decay "
+          << c_.ema_decay << ", --ema), which the checkpoints hold as G_ema and infer_seg uses";
     }
     if (c_.test_time_flip) {
       out << "\n  validation and test predict each slice as the mean over it and its left-right mirror "
@@ -445,6 +459,7 @@ class SegTask final : public train::TrainTask {
   train::TrainState state() override {
     train::TrainState s;
     s.modules.emplace_back("G", g_.get());
+    if (g_ema_) s.modules.emplace_back("G_ema", g_ema_.get());
     if (d_) s.modules.emplace_back("D", d_.get());
     s.optimizers.emplace_back("G", opt_g_.get());
     if (opt_d_) s.optimizers.emplace_back("D", opt_d_.get());
@@ -483,6 +498,7 @@ class SegTask final : public train::TrainTask {
     lo.context_slices = c_.context_slices;
     lo.contrast_paths = c_.image_channels;
     lo.start_batch = global_step;
+    global_step_ = global_step;
     if (c_.train_fraction < 1) {
       lo.subset = data::seeded_subset(data::read_slices_info(c_.data).counts[0], c_.train_fraction,
                                       c_.train_seed);
@@ -514,7 +530,10 @@ class SegTask final : public train::TrainTask {
     // Masks are 0/1, exact in bf16: converting them keeps D's (image, mask) input in the
     // activation dtype (a bf16 image joined with an f32 mask would promote D to f32).
     Tensor mask = batch->mask.to(ctx_.device).to(act_dtype_);
-    return step_->step(image, mask);
+    train::StepLosses losses = step_->step(image, mask);
+    ++global_step_;
+    if (average_) average_->update(global_step_);
+    return losses;
   }
 
   train::Evaluation validate(int64_t epoch, const train::RunFiles& files) override {
@@ -527,7 +546,7 @@ class SegTask final : public train::TrainTask {
     train::Evaluation e =
         evaluate(*test_set_, test_contrasts_, files.samples / "test.png", files.samples / "test_worst.png");
     if (!c_.test_time_flip) return e;
-    const SegEvaluation once = evaluate_segmentation(*g_, *test_set_, c_.batch_size, act_dtype_, ctx_.device, 0,
+    const SegEvaluation once = evaluate_segmentation(evaluated(), *test_set_, c_.batch_size, act_dtype_, ctx_.device, 0,
                                                      *ctx_.comm, 0, contrasts_of(test_contrasts_), false);
     if (!ctx_.root()) return e;
     json without = evaluation_json(once);
@@ -549,13 +568,16 @@ class SegTask final : public train::TrainTask {
   void share_evaluation_state(dist::Communicator& comm) override {
     std::vector<Tensor> buffers;
     for (auto& [name, t] : g_->named_buffers()) buffers.push_back(t);
+    if (g_ema_) {
+      for (auto& [name, t] : g_ema_->named_buffers()) buffers.push_back(t);
+    }
     dist::broadcast_tensors(buffers, comm);
   }
 
  private:
   train::Evaluation evaluate(const data::SliceDataset& ds, const std::vector<std::unique_ptr<data::SliceDataset>>& contrasts,
                              const fs::path& picture, const fs::path& worst_picture = {}) {
-    const SegEvaluation e = evaluate_segmentation(*g_, ds, c_.batch_size, act_dtype_, ctx_.device, c_.sample_rows,
+    const SegEvaluation e = evaluate_segmentation(evaluated(), ds, c_.batch_size, act_dtype_, ctx_.device, c_.sample_rows,
                                                   *ctx_.comm, worst_picture.empty() ? 0 : c_.sample_rows,
                                                   contrasts_of(contrasts), c_.test_time_flip);
     if (!ctx_.root()) return {};
@@ -568,6 +590,8 @@ class SegTask final : public train::TrainTask {
     const double score = c_.select_by == SelectBy::Volume ? e.volumes.dice.mean : e.slices.dice.mean;
     return {.score = score, .metrics = evaluation_json(e), .summary = evaluation_summary(e) + "; pictures " + pictures};
   }
+  // The network validation and test evaluate: the weight average when there is one.
+  models::UnetGenerator& evaluated() { return g_ema_ ? *g_ema_ : *g_; }
   static std::vector<const data::SliceDataset*> contrasts_of(
       const std::vector<std::unique_ptr<data::SliceDataset>>& contrasts) {
     std::vector<const data::SliceDataset*> more;
@@ -582,6 +606,9 @@ class SegTask final : public train::TrainTask {
   std::unique_ptr<data::SliceDataset> val_set_, test_set_;
   std::vector<std::unique_ptr<data::SliceDataset>> val_contrasts_, test_contrasts_;  // --image-channel
   std::unique_ptr<models::UnetGenerator> g_;
+  std::unique_ptr<models::UnetGenerator> g_ema_;  // --ema: the average of G's weights
+  std::unique_ptr<train::WeightAverage> average_;
+  int64_t global_step_ = 0;  // optimizer steps so far (the average's ramp)
   std::unique_ptr<models::PatchDiscriminator> d_;
   std::unique_ptr<optim::Adam> opt_g_, opt_d_;
   Generator train_gen_{0};

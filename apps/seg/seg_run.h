@@ -94,6 +94,10 @@ struct SegRunConfig : train::RunOptions {
   // (apps/seg/seg_predict.h); training is unchanged. The checkpoint says so, and infer_seg
   // predicts the same way unless told otherwise.
   bool test_time_flip = false;
+  // > 0: validation, test and the checkpoints' inference weights are an exponential moving
+  // average of G's weights with this decay (train/weight_average.h), checkpointed as "G_ema";
+  // 0: G itself.
+  double ema_decay = 0.0;
   // Data parallelism (world size > 1): synchronize batch-norm statistics over all ranks
   // (SyncBatchNorm). Ignored at world size 1 and for --norm instance/none. docs/scaling.md.
   bool sync_bn = true;

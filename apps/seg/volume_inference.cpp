@@ -276,13 +276,17 @@ json run_infer_seg(const InferSegOptions& o) {
   }
   Generator init(0);
   models::UnetGenerator g(gc, init);
+  // A train_seg --ema run validated and tested the average of G's weights (G_ema.*): use it.
+  const bool weight_average = std::any_of(ck.tensors.begin(), ck.tensors.end(),
+                                          [](const auto& t) { return t.first.rfind("G_ema.", 0) == 0; });
+  const std::string g_prefix = weight_average ? "G_ema." : "G.";
   {
     NamedTensors gstate;
     for (auto& [name, t] : ck.tensors)
-      if (name.rfind("G.", 0) == 0) gstate.emplace_back(name, t);
+      if (name.rfind(g_prefix, 0) == 0) gstate.emplace_back(name, t);
     RG_CHECK(!gstate.empty(), o.checkpoint, ": holds no generator tensors (G.*)");
     try {
-      load_module_state(g, gstate, "G.");
+      load_module_state(g, gstate, g_prefix);
     } catch (const Error& e) {
       RG_FAIL(o.checkpoint, ": generator weights do not match its generator_config: ", e.what());
     }
@@ -381,7 +385,8 @@ json run_infer_seg(const InferSegOptions& o) {
             << "; preprocessing from "
             << pre.origin << ": " << data::modality_name(pre.modality) << ", crop " << data::crop_name(pre.crop)
             << ", " << pre.size << "x" << pre.size
-            << (test_time_flip ? "; each slice averaged with its left-right mirror (test-time flip)" : "") << "\n";
+            << (test_time_flip ? "; each slice averaged with its left-right mirror (test-time flip)" : "")
+            << (weight_average ? "; the run's average of G's weights (G_ema, train_seg --ema)" : "") << "\n";
   for (const auto& n : notes) std::cerr << "infer_seg: note: " << n << "\n";
   InferenceOptions inference = o.inference;
   inference.context_slices = static_cast<int>(gc.in_channels / contrasts / 2);  // a 2.5-D model's neighbours
@@ -411,6 +416,7 @@ json run_infer_seg(const InferSegOptions& o) {
               {"dims", image.dims},
               {"spacing_mm", image.spacing},
               {"generator", models::to_json(gc)},
+              {"weights", g_prefix.substr(0, g_prefix.size() - 1)},
               {"preprocessing", pre.to_json()},
               {"geometry",
                {{"crop", geo.crop_used},

@@ -93,6 +93,10 @@ int main(int argc, char** argv) {
   app.add_flag("--test-time-flip", c.test_time_flip,
                "validation and test (and infer_seg with this checkpoint) predict each slice as the mean over it "
                "and its left-right mirror");
+  app.add_option("--ema", c.ema_decay,
+                 "evaluate and checkpoint for inference an exponential moving average of G's weights with this "
+                 "decay (e.g. 0.99; 0 = G itself)")
+      ->check(CLI::Range(0.0, 0.9999))->capture_default_str();
   app.add_option("--select-by", select_by,
                  "validation Dice that chooses the best checkpoint: per volume or per slice mean")
       ->check(CLI::IsMember(rg::app::select_by_names()))->capture_default_str();

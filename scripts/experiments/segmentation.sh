@@ -118,6 +118,9 @@ arm_flags() {
     phantom16_fr16_lr1e3_noaug) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001 --no-augment" ;;
     colin27_linear) echo "--data $OUT/data/colin27_interleaved_linear.h5" ;;
     colin27_fr16_lr1e3) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001" ;;
+    colin27_fr16_lr1e3_noadv) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --gan-mode none" ;;
+    colin27_fr16_lr1e3_ema) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --ema 0.99" ;;
+    colin27_fr16_lr1e3_instance) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --norm instance" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }

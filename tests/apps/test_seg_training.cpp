@@ -327,6 +327,33 @@ TEST(SegRun, ResumeReproducesAnUninterruptedRunExactly) {
   }
 }
 
+// --ema: the average is checkpointed and its ramp continues from the resumed step, so the
+// validation and test scores (which use the average) are those of an uninterrupted run.
+TEST(SegRun, ResumeWithAWeightAverageReproducesTheRun) {
+  const fs::path out = fs::path(tiny_dataset()).parent_path() / "runs";
+  SegRunConfig straight = tiny_run("ema_straight", out);
+  straight.ema_decay = 0.9;
+  ASSERT_EQ(run_seg_training(straight), 0);
+  SegRunConfig first = tiny_run("ema_resumed", out);
+  first.ema_decay = 0.9;
+  first.interrupt_after_steps = 5;
+  ASSERT_EQ(run_seg_training(first), 130);
+  SegRunConfig second = first;
+  second.interrupt_after_steps = 0;
+  second.resume = true;
+  ASSERT_EQ(run_seg_training(second), 0);
+  for (const char* kind : {"val", "test"}) {
+    const auto a = lines_of_kind(out / "ema_straight" / "metrics.jsonl", kind);
+    const auto b = lines_of_kind(out / "ema_resumed" / "metrics.jsonl", kind);
+    ASSERT_EQ(a.size(), b.size()) << kind;
+    ASSERT_FALSE(a.empty()) << kind;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i]["dice"].get<double>(), b[i]["dice"].get<double>()) << kind << " " << i;
+      EXPECT_EQ(a[i]["dice_volume"].get<double>(), b[i]["dice_volume"].get<double>()) << kind << " " << i;
+    }
+  }
+}
+
 TEST(SegRun, BadConfigurationAndDataAreRefusedClearly) {
   const fs::path out = fs::path(tiny_dataset()).parent_path() / "runs_bad";
   auto message = [](const SegRunConfig& c) {

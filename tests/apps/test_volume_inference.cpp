@@ -17,7 +17,10 @@
 #include "data/phantom.h"
 #include "data/prepare.h"
 #include "data/slice_dataset.h"
+#include "engine/checkpoint.h"
+#include "engine/dist/communicator.h"
 #include "engine/error.h"
+#include "models/unet.h"
 #include "tests/process_temp_dir.h"
 
 namespace rg::app {
@@ -442,6 +445,41 @@ TEST(VolumeInference, TestTimeFlipFollowsTheRunUnlessTurnedOff) {
   EXPECT_EQ(run_infer_seg(plain)["test_time_flip"], false);
   plain.test_time_flip = true;
   EXPECT_EQ(run_infer_seg(plain)["test_time_flip"], true);
+}
+
+TEST(VolumeInference, WeightAverageRunsAreTestedAndInferredWithTheAverage) {
+  // train_seg --ema: the checkpoint holds G and its average G_ema; the run's test scored the
+  // average, and infer_seg predicts with it.
+  SegRunConfig c = tiny_config(tiny_run().data, "tiny_ema");
+  c.ema_decay = 0.9;
+  ASSERT_EQ(run_seg_training(c), 0);
+  const nlohmann::json summary = tiny_summary("tiny_ema");
+  EXPECT_EQ(summary["config"]["ema_decay"], 0.9);
+
+  const std::string best = (temp_dir() / "runs" / "tiny_ema" / "checkpoints" / "best.safetensors").string();
+  SafetensorsFile ck = load_safetensors(best);
+  const models::UnetConfig gc = models::unet_config_from_json(ck.metadata.at("generator_config"));
+  data::SliceDataset test(tiny_run().data, "test");
+  test.preload();
+  dist::LocalCommunicator local;
+  auto evaluate_weights = [&](const std::string& prefix) {
+    Generator init(0);
+    models::UnetGenerator g(gc, init);
+    load_module_state(g, ck.tensors, prefix);
+    return evaluate_segmentation(g, test, c.batch_size, DType::F32, Device::cpu(), 1, local);
+  };
+  const SegEvaluation average = evaluate_weights("G_ema.");
+  const SegEvaluation trained = evaluate_weights("G.");
+  EXPECT_EQ(average.slices.dice.mean, summary["test"]["dice"].get<double>());
+  EXPECT_EQ(average.volumes.dice.mean, summary["test"]["dice_volume"].get<double>());
+  ASSERT_FALSE(average.samples.empty());
+  EXPECT_NE(average.samples[0].prob, trained.samples[0].prob) << "the average is not G itself";
+
+  EXPECT_EQ(run_infer_seg(tiny_inference("tiny_ema"))["weights"], "G_ema");
+  InferSegOptions plain = tiny_inference("tiny");
+  plain.output = (temp_dir() / "out_tiny" / "mask_plain_weights.nii.gz").string();
+  fs::create_directories(temp_dir() / "out_tiny");
+  EXPECT_EQ(run_infer_seg(plain)["weights"], "G");
 }
 
 std::string error_of(const InferSegOptions& o);
