@@ -1,5 +1,6 @@
 #include "models/pix2pix_names.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include <set>
@@ -287,6 +288,16 @@ void write_pix2pix_safetensors(const std::string& out_path, const SafetensorsFil
                                const ResnetConfig& config, const std::string& prefix,
                                int64_t batches_tracked) {
   write_export<ResnetGenerator>(out_path, ours, config, prefix, batches_tracked);
+}
+
+std::string inference_generator_prefix(const SafetensorsFile& checkpoint) {
+  auto has = [&checkpoint](const std::string& prefix) {
+    return std::any_of(checkpoint.tensors.begin(), checkpoint.tensors.end(),
+                       [&prefix](const auto& t) { return t.first.rfind(prefix, 0) == 0; });
+  };
+  if (has("G_ema.")) return "G_ema.";
+  if (has("G.")) return "G.";
+  return "";
 }
 
 }  // namespace rg::models

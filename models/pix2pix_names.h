@@ -51,6 +51,11 @@ TorchState to_pix2pix_state(const NamedTensors& ours, const std::vector<Pix2PixN
 // and layouts, ready for load_module_state. Counters are not needed.
 NamedTensors from_pix2pix_state(const NamedTensors& torch, const std::vector<Pix2PixName>& names);
 
+// The prefix of a training checkpoint's generator for inference: "G_ema." when the run kept an
+// exponential moving average of G's weights (train_seg --ema: its validation and test used the
+// average), else "G."; "" when the file holds neither (a bare network file).
+std::string inference_generator_prefix(const SafetensorsFile& checkpoint);
+
 // What apps/export does per network: checks `ours` (a loaded checkpoint of ours; entries named
 // "<prefix><module_state name>") against a freshly built network of `config` (names and shapes,
 // via load_module_state), converts it with to_pix2pix_state and writes `out_path` atomically.

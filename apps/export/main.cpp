@@ -158,12 +158,7 @@ int main(int argc, char** argv) {
     if (const auto text = config_text(g_file, "config", "generator_config", "generator"); !text.empty()) {
       g = rg::models::unet_config_from_json(text);
     }
-    // A train_seg --ema checkpoint: the weight average is what its run evaluated.
-    if (!o_gp->count() && has_prefix(g_file, "G_ema.")) {
-      g_prefix = "G_ema.";
-    } else if (!o_gp->count() && has_prefix(g_file, "G.")) {
-      g_prefix = "G.";
-    }
+    if (!o_gp->count()) g_prefix = rg::models::inference_generator_prefix(g_file);
     if (o_downs->count()) g.num_downs = num_downs;
     if (o_ngf->count()) g.ngf = ngf;
     if (o_norm->count()) g.norm = rg::models::norm_kind_from_name(norm);

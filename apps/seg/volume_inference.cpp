@@ -14,6 +14,7 @@
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/roentgen.h"
+#include "models/pix2pix_names.h"
 #include "models/unet.h"
 #include "train/settings.h"
 
@@ -277,14 +278,13 @@ json run_infer_seg(const InferSegOptions& o) {
   Generator init(0);
   models::UnetGenerator g(gc, init);
   // A train_seg --ema run validated and tested the average of G's weights (G_ema.*): use it.
-  const bool weight_average = std::any_of(ck.tensors.begin(), ck.tensors.end(),
-                                          [](const auto& t) { return t.first.rfind("G_ema.", 0) == 0; });
-  const std::string g_prefix = weight_average ? "G_ema." : "G.";
+  const std::string g_prefix = models::inference_generator_prefix(ck);
+  RG_CHECK(!g_prefix.empty(), o.checkpoint, ": holds no generator tensors (G.*)");
+  const bool weight_average = g_prefix == "G_ema.";
   {
     NamedTensors gstate;
     for (auto& [name, t] : ck.tensors)
       if (name.rfind(g_prefix, 0) == 0) gstate.emplace_back(name, t);
-    RG_CHECK(!gstate.empty(), o.checkpoint, ": holds no generator tensors (G.*)");
     try {
       load_module_state(g, gstate, g_prefix);
     } catch (const Error& e) {

@@ -271,7 +271,36 @@ TEST(Export, AppEndToEnd) {
   }
   EXPECT_EQ(patchgan_config_from_json(rund.metadata.at("config")), dc);
   EXPECT_EQ(rund.tensors.size(), netd.tensors.size());
+
+  // A train_seg --ema checkpoint: G.* (here another network's weights) and the average G_ema.*;
+  // the export is the average, which the run validated and tested.
+  UnetGenerator other(gc, *std::make_unique<Generator>(11));
+  NamedTensors ema_run = module_state(other, "G.");
+  for (auto& e : module_state(g, "G_ema.")) ema_run.push_back(e);
+  save_safetensors((dir / "ema.safetensors").string(), ema_run, {{"generator_config", to_json(gc).dump()}});
+  const std::string from_ema = app.string() + " --checkpoint " + (dir / "ema.safetensors").string() +
+                               " --out " + (dir / "ema").string() + " > " + (dir / "ema.txt").string() + " 2>&1";
+  ASSERT_EQ(std::system(from_ema.c_str()), 0) << from_ema;
+  const SafetensorsFile emag = load_safetensors((dir / "ema" / "netG.safetensors").string());
+  ASSERT_EQ(emag.tensors.size(), netg.tensors.size());
+  for (size_t i = 0; i < emag.tensors.size(); ++i) {
+    EXPECT_EQ(emag.tensors[i].second.to_vector<float>(), netg.tensors[i].second.to_vector<float>())
+        << emag.tensors[i].first;
+  }
   fs::remove_all(dir);
+}
+
+TEST(Export, InferenceGeneratorPrefixPrefersTheWeightAverage) {
+  UnetConfig gc{.num_downs = 5, .ngf = 2};
+  UnetGenerator g(gc);
+  SafetensorsFile f;
+  EXPECT_EQ(inference_generator_prefix(f), "");
+  f.tensors = module_state(g);  // a bare network file
+  EXPECT_EQ(inference_generator_prefix(f), "");
+  f.tensors = module_state(g, "G.");
+  EXPECT_EQ(inference_generator_prefix(f), "G.");
+  for (auto& e : module_state(g, "G_ema.")) f.tensors.push_back(e);
+  EXPECT_EQ(inference_generator_prefix(f), "G_ema.");
 }
 
 }  // namespace
