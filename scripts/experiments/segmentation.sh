@@ -16,7 +16,10 @@
 #        the same checkpoint); phantom16_fr16_lr1e3_noaug: the same without augmentation;
 #        phantom16_fr16_lr1e3_linear: the same as phantom16_fr16_lr1e3 on the file prepared
 #        with prepare_data --mask-resampling linear; colin27_linear: the CPU default on the
-#        interleaved Colin27 file prepared that way),
+#        interleaved Colin27 file prepared that way; colin27_fr16_lr1e3_noadv: colin27_fr16_lr1e3
+#        without the adversarial term, --gan-mode none; colin27_fr16_lr1e3_instance: the same with
+#        --norm instance; colin27_fr16_lr1e3_ema: the same, validated, tested and checkpointed for
+#        inference on the exponential moving average of G's weights, --ema 0.99),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data),
 #        DEVICE (cpu; cuda gives train_seg's GPU defaults, ngf 64, ndf 64, batch 16 and, where an
