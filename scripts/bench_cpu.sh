@@ -2,7 +2,9 @@
 # The CPU training step side by side with PyTorch (issue 20, docs/performance.md): ours
 # (bench_seg256 --device cpu) and every PyTorch build found, one after the other on the same
 # cores with the same thread count, for the two configurations of the CPU table:
-#   cpu-default  128x128, batch 8, U-Net num_downs 7, ngf 32, D ndf 32 (train_seg's CPU default)
+#   cpu-default  128x128, batch 8, U-Net num_downs 7, ngf 32, D ndf 32 (train_seg's CPU default
+#                networks before session 15; the default since adds --full-res-width 16, which
+#                bench_seg256 does not build, so this row times the U-Net without those ends)
 #   unet_256     256x256, batch 1 and 4, unet_256 (ngf 64), D ndf 64 (BENCHMARK.md's networks)
 # and prints ours / best PyTorch per row against the target speedup (2x).
 #

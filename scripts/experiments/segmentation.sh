@@ -19,7 +19,9 @@
 #        interleaved Colin27 file prepared that way; colin27_fr16_lr1e3_noadv: colin27_fr16_lr1e3
 #        without the adversarial term, --gan-mode none; colin27_fr16_lr1e3_instance: the same with
 #        --norm instance; colin27_fr16_lr1e3_ema: the same, validated, tested and checkpointed for
-#        inference on the exponential moving average of G's weights, --ema 0.99),
+#        inference on the exponential moving average of G's weights, --ema 0.99;
+#        colin27_fr16_lr1e3_flip: the same with --test-time-flip; colin27_fr16_lr1e3_lambda50: the
+#        same with the segmentation loss at half its weight against the adversarial term, --lambda 50),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data),
 #        DEVICE (cpu; cuda gives train_seg's GPU defaults, ngf 64, ndf 64, batch 16 and, where an
@@ -27,8 +29,10 @@
 # Writes OUT/data/*.h5, OUT/runs/<arm>_s<seed>/, OUT/results.tsv (one line per run) and
 # OUT/table.md (mean +- sd over seeds). Phantom16 arms are also scored on the original grid:
 # infer_seg on each test subject's scan (the volume the prepared file came from) against its own
-# lung mask, OUT/runs/<run>/original_grid/<subject>.json, the mean over the test subjects. Every run is train_seg's CPU default configuration
-# (128x128, ngf 32, ndf 32, batch 8, 25 + 25 epochs) unless the arm says otherwise.
+# lung mask, OUT/runs/<run>/original_grid/<subject>.json, the mean over the test subjects. Every
+# run is train_seg's CPU default configuration (128x128, ngf 32, ndf 32, batch 8, 25 + 25 epochs;
+# since session 15 also --full-res-width 16 --lr 0.001, the colin27_fr16_lr1e3 arm) unless the arm
+# says otherwise; the arms from before session 15 pin the old default's U-Net and learning rate.
 #
 # Runs go JOBS at a time with THREADS OpenMP threads each: on 2 cores, two one-thread runs
 # finish sooner than two two-thread runs one after the other, and the numbers do not depend on
@@ -100,29 +104,34 @@ if [[ " $ARMS " == *" colin27_linear "* ]] && [ ! -f "$OUT/data/colin27_interlea
     --mask-resampling linear --out "$OUT/data/colin27_interleaved_linear.h5"
 fi
 
+# train_seg's CPU default before session 15 (pix2pix's U-Net, Adam 2e-4), which the arms from
+# before the switch ran with; pinned so that they rerun as they were.
+PIX2PIX_UNET="--full-res-width 0 --lr 0.0002"
 arm_flags() {
   case $1 in
-    colin27) echo "--data $OUT/data/colin27_interleaved.h5" ;;
-    colin27_noadv) echo "--data $OUT/data/colin27_interleaved.h5 --gan-mode none" ;;
-    colin27_fine) echo "--data $OUT/data/colin27_interleaved16.h5" ;;
-    colin27_slab) echo "--data $OUT/data/colin27_slab.h5" ;;
-    phantom) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15" ;;
-    phantom_noadv) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15 --gan-mode none" ;;
+    colin27) echo "--data $OUT/data/colin27_interleaved.h5 $PIX2PIX_UNET" ;;
+    colin27_noadv) echo "--data $OUT/data/colin27_interleaved.h5 --gan-mode none $PIX2PIX_UNET" ;;
+    colin27_fine) echo "--data $OUT/data/colin27_interleaved16.h5 $PIX2PIX_UNET" ;;
+    colin27_slab) echo "--data $OUT/data/colin27_slab.h5 $PIX2PIX_UNET" ;;
+    phantom) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15 $PIX2PIX_UNET" ;;
+    phantom_noadv) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15 --gan-mode none $PIX2PIX_UNET" ;;
     # 2.5-D: the slice and one neighbour on each side as three input channels.
-    colin27_ctx1) echo "--data $OUT/data/colin27_interleaved.h5 --context-slices 1" ;;
-    phantom_ctx1) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15 --context-slices 1" ;;
-    phantom16) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46" ;;
-    phantom16_ctx1) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --context-slices 1" ;;
+    colin27_ctx1) echo "--data $OUT/data/colin27_interleaved.h5 --context-slices 1 $PIX2PIX_UNET" ;;
+    phantom_ctx1) echo "--data $OUT/data/lung_phantom.h5 --epochs 15 --epochs-decay 15 --context-slices 1 $PIX2PIX_UNET" ;;
+    phantom16) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 $PIX2PIX_UNET" ;;
+    phantom16_ctx1) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --context-slices 1 $PIX2PIX_UNET" ;;
     # 3x3 convolutions at full resolution around the U-Net's stride-2 outermost level (models/unet.h).
-    phantom16_fr16) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16" ;;
+    phantom16_fr16) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.0002" ;;
     phantom16_fr16_lr1e3) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001" ;;
     phantom16_fr16_lr1e3_flip) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001 --test-time-flip" ;;
     phantom16_fr16_lr1e3_linear) echo "--data $OUT/data/lung_phantom16_linear.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001" ;;
     phantom16_fr16_lr1e3_noaug) echo "--data $OUT/data/lung_phantom16.h5 --epochs 15 --epochs-decay 15 --epoch-steps 46 --full-res-width 16 --lr 0.001 --no-augment" ;;
-    colin27_linear) echo "--data $OUT/data/colin27_interleaved_linear.h5" ;;
+    colin27_linear) echo "--data $OUT/data/colin27_interleaved_linear.h5 $PIX2PIX_UNET" ;;
     colin27_fr16_lr1e3) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001" ;;
     colin27_fr16_lr1e3_noadv) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --gan-mode none" ;;
     colin27_fr16_lr1e3_ema) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --ema 0.99" ;;
+    colin27_fr16_lr1e3_flip) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --test-time-flip" ;;
+    colin27_fr16_lr1e3_lambda50) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --lambda 50" ;;
     colin27_fr16_lr1e3_instance) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --norm instance" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac

@@ -85,6 +85,9 @@ schedule() {
 read -r -a SEG_SCHEDULE <<<"$(schedule "$SEG_STEPS" "$SEG_EPOCHS")"
 read -r -a SYNTH_SCHEDULE <<<"$(schedule "$SYNTH_STEPS" "$SYNTH_EPOCHS")"
 common=(--ngf "$NGF" --ndf "$NDF" --batch-size "$BATCH" --device "$DEVICE" --no-progress --workers 1)
+# The segmentation network of this table: pix2pix's U-Net at Adam 2e-4 (train_seg's CPU default
+# before session 15), pinned so that the table reruns as it was.
+SEG_NETWORK=(--full-res-width 0 --lr 0.0002)
 
 # The segmentation run of one arm; the arms without synthetic data are shared across CONDITIONs.
 seg_run_name() {
@@ -131,7 +134,7 @@ for data in "${DATASETS[@]}"; do
         esac
         name=$(seg_run_name "$tag" "$arm")
         table_run "$name" "train_seg: test" "$BUILD/bin/train_seg" --data "$data" --out "$OUT/runs" \
-          --name "$name" "${flags[@]}" --train-seed "$s" --seed "$s" "${SEG_SCHEDULE[@]}" "${common[@]}" \
+          --name "$name" "${flags[@]}" --train-seed "$s" --seed "$s" "${SEG_SCHEDULE[@]}" "${common[@]}" "${SEG_NETWORK[@]}" \
           "${EXTRA_FLAGS[@]}"
       done
     done
