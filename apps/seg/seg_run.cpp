@@ -18,8 +18,8 @@
 #include "models/patchgan.h"
 #include "models/unet.h"
 #include "train/run_options.h"
-#include "train/weight_average.h"
 #include "train/train_loop.h"
+#include "train/weight_average.h"
 
 namespace rg::app {
 
