@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <set>
 
 #include "engine/checkpoint.h"
 #include "engine/dist/communicator.h"
@@ -80,7 +81,7 @@ json read_checkpoint_json(const fs::path& dir, const std::string& tag, const std
 }
 
 LoopProgress load_checkpoint(const fs::path& dir, const std::string& tag, const TrainState& state,
-                             const std::string& kind) {
+                             const std::string& kind, bool whole_state) {
   const json meta = read_checkpoint_json(dir, tag, kind);
   const fs::path st_path = dir / (tag + ".safetensors");
   RG_CHECK(fs::exists(st_path), "checkpoint ", st_path.string(), " does not exist (its JSON does)");
@@ -90,6 +91,17 @@ LoopProgress load_checkpoint(const fs::path& dir, const std::string& tag, const 
                inner.value("global_step", int64_t{-1}) == meta.at("global_step").get<int64_t>(),
            "checkpoint ", st_path.string(), " does not belong to ", (dir / (tag + ".json")).string(),
            " (a save was interrupted between the two files); use the other checkpoint");
+  if (whole_state) {
+    std::set<std::string> wanted;
+    for (const auto& [name, module] : state.modules) wanted.insert(name);
+    for (const auto& [tname, t] : file.tensors) {
+      if (tname.rfind("opt_", 0) == 0) continue;  // optimizer state (optimizer_prefix)
+      const std::string network = tname.substr(0, tname.find('.'));
+      RG_CHECK(wanted.contains(network), "checkpoint ", st_path.string(), " holds network '", network,
+               "', which this run does not build: it was trained with other settings (see its "
+               "config.json); resume with those");
+    }
+  }
   try {
     for (const auto& [name, module] : state.modules) {
       const std::string prefix = name + ".";
@@ -97,6 +109,8 @@ LoopProgress load_checkpoint(const fs::path& dir, const std::string& tag, const 
       for (auto& [tname, t] : file.tensors) {
         if (tname.rfind(prefix, 0) == 0) mine.emplace_back(tname.substr(prefix.size()), t);
       }
+      RG_CHECK(!mine.empty() || module->named_parameters().empty(), "holds no network '", name, "', which this run builds: it was trained "
+               "with other settings (see its config.json)");
       load_module_state(*module, mine);
     }
   } catch (const Error& e) {

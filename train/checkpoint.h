@@ -71,9 +71,12 @@ void save_checkpoint(const std::filesystem::path& dir, const std::string& tag,
                      const CheckpointInfo& info);
 // Restores every module, optimizer and generator of `state` from <dir>/<tag>; returns the
 // progress. Throws naming the file for a missing, torn, corrupt or foreign checkpoint, or one
-// that lacks a tensor `state` needs.
+// that lacks a network or tensor `state` needs. With `whole_state` (a run resuming itself) a
+// network the checkpoint holds and `state` lacks is refused too: the run was trained with other
+// settings (e.g. train_seg --ema adds G_ema), and continuing would mix two configurations;
+// without it (inference) the networks not asked for are skipped.
 LoopProgress load_checkpoint(const std::filesystem::path& dir, const std::string& tag,
-                             const TrainState& state, const std::string& kind);
+                             const TrainState& state, const std::string& kind, bool whole_state = false);
 // The checkpoint's JSON alone (validated as above), e.g. to read the run configuration.
 nlohmann::json read_checkpoint_json(const std::filesystem::path& dir, const std::string& tag,
                                     const std::string& kind);

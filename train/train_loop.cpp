@@ -190,7 +190,7 @@ int run_training(TrainTask& task, const LoopConfig& c, const RunContext& ctx) {
   LoopProgress progress;
   History history(task.curve_losses(), task.curve_metrics());
   if (c.resume) {
-    if (root) progress = load_checkpoint(files.checkpoints, "latest", state, info.kind);
+    if (root) progress = load_checkpoint(files.checkpoints, "latest", state, info.kind, /*whole_state=*/true);
     if (world > 1) share_resumed_state(comm, progress, state);
     // The position is global step x global batch: a different batch would put every rank at
     // other samples (and other epoch boundaries) than the run it continues.
@@ -310,7 +310,7 @@ int run_training(TrainTask& task, const LoopConfig& c, const RunContext& ctx) {
   std::vector<double> best_epoch{root ? static_cast<double>(progress.best_epoch) : 0.0};
   if (world > 1) comm.all_reduce_sum(best_epoch);
   RG_CHECK(best_epoch[0] > 0, "no validation epoch completed: nothing to test");
-  if (root) load_checkpoint(files.checkpoints, "best", state, info.kind);
+  if (root) load_checkpoint(files.checkpoints, "best", state, info.kind, /*whole_state=*/true);
   if (ctx.data_parallel) {
     for (const auto& [name, module] : state.modules) dist::broadcast_module_state(*module, comm);
   }

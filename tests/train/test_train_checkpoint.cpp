@@ -123,8 +123,20 @@ TEST(TrainCheckpoint, BadCheckpointsAreRefusedNamingTheFile) {
   TrainState more = a.state();
   nn::Conv2d extra(1, 1, {.kernel = 1});
   more.modules.emplace_back("extra", &extra);
-  EXPECT_NE(error_of([&] { load_checkpoint(dir, "latest", more, "toy"); }).find("latest.safetensors"),
-            std::string::npos);
+  const std::string lacking = error_of([&] { load_checkpoint(dir, "latest", more, "toy"); });
+  EXPECT_NE(lacking.find("latest.safetensors"), std::string::npos) << lacking;
+  EXPECT_NE(lacking.find("holds no network 'extra'"), std::string::npos) << lacking;
+  // A network the checkpoint holds and the run does not build: skipped when loading part of
+  // it (inference), refused when the run resumes itself (other settings would mix in).
+  save_checkpoint(dir, "more", more, {.global_step = 1}, info_of("toy"));
+  Nets b(2);
+  EXPECT_NO_THROW(load_checkpoint(dir, "more", b.state(), "toy"));
+  EXPECT_EQ(b.everything(), a.everything());
+  const std::string extra_network =
+      error_of([&] { load_checkpoint(dir, "more", b.state(), "toy", /*whole_state=*/true); });
+  EXPECT_NE(extra_network.find("more.safetensors"), std::string::npos) << extra_network;
+  EXPECT_NE(extra_network.find("network 'extra'"), std::string::npos) << extra_network;
+  EXPECT_NO_THROW(load_checkpoint(dir, "more", more, "toy", /*whole_state=*/true));
   // A torn pair: the JSON of a later save next to the tensors of an earlier one.
   save_checkpoint(dir, "other", a.state(), {.global_step = 2}, info_of("toy"));
   fs::copy_file(dir / "other.json", dir / "latest.json", fs::copy_options::overwrite_existing);
