@@ -200,6 +200,11 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   });
 }
 
+bool has_tensor_prefix(const SafetensorsFile& file, const std::string& prefix) {
+  return std::any_of(file.tensors.begin(), file.tensors.end(),
+                     [&prefix](const auto& t) { return t.first.rfind(prefix, 0) == 0; });
+}
+
 SafetensorsFile load_safetensors(const std::string& path) {
   const std::string where = "load_safetensors '" + path + "': ";
   std::FILE* f = std::fopen(path.c_str(), "rb");

@@ -46,6 +46,8 @@ struct SafetensorsFile {
 // shapes, offsets (in range, non-overlapping, covering the data section, matching
 // shape x dtype size). Errors name the file and the problem.
 SafetensorsFile load_safetensors(const std::string& path);
+// True when some tensor of `file` is named "<prefix>..." (e.g. "G." for a checkpoint's G).
+bool has_tensor_prefix(const SafetensorsFile& file, const std::string& prefix);
 
 // Parameters then buffers of `module`, as "<prefix><name>", detached (sharing storage).
 NamedTensors module_state(const nn::Module& module, const std::string& prefix = "");

@@ -1,6 +1,5 @@
 #include "models/pix2pix_names.h"
 
-#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include <set>
@@ -291,12 +290,8 @@ void write_pix2pix_safetensors(const std::string& out_path, const SafetensorsFil
 }
 
 std::string inference_generator_prefix(const SafetensorsFile& checkpoint) {
-  auto has = [&checkpoint](const std::string& prefix) {
-    return std::any_of(checkpoint.tensors.begin(), checkpoint.tensors.end(),
-                       [&prefix](const auto& t) { return t.first.rfind(prefix, 0) == 0; });
-  };
-  if (has("G_ema.")) return "G_ema.";
-  if (has("G.")) return "G.";
+  if (has_tensor_prefix(checkpoint, "G_ema.")) return "G_ema.";
+  if (has_tensor_prefix(checkpoint, "G.")) return "G.";
   return "";
 }
 

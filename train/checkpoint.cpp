@@ -21,7 +21,9 @@ namespace {
 
 constexpr const char* kFormat = "roentgen-checkpoint-2";
 
-std::string optimizer_prefix(const std::string& name) { return "opt_" + name + "."; }
+// Optimizer state is stored as "opt_<optimizer>.<state>", next to the modules' "<module>.<tensor>".
+constexpr const char* kOptimizerTag = "opt_";
+std::string optimizer_prefix(const std::string& name) { return kOptimizerTag + name + "."; }
 
 }  // namespace
 
@@ -95,7 +97,7 @@ LoopProgress load_checkpoint(const fs::path& dir, const std::string& tag, const 
     std::set<std::string> wanted;
     for (const auto& [name, module] : state.modules) wanted.insert(name);
     for (const auto& [tname, t] : file.tensors) {
-      if (tname.rfind("opt_", 0) == 0) continue;  // optimizer state (optimizer_prefix)
+      if (tname.rfind(kOptimizerTag, 0) == 0) continue;  // optimizer state
       const std::string network = tname.substr(0, tname.find('.'));
       RG_CHECK(wanted.contains(network), "checkpoint ", st_path.string(), " holds network '", network,
                "', which this run does not build: it was trained with other settings (see its "

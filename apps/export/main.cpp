@@ -44,13 +44,6 @@ std::string config_text(const rg::SafetensorsFile& f, const std::string& key, co
   return "";
 }
 
-bool has_prefix(const rg::SafetensorsFile& f, const std::string& prefix) {
-  for (const auto& [name, t] : f.tensors) {
-    if (name.rfind(prefix, 0) == 0) return true;
-  }
-  return false;
-}
-
 // A train_translate checkpoint: every network under the reference's names (see the top).
 nlohmann::json export_translate(const rg::SafetensorsFile& f, const nlohmann::json& meta,
                                 const std::string& path, const std::string& out_dir, bool generator_only) {
@@ -80,7 +73,7 @@ nlohmann::json export_translate(const rg::SafetensorsFile& f, const nlohmann::js
     if (cyclegan) {
       write("D_A", "netD_A.safetensors", d);
       write("D_B", "netD_B.safetensors", d);
-    } else if (has_prefix(f, "D.")) {
+    } else if (rg::has_tensor_prefix(f, "D.")) {
       write("D", "netD.safetensors", d);
     }
   }
@@ -177,7 +170,7 @@ int main(int argc, char** argv) {
     // ---- discriminator
     // From --discriminator, or from the generator's file when it is a training checkpoint with
     // D.* entries.
-    const bool d_in_g_file = d_path.empty() && !generator_only && has_prefix(g_file, "D.");
+    const bool d_in_g_file = d_path.empty() && !generator_only && rg::has_tensor_prefix(g_file, "D.");
     if (!d_path.empty() || d_in_g_file) {
       const rg::SafetensorsFile d_file = d_in_g_file ? g_file : rg::load_safetensors(d_path);
       if (d_in_g_file) d_path = g_path;
@@ -189,7 +182,7 @@ int main(int argc, char** argv) {
           !text.empty()) {
         d = rg::models::patchgan_config_from_json(text);
       }
-      if (!o_dp->count() && has_prefix(d_file, "D.")) d_prefix = "D.";
+      if (!o_dp->count() && rg::has_tensor_prefix(d_file, "D.")) d_prefix = "D.";
       if (o_ndf->count()) d.ndf = ndf;
       if (o_layers->count()) d.n_layers = n_layers;
       if (o_norm->count()) d.norm = rg::models::norm_kind_from_name(norm);

@@ -281,15 +281,10 @@ json run_infer_seg(const InferSegOptions& o) {
   const std::string g_prefix = models::inference_generator_prefix(ck);
   RG_CHECK(!g_prefix.empty(), o.checkpoint, ": holds no generator tensors (G.*)");
   const bool weight_average = g_prefix == "G_ema.";
-  {
-    NamedTensors gstate;
-    for (auto& [name, t] : ck.tensors)
-      if (name.rfind(g_prefix, 0) == 0) gstate.emplace_back(name, t);
-    try {
-      load_module_state(g, gstate, g_prefix);
-    } catch (const Error& e) {
-      RG_FAIL(o.checkpoint, ": generator weights do not match its generator_config: ", e.what());
-    }
+  try {
+    load_module_state(g, ck.tensors, g_prefix);  // entries under other prefixes (D., opt_) are skipped
+  } catch (const Error& e) {
+    RG_FAIL(o.checkpoint, ": generator weights do not match its generator_config: ", e.what());
   }
   ck.tensors.clear();
 
