@@ -10,7 +10,7 @@ namespace rg::train {
 
 PairedNetworks make_paired_networks(nn::Module& g, GanMode mode, int64_t d_in_channels, int64_t ndf,
                                     int64_t n_layers, models::NormKind norm, double lr, double beta1,
-                                    Generator& init, Device device, bool spectral_norm) {
+                                    Generator& init, Device device, bool spectral_norm, double d_lr) {
   PairedNetworks n;
   if (mode != GanMode::None) {
     models::PatchGanConfig dc;
@@ -25,8 +25,15 @@ PairedNetworks make_paired_networks(nn::Module& g, GanMode mode, int64_t d_in_ch
   if (n.d) n.d->to(device);
   const optim::AdamOptions adam{.lr = lr, .beta1 = beta1, .beta2 = 0.999};
   n.opt_g = std::make_unique<optim::Adam>(g.parameters(), adam);
-  if (n.d) n.opt_d = std::make_unique<optim::Adam>(n.d->parameters(), adam);
+  if (n.d) n.opt_d = std::make_unique<optim::Adam>(n.d->parameters(), optim::AdamOptions{.lr = d_lr > 0 ? d_lr : lr, .beta1 = beta1, .beta2 = 0.999});
   return n;
+}
+
+Tensor intensity_window(const Tensor& x, double lo, double hi) {
+  RG_CHECK(hi > lo, "intensity window: [", lo, ", ", hi, "] is empty (needs lo < hi)");
+  const Tensor z = add(mul(x, 2.0 / (hi - lo)), -(hi + lo) / (hi - lo));
+  // clamp(z, -1, 1) = relu(z + 1) - relu(z - 1) - 1: ops that autograd already differentiates.
+  return add(sub(relu(add(z, 1.0)), relu(add(z, -1.0))), -1.0);
 }
 
 PairedGanStep::PairedGanStep(nn::Module& generator, models::PatchDiscriminator* discriminator,
@@ -40,6 +47,9 @@ PairedGanStep::PairedGanStep(nn::Module& generator, models::PatchDiscriminator* 
   RG_CHECK(config.adv_weight >= 0, "paired GAN: the adversarial weight must be >= 0, got ", config.adv_weight);
   RG_CHECK(config.mode != GanMode::None || config.lambda_l1 > 0 || config.lambda_mse > 0,
            "paired GAN: no adversarial term and no pixel loss: nothing to train");
+  RG_CHECK(!config.d_window || (*config.d_window)[1] > (*config.d_window)[0], "paired GAN: the discriminator's window [",
+           config.d_window ? (*config.d_window)[0] : 0.0, ", ", config.d_window ? (*config.d_window)[1] : 0.0,
+           "] is empty (needs lo < hi)");
   g_player_ = {.name = "G", .networks = {&generator}, .optimizer = &opt_g};
   if (discriminator) d_player_ = {.name = "D", .networks = {discriminator}, .optimizer = opt_d};
 }
@@ -47,6 +57,12 @@ PairedGanStep::PairedGanStep(nn::Module& generator, models::PatchDiscriminator* 
 void PairedGanStep::set_gradient_sync(dist::GradientSync* g_sync, dist::GradientSync* d_sync) {
   g_player_.gradient_sync = g_sync;
   d_player_.gradient_sync = d_sync;
+}
+
+Tensor PairedGanStep::discriminate(const Tensor& condition, const Tensor& image) const {
+  if (!config_.d_window) return d_->forward(condition, image);
+  const auto [lo, hi] = *config_.d_window;
+  return d_->forward(intensity_window(condition, lo, hi), intensity_window(image, lo, hi));
 }
 
 StepLosses PairedGanStep::step(const Tensor& input, const Tensor& target) {
@@ -67,8 +83,8 @@ StepLosses PairedGanStep::step(const Tensor& input, const Tensor& target) {
     const Tensor fake_d = fake.detach();
     update(d_player_, {&g_player_}, [&] {
       // Real pairs first, then generated ones: the order batch norm sees them in.
-      const Tensor real_scores = d_->forward(input, target);
-      const Tensor fake_scores = d_->forward(input, fake_d);
+      const Tensor real_scores = discriminate(input, target);
+      const Tensor fake_scores = discriminate(input, fake_d);
       const CriticLoss l = d_loss(config_.mode, real_scores, fake_scores);
       losses.add("d_real", l.real_term);
       losses.add("d_fake", l.fake_term);
@@ -76,7 +92,7 @@ StepLosses PairedGanStep::step(const Tensor& input, const Tensor& target) {
       if (config_.mode == GanMode::WganGp) {
         // The critic of a sample is its mean patch score; the image is the critic's input,
         // G's input its condition.
-        const Critic critic = [&](const Tensor& y) { return mean(d_->forward(input, y), {1, 2, 3}); };
+        const Critic critic = [&](const Tensor& y) { return mean(discriminate(input, y), {1, 2, 3}); };
         const Tensor penalty = mul(gradient_penalty(critic, target, fake_d, rng_), config_.gp_weight);
         losses.add("d_penalty", penalty);
         total = add(total, penalty);
@@ -98,7 +114,7 @@ StepLosses PairedGanStep::step(const Tensor& input, const Tensor& target) {
     }
     if (!adversarial) return loss;
     // Gradients flow through the frozen D into G.
-    const Tensor adv = g_loss(config_.mode, d_->forward(input, fake));
+    const Tensor adv = g_loss(config_.mode, discriminate(input, fake));
     losses.add("g_adv", adv);
     return add(loss, config_.adv_weight == 1.0 ? adv : mul(adv, config_.adv_weight));
   }, losses, "g_total");

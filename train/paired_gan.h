@@ -6,13 +6,21 @@
 //   G update: L_G = adv_weight * g_loss(D(x, fake)) + lambda_l1 * L1(fake, y)
 //                   + lambda_mse * MSE(fake, y), D frozen
 //
+// With a discriminator window, D sees every image (the condition x included) through it: an
+// intensity window [lo, hi] of the file's units stretched to [-1, 1] and clipped. CT files span
+// [-1024, 3072] HU, where the full dose's 12 HU of noise is 0.006: a PatchGAN trained on those
+// values stays at chance (BCE 0.693 for 5120 steps, docs/results.md), and so gives G no signal
+// about texture. The soft-tissue window [-160, 240] HU makes that noise ten times larger.
+//
 // x is G's input (synthesis: the mask's channels; reconstruction: the degraded image), y the
 // real/reference image. With GanMode::None there is no discriminator: G trains on the pixel
 // losses alone (the plain supervised baseline of the same network). The losses and the
 // alternating update are the training layer's; this file only says what the pair step computes.
 #pragma once
 
+#include <array>
 #include <memory>
+#include <optional>
 
 #include "engine/device.h"
 #include "engine/optim/optimizer.h"
@@ -35,11 +43,17 @@ struct PairedGanConfig {
   double gp_weight = 10.0;   // wgan-gp: weight of the exact gradient penalty
   double lambda_mse = 0.0;   // weight of the mean squared error (0: none)
   double adv_weight = 1.0;   // weight of G's adversarial term (pix2pix: 1)
+  // What D sees: [lo, hi] of the file's [-1, 1] values -> [-1, 1], clipped (none: the values).
+  std::optional<std::array<double, 2>> d_window = std::nullopt;
 };
+
+// clamp(2 (x - lo) / (hi - lo) - 1, -1, 1), differentiable (the gradient is 0 where clipped).
+Tensor intensity_window(const Tensor& x, double lo, double hi);
 
 // The rest of a paired GAN around its generator: a PatchGAN on (input, image) pairs
 // (d_in_channels = G's input channels + 1) when the mode has an adversarial term, and Adam
-// (lr, beta1, 0.999) for G and D; G and D moved to `device`. D and opt_d are null in GanMode::None.
+// (lr, beta1, 0.999) for G and D (D at d_lr when > 0); G and D moved to `device`. D and opt_d
+// are null in GanMode::None.
 // spectral_norm: every convolution of D spectrally normalized (models::PatchGanConfig).
 struct PairedNetworks {
   std::unique_ptr<models::PatchDiscriminator> d;
@@ -47,7 +61,7 @@ struct PairedNetworks {
 };
 PairedNetworks make_paired_networks(nn::Module& g, GanMode mode, int64_t d_in_channels, int64_t ndf,
                                     int64_t n_layers, models::NormKind norm, double lr, double beta1,
-                                    Generator& init, Device device, bool spectral_norm = false);
+                                    Generator& init, Device device, bool spectral_norm = false, double d_lr = 0);
 
 class PairedGanStep {
  public:
@@ -68,6 +82,7 @@ class PairedGanStep {
   PairedGanConfig config_;
   Generator& rng_;
   Player g_player_, d_player_;
+  Tensor discriminate(const Tensor& condition, const Tensor& image) const;  // D through the window
 };
 
 }  // namespace rg::train

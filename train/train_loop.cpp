@@ -181,6 +181,10 @@ int run_training(TrainTask& task, const LoopConfig& c, const RunContext& ctx) {
   const RunFiles files(c.run_dir);
   const TrainState state = task.state();
   const CheckpointInfo info = task.checkpoint_info();
+  // Each optimizer follows the schedule in proportion to the learning rate its task built it
+  // with (train_recon's --d-lr gives D its own), so the ratio holds through the decay.
+  std::vector<double> lr_ratio;
+  for (const auto& [name, opt] : state.optimizers) lr_ratio.push_back(opt->lr() / c.lr);
 
   if (root && !c.resume && fs::exists(files.run_dir / "metrics.jsonl")) {
     RG_FAIL("run directory ", files.run_dir.string(),
@@ -239,7 +243,7 @@ int run_training(TrainTask& task, const LoopConfig& c, const RunContext& ctx) {
   int64_t steps_this_run = 0;
   for (int64_t epoch = progress.epoch; epoch < total_epochs; ++epoch) {
     const double lr = schedule->lr_at(epoch);
-    for (const auto& [name, opt] : state.optimizers) opt->set_lr(lr);
+    for (size_t i = 0; i < state.optimizers.size(); ++i) state.optimizers[i].second->set_lr(lr * lr_ratio[i]);
     char label[64];
     std::snprintf(label, sizeof(label), "epoch %03lld/%lld", static_cast<long long>(epoch + 1),
                   static_cast<long long>(total_epochs));

@@ -38,6 +38,8 @@ json recon_config_to_json(const ReconRunConfig& c) {
                  {"lambda_l1", c.lambda_l1},
                  {"lambda_mse", c.lambda_mse},
                  {"adv_weight", c.adv_weight},
+                 {"adv_window", c.adv_window ? json(*c.adv_window) : json(nullptr)},
+                 {"d_lr", c.d_lr > 0 ? c.d_lr : c.lr},
                  {"residual_scale", c.residual_scale},
                  {"gan_mode", train::gan_mode_name(c.adv_weight > 0 ? c.gan_mode : GanMode::None)},
                  {"norm", models::norm_kind_name(c.norm)},
@@ -362,14 +364,21 @@ class ReconTaskRun final : public train::TrainTask {
              " is not a multiple of ", mult, c.generator == "unet" ? " (2^--num-downs: lower --num-downs)" : "");
     const GanMode mode = c.adv_weight > 0 ? c.gan_mode : GanMode::None;
     // D sees (input, output or reference) pairs.
-    nets_ = train::make_paired_networks(*g_, mode, 2, c.ndf, c.n_layers, c.norm, c.lr, c.beta1,
-                                                             init_gen, ctx.device);
+    nets_ = train::make_paired_networks(*g_, mode, 2, c.ndf, c.n_layers, c.norm, c.lr, c.beta1, init_gen, ctx.device,
+                                        /*spectral_norm=*/false, c.d_lr);
     train_gen_ = Generator(c.seed ^ 0x5eed5eedULL);
     manual_seed(c.seed ^ 0xd50ed50eULL);
-    step_ = std::make_unique<train::PairedGanStep>(
-        *g_, nets_.d.get(), *nets_.opt_g, nets_.opt_d.get(),
-        train::PairedGanConfig{.mode = mode, .lambda_l1 = c.lambda_l1, .lambda_mse = c.lambda_mse, .adv_weight = c.adv_weight},
-        train_gen_);
+    train::PairedGanConfig step_config{.mode = mode, .lambda_l1 = c.lambda_l1, .lambda_mse = c.lambda_mse,
+                                       .adv_weight = c.adv_weight};
+    if (c.adv_window) {
+      const auto [lo, hi] = *c.adv_window;
+      RG_CHECK(hi > lo, "--adv-window ", lo, ",", hi, ": the window is empty (needs LO < HI, in ", settings_.units, ")");
+      // The file's units -> its [-1, 1] values (the inverse of ReconMetricSettings::to_units).
+      const auto [u0, u1] = settings_.norm_range;
+      step_config.d_window = std::array<double, 2>{2.0 * (lo - u0) / (u1 - u0) - 1.0, 2.0 * (hi - u0) / (u1 - u0) - 1.0};
+    }
+    step_ = std::make_unique<train::PairedGanStep>(*g_, nets_.d.get(), *nets_.opt_g, nets_.opt_d.get(), step_config,
+                                                   train_gen_);
   }
 
   void describe(std::ostream& out) const {
@@ -381,9 +390,14 @@ class ReconTaskRun final : public train::TrainTask {
     out << ", losses ";
     if (c_.lambda_l1 > 0 || c_.lambda_mse == 0) out << c_.lambda_l1 << " L1" << (c_.lambda_mse > 0 ? " + " : "");
     if (c_.lambda_mse > 0) out << c_.lambda_mse << " MSE";
-    if (nets_.d) out << " + " << c_.adv_weight << " adversarial (" << train::gan_mode_name(c_.gan_mode) << ")";
-    else out << " (--adv-weight 0: supervised baseline, no discriminator)";
-    out << ", batch " << c_.batch_size << ", lr " << c_.lr << ", " << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str()
+    if (nets_.d) {
+      out << " + " << c_.adv_weight << " adversarial (" << train::gan_mode_name(c_.gan_mode);
+      if (c_.adv_window) out << ", D sees [" << (*c_.adv_window)[0] << ", " << (*c_.adv_window)[1] << "] " << settings_.units;
+      out << ")";
+    } else out << " (--adv-weight 0: supervised baseline, no discriminator)";
+    out << ", batch " << c_.batch_size << ", lr " << c_.lr;
+    if (nets_.d && c_.d_lr > 0) out << " (D " << c_.d_lr << ")";
+    out << ", " << c_.epochs + c_.epochs_decay << " epochs on " << ctx_.device.str()
         << " in " << train::precision_name(c_.precision);
     if (!precision_note_.empty()) out << " (" << precision_note_ << ")";
     out << "\n  validation: " << val_set_->size() << " slices, test: " << test_set_->size() << " slices; "
@@ -474,6 +488,9 @@ class ReconTaskRun final : public train::TrainTask {
 int run_recon_training(const ReconRunConfig& c) {
   train::check_run_options(c, "pair file");
   RG_CHECK(c.adv_weight >= 0, "--adv-weight must be >= 0, got ", c.adv_weight);
+  RG_CHECK(c.d_lr >= 0, "--d-lr must be >= 0 (0: the same as --lr), got ", c.d_lr);
+  RG_CHECK(!c.adv_window || c.adv_weight > 0, "--adv-window sets what the discriminator sees, and --adv-weight 0 "
+           "trains without one: drop --adv-window or give --adv-weight > 0");
   if (c.conv_backend) set_conv_backend(*c.conv_backend);
   dist::LocalCommunicator local;
   const train::RunContext ctx = train::make_run_context(local, train::resolve_device(c.device));

@@ -58,6 +58,10 @@ struct ReconRunConfig : train::RunOptions {
   double lambda_l1 = 100.0;
   double lambda_mse = 0.0;
   double adv_weight = 0.1;  // 0: no discriminator (the supervised baseline)
+  // The intensities D sees, in the file's units (HU for CT), stretched to [-1, 1] and clipped
+  // (train/paired_gan.h); none: the file's values as they are.
+  std::optional<std::array<double, 2>> adv_window;
+  double d_lr = 0;  // D's Adam learning rate (0: --lr); the schedule scales both alike
   double residual_scale = 0.05;  // G = x + residual_scale * U(x) (models/residual.h)
   train::GanMode gan_mode = train::GanMode::Vanilla;
   models::NormKind norm = models::NormKind::Batch;

@@ -42,6 +42,13 @@ int main(int argc, char** argv) {
   app.add_option("--lambda-mse", c.lambda_mse, "weight of the MSE term")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--adv-weight", c.adv_weight, "weight of the adversarial term (0: supervised baseline, no discriminator)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  std::vector<double> adv_window;
+  app.add_option("--adv-window", adv_window,
+                 "LO,HI: the intensity window the discriminator sees, in the file's units (HU for CT; e.g. -160,240, "
+                 "where a PatchGAN can see the noise grain), stretched to [-1, 1] and clipped; default: the file's values")
+      ->expected(2)->delimiter(',');
+  app.add_option("--d-lr", c.d_lr, "Adam learning rate of the discriminator (0: --lr); the schedule decays it alike")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--residual-scale", c.residual_scale, "G = input + scale * U(input): the size of U's output unit")
       ->check(CLI::PositiveNumber)->capture_default_str();
   train::add_pix2pix_flags(app, c, f, "vanilla, lsgan, hinge or wgan-gp (the adversarial term's loss)");
@@ -61,6 +68,7 @@ int main(int argc, char** argv) {
   try {
     train::apply_pix2pix_flags(c, f);
     c.task = rg::app::parse_recon_task(task);
+    if (!adv_window.empty()) c.adv_window = std::array<double, 2>{adv_window[0], adv_window[1]};
     const bool gpu = rg::cuda_device_count() > 0 && c.device != "cpu";
     if (c.data.empty()) c.data = default_dataset(c.task);
     const bool denoise = c.task == rg::app::ReconTask::Denoise;
