@@ -21,7 +21,8 @@
 # usage: scripts/experiments/reconstruction.sh BUILD_DIR OUT
 # env:   SEEDS ("1 2 3"), TASKS ("denoise superres"), NGF (16), NDF (16), BATCH (8),
 #        ADV_WEIGHT (0.1), PHANTOM_SUBJECTS (24), DENOISE_FLAGS, SUPERRES_FLAGS (schedules),
-#        EXTRA_FLAGS (every run), JOBS (runs at once, default 2), THREADS (OpenMP threads per
+#        EXTRA_FLAGS (every run), GAN_FLAGS (the GAN arm's runs only, e.g. "--adv-window -160,240
+#        --d-lr 0.0002": what D sees and its learning rate), JOBS (runs at once, default 2), THREADS (OpenMP threads per
 #        run, default 1), COLIN27_DIR (Debian's mricron-data)
 set -euo pipefail
 # shellcheck source=scripts/experiments/table_runs.sh
@@ -43,6 +44,7 @@ PHANTOM_SUBJECTS=${PHANTOM_SUBJECTS:-24}
 DENOISE_FLAGS=${DENOISE_FLAGS:-"--epochs 20 --epochs-decay 20 --augment --lambda 0 --lambda-mse 10000 --lr 0.001"}
 SUPERRES_FLAGS=${SUPERRES_FLAGS:-"--epochs 25 --epochs-decay 25 --augment"}
 read -r -a EXTRA_FLAGS <<<"${EXTRA_FLAGS:-}"
+read -r -a GAN_FLAGS <<<"${GAN_FLAGS:-}"
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 COLIN_DIR=${COLIN27_DIR:-/usr/share/mricron/templates}
@@ -82,11 +84,12 @@ for seed in $SEEDS; do
     read -r -a flags <<<"$(task_flags "$task")"
     for arm in supervised gan; do
       adv=$ADV_WEIGHT
-      [ "$arm" = supervised ] && adv=0
+      arm_flags=("${GAN_FLAGS[@]}")
+      [ "$arm" = supervised ] && adv=0 && arm_flags=()
       name="${task}_${arm}_s${seed}"
       table_run "$name" "train_recon: test" "$BUILD/bin/train_recon" --task "$task" --data "${DATA[$task]}" \
         --out "$OUT/runs" --name "$name" --seed "$seed" --adv-weight "$adv" --ngf "$NGF" --ndf "$NDF" \
-        --batch-size "$BATCH" "${flags[@]}" --device cpu --no-progress "${EXTRA_FLAGS[@]}"
+        --batch-size "$BATCH" "${flags[@]}" --device cpu --no-progress "${EXTRA_FLAGS[@]}" "${arm_flags[@]}"
     done
   done
 done
@@ -118,8 +121,8 @@ PY
   done
 done
 
-python3 - "$RESULTS" "$OUT/table.md" <<'PY'
-import csv, math, statistics, sys
+GAN_FLAGS="${GAN_FLAGS[*]}" python3 - "$RESULTS" "$OUT/table.md" <<'PY'
+import csv, math, os, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 def ms(xs, d=2):
     xs = [float(x) for x in xs]
@@ -140,7 +143,9 @@ for task, view in keys:
     out.append(f"| {task} | {view} | {name} | {len(base)} | {ms([r['input_psnr'] for r in base])} | 0 | "
                f"{ms([r['input_ssim'] for r in base], 4)} | {ms([r['input_mae'] for r in base], 4)} | {full} | "
                f"{ms([r['input_nps_distance'] for r in base])} | |")
-    for arm, label in [("supervised", "residual U-Net, --adv-weight 0"), ("gan", "residual U-Net + PatchGAN")]:
+    gan_flags = os.environ.get("GAN_FLAGS", "").strip()
+    gan_label = "residual U-Net + PatchGAN" + (f" ({gan_flags})" if gan_flags else "")
+    for arm, label in [("supervised", "residual U-Net, --adv-weight 0"), ("gan", gan_label)]:
         a = [r for r in sel if r["arm"] == arm]
         if a:
             gain = [float(r["psnr"]) - float(r["input_psnr"]) for r in a]

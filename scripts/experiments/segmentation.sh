@@ -23,7 +23,8 @@
 #        colin27_fr16_lr1e3_flip: the same with --test-time-flip; colin27_fr16_lr1e3_lambda50: the
 #        same with the segmentation loss at half its weight against the adversarial term, --lambda 50;
 #        colin27_fr16_lr5e4: full-resolution ends at Adam lr 5e-4; colin27_fr16_lr1e3_elastic: the
-#        CPU default with an elastic deformation in half of the augmented samples, --elastic 0.5),
+#        CPU default with an elastic deformation in half of the augmented samples, --elastic 0.5;
+#        colin27_fr16_lr1e3_elastic1: the same in every augmented sample, --elastic 1),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data),
 #        DEVICE (cpu; cuda gives train_seg's GPU defaults, ngf 64, ndf 64, batch 16 and, where an
@@ -137,6 +138,7 @@ arm_flags() {
     colin27_fr16_lr1e3_instance) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --norm instance" ;;
     colin27_fr16_lr5e4) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.0005" ;;
     colin27_fr16_lr1e3_elastic) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --elastic 0.5" ;;
+    colin27_fr16_lr1e3_elastic1) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --elastic 1" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }

@@ -67,6 +67,16 @@ void make_slice(int k, int n, double noise_hu, data::Rng& rng, std::vector<float
     }
 }
 
+// The U-Net body of the tiny residual generators (32x32 slices): a linear head, as
+// ResidualGenerator needs.
+models::UnetConfig tiny_residual_unet(int64_t ngf) {
+  models::UnetConfig c;
+  c.num_downs = 5;
+  c.ngf = ngf;
+  c.head = models::UnetConfig::Head::Logits;
+  return c;
+}
+
 // A tiny low-dose-CT-like pair file: 32x32, 12 train, 4 val, 4 test slices.
 const std::string& tiny_pairs() {
   static const std::string path = [] {
@@ -204,11 +214,7 @@ namespace {
 double discriminator_loss_on_noise_grain(std::optional<std::array<double, 2>> window, int steps) {
   data::Rng rng_real(7), rng_fake(8);
   Generator init(4);
-  models::UnetConfig gc;
-  gc.num_downs = 5;
-  gc.ngf = 4;
-  gc.head = models::UnetConfig::Head::Logits;
-  models::ResidualGenerator g(gc, init);
+  models::ResidualGenerator g(tiny_residual_unet(4), init);
   models::PatchGanConfig dc;
   dc.in_channels = 2;
   dc.ndf = 8;
@@ -249,10 +255,7 @@ TEST(ReconGan, TheSoftTissueWindowLetsTheDiscriminatorSeeTheNoiseGrain) {
 TEST(ReconModel, TinyResidualModelOverfitsAFewNoisyPairs) {
   const auto [x, y] = noisy_pairs(5);
   Generator init(2);
-  models::UnetConfig gc;
-  gc.num_downs = 5;
-  gc.ngf = 8;
-  gc.head = models::UnetConfig::Head::Logits;
+  models::UnetConfig gc = tiny_residual_unet(8);
   models::ResidualGenerator g(gc, init);
   const auto [before, after] = identity_then_fit(g, x, y, 150);
   EXPECT_GT(before, 0.01);  // 80 HU of noise in the body is ~0.03 in file units
