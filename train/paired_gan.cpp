@@ -25,7 +25,11 @@ PairedNetworks make_paired_networks(nn::Module& g, GanMode mode, int64_t d_in_ch
   if (n.d) n.d->to(device);
   const optim::AdamOptions adam{.lr = lr, .beta1 = beta1, .beta2 = 0.999};
   n.opt_g = std::make_unique<optim::Adam>(g.parameters(), adam);
-  if (n.d) n.opt_d = std::make_unique<optim::Adam>(n.d->parameters(), optim::AdamOptions{.lr = d_lr > 0 ? d_lr : lr, .beta1 = beta1, .beta2 = 0.999});
+  if (n.d) {
+    optim::AdamOptions d_adam = adam;
+    if (d_lr > 0) d_adam.lr = d_lr;
+    n.opt_d = std::make_unique<optim::Adam>(n.d->parameters(), d_adam);
+  }
   return n;
 }
 
@@ -47,9 +51,10 @@ PairedGanStep::PairedGanStep(nn::Module& generator, models::PatchDiscriminator* 
   RG_CHECK(config.adv_weight >= 0, "paired GAN: the adversarial weight must be >= 0, got ", config.adv_weight);
   RG_CHECK(config.mode != GanMode::None || config.lambda_l1 > 0 || config.lambda_mse > 0,
            "paired GAN: no adversarial term and no pixel loss: nothing to train");
-  RG_CHECK(!config.d_window || (*config.d_window)[1] > (*config.d_window)[0], "paired GAN: the discriminator's window [",
-           config.d_window ? (*config.d_window)[0] : 0.0, ", ", config.d_window ? (*config.d_window)[1] : 0.0,
-           "] is empty (needs lo < hi)");
+  if (config.d_window) {
+    const auto [lo, hi] = *config.d_window;
+    RG_CHECK(hi > lo, "paired GAN: the discriminator's window [", lo, ", ", hi, "] is empty (needs lo < hi)");
+  }
   g_player_ = {.name = "G", .networks = {&generator}, .optimizer = &opt_g};
   if (discriminator) d_player_ = {.name = "D", .networks = {discriminator}, .optimizer = opt_d};
 }

@@ -7,10 +7,11 @@
 //                   + lambda_mse * MSE(fake, y), D frozen
 //
 // With a discriminator window, D sees every image (the condition x included) through it: an
-// intensity window [lo, hi] of the file's units stretched to [-1, 1] and clipped. CT files span
-// [-1024, 3072] HU, where the full dose's 12 HU of noise is 0.006: a PatchGAN trained on those
-// values stays at chance (BCE 0.693 for 5120 steps, docs/results.md), and so gives G no signal
-// about texture. The soft-tissue window [-160, 240] HU makes that noise ten times larger.
+// intensity window [lo, hi] of the values G works in, stretched to [-1, 1] and clipped. CT
+// files span [-1024, 3072] HU, where the full dose's 12 HU of noise is 0.006: a PatchGAN
+// trained on those values stays at chance (BCE 0.693 for 5120 steps, docs/results.md), and so
+// gives G no signal about texture. The soft-tissue window [-160, 240] HU makes that noise ten
+// times larger.
 //
 // x is G's input (synthesis: the mask's channels; reconstruction: the degraded image), y the
 // real/reference image. With GanMode::None there is no discriminator: G trains on the pixel

@@ -333,6 +333,7 @@ TEST(ReconRun, TrainsResumesAndStatesItsMetricSettings) {
   EXPECT_EQ(nps.at("radial_frequency").size(), nps.at("full_dose").at("radial").size());
   const auto gan_cfg = nlohmann::json::parse(std::ifstream(run / "config.json"));
   EXPECT_EQ(gan_cfg.at("adv_window"), nlohmann::json({-160.0, 240.0}));
+  EXPECT_EQ(gan_cfg.at("d_lr"), c.lr);  // no --d-lr: D at --lr
   const auto meta = train::read_checkpoint_json(run / "checkpoints", "best", "recon");
   EXPECT_EQ(meta.at("modality"), "ct");
   EXPECT_EQ(meta.at("generator_kind"), "residual");
