@@ -51,10 +51,6 @@ PairedGanStep::PairedGanStep(nn::Module& generator, models::PatchDiscriminator* 
   RG_CHECK(config.adv_weight >= 0, "paired GAN: the adversarial weight must be >= 0, got ", config.adv_weight);
   RG_CHECK(config.mode != GanMode::None || config.lambda_l1 > 0 || config.lambda_mse > 0,
            "paired GAN: no adversarial term and no pixel loss: nothing to train");
-  if (config.d_window) {
-    const auto [lo, hi] = *config.d_window;
-    RG_CHECK(hi > lo, "paired GAN: the discriminator's window [", lo, ", ", hi, "] is empty (needs lo < hi)");
-  }
   g_player_ = {.name = "G", .networks = {&generator}, .optimizer = &opt_g};
   if (discriminator) d_player_ = {.name = "D", .networks = {discriminator}, .optimizer = opt_d};
 }
@@ -64,10 +60,10 @@ void PairedGanStep::set_gradient_sync(dist::GradientSync* g_sync, dist::Gradient
   d_player_.gradient_sync = d_sync;
 }
 
-Tensor PairedGanStep::discriminate(const Tensor& condition, const Tensor& image) const {
-  if (!config_.d_window) return d_->forward(condition, image);
+Tensor PairedGanStep::seen_by_d(const Tensor& x) const {
+  if (!config_.d_window) return x;
   const auto [lo, hi] = *config_.d_window;
-  return d_->forward(intensity_window(condition, lo, hi), intensity_window(image, lo, hi));
+  return intensity_window(x, lo, hi);
 }
 
 StepLosses PairedGanStep::step(const Tensor& input, const Tensor& target) {
@@ -84,12 +80,14 @@ StepLosses PairedGanStep::step(const Tensor& input, const Tensor& target) {
     fake = g_.forward(input);
   }
 
+  // G's input as D sees it: computed once for D's two passes and G's.
+  const Tensor d_condition = adversarial ? seen_by_d(input) : Tensor();
   if (adversarial) {
     const Tensor fake_d = fake.detach();
     update(d_player_, {&g_player_}, [&] {
       // Real pairs first, then generated ones: the order batch norm sees them in.
-      const Tensor real_scores = discriminate(input, target);
-      const Tensor fake_scores = discriminate(input, fake_d);
+      const Tensor real_scores = d_->forward(d_condition, seen_by_d(target));
+      const Tensor fake_scores = d_->forward(d_condition, seen_by_d(fake_d));
       const CriticLoss l = d_loss(config_.mode, real_scores, fake_scores);
       losses.add("d_real", l.real_term);
       losses.add("d_fake", l.fake_term);
@@ -97,7 +95,7 @@ StepLosses PairedGanStep::step(const Tensor& input, const Tensor& target) {
       if (config_.mode == GanMode::WganGp) {
         // The critic of a sample is its mean patch score; the image is the critic's input,
         // G's input its condition.
-        const Critic critic = [&](const Tensor& y) { return mean(discriminate(input, y), {1, 2, 3}); };
+        const Critic critic = [&](const Tensor& y) { return mean(d_->forward(d_condition, seen_by_d(y)), {1, 2, 3}); };
         const Tensor penalty = mul(gradient_penalty(critic, target, fake_d, rng_), config_.gp_weight);
         losses.add("d_penalty", penalty);
         total = add(total, penalty);
@@ -119,7 +117,7 @@ StepLosses PairedGanStep::step(const Tensor& input, const Tensor& target) {
     }
     if (!adversarial) return loss;
     // Gradients flow through the frozen D into G.
-    const Tensor adv = g_loss(config_.mode, discriminate(input, fake));
+    const Tensor adv = g_loss(config_.mode, d_->forward(d_condition, seen_by_d(fake)));
     losses.add("g_adv", adv);
     return add(loss, config_.adv_weight == 1.0 ? adv : mul(adv, config_.adv_weight));
   }, losses, "g_total");

@@ -83,7 +83,7 @@ class PairedGanStep {
   PairedGanConfig config_;
   Generator& rng_;
   Player g_player_, d_player_;
-  Tensor discriminate(const Tensor& condition, const Tensor& image) const;  // D through the window
+  Tensor seen_by_d(const Tensor& x) const;  // x through D's window (x itself without one)
 };
 
 }  // namespace rg::train
