@@ -390,6 +390,30 @@ std::vector<int> assign_interleaved_splits(int64_t n, int slabs, int gap,
   return slabs_to_slices(n, label, gap);
 }
 
+std::vector<int> assign_interleaved_fold(int64_t n, int slabs, int gap, int folds, int fold) {
+  check_slab_options(slabs, gap);
+  if (n <= 0) return {};
+  const int64_t S = std::min<int64_t>(slabs, n);
+  const int64_t interior = S - 2;
+  RG_CHECK(folds >= 3, "split by interleaved folds: --folds must be >= 3 (validation, test and at "
+           "least one training group), got ", folds);
+  RG_CHECK(fold >= 0 && fold < folds, "split by interleaved folds: --fold must be in [0, ", folds - 1,
+           "], got ", fold);
+  // Equal groups, so that every fold's validation and test slabs are evenly spaced over the
+  // volume and every interior slab is tested in exactly one fold.
+  RG_CHECK(interior >= folds && interior % folds == 0, "split by interleaved folds: --folds ", folds,
+           " must divide the ", interior, " slabs between the two end slabs (--slabs ", S,
+           "; the end slabs always train)");
+  // Interior slab i belongs to group i mod K: group `fold` is test, the group before it
+  // validation, so the two alternate along the volume like the default layout's.
+  std::vector<int> label(static_cast<size_t>(S), 0);
+  for (int64_t i = 0; i < interior; ++i) {
+    const int64_t group = i % folds;
+    label[static_cast<size_t>(i + 1)] = group == fold ? 2 : group == (fold + folds - 1) % folds ? 1 : 0;
+  }
+  return slabs_to_slices(n, label, gap);
+}
+
 // ---------------------------------------------------------------- normalization
 
 double percentile(std::vector<float> values, double p) {
@@ -603,6 +627,13 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
     RG_CHECK(opt.slabs >= 1, "prepare: --slabs must be >= 1, got ", opt.slabs);
     RG_CHECK(opt.slab_gap >= 0, "prepare: --slab-gap must be >= 0, got ", opt.slab_gap);
   }
+  if (opt.folds != 0) {
+    RG_CHECK(opt.split_by == SplitBy::Interleaved, "prepare: --folds needs --split-by interleaved, got --split-by ",
+             split_by_name(opt.split_by));
+    RG_CHECK(opt.folds >= 3, "prepare: --folds must be >= 3, got ", opt.folds);
+    RG_CHECK(opt.fold >= 0 && opt.fold < opt.folds, "prepare: --fold must be in [0, ", opt.folds - 1, "], got ",
+             opt.fold);
+  }
   const bool paired = static_cast<bool>(opt.make_pair) ||
                       std::any_of(subjects.begin(), subjects.end(), [](const SubjectSource& s) { return static_cast<bool>(s.load_input); });
   RG_CHECK(!(paired && opt.label_map), "prepare: --label-map is for (image, mask) files, not pair files");
@@ -771,6 +802,8 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
         const uint64_t subject_seed = derive_seed(opt.seed, {static_cast<uint64_t>(si)});
         slice_split = opt.split_by == SplitBy::Slab
                           ? assign_slab_splits(nz, opt.slabs, opt.slab_gap, opt.fractions, subject_seed)
+                      : opt.folds > 0
+                          ? assign_interleaved_fold(nz, opt.slabs, opt.slab_gap, opt.folds, opt.fold)
                           : assign_interleaved_splits(nz, opt.slabs, opt.slab_gap, opt.fractions,
                                                       subject_seed);
       }
@@ -957,10 +990,15 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
                                                                 "slices inferior->superior"
                                                               : "voxel order (rows j, columns i, slices k)"));
     h5::write_attr(F, "split_by", std::string(split_by_name(opt.split_by)));
-    h5::write_attr(F, "split_fractions", std::vector<double>{opt.fractions[0], opt.fractions[1], opt.fractions[2]});
+    if (opt.folds == 0)  // folds set the split's sizes themselves
+      h5::write_attr(F, "split_fractions", std::vector<double>{opt.fractions[0], opt.fractions[1], opt.fractions[2]});
     if (opt.split_by != SplitBy::Subject) {
       h5::write_attr(F, "slabs", int64_t{opt.slabs});
       h5::write_attr(F, "slab_gap", int64_t{opt.slab_gap});
+    }
+    if (opt.folds > 0) {
+      h5::write_attr(F, "folds", int64_t{opt.folds});
+      h5::write_attr(F, "fold", int64_t{opt.fold});
     }
     h5::write_attr(F, "seed", static_cast<int64_t>(opt.seed));
     h5::write_attr(F, "num_subjects", nsub);

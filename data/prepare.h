@@ -86,6 +86,9 @@ struct PrepareOptions {
   std::array<double, 3> fractions{0.7, 0.15, 0.15};  // train, val, test
   int slabs = 10;                 // split by slab: slabs per subject
   int slab_gap = 2;               // split by slab: slices dropped between slabs of two splits
+  int folds = 0;                  // split by interleaved: K folds over the slabs (0 = one layout
+                                  // by `fractions` and `seed`)
+  int fold = 0;                   // with folds: which fold, 0..K-1
   uint64_t seed = 0;              // split assignment
   int compression = 4;            // deflate level for the slice datasets (0 = none)
   bool progress = true;           // progress bar on stderr
@@ -213,6 +216,11 @@ std::vector<int> assign_slab_splits(int64_t n, int slabs, int gap,
 // seed shifts which slabs are validation and test).
 std::vector<int> assign_interleaved_splits(int64_t n, int slabs, int gap,
                                            const std::array<double, 3>& fractions, uint64_t seed);
+// Fold `fold` of K over interleaved slabs: the end slabs train, and the S - 2 slabs between them
+// fall into K groups of every K-th slab (K must divide S - 2); group `fold` is test and the group
+// before it (mod K) validation, so each is spread evenly over the volume and across the K folds
+// every interior slab is tested once. The layout does not depend on a seed.
+std::vector<int> assign_interleaved_fold(int64_t n, int slabs, int gap, int folds, int fold);
 
 // Intensity mapping of a volume: values lo -> -1 and hi -> +1.
 std::array<double, 2> normalization_range(const Volume& image, const PrepareOptions& options);

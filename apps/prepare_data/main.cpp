@@ -61,6 +61,8 @@ struct ConvertArgs {
   std::vector<double> fractions{0.7, 0.15, 0.15};
   int slabs = 10;
   int slab_gap = 2;
+  int folds = 0;
+  int fold = 0;
   uint64_t seed = 0;
   int compression = 4;
   bool no_progress = false;
@@ -100,10 +102,19 @@ void add_convert_options(CLI::App* sub, ConvertArgs& a, bool with_modality) {
                   "subject (whole subjects), slab (shuffled slice ranges) or interleaved (slice "
                   "ranges with every split spread over the whole volume)")
       ->check(CLI::IsMember({"subject", "slab", "interleaved"}));
-  sub->add_option("--fractions", a.fractions, "train,val,test fractions")->expected(3)->delimiter(',');
+  CLI::Option* fractions =
+      sub->add_option("--fractions", a.fractions, "train,val,test fractions")->expected(3)->delimiter(',');
   sub->add_option("--slabs", a.slabs, "Split by slab: slabs per volume")->check(CLI::PositiveNumber);
   sub->add_option("--slab-gap", a.slab_gap, "Split by slab: slices dropped between splits")
       ->check(CLI::NonNegativeNumber);
+  CLI::Option* folds =
+      sub->add_option("--folds", a.folds,
+                      "Split by interleaved: K folds over the slabs between the two end slabs (K must "
+                      "divide --slabs - 2): fold k tests every K-th slab and validates on the group "
+                      "before it; replaces --fractions and the seeded layout")
+          ->check(CLI::Range(3, 1000))
+          ->excludes(fractions);
+  sub->add_option("--fold", a.fold, "With --folds K: which fold, 0..K-1")->check(CLI::NonNegativeNumber)->needs(folds);
   sub->add_option("--seed", a.seed, "Seed of the split assignment");
   sub->add_option("--compression", a.compression, "Deflate level 0..9")->check(CLI::Range(0, 9));
   sub->add_flag("--no-progress", a.no_progress, "No progress bar");
@@ -127,6 +138,8 @@ rd::PrepareOptions to_options(const ConvertArgs& a, const std::string& default_c
   o.fractions = {a.fractions[0], a.fractions[1], a.fractions[2]};
   o.slabs = a.slabs;
   o.slab_gap = a.slab_gap;
+  o.folds = a.folds;
+  o.fold = a.fold;
   o.seed = a.seed;
   o.compression = a.compression;
   o.progress = !a.no_progress;

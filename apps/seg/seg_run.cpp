@@ -303,9 +303,12 @@ std::string split_description(const data::SliceDataset& ds) {
   const std::string gap = ds.attribute("slab_gap").empty() ? "?" : ds.attribute("slab_gap");
   if (by == "subject") return "split by subject: validation and test are whole subjects unseen in training";
   if (by == "interleaved") {
+    const std::string folds = ds.attribute("folds");
+    const std::string fold =
+        folds.empty() ? "" : ", fold " + ds.attribute("fold") + " of " + folds + " (0-based)";
     return "split by interleaved slabs (" + slabs + " slabs, " + gap + " slices dropped between "
-           "slabs of different splits; the end slabs train): validation and test each spread from "
-           "low to high in the volume";
+           "slabs of different splits; the end slabs train" + fold + "): validation and test each "
+           "spread from low to high in the volume";
   }
   if (by == "slab") {
     return "split by slab (" + slabs + " slabs, gap " + gap + "): validation and test are each "

@@ -24,7 +24,10 @@
 #        same with the segmentation loss at half its weight against the adversarial term, --lambda 50;
 #        colin27_fr16_lr5e4: full-resolution ends at Adam lr 5e-4; colin27_fr16_lr1e3_elastic: the
 #        CPU default with an elastic deformation in half of the augmented samples, --elastic 0.5;
-#        colin27_fr16_lr1e3_elastic1: the same in every augmented sample, --elastic 1),
+#        colin27_fr16_lr1e3_elastic1: the same in every augmented sample, --elastic 1;
+#        colin27_fold0 .. colin27_fold3: the CPU default on fold k of 4 over the interleaved slabs,
+#        prepare_data --folds 4 --fold k: the end slabs train, and every interior slab is tested
+#        in one fold; fold 2 is the colin27_interleaved.h5 layout, slice for slice),
 #        JOBS (runs at once, default 2), THREADS (OpenMP threads per run, default 1),
 #        TRAIN_FLAGS (extra flags for every train_seg run), COLIN27_DIR (Debian's mricron-data),
 #        DEVICE (cpu; cuda gives train_seg's GPU defaults, ngf 64, ndf 64, batch 16 and, where an
@@ -102,6 +105,16 @@ if [[ " $ARMS " == *" phantom16_fr16_lr1e3_linear "* ]] && [ ! -f "$OUT/data/lun
     --mask-resampling linear --out "$OUT/data/lung_phantom16_linear.h5"
 fi
 
+# K = 4 folds over the same 10 slabs and gaps: fold k tests every 4th interior slab from slab
+# k + 1 and validates on the group before it, so across the folds each of the 8 interior slabs is
+# tested once (prepare_data --folds). Built only for the arms that use them.
+for k in 0 1 2 3; do
+  if [[ " $ARMS " == *" colin27_fold$k "* ]] && [ ! -f "$OUT/data/colin27_fold$k.h5" ]; then
+    "$PD" nifti "${colin_common[@]}" --split-by interleaved --slabs 10 --slab-gap 4 --folds 4 --fold "$k" \
+      --out "$OUT/data/colin27_fold$k.h5"
+  fi
+done
+
 if [[ " $ARMS " == *" colin27_linear "* ]] && [ ! -f "$OUT/data/colin27_interleaved_linear.h5" ]; then
   "$PD" nifti "${colin_common[@]}" --split-by interleaved --slabs 10 --slab-gap 4 --fractions 0.6,0.2,0.2 \
     --mask-resampling linear --out "$OUT/data/colin27_interleaved_linear.h5"
@@ -139,6 +152,7 @@ arm_flags() {
     colin27_fr16_lr5e4) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.0005" ;;
     colin27_fr16_lr1e3_elastic) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --elastic 0.5" ;;
     colin27_fr16_lr1e3_elastic1) echo "--data $OUT/data/colin27_interleaved.h5 --full-res-width 16 --lr 0.001 --elastic 1" ;;
+    colin27_fold[0-3]) echo "--data $OUT/data/${1}.h5 --full-res-width 16 --lr 0.001" ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }
@@ -220,5 +234,17 @@ for arm in dict.fromkeys(r["arm"] for r in rows):
     once = ms([float(r["test_dice_no_flip"]) for r in g]) + " / " + ms([float(r["test_dice_volume_no_flip"]) for r in g])
     original = ms([float(r["test_dice_original_grid"]) for r in g])
     print(f"| {arm} | {len(g)} | {ms(val)} | {ms(test)} | {ms(vol)} | {ms(gap)} | {once if once != '- / -' else '-'} | {original} |")
+# The folds together: per seed the mean over the folds run with it, then mean ± sd over seeds.
+folds = [r for r in rows if r["arm"].startswith("colin27_fold")]
+if folds:
+    by_seed = {}
+    for r in folds:
+        by_seed.setdefault(r["seed"], []).append(r)
+    n = sorted({len(v) for v in by_seed.values()})
+    def over_folds(key):
+        return ms([statistics.mean(float(r[key]) for r in v) for v in by_seed.values()])
+    gap = ms([statistics.mean(float(r["test_dice_volume"]) - float(r["val_dice"]) for r in v) for v in by_seed.values()])
+    print(f"| colin27 folds together (per seed the mean over {'/'.join(map(str, n))} folds) | {len(by_seed)} | "
+          f"{over_folds('val_dice')} | {over_folds('test_dice')} | {over_folds('test_dice_volume')} | {gap} | - | - |")
 PY
 cat "$OUT/table.md"

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <set>
@@ -440,4 +441,92 @@ TEST(Prepare, InterleavedSplitsSpreadValidationAndTestOverTheVolume) {
   EXPECT_THROW(assign_interleaved_splits(n, 0, 4, {0.7, 0.15, 0.15}, 3), rg::Error);
   EXPECT_EQ(parse_split_by("interleaved"), SplitBy::Interleaved);
   EXPECT_STREQ(split_by_name(SplitBy::Interleaved), "interleaved");
+}
+
+// K folds over interleaved slabs: across the folds every interior slab is tested exactly once,
+// each fold's validation and test are disjoint, spread from the lower to the upper part of the
+// volume and never touch each other; the end slabs always train. Colin27's table layout (181
+// slices, 10 slabs, gap 4, seed 0) is fold 2 of 4, so its runs count as that fold.
+TEST(Prepare, InterleavedFoldsTestEveryInteriorSlabOnce) {
+  const int64_t n = 181;
+  const int folds = 4;
+  std::vector<int> tested(static_cast<size_t>(n), 0);
+  for (int k = 0; k < folds; ++k) {
+    const auto split = assign_interleaved_fold(n, 10, 4, folds, k);
+    ASSERT_EQ(static_cast<int64_t>(split.size()), n);
+    EXPECT_EQ(split.front(), 0) << "fold " << k;
+    EXPECT_EQ(split.back(), 0) << "fold " << k;
+    for (int s : {1, 2}) {
+      int64_t first = n, last = -1;
+      for (int64_t z = 0; z < n; ++z)
+        if (split[static_cast<size_t>(z)] == s) first = std::min(first, z), last = std::max(last, z);
+      EXPECT_LT(first, n / 2) << "fold " << k << " split " << s;
+      EXPECT_GT(last, n / 2) << "fold " << k << " split " << s;
+    }
+    for (int64_t z = 0; z < n; ++z) {
+      if (split[static_cast<size_t>(z)] == 2) ++tested[static_cast<size_t>(z)];
+      if (z + 1 < n) {
+        const int a = split[static_cast<size_t>(z)], b = split[static_cast<size_t>(z + 1)];
+        EXPECT_FALSE(a >= 0 && b >= 0 && a != b) << "fold " << k << ": splits touch at " << z;
+      }
+    }
+  }
+  // The slabs start at slices 0, 18, 36, ..., 162: the end slabs are never tested, and every
+  // interior slice is tested in at most one fold. A test slab's neighbours are of other splits,
+  // so it loses 2 slices to the gap at each end: 144 interior slices - 8 slabs * 4 are tested.
+  int64_t once = 0;
+  for (int64_t z = 0; z < n; ++z) {
+    EXPECT_LE(tested[static_cast<size_t>(z)], 1) << "slice " << z;
+    if (z < 18 || z >= 162) {
+      EXPECT_EQ(tested[static_cast<size_t>(z)], 0) << "end slice " << z;
+    }
+    once += tested[static_cast<size_t>(z)];
+  }
+  EXPECT_EQ(once, 144 - 8 * 4);
+  EXPECT_EQ(assign_interleaved_fold(n, 10, 4, 4, 2), assign_interleaved_splits(n, 10, 4, {0.6, 0.2, 0.2}, 0));
+  EXPECT_THROW(assign_interleaved_fold(n, 10, 4, 3, 0), rg::Error);  // 3 does not divide 8
+  EXPECT_THROW(assign_interleaved_fold(n, 10, 4, 4, 4), rg::Error);
+  EXPECT_THROW(assign_interleaved_fold(n, 10, 4, 2, 0), rg::Error);
+  EXPECT_NO_THROW(assign_interleaved_fold(n, 11, 4, 3, 1));
+}
+
+// prepare_slices with --folds: the file records the fold (train_seg prints it) and no fractions;
+// folds without the interleaved split, or a fold out of range, are refused before anything is
+// written.
+TEST(Prepare, FoldsAreRecordedAndNeedTheInterleavedSplit) {
+  const fs::path dir = temp_dir("folds");
+  Volume img = make_volume(8, 8, 40, [](int64_t i, int64_t j, int64_t k) { return i + j + k; });
+  Volume msk = make_volume(8, 8, 40, [](int64_t i, int64_t, int64_t) { return i > 3; });
+  PrepareOptions o = quiet_options();
+  o.modality = Modality::CT;
+  o.window = {0, 100};
+  o.crop = CropMode::None;
+  o.size = 8;
+  o.split_by = SplitBy::Interleaved;
+  o.slabs = 10;
+  o.slab_gap = 0;
+  o.folds = 4;
+  o.fold = 1;
+  const std::string out = (dir / "f.h5").string();
+  const PrepareSummary sum = prepare_slices({memory_subject("v", img, msk)}, o, out);
+  // 40 slices in 10 slabs of 4: fold 1 tests interior slabs 1 and 5 (slices 8-11, 24-27) and
+  // validates on slabs 0 and 4 (slices 4-7, 20-23).
+  EXPECT_EQ(sum.splits[0].slices, 24);
+  EXPECT_EQ(sum.splits[1].slices, 8);
+  EXPECT_EQ(sum.splits[2].slices, 8);
+  SliceDataset ds(out, "test");
+  EXPECT_EQ(ds.attribute("folds"), "4");
+  EXPECT_EQ(ds.attribute("fold"), "1");
+  EXPECT_EQ(ds.attribute("split_fractions"), "");
+  const std::string refused = (dir / "refused.h5").string();
+  for (auto bad : {std::function<void(PrepareOptions&)>([](PrepareOptions& p) { p.split_by = SplitBy::Slab; }),
+                   std::function<void(PrepareOptions&)>([](PrepareOptions& p) { p.fold = 4; }),
+                   std::function<void(PrepareOptions&)>([](PrepareOptions& p) { p.folds = 3; })}) {
+    PrepareOptions b = o;
+    bad(b);
+    EXPECT_THROW(prepare_slices({memory_subject("v", img, msk)}, b, refused), rg::Error);
+    EXPECT_FALSE(fs::exists(refused));
+    EXPECT_FALSE(fs::exists(refused + ".tmp"));
+  }
+  fs::remove_all(dir);
 }
