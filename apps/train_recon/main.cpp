@@ -81,6 +81,12 @@ int main(int argc, char** argv) {
         c.lambda_mse = 1e4;
       }
       if (!app.get_option("--lr")->count()) c.lr = 1e-3;
+      // Not a default, because the window is in the file's units; but a GAN whose D sees the
+      // whole HU range learns nothing here, which the user should know before training.
+      if (c.adv_weight > 0 && !c.adv_window)
+        std::cerr << "train_recon: warning: D sees the file's whole range, where CT's noise grain is about "
+                     "0.006; on the phantom such a D stayed at chance for the whole run (docs/results.md). "
+                     "For CT in HU the measured recipe adds --adv-window -160,240 --d-lr 0.0002\n";
     }
     const int64_t default_epochs = gpu || denoise ? 20 : 25;  // at the initial lr, then as many decaying
     if (!*f.epochs) c.epochs = default_epochs;

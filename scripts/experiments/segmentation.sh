@@ -236,7 +236,7 @@ for arm in dict.fromkeys(r["arm"] for r in rows):
     print(f"| {arm} | {len(g)} | {ms(val)} | {ms(test)} | {ms(vol)} | {ms(gap)} | {once if once != '- / -' else '-'} | {original} |")
 # The folds together: per seed the mean over the folds run with it, then mean ± sd over seeds.
 folds = [r for r in rows if r["arm"].startswith("colin27_fold")]
-if folds:
+if len({r["arm"] for r in folds}) > 1:
     by_seed = {}
     for r in folds:
         by_seed.setdefault(r["seed"], []).append(r)
