@@ -510,7 +510,7 @@ TEST(Prepare, FoldsAreRecordedAndNeedTheInterleavedSplit) {
   const std::string out = (dir / "f.h5").string();
   const PrepareSummary sum = prepare_slices({memory_subject("v", img, msk)}, o, out);
   // 40 slices in 10 slabs of 4: fold 1 tests interior slabs 1 and 5 (slices 8-11, 24-27) and
-  // validates on slabs 0 and 4 (slices 4-7, 20-23).
+  // validates on interior slabs 0 and 4 (slices 4-7, 20-23).
   EXPECT_EQ(sum.splits[0].slices, 24);
   EXPECT_EQ(sum.splits[1].slices, 8);
   EXPECT_EQ(sum.splits[2].slices, 8);
