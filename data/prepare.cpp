@@ -630,13 +630,9 @@ PrepareSummary prepare_slices(const std::vector<SubjectSource>& subjects, const 
   if (opt.folds != 0) {
     RG_CHECK(opt.split_by == SplitBy::Interleaved, "prepare: --folds needs --split-by interleaved, got --split-by ",
              split_by_name(opt.split_by));
-    RG_CHECK(opt.folds >= 3, "prepare: --folds must be >= 3, got ", opt.folds);
-    RG_CHECK(opt.fold >= 0 && opt.fold < opt.folds, "prepare: --fold must be in [0, ", opt.folds - 1, "], got ",
-             opt.fold);
-    // Checked again per volume (a volume with fewer slices than --slabs has fewer slabs); here so
-    // that a bad combination fails before any volume is read.
-    RG_CHECK(opt.slabs - 2 >= opt.folds && (opt.slabs - 2) % opt.folds == 0, "prepare: --folds ", opt.folds,
-             " must divide the ", opt.slabs - 2, " slabs between the two end slabs (--slabs ", opt.slabs, ")");
+    // The layout of a volume of one slice per slab, so that a bad --folds/--fold/--slabs
+    // combination fails (with assign_interleaved_fold's own message) before any volume is read.
+    assign_interleaved_fold(opt.slabs, opt.slabs, 0, opt.folds, opt.fold);
   }
   const bool paired = static_cast<bool>(opt.make_pair) ||
                       std::any_of(subjects.begin(), subjects.end(), [](const SubjectSource& s) { return static_cast<bool>(s.load_input); });
